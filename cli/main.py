@@ -1,0 +1,96 @@
+"""Root `rachel-cloud` group: lazy subcommands, version, error handling."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import click
+
+from core.errors import RachelError
+
+#: name -> "module:attribute" of a click command. Loaded only when used, and
+#: for `--help` (which needs each command's one-line summary).
+COMMANDS: dict[str, str] = {
+    "db": "cli.db:db",
+    "keys": "cli.keys:keys",
+    "redis": "cli.redis:redis_group",
+    "settings": "cli.settings:settings_command",
+}
+
+
+def _version() -> str:
+    try:
+        return version("rachel-cloud")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "0+unknown"
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        try:
+            command = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            # A broken install must not take `--help` and every other command with it.
+            return _unavailable(cmd_name, exc)
+        assert isinstance(command, click.Command)
+        return command
+
+
+def _unavailable(name: str, exc: Exception) -> click.Command:
+    reason = f"{type(exc).__name__}: {exc}"
+
+    def fail() -> None:
+        raise click.ClickException(
+            f"the {name} command cannot load ({reason}); reinstall rachel-cloud with `uv sync`"
+        )
+
+    return click.Command(name, callback=fail, help=f"(unavailable: {reason})")
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(_version(), "--version", prog_name="rachel-cloud")
+def cli() -> None:
+    """rachel-cloud control plane: one Hetzner VPS running Rachel8 per customer.
+
+    Every command reads the same settings from the environment and `.env`
+    (see `rachel-cloud settings --doc`). With none set it runs on embedded
+    defaults: SQLite and an embedded Redis in ./.rachel-cloud, and the Hetzner
+    simulator.
+    """
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Console-script entry point: our errors become a message and exit code 2."""
+    try:
+        result = cli.main(args=argv, prog_name="rachel-cloud", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except RachelError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    # In non-standalone mode click returns the exit code of `ctx.exit(code)`.
+    if isinstance(result, int) and result:
+        sys.exit(result)
+    return result
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,174 @@
+"""The data model (peewee): customers, subscriptions, servers, events, deliveries.
+
+Secret columns are `EncryptedField`s: they hold `Ciphertext` values only and
+refuse a plain string, so plaintext cannot be stored by accident. Seal and
+open them with `core.secrets` (which binds each ciphertext to its row).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import peewee
+
+from core.clock import utcnow
+from core.crypto import Ciphertext
+from core.db import database
+
+
+class EncryptedField(peewee.TextField):
+    """A column of `Ciphertext` values (AES-256-GCM, bound to table, row and field)."""
+
+    def db_value(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, Ciphertext):
+            return value.token
+        raise TypeError(
+            f"{self.model.__name__}.{self.name} is encrypted: assign a Ciphertext "
+            "(core.secrets.seal), never a plain value"
+        )
+
+    def python_value(self, value: Any) -> Ciphertext | None:
+        if value is None:
+            return None
+        return Ciphertext(str(value))
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+    def row_id(self) -> Any:
+        """The primary key's value (None before the first save)."""
+        return getattr(self, "_pk", None)
+
+
+class Customer(BaseModel):
+    """A paying customer, identified by the dashboard's external id."""
+
+    id = peewee.AutoField()
+
+    external_id = peewee.CharField(max_length=128, unique=True)
+    email = peewee.CharField(max_length=320)
+    telegram_bot_token = EncryptedField(null=True)
+    claude_credentials = EncryptedField(null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+
+class Subscription(BaseModel):
+    """The customer's subscription as the billing webhooks last reported it."""
+
+    id = peewee.AutoField()
+
+    customer = peewee.ForeignKeyField(
+        Customer, unique=True, backref="subscriptions", on_delete="CASCADE"
+    )
+    status = peewee.CharField(max_length=16)  # active, past_due, canceled, unpaid
+    current_period_end = peewee.DateTimeField(null=True)
+    lapsed_at = peewee.DateTimeField(null=True)
+    grace_until = peewee.DateTimeField(null=True)
+    warned_at = peewee.DateTimeField(null=True)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+
+class Server(BaseModel):
+    """A customer's VPS and where it is in its lifecycle (`core.lifecycle`)."""
+
+    id = peewee.AutoField()
+
+    customer = peewee.ForeignKeyField(Customer, backref="servers", on_delete="RESTRICT")
+    status = peewee.CharField(max_length=24, default="pending", index=True)
+    attempt = peewee.IntegerField(default=0)
+    provider_id = peewee.BigIntegerField(null=True, index=True)
+    name = peewee.CharField(max_length=63, null=True, unique=True)
+    ipv4 = peewee.CharField(max_length=45, null=True)
+    ipv6 = peewee.CharField(max_length=64, null=True)
+    location = peewee.CharField(max_length=32)
+    server_type = peewee.CharField(max_length=32)
+    image = peewee.CharField(max_length=64)
+    ssh_private_key = EncryptedField(null=True)
+    ssh_public_key = peewee.TextField(null=True)
+    host_key = peewee.TextField(null=True)  # pinned from the cloud-init callback
+    callback_token_hash = peewee.CharField(max_length=64, null=True)
+    callback_token_expires_at = peewee.DateTimeField(null=True)
+    callback_token_used_at = peewee.DateTimeField(null=True)
+    last_error = peewee.TextField(null=True)
+    failed_phase = peewee.CharField(max_length=24, null=True)
+    deadline_at = peewee.DateTimeField(null=True)  # when the current phase times out
+    requested_by = peewee.CharField(max_length=64, default="webhook")
+    created_at = peewee.DateTimeField(default=utcnow, index=True)
+    updated_at = peewee.DateTimeField(default=utcnow)
+    status_changed_at = peewee.DateTimeField(default=utcnow)
+    creating_at = peewee.DateTimeField(null=True)
+    cloud_init_at = peewee.DateTimeField(null=True)
+    injecting_secrets_at = peewee.DateTimeField(null=True)
+    ready_at = peewee.DateTimeField(null=True)
+    failed_at = peewee.DateTimeField(null=True)
+    deprovisioning_at = peewee.DateTimeField(null=True)
+    deleted_at = peewee.DateTimeField(null=True)
+    provisioning_seconds = peewee.FloatField(null=True)  # created -> ready, against the SLA
+
+
+# At most one live (not deleted) server per customer, enforced by the database
+# itself so that two racing deploy webhooks cannot both create one.
+Server.add_index(
+    Server.index(
+        Server.customer,
+        unique=True,
+        where=(Server.status != "deleted"),
+        name="server_one_live_per_customer",
+    )
+)
+
+
+class Event(BaseModel):
+    """One entry of a server's timeline: the audit trail and the TUI's history."""
+
+    id = peewee.AutoField()
+
+    server = peewee.ForeignKeyField(Server, backref="events", on_delete="CASCADE", index=True)
+    at = peewee.DateTimeField(default=utcnow, index=True)
+    kind = peewee.CharField(max_length=32)  # transition, retry, error, operator, cron, ...
+    message = peewee.TextField()
+    actor = peewee.CharField(max_length=96)  # system, webhook, cron, operator:NAME
+    from_status = peewee.CharField(max_length=24, null=True)
+    to_status = peewee.CharField(max_length=24, null=True)
+
+
+class WebhookDelivery(BaseModel):
+    """A webhook we accepted: its id guards against replays and makes retries idempotent."""
+
+    webhook_id = peewee.CharField(max_length=128, primary_key=True)
+    kind = peewee.CharField(max_length=32)
+    received_at = peewee.DateTimeField(default=utcnow, index=True)
+    body_sha256 = peewee.CharField(max_length=64)
+    response_status = peewee.IntegerField()
+    response_body = peewee.TextField()
+
+
+class SchemaVersion(BaseModel):
+    """The schema version a database is at (one row), see `core.migrations`."""
+
+    id = peewee.AutoField()
+
+    version = peewee.IntegerField()
+    applied_at = peewee.DateTimeField(default=utcnow)
+
+
+#: Every table, in creation order.
+MODELS: tuple[type[BaseModel], ...] = (
+    Customer,
+    Subscription,
+    Server,
+    Event,
+    WebhookDelivery,
+    SchemaVersion,
+)
+#: Tables with encrypted columns, and those columns (key rotation walks them).
+ENCRYPTED_COLUMNS: dict[type[BaseModel], tuple[str, ...]] = {
+    Customer: ("telegram_bot_token", "claude_credentials"),
+    Server: ("ssh_private_key",),
+}

@@ -1,0 +1,67 @@
+"""Schema versions and upgrades of a live database."""
+
+from pathlib import Path
+
+import peewee
+import pytest
+from playhouse.migrate import SchemaMigrator
+
+from core import migrations
+from core.db import init_database
+from core.errors import SchemaVersionError
+from core.migrations import MIGRATIONS, SCHEMA_VERSION, Migration
+from core.models import Customer, SchemaVersion
+from tests import factories
+
+
+def test_fresh_upgrade_creates_and_stamps(tmp_path: Path) -> None:
+    db = init_database(f"sqlite:///{tmp_path / 'fresh.db'}")
+    with pytest.raises(SchemaVersionError, match="db upgrade"):
+        migrations.check(db)
+    assert migrations.upgrade(db) == [SCHEMA_VERSION]
+    migrations.check(db)
+    assert migrations.upgrade(db) == []  # idempotent
+
+
+def test_newer_database_is_refused(db: peewee.Database) -> None:
+    SchemaVersion.create(version=SCHEMA_VERSION + 1)
+    with pytest.raises(SchemaVersionError, match="newer than this release"):
+        migrations.check(db)
+    with pytest.raises(SchemaVersionError, match="newer than this release"):
+        migrations.upgrade(db)
+
+
+def test_older_database_is_upgraded_in_place_keeping_its_data(db: peewee.Database) -> None:
+    """A live database at the current version gains a column through a new migration."""
+    owner = factories.customer(email="keep@example.com")
+
+    def add_locale(migrator: SchemaMigrator, database: peewee.Database) -> None:
+        from playhouse.migrate import migrate
+
+        migrate(
+            migrator.add_column("customer", "locale", peewee.CharField(max_length=8, default="en"))
+        )
+
+    newer = (*MIGRATIONS, Migration(SCHEMA_VERSION + 1, "customer locale", add_locale))
+    with pytest.raises(SchemaVersionError, match="needs"):
+        migrations.check(db, expected=SCHEMA_VERSION + 1)
+    assert migrations.upgrade(db, newer) == [SCHEMA_VERSION + 1]
+    migrations.check(db, expected=SCHEMA_VERSION + 1)
+    assert migrations.upgrade(db, newer) == []
+    columns = {c.name for c in db.get_columns("customer")}
+    assert "locale" in columns
+    assert Customer.get_by_id(owner.id).email == "keep@example.com"
+    cursor = db.execute_sql("SELECT locale FROM customer")
+    assert cursor.fetchone()[0] == "en"
+
+
+def test_a_failing_migration_rolls_back(db: peewee.Database) -> None:
+    def broken(migrator: SchemaMigrator, database: peewee.Database) -> None:
+        database.execute_sql("CREATE TABLE half_done (id INTEGER)")
+        raise RuntimeError("migration bug")
+
+    newer = (*MIGRATIONS, Migration(SCHEMA_VERSION + 1, "broken", broken))
+    with pytest.raises(RuntimeError):
+        migrations.upgrade(db, newer)
+    assert migrations.database_version(db) == SCHEMA_VERSION
+    assert not db.table_exists("half_done")

@@ -1,0 +1,111 @@
+from pathlib import Path
+
+import pytest
+
+from core.errors import SettingsError
+from core.settings import (
+    SETTINGS,
+    SIMULATOR_DEV_TOKEN,
+    Settings,
+    parse_duration,
+    settings_table_markdown,
+)
+
+
+def load(**env: str) -> Settings:
+    return Settings.load(environ=env, env_file=None)
+
+
+def test_nothing_set_means_embedded_defaults() -> None:
+    s = load()
+    assert s.data_dir == Path(".rachel-cloud")
+    assert s.database_url is None and s.redis_url is None and s.hcloud_token is None
+    assert s.effective_database_url.startswith("sqlite:////")
+    assert s.effective_database_url.endswith(".rachel-cloud/rachel-cloud.db")
+    assert s.uses_simulator and not s.is_production
+    assert s.effective_hcloud_endpoint == "http://127.0.0.1:4010/v1"
+    assert s.effective_hcloud_token == SIMULATOR_DEV_TOKEN
+    assert s.sla_seconds == 120 and s.grace_period_seconds == 3 * 86400
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("RACHEL_WEB_PORT", "abc", "whole number"),
+        ("RACHEL_WEB_PORT", "70000", "from 1 to 65535"),
+        ("DATABASE_URL", "mysql://x/y", "sqlite or postgresql or postgres"),
+        ("REDIS_URL", "localhost:6379", "redis or rediss or unix"),
+        ("RACHEL_LOG_FORMAT", "xml", "text, json"),
+        ("RACHEL_GRACE_PERIOD", "three days", "duration"),
+        ("RACHEL_PUBLIC_URL", "ftp://x", "http or https"),
+        ("RACHEL_SIM_RATE_REFILL", "-1", "from 0.0"),
+    ],
+)
+def test_invalid_settings_fail_fast_naming_the_setting(
+    name: str, value: str, fragment: str
+) -> None:
+    with pytest.raises(SettingsError) as info:
+        load(**{name: value})
+    assert info.value.name == name
+    assert str(info.value).startswith(f"{name}: ")
+    assert fragment in str(info.value)
+
+
+def test_production_requires_real_secrets_and_https() -> None:
+    with pytest.raises(SettingsError, match="RACHEL_MASTER_KEYS: required in production"):
+        load(HCLOUD_TOKEN="tok")
+    full = {
+        "HCLOUD_TOKEN": "tok",
+        "RACHEL_MASTER_KEYS": "k1:" + "A" * 43,
+        "RACHEL_WEBHOOK_SECRETS": "whsec_abc",
+        "RACHEL_API_KEYS": "key1",
+    }
+    with pytest.raises(SettingsError, match="RACHEL_PUBLIC_URL: must be an https"):
+        load(**full)
+    s = load(**full, RACHEL_PUBLIC_URL="https://cp.example.com/")
+    assert s.is_production and s.public_url == "https://cp.example.com"
+    assert s.effective_hcloud_endpoint == "https://api.hetzner.cloud/v1"
+
+
+def test_token_with_a_local_endpoint_is_not_production() -> None:
+    s = load(HCLOUD_TOKEN="tok", HCLOUD_ENDPOINT="http://127.0.0.1:4010/v1")
+    assert not s.is_production and not s.uses_simulator
+
+
+def test_env_file_is_read_and_environment_wins(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("RACHEL_WEB_PORT=9001\nRACHEL_LOCATION=hel1\n# comment\n")
+    s = Settings.load(environ={"RACHEL_LOCATION": "nbg1"}, env_file=env_file)
+    assert s.web_port == 9001
+    assert s.location == "nbg1"
+
+
+def test_lists_and_durations() -> None:
+    s = load(RACHEL_API_KEYS=" a , b,,c ", RACHEL_SLA="2m")
+    assert s.api_keys == ("a", "b", "c")
+    assert s.sla_seconds == 120
+    assert parse_duration("250ms") == 0.25
+    assert parse_duration("3d") == 259200
+    with pytest.raises(ValueError):
+        parse_duration("-5s")
+
+
+def test_secrets_are_hidden_in_describe_and_offered_for_redaction() -> None:
+    s = load(
+        HCLOUD_TOKEN="hc-token-value-123",
+        RACHEL_API_KEYS="api-key-value-1",
+        HCLOUD_ENDPOINT="http://127.0.0.1:1/v1",
+        RACHEL_MASTER_KEYS="kid1:" + "B" * 43,
+    )
+    shown = dict(s.describe())
+    assert shown["HCLOUD_TOKEN"] == "(set, hidden)"
+    assert "hc-token-value-123" not in repr(shown)
+    assert {"hc-token-value-123", "api-key-value-1", "B" * 43} <= set(s.secret_values())
+
+
+def test_every_setting_is_documented() -> None:
+    table = settings_table_markdown()
+    for spec in SETTINGS:
+        assert f"`{spec.env}`" in table
+        assert spec.doc.strip()
+        assert hasattr(load(), spec.attr)
