@@ -15,9 +15,16 @@ from core.errors import RachelError
 #: for `--help` (which needs each command's one-line summary).
 COMMANDS: dict[str, str] = {
     "db": "cli.db:db",
+    "deploy": "cli.pipeline:deploy_command",
+    "deprovision": "cli.pipeline:deprovision_command",
+    "fleet": "cli.pipeline:fleet_command",
     "keys": "cli.keys:keys",
     "redis": "cli.redis:redis_group",
+    "retry": "cli.pipeline:retry_command",
     "settings": "cli.settings:settings_command",
+    "sim": "sim.cli:sim_command",
+    "user-data": "cli.pipeline:user_data_command",
+    "worker": "cli.pipeline:worker_command",
 }
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import os
 import re
 import secrets
@@ -99,6 +101,7 @@ class KeyRing:
             SettingsError: an entry is malformed, a key is not 32 bytes, or an id repeats.
         """
         self._keys: dict[str, AESGCM] = {}
+        self._raw: dict[str, bytes] = {}
         self._order: list[str] = []
         for position, entry in enumerate(entries, start=1):
             key_id, sep, encoded = entry.strip().partition(":")
@@ -120,6 +123,7 @@ class KeyRing:
                 raise SettingsError("RACHEL_MASTER_KEYS", f"key id {key_id} appears twice")
             register_secret(encoded.strip())
             self._keys[key_id] = AESGCM(raw)
+            self._raw[key_id] = raw
             self._order.append(key_id)
         if not self._order:
             raise SettingsError("RACHEL_MASTER_KEYS", "the key ring is empty")
@@ -168,6 +172,22 @@ class KeyRing:
         text = plaintext.decode("utf-8")
         register_secret(text)
         return text
+
+    def derive_token(self, purpose: str) -> str:
+        """A URL-safe secret derived from the primary key for `purpose`.
+
+        The same purpose gives the same token (until the primary key changes),
+        so a retried job can re-render what an earlier run sent without the
+        token ever being stored.
+        """
+        mac = hmac.new(
+            self._raw[self.primary_key_id],
+            b"rachel-cloud/derive/" + purpose.encode(),
+            hashlib.sha256,
+        )
+        token = _b64encode(mac.digest())
+        register_secret(token)
+        return token
 
     def needs_rotation(self, ciphertext: Ciphertext) -> bool:
         return ciphertext.key_id != self.primary_key_id

@@ -80,6 +80,7 @@ class Server(BaseModel):
     id = peewee.AutoField()
 
     customer = peewee.ForeignKeyField(Customer, backref="servers", on_delete="RESTRICT")
+    customer_id: int  # peewee's accessor for the foreign key's raw value
     status = peewee.CharField(max_length=24, default="pending", index=True)
     attempt = peewee.IntegerField(default=0)
     provider_id = peewee.BigIntegerField(null=True, index=True)
@@ -98,6 +99,11 @@ class Server(BaseModel):
     last_error = peewee.TextField(null=True)
     failed_phase = peewee.CharField(max_length=24, null=True)
     deadline_at = peewee.DateTimeField(null=True)  # when the current phase times out
+    retries = peewee.IntegerField(default=0)  # transient-error retries in the current phase
+    # Set, and committed, before the create request goes out: a job that finds it
+    # set without a provider_id looks the server up by label before creating again.
+    create_requested_at = peewee.DateTimeField(null=True)
+    job_id = peewee.CharField(max_length=96, null=True)  # the server's current or next job
     requested_by = peewee.CharField(max_length=64, default="webhook")
     created_at = peewee.DateTimeField(default=utcnow, index=True)
     updated_at = peewee.DateTimeField(default=utcnow)

@@ -10,6 +10,7 @@ Invalid values fail fast with a `SettingsError` that names the setting.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -103,6 +104,29 @@ def _parse_url(*schemes: str) -> Callable[[str], str]:
         return value.rstrip("/")
 
     return parse
+
+
+def _parse_name(text: str) -> str:
+    value = text.strip().lower()
+    if not re.fullmatch(r"[a-z][a-z0-9-]{0,30}", value):
+        raise ValueError(f"expected a short hostname label (a-z, 0-9, -), got {text!r}")
+    return value
+
+
+def _parse_cidrs(text: str) -> tuple[str, ...]:
+    ranges = _parse_list(text)
+    if not ranges:
+        raise ValueError("expected at least one CIDR range")
+    for item in ranges:
+        try:
+            ipaddress.ip_network(item, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"{item!r} is not a CIDR range ({exc})") from None
+    return ranges
+
+
+def _parse_optional_cidrs(text: str) -> tuple[str, ...]:
+    return _parse_cidrs(text) if text.strip() else ()
 
 
 def _parse_text(text: str) -> str:
@@ -219,6 +243,22 @@ SETTINGS: tuple[Setting, ...] = (
         _parse_int(1, 65535),
     ),
     Setting(
+        "RACHEL_TRUSTED_PROXIES",
+        "trusted_proxies",
+        "",
+        "CIDR ranges of reverse proxies whose `X-Forwarded-For` the web app believes "
+        "(cloud-init callbacks are bound to the server's address). Empty: none, the "
+        "connection's address is the client's.",
+        _parse_optional_cidrs,
+    ),
+    Setting(
+        "RACHEL_MAX_BODY_BYTES",
+        "max_body_bytes",
+        "65536",
+        "Largest request body the web app reads; larger requests get 413.",
+        _parse_int(1024, 16 * 1024 * 1024),
+    ),
+    Setting(
         "RACHEL_LOG_FORMAT",
         "log_format",
         "text",
@@ -249,6 +289,91 @@ SETTINGS: tuple[Setting, ...] = (
         "3d",
         "How long a lapsed subscription keeps its server before deprovisioning.",
         parse_duration,
+    ),
+    Setting(
+        "RACHEL_NAME_PREFIX",
+        "name_prefix",
+        "rachel",
+        "Prefix of server names (`<prefix>-<server id>`); distinct per environment "
+        "sharing one Hetzner project.",
+        _parse_name,
+    ),
+    Setting(
+        "RACHEL_FIREWALL_NAME",
+        "firewall_name",
+        "rachel-cloud-ssh",
+        "Name of the shared firewall every server is created behind (SSH only).",
+    ),
+    Setting(
+        "RACHEL_SSH_SOURCE_RANGES",
+        "ssh_source_ranges",
+        "0.0.0.0/0,::/0",
+        "CIDR ranges the firewall admits SSH from (the workers' addresses, ideally).",
+        _parse_cidrs,
+    ),
+    Setting(
+        "RACHEL_BOOT_TIMEOUT",
+        "boot_timeout_seconds",
+        "10m",
+        "How long a new server has to boot and call back before it is failed and cleaned up.",
+        parse_duration,
+    ),
+    Setting(
+        "RACHEL_INJECT_TIMEOUT",
+        "inject_timeout_seconds",
+        "60s",
+        "Time limit of one secret-injection attempt (SSH connect, write, restart).",
+        parse_duration,
+    ),
+    Setting(
+        "RACHEL_PHASE_RETRIES",
+        "phase_retries",
+        "6",
+        "Retries of a phase after transient errors (429, 5xx, network) before the "
+        "server is failed.",
+        _parse_int(0, 100),
+    ),
+    Setting(
+        "RACHEL_RETRY_BASE",
+        "retry_base_seconds",
+        "2s",
+        "First retry delay; doubles per retry with full jitter, capped at 5 minutes.",
+        parse_duration,
+    ),
+    Setting(
+        "RACHEL_CREATE_CONCURRENCY",
+        "create_concurrency",
+        "20",
+        "Most server creations in flight at once per Hetzner project (RQ RateLimit).",
+        _parse_int(1, 10_000),
+    ),
+    Setting(
+        "RACHEL_RATE_LIMIT_RESERVE",
+        "rate_limit_reserve",
+        "50",
+        "API requests kept in reserve: below this many remaining, new creates wait "
+        "for the bucket to refill so deprovisions and cleanups still get through.",
+        _parse_int(0, 3600),
+    ),
+    Setting(
+        "RACHEL_INSTALL_COMMAND",
+        "install_command",
+        "pip3 install --break-system-packages rachel8",
+        "Shell command cloud-init runs to install Rachel8.",
+    ),
+    Setting(
+        "RACHEL_SERVICE_EXEC",
+        "service_exec",
+        "/usr/local/bin/rachel8",
+        "ExecStart of the Rachel8 systemd unit.",
+    ),
+    Setting(
+        "RACHEL_WORKER_CLASS",
+        "worker_class",
+        "fork",
+        "RQ worker kind: `fork` (a work horse per job, isolates crashes) or `simple` "
+        "(in-process, fastest).",
+        _parse_choice("fork", "simple"),
     ),
     # Simulator (development and tests only).
     Setting("RACHEL_SIM_HOST", "sim_host", "127.0.0.1", "Address `rachel-cloud sim` binds."),
@@ -331,6 +456,8 @@ class Settings:
     public_url: str
     web_host: str
     web_port: int
+    trusted_proxies: tuple[str, ...]
+    max_body_bytes: int
     log_format: str
     log_level: str
     location: str
@@ -338,6 +465,18 @@ class Settings:
     image: str
     sla_seconds: float
     grace_period_seconds: float
+    name_prefix: str
+    firewall_name: str
+    ssh_source_ranges: tuple[str, ...]
+    boot_timeout_seconds: float
+    inject_timeout_seconds: float
+    phase_retries: int
+    retry_base_seconds: float
+    create_concurrency: int
+    rate_limit_reserve: int
+    install_command: str
+    service_exec: str
+    worker_class: str
     sim_host: str
     sim_port: int
     sim_ssh_port: int
@@ -413,6 +552,11 @@ class Settings:
             return False
         host = urlsplit(self.effective_hcloud_endpoint).hostname or ""
         return not (host in {"localhost", "::1"} or host.startswith("127."))
+
+    @property
+    def vps_ssh_port(self) -> int:
+        """The SSH port of the VPSs: 22 on Hetzner, the simulator's otherwise."""
+        return 22 if self.is_production else self.sim_ssh_port
 
     @property
     def uses_simulator(self) -> bool:

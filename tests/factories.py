@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import itertools
 
+from typing import TYPE_CHECKING
+
 from core.models import Customer, Server, Subscription
+
+if TYPE_CHECKING:
+    from core.crypto import KeyRing
 
 _seq = itertools.count(1)
 
@@ -29,3 +34,29 @@ def server(owner: Customer | None = None, **fields: object) -> Server:
     }
     values.update(fields)
     return Server.create(**values)
+
+
+def paying_customer(ring: KeyRing, n: int | None = None, **fields: object) -> Customer:
+    """A customer with planted secrets and an active subscription."""
+    from core.vault import seal
+
+    owner = customer(**fields)
+    tag = n if n is not None else owner.id
+    seal(ring, owner, "telegram_bot_token", f"{700000 + tag}:planted-bot-token-{tag:06d}")
+    seal(ring, owner, "claude_credentials", f'{{"refresh_token": "planted-claude-{tag:06d}"}}')
+    owner.save()
+    subscription(owner)
+    return owner
+
+
+def planted_secrets(owner: Customer, ring: KeyRing) -> list[str]:
+    from core.vault import reveal
+
+    return [
+        v
+        for v in (
+            reveal(ring, owner, "telegram_bot_token"),
+            reveal(ring, owner, "claude_credentials"),
+        )
+        if v
+    ]

@@ -1,0 +1,162 @@
+"""Pipeline commands: deploy, retry, deprovision, fleet, worker, user-data."""
+
+from __future__ import annotations
+
+import getpass
+import json
+
+import click
+
+from cli.common import runtime
+from core.cloudinit import SAMPLE_TOKEN, CloudConfigInput, callback_url, render
+from core.crypto import generate_ssh_keypair
+from core.db import connection
+from core.fleet import fleet_rows
+from core.models import Server
+
+
+def _actor(operator: str | None) -> str:
+    name = operator or getpass.getuser() or "unknown"
+    return f"operator:{name}"
+
+
+operator_option = click.option(
+    "--operator", default=None, help="Name recorded in the audit trail (default: login name)."
+)
+
+
+@click.command("deploy")
+@click.argument("customer")
+@operator_option
+def deploy_command(customer: str, operator: str | None) -> None:
+    """Deploy a server for CUSTOMER (its external id; needs an active subscription)."""
+    from jobs.operator import deploy
+
+    rt = runtime("cli")
+    click.echo(deploy(rt.redis, rt.settings, customer, _actor(operator)).message)
+
+
+@click.command("retry")
+@click.argument("server_id", type=int)
+@operator_option
+def retry_command(server_id: int, operator: str | None) -> None:
+    """Retry a failed SERVER from the phase that failed."""
+    from jobs.operator import retry
+
+    rt = runtime("cli")
+    click.echo(retry(rt.redis, rt.settings, server_id, _actor(operator)).message)
+
+
+@click.command("deprovision")
+@click.argument("server_id", type=int)
+@click.option("--force", is_flag=True, help="Also stop a server that is still provisioning.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@operator_option
+def deprovision_command(server_id: int, force: bool, yes: bool, operator: str | None) -> None:
+    """Delete SERVER's VPS (ready or failed servers; --force for any state)."""
+    from jobs.operator import deprovision
+
+    rt = runtime("cli")
+    with connection():
+        server = Server.get_or_none(Server.id == server_id)
+    if server is not None and not yes:
+        click.confirm(
+            f"Destroy server {server_id} ({server.name}, {server.status}, "
+            f"{server.ipv4 or 'no address'})?",
+            abort=True,
+        )
+    outcome = deprovision(
+        rt.redis,
+        server_id,
+        _actor(operator),
+        force=force,
+        reason=f"deprovision requested{' (forced)' if force else ''}",
+    )
+    click.echo(outcome.message)
+
+
+@click.command("fleet")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per server.")
+@click.option("--all", "include_deleted", is_flag=True, help="Include deleted servers.")
+def fleet_command(as_json: bool, include_deleted: bool) -> None:
+    """List the servers and where each is in its lifecycle."""
+    runtime("cli")
+    with connection():
+        rows = fleet_rows(include_deleted=include_deleted)
+    if as_json:
+        click.echo(json.dumps([row.as_json() for row in rows], indent=2))
+        return
+    header = f"{'ID':>6}  {'CUSTOMER':<18} {'STATUS':<18} {'IPV4':<16} {'TIME':>8}  LAST ERROR"
+    click.echo(header)
+    for row in rows:
+        took = row.provisioning_seconds if row.status == "ready" else row.seconds_in_status
+        click.echo(
+            f"{row.id:>6}  {row.customer[:18]:<18} {row.status:<18} "
+            f"{(row.ipv4 or '-'):<16} {took or 0:>7.1f}s  {(row.last_error or '')[:60]}"
+        )
+    if not rows:
+        click.echo("(no servers)")
+
+
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
+@click.option("--name", default=None, help="Worker name (default: RQ's).")
+@click.option(
+    "--class",
+    "worker_class",
+    type=click.Choice(["fork", "simple"]),
+    default=None,
+    help="Override RACHEL_WORKER_CLASS.",
+)
+def worker_command(burst: bool, name: str | None, worker_class: str | None) -> None:
+    """Run an RQ worker on the rachel-cloud queues (with the scheduler)."""
+    from jobs.context import JobContext
+    from jobs.worker import run
+
+    rt = runtime("worker")
+    run(
+        JobContext(settings=rt.settings, keyring=rt.keyring, redis=rt.redis),
+        burst=burst,
+        name=name,
+        worker_class=worker_class,
+    )
+
+
+@click.command("user-data")
+@click.argument("server_id", type=int, required=False)
+def user_data_command(server_id: int | None) -> None:
+    """Print the cloud-config of SERVER_ID, or of a sample server.
+
+    The one-time callback token is never printed (it is only stored hashed);
+    a placeholder stands in its place. No customer secret is ever in user data.
+    """
+    rt = runtime("cli")
+    settings = rt.settings
+    if server_id is None:
+        key = generate_ssh_keypair("sample").public_openssh
+        hostname, url = f"{settings.name_prefix}-sample", callback_url(settings.public_url, "ID")
+    else:
+        with connection():
+            server = Server.get_or_none(Server.id == server_id)
+        if server is None:
+            raise click.ClickException(f"server {server_id} does not exist")
+        if not server.ssh_public_key:
+            raise click.ClickException(
+                f"server {server_id} has no key yet (it is "
+                f"{server.status}; user data is made when it is created)"
+            )
+        key, hostname = server.ssh_public_key, server.name or f"server-{server_id}"
+        url = callback_url(settings.public_url, server_id)
+    click.echo(
+        render(
+            CloudConfigInput(
+                hostname=hostname,
+                authorized_key=key,
+                callback_url=url,
+                callback_token=SAMPLE_TOKEN,
+                install_command=settings.install_command,
+                service_exec=settings.service_exec,
+            )
+        ),
+        nl=False,
+    )

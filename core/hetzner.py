@@ -1,0 +1,497 @@
+"""The one adapter over the official `hcloud` SDK: the few operations the jobs need.
+
+- SDK errors become `HetznerError`s that say transient or permanent, carrying
+  the API's code and correlation id (`raise HetznerError(...) from exc`).
+- The SDK's own retries (which sleep inside the call, up to minutes) are off:
+  a job that meets a transient error reschedules itself instead of holding a
+  worker, and the `RateLimit-*` headers of every response feed a budget shared
+  by all workers, so creates back off before the project's bucket is empty.
+- Creates are adoption-safe: when an earlier attempt may have reached Hetzner,
+  look the server up by label first, and read `uniqueness_error` on the name
+  as "already created, adopt it".
+- The shared firewall (SSH only) and the fleet SSH key are get-or-create by
+  name, their ids cached in Redis for every worker, creation races handled.
+- Every API call is counted (`calls`), by method and path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+import requests
+from hcloud import APIException, Client
+from hcloud.firewalls import Firewall, FirewallRule
+from hcloud.images import Image
+from hcloud.locations import Location
+from hcloud.server_types import ServerType
+from hcloud.servers import BoundServer, Server
+from hcloud.ssh_keys import SSHKey
+
+from core.errors import RachelError
+
+log = logging.getLogger(__name__)
+
+LABEL_MANAGED = "rachel-cloud/managed"
+LABEL_SERVER = "rachel-cloud/server"
+LABEL_CUSTOMER = "rachel-cloud/customer"
+LABEL_ENV = "rachel-cloud/env"
+
+#: API error codes that a later retry may get past.
+TRANSIENT_CODES = frozenset(
+    {
+        "rate_limit_exceeded",
+        "conflict",
+        "locked",
+        "timeout",
+        "unavailable",
+        "server_error",
+        "service_error",
+        "maintenance",
+        "bad_gateway",
+        "rate_limit_reserve",
+    }
+)
+_CACHE_TTL_SECONDS = 86400
+_RATE_KEY = "rachel-cloud:hcloud:rate"
+_CALLS_KEY = "rachel-cloud:hcloud:calls"
+
+
+class HetznerError(RachelError):
+    """An error from the Hetzner Cloud API (or from reaching it).
+
+    Attributes:
+        code: the API's error code (`rate_limit_exceeded`, `not_found`, ...),
+            `network_error` when the API could not be reached.
+        transient: whether a retry later may succeed.
+        retry_after: seconds the API asked us to wait, when it said.
+    """
+
+    code = "hetzner_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str,
+        transient: bool,
+        correlation_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, code=code, transient=transient, correlation_id=correlation_id)
+        self.retry_after = retry_after
+
+
+def translate(exc: APIException, operation: str) -> HetznerError:
+    """Our error for an SDK `APIException` (codes are strings, or an HTTP status)."""
+    code = str(exc.code)
+    transient = code in TRANSIENT_CODES or (code.isdigit() and int(code) >= 500)
+    where = f" (correlation id {exc.correlation_id})" if exc.correlation_id else ""
+    return HetznerError(
+        f"{operation}: {code}: {exc.message}{where}",
+        code=code,
+        transient=transient,
+        correlation_id=exc.correlation_id,
+    )
+
+
+@dataclass(frozen=True)
+class ProviderServer:
+    """What we need to know of a server on Hetzner."""
+
+    id: int
+    name: str
+    status: str
+    ipv4: str | None
+    ipv6: str | None
+    labels: dict[str, str]
+    created: str | None = None
+
+    @property
+    def server_id(self) -> int | None:
+        """Our server id, from its label; None for a server we did not label."""
+        value = self.labels.get(LABEL_SERVER, "")
+        return int(value) if value.isdigit() else None
+
+    @classmethod
+    def from_bound(cls, server: BoundServer) -> ProviderServer:
+        net = server.public_net
+        ipv4 = net.ipv4.ip if net is not None and net.ipv4 is not None else None
+        ipv6 = net.ipv6.ip if net is not None and net.ipv6 is not None else None
+        created = server.created.isoformat() if server.created is not None else None
+        return cls(
+            id=int(server.id or 0),
+            name=str(server.name),
+            status=str(server.status),
+            ipv4=ipv4,
+            ipv6=ipv6,
+            labels=dict(server.labels or {}),
+            created=created,
+        )
+
+
+@dataclass(frozen=True)
+class CreateSpec:
+    """A server to create: everything but secrets (none are ever sent to Hetzner)."""
+
+    server_id: int
+    customer_id: int
+    name: str
+    server_type: str
+    image: str
+    location: str
+    user_data: str
+    env: str
+    #: An earlier attempt may have reached Hetzner: look it up before creating.
+    maybe_exists: bool = False
+
+    def labels(self) -> dict[str, str]:
+        return {
+            LABEL_MANAGED: "true",
+            LABEL_SERVER: str(self.server_id),
+            LABEL_CUSTOMER: str(self.customer_id),
+            LABEL_ENV: self.env,
+        }
+
+
+@dataclass
+class RateBudget:
+    """The project's rate-limit state, as the last response anyone saw reported it."""
+
+    limit: int | None = None
+    remaining: int | None = None
+    reset: float | None = None  # UNIX time at which the bucket is full again
+
+    def wait_for(self, reserve: int, now: float) -> float:
+        """Seconds to wait before spending one more request while keeping `reserve`.
+
+        Hetzner refills one request per second, so `need` missing requests
+        take `need` seconds (bounded by the reset time).
+        """
+        if self.remaining is None or self.remaining > reserve:
+            return 0.0
+        need = reserve - self.remaining + 1
+        until_reset = max(0.0, (self.reset or now) - now)
+        return float(min(need, until_reset) if until_reset else need)
+
+
+@dataclass
+class HetznerAdapter:
+    """The operations the control plane performs on Hetzner Cloud.
+
+    Build with `HetznerAdapter.connect(...)`; tests may pass any `hcloud.Client`.
+    """
+
+    client: Client
+    env: str
+    store: redis.Redis | None = None  # shared by workers: cached ids, rate-limit state
+    calls: Counter[str] = field(default_factory=Counter)
+    budget: RateBudget = field(default_factory=RateBudget)
+    _ids: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    clock: Callable[[], float] = time.time
+
+    @classmethod
+    def connect(
+        cls,
+        endpoint: str,
+        token: str,
+        *,
+        env: str,
+        redis_client: redis.Redis | None = None,
+        timeout: float = 30.0,
+    ) -> HetznerAdapter:
+        """An adapter with its own SDK client (no SDK-internal retries)."""
+        client = Client(
+            token=token,
+            api_endpoint=endpoint,
+            application_name="rachel-cloud",
+            poll_interval=1.0,
+            timeout=(5.0, timeout),
+        )
+        adapter = cls(client=client, env=env, store=redis_client)
+        adapter._instrument()
+        return adapter
+
+    def _instrument(self) -> None:
+        # Pinned SDK internals (hcloud==2.27.0, tested): its retry loop sleeps in
+        # the caller's thread, and it drops the rate-limit headers we need.
+        base = self.client._client
+        base._retry_max_retries = 0
+        base._session.hooks["response"].append(self._on_response)
+
+    def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        path = response.request.path_url.split("?", 1)[0] if response.request else "?"
+        # /v1/servers/42/actions/reboot -> /v1/servers/{id}/actions/reboot
+        template = "/".join("{id}" if part.isdigit() else part for part in path.split("/"))
+        key = f"{response.request.method if response.request else '?'} {template}"
+        with self._lock:
+            self.calls[key] += 1
+        headers = response.headers
+        try:
+            budget = RateBudget(
+                int(headers["RateLimit-Limit"]),
+                int(headers["RateLimit-Remaining"]),
+                float(headers["RateLimit-Reset"]),
+            )
+        except (KeyError, ValueError):
+            budget = None
+        if budget is not None:
+            self.budget = budget
+        if self.store is not None:
+            try:
+                pipe = self.store.pipeline(transaction=False)
+                pipe.hincrby(_CALLS_KEY, key, 1)
+                if budget is not None:
+                    pipe.hset(
+                        _RATE_KEY,
+                        mapping={
+                            "limit": budget.limit or 0,
+                            "remaining": budget.remaining or 0,
+                            "reset": budget.reset or 0,
+                            "seen": self.clock(),
+                        },
+                    )
+                pipe.execute()
+            except redis.RedisError as exc:
+                log.debug("could not record Hetzner rate-limit state: %s", exc)
+
+    def shared_budget(self) -> RateBudget:
+        """The freshest budget: this process's, or what another worker saw last."""
+        if self.store is None:
+            return self.budget
+        try:
+            raw = self.store.hgetall(_RATE_KEY)
+        except redis.RedisError:
+            return self.budget
+        if not raw:
+            return self.budget
+        data = {k.decode(): v.decode() for k, v in raw.items()}  # type: ignore[union-attr]
+        return RateBudget(int(data["limit"]), int(data["remaining"]), float(data["reset"]))
+
+    def require_budget(self, reserve: int) -> None:
+        """Refuse to spend a request that would eat into the reserve.
+
+        Raises:
+            HetznerError: transient `rate_limit_reserve`, with `retry_after`.
+        """
+        wait = self.shared_budget().wait_for(reserve, self.clock())
+        if wait > 0:
+            raise HetznerError(
+                f"Hetzner API budget low (reserve {reserve}); waiting {wait:.0f}s for refill",
+                code="rate_limit_reserve",
+                transient=True,
+                retry_after=wait,
+            )
+
+    def _call(self, operation: str, func: Callable[[], Any]) -> Any:
+        try:
+            return func()
+        except APIException as exc:
+            error = translate(exc, operation)
+            if error.code == "rate_limit_exceeded":
+                error.retry_after = self.budget.wait_for(0, self.clock()) or 1.0
+            raise error from exc
+        except requests.RequestException as exc:
+            raise HetznerError(
+                f"{operation}: cannot reach the Hetzner API: {exc}",
+                code="network_error",
+                transient=True,
+            ) from exc
+
+    # --- cached project objects -------------------------------------------------
+
+    def _cached_id(self, kind: str, name: str) -> int | None:
+        key = f"{kind}:{name}"
+        if key in self._ids:
+            return self._ids[key]
+        if self.store is not None:
+            try:
+                value = self.store.get(f"rachel-cloud:hcloud:{key}")
+            except redis.RedisError:
+                value = None
+            if value is not None:
+                self._ids[key] = int(value)
+                return self._ids[key]
+        return None
+
+    def _remember_id(self, kind: str, name: str, object_id: int) -> None:
+        self._ids[f"{kind}:{name}"] = object_id
+        if self.store is not None:
+            try:
+                self.store.set(
+                    f"rachel-cloud:hcloud:{kind}:{name}", object_id, ex=_CACHE_TTL_SECONDS
+                )
+            except redis.RedisError as exc:
+                log.debug("could not cache %s %s: %s", kind, name, exc)
+
+    def forget_cached(self) -> None:
+        """Drop cached firewall and key ids (after an error that says they are gone)."""
+        for key in list(self._ids):
+            if self.store is not None:
+                with contextlib.suppress(redis.RedisError):
+                    self.store.delete(f"rachel-cloud:hcloud:{key}")
+        self._ids.clear()
+
+    def ensure_firewall(self, name: str, source_ranges: tuple[str, ...]) -> int:
+        """The id of the shared firewall admitting SSH only, creating it once."""
+        cached = self._cached_id("firewall", name)
+        if cached is not None:
+            return cached
+        rules = [
+            FirewallRule(
+                direction="in",
+                protocol="tcp",
+                port="22",
+                source_ips=list(source_ranges),
+                description="SSH from the control plane",
+            )
+        ]
+        existing = self._call("get firewall", lambda: self.client.firewalls.get_by_name(name))
+        if existing is None:
+            try:
+                created = self._call(
+                    "create firewall",
+                    lambda: self.client.firewalls.create(
+                        name=name,
+                        rules=rules,
+                        # The SDK annotates labels as str, but sends the dict the API wants.
+                        labels={LABEL_MANAGED: "true"},  # type: ignore[arg-type]
+                    ),
+                )
+                existing = created.firewall
+                log.info("created the shared firewall %s (id %s)", name, existing.id)
+            except HetznerError as exc:
+                if exc.code != "uniqueness_error":
+                    raise
+                # Another worker created it between our lookup and our create.
+                existing = self._call(
+                    "get firewall", lambda: self.client.firewalls.get_by_name(name)
+                )
+                if existing is None:
+                    raise
+        self._remember_id("firewall", name, int(existing.id))
+        return int(existing.id)
+
+    def ensure_fleet_key(self, name: str, public_key: Callable[[], str]) -> int:
+        """The id of the project SSH key every server is created with.
+
+        Its only job is to stop Hetzner from issuing a root password; each
+        server's own key comes through cloud-init. `public_key` is called only
+        when the key has to be created.
+        """
+        cached = self._cached_id("ssh_key", name)
+        if cached is not None:
+            return cached
+        existing = self._call("get ssh key", lambda: self.client.ssh_keys.get_by_name(name))
+        if existing is None:
+            try:
+                existing = self._call(
+                    "create ssh key",
+                    lambda: self.client.ssh_keys.create(
+                        name=name, public_key=public_key(), labels={LABEL_MANAGED: "true"}
+                    ),
+                )
+            except HetznerError as exc:
+                if exc.code != "uniqueness_error":
+                    raise
+                existing = self._call("get ssh key", lambda: self.client.ssh_keys.get_by_name(name))
+                if existing is None:
+                    raise
+        self._remember_id("ssh_key", name, int(existing.id))
+        return int(existing.id)
+
+    # --- servers ------------------------------------------------------------------
+
+    def find_server(self, server_id: int) -> ProviderServer | None:
+        """Our server `server_id` on Hetzner, found by its label."""
+        found = self._call(
+            "find server",
+            lambda: self.client.servers.get_list(
+                label_selector=f"{LABEL_SERVER}={server_id},{LABEL_ENV}={self.env}"
+            ),
+        )
+        servers = found.servers
+        return ProviderServer.from_bound(servers[0]) if servers else None
+
+    def create_server(
+        self, spec: CreateSpec, firewall_id: int, ssh_key_id: int
+    ) -> tuple[ProviderServer, bool]:
+        """Create the server, or adopt it if an earlier attempt already did.
+
+        Returns:
+            (the server, True when it was adopted rather than created now).
+
+        Raises:
+            HetznerError: transient or permanent; a name held by a server that is
+                not ours is permanent.
+        """
+        if spec.maybe_exists:
+            found = self.find_server(spec.server_id)
+            if found is not None:
+                return found, True
+        try:
+            response = self._call(
+                "create server",
+                lambda: self.client.servers.create(
+                    name=spec.name,
+                    server_type=ServerType(name=spec.server_type),
+                    image=Image(name=spec.image),
+                    location=Location(name=spec.location),
+                    ssh_keys=[SSHKey(id=ssh_key_id)],
+                    firewalls=[Firewall(id=firewall_id)],
+                    user_data=spec.user_data,
+                    labels=spec.labels(),
+                    start_after_create=True,
+                ),
+            )
+        except HetznerError as exc:
+            if exc.code != "uniqueness_error":
+                if exc.code in ("not_found", "invalid_input"):
+                    self.forget_cached()  # maybe our cached firewall or key was deleted
+                raise
+            found = self.find_server(spec.server_id)
+            if found is not None:
+                log.info(
+                    "server %s: create met uniqueness_error, adopting Hetzner server %s",
+                    spec.server_id,
+                    found.id,
+                )
+                return found, True
+            raise HetznerError(
+                f"create server: the name {spec.name} is taken by a server without our labels",
+                code="uniqueness_error",
+                transient=False,
+            ) from exc
+        return ProviderServer.from_bound(response.server), False
+
+    def delete_server(self, provider_id: int) -> bool:
+        """Delete a server; False when Hetzner no longer has it (a success too)."""
+        try:
+            self._call("delete server", lambda: self.client.servers.delete(Server(id=provider_id)))
+        except HetznerError as exc:
+            if exc.code == "not_found":
+                return False
+            raise
+        return True
+
+    def list_managed(self) -> list[ProviderServer]:
+        """Every server of this environment that carries our managed label."""
+        servers = self._call(
+            "list servers",
+            lambda: self.client.servers.get_all(
+                label_selector=f"{LABEL_MANAGED}=true,{LABEL_ENV}={self.env}"
+            ),
+        )
+        return [ProviderServer.from_bound(s) for s in servers]
+
+    def call_count(self) -> int:
+        with self._lock:
+            return sum(self.calls.values())

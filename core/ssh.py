@@ -1,0 +1,202 @@
+"""Secret injection over SSH (paramiko), against a pinned host key.
+
+The VPS's host key was reported by its cloud-init callback and pinned; the
+client uses `RejectPolicy`, so a VPS that presents any other key (a
+man-in-the-middle, a replaced server) is refused rather than trusted on first
+use. The secrets file is written atomically over SFTP: a temporary file with
+mode 0600 set before any content is written, then renamed over the old one;
+then the service is restarted and must report `active`.
+
+Errors become `SSHError`s that say whether a retry may help; messages never
+contain secret values.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import paramiko
+
+from core import vps_contract as vps
+from core.errors import RachelError
+from core.redaction import redact
+
+log = logging.getLogger(__name__)
+
+
+class SSHError(RachelError):
+    """Injection over SSH failed.
+
+    Codes: `ssh_unreachable` (transient), `host_key_mismatch`,
+    `ssh_auth_failed`, `service_failed`, `sftp_failed`.
+    """
+
+    code = "ssh_error"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how to connect: the server's address, its pinned key, our key."""
+
+    host: str
+    port: int
+    host_key: str  # "ssh-ed25519 AAAA..."
+    private_key: str  # OpenSSH PEM; a secret, decrypted only inside the job
+    username: str = "root"
+
+    def __repr__(self) -> str:
+        return f"Target(host={self.host!r}, port={self.port})"
+
+
+def env_file(values: Mapping[str, str]) -> str:
+    """systemd EnvironmentFile text: KEY="value" lines, quoted and escaped."""
+    lines = []
+    for key, value in values.items():
+        if not key.replace("_", "").isalnum() or not key[0].isalpha():
+            raise ValueError(f"invalid environment variable name {key!r}")
+        escaped = (
+            value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("$", "\\$")
+        )
+        lines.append(f'{key}="{escaped}"\n')
+    return "".join(lines)
+
+
+def _pinned_key(host_key: str) -> paramiko.PKey:
+    key_type, _, rest = host_key.strip().partition(" ")
+    blob = base64.b64decode(rest.split()[0])
+    return paramiko.PKey.from_type_string(key_type, blob)
+
+
+def _client(target: Target, timeout: float) -> paramiko.SSHClient:
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    name = target.host if target.port == 22 else f"[{target.host}]:{target.port}"
+    pinned = _pinned_key(target.host_key)
+    client.get_host_keys().add(name, pinned.get_name(), pinned)
+    key = paramiko.Ed25519Key.from_private_key(io.StringIO(target.private_key))
+    try:
+        client.connect(
+            target.host,
+            target.port,
+            username=target.username,
+            pkey=key,
+            timeout=timeout,
+            banner_timeout=timeout,
+            auth_timeout=timeout,
+            allow_agent=False,
+            look_for_keys=False,
+        )
+    except paramiko.BadHostKeyException as exc:
+        client.close()
+        raise SSHError(
+            f"{target.host}: host key does not match the pinned key",
+            code="host_key_mismatch",
+            transient=False,
+        ) from exc
+    except paramiko.AuthenticationException as exc:
+        client.close()
+        raise SSHError(
+            f"{target.host}: the server refused our key", code="ssh_auth_failed", transient=False
+        ) from exc
+    except paramiko.SSHException as exc:
+        client.close()
+        if "not found in known_hosts" in str(exc):
+            raise SSHError(
+                f"{target.host}: host key does not match the pinned key",
+                code="host_key_mismatch",
+                transient=False,
+            ) from exc
+        raise SSHError(
+            f"{target.host}: SSH failed: {exc}", code="ssh_unreachable", transient=True
+        ) from exc
+    except (TimeoutError, OSError, EOFError) as exc:
+        client.close()
+        raise SSHError(
+            f"{target.host}:{target.port}: cannot connect: {exc}",
+            code="ssh_unreachable",
+            transient=True,
+        ) from exc
+    return client
+
+
+def _run(client: paramiko.SSHClient, command: str, timeout: float) -> tuple[int, str]:
+    _, stdout, stderr = client.exec_command(command, timeout=timeout)
+    status = stdout.channel.recv_exit_status()
+    output = (stdout.read() + stderr.read()).decode("utf-8", "replace").strip()
+    return status, redact(output)[-500:]
+
+
+def _write_atomically(sftp: paramiko.SFTPClient, path: str, content: str, mode: int) -> None:
+    directory = path.rsplit("/", 1)[0]
+    try:
+        sftp.stat(directory)
+    except FileNotFoundError:
+        sftp.mkdir(directory, mode=0o700)
+    temp = f"{directory}/.{path.rsplit('/', 1)[1]}.{secrets.token_hex(4)}.tmp"
+    with sftp.open(temp, "w") as handle:
+        # Mode first: the content never exists in a file others could read.
+        sftp.chmod(temp, mode)
+        handle.write(content.encode("utf-8"))
+        handle.flush()
+    try:
+        sftp.posix_rename(temp, path)
+    except OSError:
+        sftp.remove(temp)
+        raise
+
+
+def inject(
+    target: Target,
+    secrets_env: Mapping[str, str],
+    *,
+    timeout: float = 30.0,
+    unit: str = vps.SERVICE_UNIT,
+) -> None:
+    """Write the secrets file, restart the service, check it is active.
+
+    Raises:
+        SSHError: transient when the VPS could not be reached; permanent for a
+            host key mismatch, a refused key, or a service that will not start.
+    """
+    client = _client(target, timeout)
+    try:
+        try:
+            sftp = client.open_sftp()
+            try:
+                _write_atomically(sftp, vps.SECRETS_PATH, env_file(secrets_env), vps.SECRETS_MODE)
+            finally:
+                sftp.close()
+        except (OSError, paramiko.SSHException) as exc:
+            raise SSHError(
+                f"{target.host}: writing the secrets file failed: {exc}",
+                code="sftp_failed",
+                transient=True,
+            ) from exc
+        try:
+            status, output = _run(client, f"systemctl restart {unit}", timeout)
+            if status != 0:
+                raise SSHError(
+                    f"{target.host}: systemctl restart {unit} exited {status}: {output}",
+                    code="service_failed",
+                    transient=False,
+                )
+            status, output = _run(client, f"systemctl is-active {unit}", timeout)
+            if status != 0 or output.splitlines()[-1:] != ["active"]:
+                raise SSHError(
+                    f"{target.host}: {unit} is not active after restart ({output or status})",
+                    code="service_failed",
+                    transient=False,
+                )
+        except (OSError, paramiko.SSHException) as exc:
+            raise SSHError(
+                f"{target.host}: running systemctl failed: {exc}",
+                code="ssh_unreachable",
+                transient=True,
+            ) from exc
+    finally:
+        client.close()

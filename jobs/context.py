@@ -1,0 +1,71 @@
+"""What a job needs, built once per worker process: settings, keys, Redis, Hetzner.
+
+Jobs receive a server id only and reach everything else through `context()`.
+A forked work horse inherits its parent's context (the database connection is
+reset after the fork by `core.db`); tests install their own with `use_context`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import redis
+
+from core.clock import SYSTEM_CLOCK, Clock
+from core.crypto import KeyRing
+from core.events import redis_publisher
+from core.hetzner import HetznerAdapter
+from core.lifecycle import Publisher
+from core.redis import connect
+from core.settings import Settings
+from core.vault import load_keyring
+
+
+@dataclass
+class JobContext:
+    """Shared, long-lived collaborators of the job functions."""
+
+    settings: Settings
+    keyring: KeyRing
+    redis: redis.Redis
+    clock: Clock = SYSTEM_CLOCK
+    _hetzner: HetznerAdapter | None = field(default=None, repr=False)
+
+    @property
+    def hetzner(self) -> HetznerAdapter:
+        if self._hetzner is None:
+            self._hetzner = HetznerAdapter.connect(
+                self.settings.effective_hcloud_endpoint,
+                self.settings.effective_hcloud_token,
+                env=self.settings.name_prefix,
+                redis_client=self.redis,
+            )
+        return self._hetzner
+
+    @property
+    def publish(self) -> Publisher:
+        return redis_publisher(self.redis)
+
+
+_context: JobContext | None = None
+_lock = threading.Lock()
+
+
+def use_context(ctx: JobContext | None) -> None:
+    """Install the context jobs in this process use (None to reset)."""
+    global _context  # noqa: PLW0603 - the per-process job context
+    with _lock:
+        _context = ctx
+
+
+def context() -> JobContext:
+    """The process's job context, built from the environment on first use."""
+    global _context  # noqa: PLW0603
+    with _lock:
+        if _context is None:
+            settings = Settings.load()
+            _context = JobContext(
+                settings=settings, keyring=load_keyring(settings), redis=connect(settings)
+            )
+        return _context

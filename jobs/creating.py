@@ -1,0 +1,196 @@
+"""Phase 1, creating: make the VPS on Hetzner, then wait for its callback.
+
+One Hetzner request per provision in the usual case: the firewall and the
+fleet key are looked up once and cached, the create request carries them, and
+nothing is polled afterwards (the cloud-init callback says the VPS is up). The
+boot deadline is a scheduled check, not a sleeping worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from core.callbacks import issue_token
+from core.cloudinit import CloudConfigInput, callback_url, render
+from core.crypto import generate_ssh_keypair
+from core.db import connection
+from core.hetzner import CreateSpec, HetznerError
+from core.lifecycle import Status, transition
+from core.logs import server_logger
+from core.models import Server
+from core.vault import seal
+from jobs.context import JobContext, context
+from jobs.enqueue import create_rate_limit
+from jobs.outcomes import Requeue, retry_or_fail
+from jobs.queues import FINISH, START, enqueue_step
+
+log = logging.getLogger(__name__)
+
+FLEET_KEY_NAME_SUFFIX = "fleet"
+
+
+def _begin(ctx: JobContext, server_id: int) -> Server | None:
+    server = Server.get_or_none(Server.id == server_id)
+    if server is None:
+        log.warning("server %s: creating skipped, no such server", server_id)
+        return None
+    if server.status == Status.PENDING:
+        moved = transition(
+            server_id,
+            Status.PENDING,
+            Status.CREATING,
+            message="creating the VPS on Hetzner",
+            changes={"attempt": server.attempt + 1, "retries": 0, "create_requested_at": None},
+            clock=ctx.clock,
+            publish=ctx.publish,
+        )
+        if not moved:
+            return None
+        fresh: Server = Server.get_by_id(server_id)
+        return fresh
+    if server.status != Status.CREATING:
+        log.info("server %s: creating skipped, the server is %s", server_id, server.status)
+        return None
+    return server
+
+
+def _user_data(ctx: JobContext, server: Server) -> str:
+    if server.ssh_private_key is None:
+        pair = generate_ssh_keypair(comment=f"rachel-cloud-{server.id}")
+        seal(ctx.keyring, server, "ssh_private_key", pair.private_openssh)
+        server.ssh_public_key = pair.public_openssh
+    token = ctx.keyring.derive_token(f"callback/{server.id}/{server.attempt}")
+    issue_token(server, ctx.settings.boot_timeout_seconds, ctx.clock, token=token)
+    server.save(
+        only=[
+            Server.ssh_private_key,
+            Server.ssh_public_key,
+            Server.callback_token_hash,
+            Server.callback_token_expires_at,
+            Server.callback_token_used_at,
+        ]
+    )
+    return render(
+        CloudConfigInput(
+            hostname=server.name or f"{ctx.settings.name_prefix}-{server.id}",
+            authorized_key=server.ssh_public_key or "",
+            callback_url=callback_url(ctx.settings.public_url, server.id),
+            callback_token=token,
+            install_command=ctx.settings.install_command,
+            service_exec=ctx.settings.service_exec,
+        )
+    )
+
+
+def _fleet_public_key() -> str:
+    # Only there so Hetzner issues no root password; nobody keeps the private half.
+    return generate_ssh_keypair(comment="rachel-cloud-fleet (no private key kept)").public_openssh
+
+
+def create_server(server_id: int) -> str:
+    """RQ job: create (or adopt) the server's VPS and move it to cloud_init."""
+    ctx = context()
+    with connection():
+        server = _begin(ctx, server_id)
+        if server is None:
+            return "skipped"
+        slog = server_logger(log, server.id, "creating", attempt=server.attempt)
+        settings = ctx.settings
+        hetzner = ctx.hetzner
+        try:
+            user_data = _user_data(ctx, server)
+            maybe_exists = server.create_requested_at is not None
+            if not maybe_exists:
+                hetzner.require_budget(settings.rate_limit_reserve)
+            firewall_id = hetzner.ensure_firewall(
+                settings.firewall_name, settings.ssh_source_ranges
+            )
+            key_id = hetzner.ensure_fleet_key(
+                f"{settings.name_prefix}-{FLEET_KEY_NAME_SUFFIX}", _fleet_public_key
+            )
+            if not maybe_exists:
+                # Committed before the request: if we die after Hetzner created
+                # the VPS, the next run looks it up instead of making a second.
+                Server.update(create_requested_at=ctx.clock.now()).where(
+                    Server.id == server.id
+                ).execute()
+            provider, adopted = hetzner.create_server(
+                CreateSpec(
+                    server_id=server.id,
+                    customer_id=server.customer_id,
+                    name=server.name or f"{settings.name_prefix}-{server.id}",
+                    server_type=server.server_type,
+                    image=server.image,
+                    location=server.location,
+                    user_data=user_data,
+                    env=settings.name_prefix,
+                    maybe_exists=maybe_exists,
+                ),
+                firewall_id,
+                key_id,
+            )
+        except HetznerError as exc:
+            return retry_or_fail(ctx, server, Status.CREATING, exc, _requeue(ctx, server))
+        deadline = ctx.clock.now() + timedelta(seconds=settings.boot_timeout_seconds)
+        verb = "adopted" if adopted else "created"
+        moved = transition(
+            server.id,
+            Status.CREATING,
+            Status.CLOUD_INIT,
+            message=f"{verb} Hetzner server {provider.id} ({provider.ipv4}); waiting for "
+            f"cloud-init (deadline {settings.boot_timeout_seconds:.0f}s)",
+            changes={
+                "provider_id": provider.id,
+                "ipv4": provider.ipv4,
+                "ipv6": provider.ipv6,
+                "deadline_at": deadline,
+                "retries": 0,
+                "last_error": None,
+            },
+            clock=ctx.clock,
+            publish=ctx.publish,
+        )
+        if not moved:
+            slog.warning(
+                "Hetzner server %s %s, but the server left creating meanwhile; "
+                "the reconciler will collect it if it is not ours any more",
+                provider.id,
+                verb,
+            )
+            return "superseded"
+        enqueue_step(
+            ctx.redis,
+            FINISH,
+            "jobs.deadlines.check_boot_deadline",
+            server.id,
+            "boot-deadline",
+            attempt=server.attempt,
+            delay=settings.boot_timeout_seconds,
+            record=False,
+            extra_args=(server.attempt,),
+        )
+        slog.info(
+            "%s Hetzner server %s at %s; waiting for the cloud-init callback",
+            verb,
+            provider.id,
+            provider.ipv4,
+        )
+        return f"{verb} {provider.id}"
+
+
+def _requeue(ctx: JobContext, server: Server) -> Requeue:
+    def requeue(retry: int, delay: float) -> None:
+        enqueue_step(
+            ctx.redis,
+            START,
+            "jobs.creating.create_server",
+            server.id,
+            "creating",
+            attempt=server.attempt,
+            retry=retry,
+            delay=delay,
+            rate_limit=create_rate_limit(ctx.settings),
+        )
+
+    return requeue

@@ -1,0 +1,99 @@
+"""Deprovisioning: delete the VPS; the row becomes deleted when Hetzner agrees.
+
+A 404 is success (already gone). Transient errors retry with backoff; after
+the last retry the server stays in deprovisioning with its error, where the
+sweeper and the reconciler find it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from core import backoff
+from core.db import connection
+from core.hetzner import HetznerError
+from core.lifecycle import Status, record_event, transition
+from core.logs import server_logger
+from core.models import Server
+from jobs.context import JobContext, context
+from jobs.outcomes import describe
+from jobs.queues import DEPROVISION, enqueue_step
+
+log = logging.getLogger(__name__)
+
+
+def deprovision(server_id: int) -> str:
+    """RQ job: delete a deprovisioning server's VPS and mark the server deleted."""
+    ctx = context()
+    with connection():
+        server = Server.get_or_none(Server.id == server_id)
+        if server is None or server.status != Status.DEPROVISIONING:
+            return "skipped"
+        slog = server_logger(log, server.id, "deprovisioning")
+        try:
+            provider_id = server.provider_id
+            if provider_id is None and server.create_requested_at is not None:
+                found = ctx.hetzner.find_server(server.id)
+                provider_id = found.id if found is not None else None
+            deleted = ctx.hetzner.delete_server(provider_id) if provider_id else False
+        except HetznerError as exc:
+            return _retry(ctx, server, exc)
+        what = (
+            f"deleted Hetzner server {provider_id}"
+            if deleted
+            else "no VPS left on Hetzner"
+            if provider_id is None
+            else f"Hetzner server {provider_id} was already gone"
+        )
+        moved = transition(
+            server.id,
+            Status.DEPROVISIONING,
+            Status.DELETED,
+            message=what,
+            changes={"retries": 0, "last_error": None, "deadline_at": None},
+            clock=ctx.clock,
+            publish=ctx.publish,
+        )
+        if moved:
+            slog.info("deleted: %s", what)
+        return "deleted" if moved else "skipped"
+
+
+def _retry(ctx: JobContext, server: Server, exc: HetznerError) -> str:
+    slog = server_logger(log, server.id, "deprovisioning")
+    message = describe(exc)
+    retries = ctx.settings.phase_retries
+    if not backoff.should_retry(server.retries, retries, exc.transient):
+        Server.update(last_error=message).where(Server.id == server.id).execute()
+        record_event(
+            server.id,
+            "error",
+            f"deprovisioning: {message}; left for the reconciler "
+            "(rachel-cloud deprovision --force to try again)",
+            clock=ctx.clock,
+        )
+        slog.error("deprovisioning stopped: %s; the server stays in deprovisioning", message)
+        return "stuck"
+    retry = server.retries + 1
+    wait = backoff.delay(
+        server.retries, ctx.settings.retry_base_seconds, floor=exc.retry_after or 0.0
+    )
+    Server.update(retries=retry, last_error=message).where(Server.id == server.id).execute()
+    record_event(
+        server.id,
+        "retry",
+        f"deprovisioning: {message}; retry {retry} of {retries} in {wait:.1f}s",
+        clock=ctx.clock,
+    )
+    slog.warning("%s; retry %d of %d in %.1fs", message, retry, retries, wait)
+    enqueue_step(
+        ctx.redis,
+        DEPROVISION,
+        "jobs.deprovisioning.deprovision",
+        server.id,
+        "deprovisioning",
+        attempt=server.attempt,
+        retry=retry,
+        delay=wait,
+    )
+    return f"retry {retry}"

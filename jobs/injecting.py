@@ -1,0 +1,133 @@
+"""Phase 3, injecting_secrets, and phase 4, finalize (ready).
+
+Secrets are decrypted here, in memory, and nowhere else: the customer's
+Telegram bot token and Claude credentials, and the server's SSH key. They
+travel only inside the SSH session to the VPS, whose host key was pinned by
+its callback.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from core.db import connection
+from core.errors import CryptoError
+from core.lifecycle import Status, transition
+from core.logs import server_logger
+from core.models import Customer, Server
+from core.ssh import SSHError, Target, inject
+from core.vault import reveal
+from jobs.context import JobContext, context
+from jobs.outcomes import Requeue, fail, retry_or_fail
+from jobs.queues import FINISH, enqueue_step
+
+log = logging.getLogger(__name__)
+
+
+def _secrets_env(ctx: JobContext, server: Server) -> dict[str, str]:
+    customer = Customer.get_by_id(server.customer_id)
+    values = {
+        "TELEGRAM_BOT_TOKEN": reveal(ctx.keyring, customer, "telegram_bot_token"),
+        "CLAUDE_CREDENTIALS": reveal(ctx.keyring, customer, "claude_credentials"),
+    }
+    missing = [k for k, v in values.items() if not v]
+    if missing:
+        raise CryptoError(f"customer {customer.external_id} has no {', '.join(missing)}")
+    return {k: v for k, v in values.items() if v}
+
+
+def inject_secrets(server_id: int) -> str:
+    """RQ job: write the secrets file on the VPS, restart Rachel8, verify it runs."""
+    ctx = context()
+    with connection():
+        server = Server.get_or_none(Server.id == server_id)
+        if server is None or server.status != Status.INJECTING_SECRETS:
+            return "skipped"
+        slog = server_logger(log, server.id, "injecting_secrets", attempt=server.attempt)
+        if not server.ipv4 or not server.host_key:
+            fail(
+                ctx,
+                server.id,
+                Status.INJECTING_SECRETS,
+                "no address or pinned host key recorded; cannot connect safely",
+            )
+            return "failed"
+        try:
+            private_key = reveal(ctx.keyring, server, "ssh_private_key")
+            if private_key is None:
+                raise CryptoError("the server has no SSH key")
+            env = _secrets_env(ctx, server)
+        except CryptoError as exc:
+            fail(ctx, server.id, Status.INJECTING_SECRETS, f"{exc.code}: {exc.message}")
+            return "failed"
+        target = Target(
+            host=server.ipv4,
+            port=ctx.settings.vps_ssh_port,
+            host_key=server.host_key,
+            private_key=private_key,
+        )
+        try:
+            inject(target, env, timeout=ctx.settings.inject_timeout_seconds)
+        except SSHError as exc:
+            return retry_or_fail(ctx, server, Status.INJECTING_SECRETS, exc, _requeue(ctx, server))
+        slog.info("secrets written to %s and Rachel8 restarted and active", server.ipv4)
+        enqueue_step(
+            ctx.redis,
+            FINISH,
+            "jobs.injecting.finalize",
+            server.id,
+            "finalize",
+            attempt=server.attempt,
+            retry=server.retries,
+        )
+        return "injected"
+
+
+def finalize(server_id: int) -> str:
+    """RQ job: mark the server ready and record its provisioning time against the SLA."""
+    ctx = context()
+    with connection():
+        server = Server.get_or_none(Server.id == server_id)
+        if server is None or server.status != Status.INJECTING_SECRETS:
+            return "skipped"
+        now = ctx.clock.now()
+        seconds = (now - server.created_at).total_seconds()
+        sla = ctx.settings.sla_seconds
+        verdict = "within" if seconds <= sla else "OVER"
+        first_time = server.ready_at is None
+        message = (
+            f"ready: provisioned in {seconds:.1f}s ({verdict} the {sla:.0f}s SLA)"
+            if first_time
+            else "ready again: secrets re-injected"
+        )
+        changes: dict[str, object] = {"retries": 0, "last_error": None, "deadline_at": None}
+        if first_time:
+            changes["provisioning_seconds"] = seconds
+        moved = transition(
+            server.id,
+            Status.INJECTING_SECRETS,
+            Status.READY,
+            message=message,
+            changes=changes,
+            clock=ctx.clock,
+            publish=ctx.publish,
+        )
+        if moved:
+            server_logger(log, server.id, "ready").info(message)
+        return "ready" if moved else "skipped"
+
+
+def _requeue(ctx: JobContext, server: Server) -> Requeue:
+    def requeue(retry: int, delay: float) -> None:
+        enqueue_step(
+            ctx.redis,
+            FINISH,
+            "jobs.injecting.inject_secrets",
+            server.id,
+            "injecting_secrets",
+            attempt=server.attempt,
+            retry=retry,
+            delay=delay,
+        )
+
+    return requeue

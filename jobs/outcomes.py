@@ -1,0 +1,103 @@
+"""What happens after a phase fails: retry with backoff, or fail and clean up.
+
+Transient errors (429, 5xx, `locked`, `conflict`, network, SSH unreachable)
+are retried with exponential backoff and full jitter, up to the configured
+number of retries per phase; each retry is an Event. A permanent error, or a
+phase out of retries, fails the server (compare-and-set, with the error and the
+failed phase recorded) and queues its cleanup.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from core import backoff
+from core.errors import RachelError
+from core.lifecycle import Status, record_event, transition
+from core.logs import server_logger
+from core.models import Server
+from core.redaction import redact
+from jobs.context import JobContext
+from jobs.queues import FINISH, enqueue_step
+
+log = logging.getLogger(__name__)
+
+Requeue = Callable[[int, float], None]  # (retry number, delay seconds)
+
+
+def describe(exc: BaseException) -> str:
+    """An operator-facing one-liner for an error (redacted, bounded)."""
+    if isinstance(exc, RachelError):
+        text = f"{exc.code}: {exc.message}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return redact(text)[:2000]
+
+
+def retry_or_fail(
+    ctx: JobContext, server: Server, phase: Status, exc: BaseException, requeue: Requeue
+) -> str:
+    """Retry `phase` later, or fail the server. Returns what was done, for the job result."""
+    slog = server_logger(log, server.id, phase.value, attempt=server.attempt)
+    message = describe(exc)
+    transient = bool(getattr(exc, "transient", False))
+    settings = ctx.settings
+    if backoff.should_retry(server.retries, settings.phase_retries, transient):
+        retry = server.retries + 1
+        wait = backoff.delay(
+            server.retries,
+            settings.retry_base_seconds,
+            floor=float(getattr(exc, "retry_after", 0.0) or 0.0),
+        )
+        updated = (
+            Server.update(retries=retry, last_error=message)
+            .where((Server.id == server.id) & (Server.status == phase.value))
+            .execute()
+        )
+        if not updated:
+            slog.info("not retrying: the server left %s meanwhile", phase)
+            return "superseded"
+        record_event(
+            server.id,
+            "retry",
+            f"{phase}: {message}; retry {retry} of {settings.phase_retries} in {wait:.1f}s",
+            clock=ctx.clock,
+        )
+        slog.warning("%s; retry %d of %d in %.1fs", message, retry, settings.phase_retries, wait)
+        requeue(retry, wait)
+        return f"retry {retry} in {wait:.1f}s"
+    why = "permanent error" if not transient else f"out of retries ({settings.phase_retries})"
+    fail(ctx, server.id, phase, f"{message} ({why})")
+    return "failed"
+
+
+def fail(
+    ctx: JobContext, server_id: int, phase: Status, message: str, actor: str = "system"
+) -> bool:
+    """Fail a server in `phase` and queue its cleanup; False if it had left `phase`."""
+    moved = transition(
+        server_id,
+        phase,
+        Status.FAILED,
+        message=f"{phase} failed: {message}",
+        actor=actor,
+        changes={"last_error": message, "failed_phase": phase.value, "deadline_at": None},
+        clock=ctx.clock,
+        publish=ctx.publish,
+    )
+    if moved:
+        server_logger(log, server_id, phase.value).error(
+            "failed: %s; cleanup queued, retry allowed (rachel-cloud retry %s)", message, server_id
+        )
+        server = Server.get_by_id(server_id)
+        enqueue_step(
+            ctx.redis,
+            FINISH,
+            "jobs.cleanup.cleanup",
+            server_id,
+            "cleanup",
+            attempt=server.attempt,
+            record=False,
+        )
+    return moved

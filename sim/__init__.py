@@ -1,0 +1,1 @@
+"""rachel-cloud sim."""

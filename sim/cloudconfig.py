@@ -1,0 +1,149 @@
+"""The part of cloud-init a simulated VPS performs: `#cloud-config` parsing.
+
+Only what the control plane relies on is acted upon: `write_files` and the
+authorised keys (`users[].ssh_authorized_keys` and top-level
+`ssh_authorized_keys`). Anything else (`runcmd`, `packages`...) is accepted
+and ignored, as the simulated box has nothing to install. Like cloud-init, a
+broken document does not crash the box: it is recorded in `errors`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+#: The user the API's `ssh_keys` and top-level `ssh_authorized_keys` go to:
+#: Hetzner's images keep root as the default user.
+DEFAULT_USER = "root"
+
+
+@dataclass(frozen=True)
+class WriteFile:
+    """One `write_files` entry, decoded."""
+
+    path: str
+    content: bytes
+    permissions: int = 0o644
+    append: bool = False
+
+
+@dataclass
+class CloudConfig:
+    """What a simulated VPS does with its user data."""
+
+    write_files: list[WriteFile] = field(default_factory=list)
+    authorized_keys: dict[str, list[str]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def add_keys(self, user: str, keys: list[str]) -> None:
+        """Authorise `keys` for `user`."""
+        self.authorized_keys.setdefault(user, []).extend(keys)
+
+
+def _decode_content(content: Any, encoding: str) -> bytes:
+    raw = content if isinstance(content, str) else "" if content is None else str(content)
+    encoding = encoding.lower()
+    if encoding in ("", "text/plain"):
+        return raw.encode()
+    if encoding in ("b64", "base64"):
+        return base64.b64decode(raw)
+    if encoding in ("gz", "gzip"):
+        return gzip.decompress(raw.encode("latin-1"))
+    if encoding in ("gz+b64", "gzip+base64", "gz+base64", "gzip+b64"):
+        return gzip.decompress(base64.b64decode(raw))
+    raise ValueError(f"unknown encoding {encoding!r}")
+
+
+def _permissions(value: Any) -> int:
+    if value is None:
+        return 0o644
+    if isinstance(value, int):
+        # YAML reads 0600 as octal 384 only in YAML 1.1 forms; an int is taken as is.
+        return value
+    return int(str(value), 8)
+
+
+def _key_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [str(v) for v in value if isinstance(v, str)]
+    return []
+
+
+def _parse_write_files(entries: Any, config: CloudConfig) -> None:
+    if not isinstance(entries, list):
+        config.errors.append("write_files is not a list")
+        return
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+            config.errors.append(f"write_files[{index}] has no path")
+            continue
+        try:
+            content = _decode_content(entry.get("content", ""), str(entry.get("encoding", "")))
+            mode = _permissions(entry.get("permissions"))
+        except (ValueError, binascii.Error, OSError) as exc:
+            config.errors.append(f"write_files[{index}]: {exc}")
+            continue
+        config.write_files.append(
+            WriteFile(entry["path"], content, mode, bool(entry.get("append", False)))
+        )
+
+
+def _parse_users(users: Any, config: CloudConfig) -> None:
+    if not isinstance(users, list):
+        config.errors.append("users is not a list")
+        return
+    for entry in users:
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            config.add_keys(entry["name"], _key_list(entry.get("ssh_authorized_keys")))
+
+
+def parse_user_data(user_data: str | None) -> CloudConfig:
+    """Parse user data; anything but a `#cloud-config` document yields an empty config."""
+    config = CloudConfig()
+    if not user_data or not user_data.lstrip().startswith("#cloud-config"):
+        return config
+    try:
+        document = yaml.safe_load(user_data)
+    except yaml.YAMLError as exc:
+        config.errors.append(f"invalid YAML: {exc}")
+        return config
+    if document is None:
+        return config
+    if not isinstance(document, dict):
+        config.errors.append("cloud-config is not a mapping")
+        return config
+    if "write_files" in document:
+        _parse_write_files(document["write_files"], config)
+    if "users" in document:
+        _parse_users(document["users"], config)
+    top_level = _key_list(document.get("ssh_authorized_keys"))
+    if top_level:
+        config.add_keys(DEFAULT_USER, top_level)
+    return config
+
+
+def parse_env_file(text: str) -> dict[str, str]:
+    """Parse shell-sourceable KEY=VALUE lines (quotes and `export` allowed)."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        stripped = stripped.removeprefix("export ").strip()
+        key, sep, raw = stripped.partition("=")
+        if not sep or not key.strip().isidentifier():
+            continue
+        try:
+            parts = shlex.split(raw)
+        except ValueError:
+            parts = [raw]
+        values[key.strip()] = parts[0] if parts else ""
+    return values

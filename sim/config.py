@@ -1,0 +1,65 @@
+"""The simulator's configuration, built from settings or directly in tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.settings import SIMULATOR_DEV_TOKEN, Settings
+from sim.faults import Faults, parse_faults
+from sim.vps import CallbackPolicy
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Everything that shapes one simulator.
+
+    Attributes:
+        host: address the API binds.
+        port: API port; 0 picks a free one (in-process tests).
+        ssh_port: SSH port of every VPS (each on its own loopback address).
+        token: the accepted bearer token.
+        create_seconds: create -> the server `running` (create action done).
+        boot_seconds: `running` -> SSH answering; also how long power actions take.
+        cloud_init_seconds: SSH answering -> the bootstrap callback.
+        rate_limit: token bucket size (`RateLimit-Limit`).
+        rate_refill: tokens refilled per second.
+        faults: faults active at start.
+        callback: retry policy of the bootstrap callback.
+        vps_dir: where VPS root directories are made (default: the system temp dir).
+        seed: seeds the random choices (faults, addresses) when set.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    ssh_port: int = 2222
+    token: str = SIMULATOR_DEV_TOKEN
+    create_seconds: float = 0.0
+    boot_seconds: float = 0.0
+    cloud_init_seconds: float = 0.0
+    rate_limit: int = 3600
+    rate_refill: float = 1.0
+    faults: Faults = field(default_factory=Faults)
+    callback: CallbackPolicy = field(default_factory=CallbackPolicy)
+    vps_dir: Path | None = None
+    seed: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SimConfig:
+        """Build from `Settings.load()`; the token is HCLOUD_TOKEN or the dev token.
+
+        Raises:
+            sim.faults.FaultError: RACHEL_SIM_FAULTS is not a valid fault document.
+        """
+        return cls(
+            host=settings.sim_host,
+            port=settings.sim_port,
+            ssh_port=settings.sim_ssh_port,
+            token=settings.effective_hcloud_token,
+            create_seconds=settings.sim_create_seconds,
+            boot_seconds=settings.sim_boot_seconds,
+            cloud_init_seconds=settings.sim_cloud_init_seconds,
+            rate_limit=settings.sim_rate_limit,
+            rate_refill=settings.sim_rate_refill,
+            faults=parse_faults(settings.sim_faults),
+        )

@@ -1,0 +1,335 @@
+"""The simulator core: state, faults, rate limit, stats and the asynchronous
+lifecycle of servers (create -> running -> SSH -> cloud-init callback).
+
+Everything runs on the event loop of the API server. Other threads (tests,
+the in-process runner) read and change state through the lock, and run
+coroutines with `call_soon`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import msgspec
+
+from sim.addresses import AddressPool
+from sim.config import SimConfig
+from sim.faults import Faults, action_fails, decide_server_faults, pick_error_rule
+from sim.ratelimit import TokenBucket
+from sim.state import Action, Server, Store
+from sim.stats import ServerTimings, Stats
+from sim.vps import Vps
+
+log = logging.getLogger(__name__)
+
+_POWERING_OFF = ("stop_server", "shutdown_server")
+
+
+def _copy_faults(faults: Faults) -> Faults:
+    return msgspec.convert(msgspec.to_builtins(faults), Faults)
+
+
+class Simulator:
+    """One simulated Hetzner project and its VPSs.
+
+    Attributes:
+        config: the configuration it was built with.
+        lock: guards every attribute below against other threads.
+        store: the API's records.
+        faults: the active faults (replace with `set_faults`).
+        stats: the counters.
+        vpss: server id -> its VPS, once it has booted.
+    """
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.lock = threading.RLock()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        seed = config.seed if config.seed is not None else config.faults.seed
+        self._rng = random.Random(seed)  # noqa: S311 - fault dice, not secrets
+        self.addresses = AddressPool(config.ssh_port, random.Random(seed))  # noqa: S311
+        self._tasks: dict[int, set[asyncio.Task[None]]] = {}
+        self._fresh()
+
+    def _fresh(self) -> None:
+        self.store = Store()
+        self.stats = Stats()
+        self.faults = _copy_faults(self.config.faults)
+        self.bucket = TokenBucket(
+            self.config.rate_limit, self.config.rate_refill, updated=time.monotonic()
+        )
+        self.vpss: dict[int, Vps] = {}
+
+    # -- running on a loop ------------------------------------------------
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Bind to the event loop the API server runs on."""
+        self.loop = loop
+
+    def call_soon(self, coro: Coroutine[Any, Any, Any], timeout: float = 30.0) -> Any:
+        """Run a coroutine on the simulator's loop from another thread and wait."""
+        if self.loop is None:
+            raise RuntimeError("the simulator is not running")
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def _spawn(self, server_id: int, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        tasks = self._tasks.setdefault(server_id, set())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        task.add_done_callback(_log_failure)
+
+    def _cancel_tasks(self, server_id: int) -> None:
+        for task in self._tasks.pop(server_id, set()):
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    async def close(self) -> None:
+        """Cancel every lifecycle task and destroy every VPS."""
+        for server_id in list(self._tasks):
+            self._cancel_tasks(server_id)
+        with self.lock:
+            vpss, self.vpss = list(self.vpss.values()), {}
+        await asyncio.gather(*(v.destroy() for v in vpss), return_exceptions=True)
+
+    async def reset(self) -> None:
+        """Back to an empty project: no servers, keys, firewalls, stats; initial faults."""
+        await self.close()
+        with self.lock:
+            self._fresh()
+
+    # -- faults and rate limit ---------------------------------------------
+
+    def set_faults(self, faults: Faults) -> None:
+        """Replace the active faults."""
+        with self.lock:
+            self.faults = faults
+            if faults.seed is not None:
+                self._rng.seed(faults.seed)
+
+    def injected_error(self, operation: str) -> tuple[str, str | None] | None:
+        """The (code, message) a fault makes `operation` answer, consuming its count."""
+        with self.lock:
+            rule = pick_error_rule(self.faults, operation, self._rng.random())
+            if rule is None:
+                return None
+            if rule.count is not None:
+                rule.count -= 1
+            return rule.code, rule.message
+
+    def take_rate_token(self) -> bool:
+        """Spend one request: False when a 429 burst or an empty bucket refuses it."""
+        with self.lock:
+            if self.faults.rate_limit_burst > 0:
+                self.faults.rate_limit_burst -= 1
+                return False
+            return self.bucket.take(time.monotonic())
+
+    def rate_headers(self) -> dict[str, str]:
+        """The `RateLimit-*` headers for a response sent now."""
+        with self.lock:
+            now = time.monotonic()
+            remaining = self.bucket.remaining(now)
+            reset = time.time() + self.bucket.seconds_until_full(now)
+        return {
+            "RateLimit-Limit": str(self.config.rate_limit),
+            "RateLimit-Remaining": str(remaining),
+            "RateLimit-Reset": str(int(reset)),
+        }
+
+    def _action_fails(self, command: str) -> bool:
+        with self.lock:
+            return action_fails(self.faults, command, self._rng.random())
+
+    # -- server lifecycle ---------------------------------------------------
+
+    def create_server(
+        self, fields: dict[str, Any], start: bool
+    ) -> tuple[Server, Action, list[Action]]:
+        """Record a new server and start its lifecycle; call on the loop, under the lock."""
+        store = self.store
+        server = Server(
+            id=store.next_server_id(),
+            name=fields["name"],
+            server_type=fields["server_type"],
+            image=fields["image"],
+            location=fields["location"],
+            labels=fields["labels"],
+            user_data=fields["user_data"],
+            public_keys=fields["public_keys"],
+            ipv4=self.addresses.next_ipv4() if fields["enable_ipv4"] else None,
+            ipv6=self.addresses.next_ipv6() if fields["enable_ipv6"] else None,
+            ipv4_id=store.next_ip_id(),
+            ipv6_id=store.next_ip_id(),
+            faults=decide_server_faults(self.faults, fields["name"], self._rng),
+            firewall_ids=fields["firewall_ids"],
+            root_password=fields["root_password"],
+        )
+        store.servers[server.id] = server
+        for firewall_id in server.firewall_ids:
+            store.firewalls[firewall_id].servers.append(server.id)
+        action = store.new_action("create_server", "servers", [("server", server.id)])
+        next_actions = (
+            [store.new_action("start_server", "servers", [("server", server.id)])] if start else []
+        )
+        self.stats.servers[server.id] = ServerTimings(server.name)
+        self._spawn(server.id, self._provision(server, action, next_actions, time.monotonic()))
+        return server, action, next_actions
+
+    async def _provision(
+        self, server: Server, action: Action, next_actions: list[Action], started: float
+    ) -> None:
+        await asyncio.sleep(self.config.create_seconds + self.faults.action_delay)
+        if server.faults.never_running:
+            return  # the action stays running and the server initializing, forever
+        if self._action_fails("create_server"):
+            with self.lock:
+                action.fail("action_failed", "server creation failed (simulated fault)")
+                for follow_up in next_actions:
+                    follow_up.fail("action_failed", "server creation failed (simulated fault)")
+                server.status = "off"
+            return
+        vps = await self._make_vps(server) if next_actions else None
+        with self.lock:
+            action.succeed()
+            for follow_up in next_actions:
+                follow_up.succeed()
+            server.status = "running" if vps else "off"
+            self.stats.servers[server.id].create = time.monotonic() - started
+        if vps is not None:
+            await self._boot(server, vps, first_boot=True)
+
+    async def _make_vps(self, server: Server) -> Vps:
+        # Key generation and file writes are blocking; keep the loop free for
+        # the API while a thousand VPSs come up.
+        vps = await asyncio.to_thread(
+            Vps,
+            server_id=server.id,
+            name=server.name,
+            ip=server.ipv4 or "127.0.0.1",
+            ssh_port=self.config.ssh_port,
+            base_dir=self.config.vps_dir,
+            user_data=server.user_data,
+            api_keys=server.public_keys,
+        )
+        with self.lock:
+            self.vpss[server.id] = vps
+        return vps
+
+    async def _boot(self, server: Server, vps: Vps, first_boot: bool) -> None:
+        booted = time.monotonic()
+        await asyncio.sleep(self.config.boot_seconds)
+        if not server.faults.ssh_refuse and server.ipv4:
+            await vps.start_ssh()
+        timings = self.stats.servers[server.id]
+        timings.boot = time.monotonic() - booted
+        if not first_boot:
+            return
+        cloud_init_started = time.monotonic()
+        await asyncio.sleep(self.config.cloud_init_seconds)
+        vps.cloud_init_done = True
+        if server.faults.no_callback:
+            return
+        ok = await vps.run_callback(self.config.callback)
+        timings.callback_attempts = vps.callback.attempts
+        if ok:
+            timings.cloud_init = time.monotonic() - cloud_init_started
+
+    def delete_server(self, server: Server) -> Action:
+        """Start deleting a server; call on the loop, under the lock."""
+        action = self.store.new_action("delete_server", "servers", [("server", server.id)])
+        previous = server.status
+        server.status = "deleting"
+        # Deleting stops whatever the box was doing, the callback retries included.
+        self._cancel_tasks(server.id)
+        self._spawn(server.id, self._delete(server, action, previous))
+        return action
+
+    async def _delete(self, server: Server, action: Action, previous: str) -> None:
+        await asyncio.sleep(self.config.boot_seconds + self.faults.action_delay)
+        with self.lock:
+            vps = self.vpss.pop(server.id, None)
+        if self._action_fails("delete_server"):
+            if vps is not None:
+                await vps.stop_ssh()
+                with self.lock:
+                    self.vpss[server.id] = vps
+            with self.lock:
+                action.fail("action_failed", "server deletion failed (simulated fault)")
+                server.status = "off" if previous != "initializing" else previous
+            return
+        if vps is not None:
+            await vps.destroy()
+        with self.lock:
+            action.succeed()
+            self.store.servers.pop(server.id, None)
+            for firewall in self.store.firewalls.values():
+                if server.id in firewall.servers:
+                    firewall.servers.remove(server.id)
+            if server.id in self.stats.servers:
+                self.stats.servers[server.id].deleted = True
+
+    def power_action(self, server: Server, command: str) -> Action:
+        """Start a power action (`start_server`, `stop_server`, `shutdown_server`,
+        `reboot_server`, `reset_server`); call on the loop, under the lock."""
+        action = self.store.new_action(command, "servers", [("server", server.id)])
+        self._spawn(server.id, self._power(server, action, command))
+        return action
+
+    async def _power(self, server: Server, action: Action, command: str) -> None:
+        vps = self.vpss.get(server.id)
+        if command != "start_server" and vps is not None:
+            await vps.stop_ssh()
+        if command in _POWERING_OFF:
+            with self.lock:
+                server.status = "stopping"
+        await asyncio.sleep(self.config.boot_seconds + self.faults.action_delay)
+        if self._action_fails(command):
+            with self.lock:
+                action.fail("action_failed", f"{command} failed (simulated fault)")
+            return
+        with self.lock:
+            action.succeed()
+            server.status = "off" if command in _POWERING_OFF else "running"
+        if server.status == "running":
+            first_boot = vps is None
+            if vps is None:
+                vps = await self._make_vps(server)
+            await self._boot(server, vps, first_boot=first_boot)
+
+    def quick_action(
+        self,
+        command: str,
+        scope: str,
+        resources: list[tuple[str, int]],
+        apply: Callable[[], None] | None = None,
+    ) -> Action:
+        """An action that finishes after the fault delay (firewall changes); on the loop."""
+        action = self.store.new_action(command, scope, resources)
+        self._spawn(0, self._finish_quick(action, apply))
+        return action
+
+    async def _finish_quick(self, action: Action, apply: Callable[[], None] | None) -> None:
+        await asyncio.sleep(self.faults.action_delay)
+        failed = self._action_fails(action.command)
+        with self.lock:
+            if failed:
+                action.fail("action_failed", f"{action.command} failed (simulated fault)")
+                return
+            if apply is not None:
+                apply()
+            action.succeed()
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    with contextlib.suppress(asyncio.CancelledError):
+        exc = task.exception()
+        if exc is not None:
+            log.error("simulator task failed", exc_info=exc)

@@ -1,0 +1,221 @@
+"""The commands a simulated VPS runs over SSH exec, confined to its root.
+
+A small, honest subset: what the control plane uses (`systemctl`, `true`,
+`cat`, `test`, `stat -c`, `ls`, `mkdir -p`, `mv`, `rm`, `chmod`, `echo`),
+joined with `;`, `&&` and `||`. Anything else exits 127 as an unknown
+command does in a real shell, so a control plane relying on more fails in
+tests instead of in production.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import stat as stat_module
+from collections.abc import Callable
+
+from sim.rootfs import PathEscape, RootFs
+from sim.systemd import Result, Systemd
+
+_OPERATORS = (";", "&&", "||")
+
+
+class Shell:
+    """Runs command lines for one VPS user.
+
+    Attributes:
+        fs: the VPS root filesystem.
+        systemd: the VPS's unit states.
+        cwd: the working directory (the user's home).
+    """
+
+    def __init__(self, fs: RootFs, systemd: Systemd, cwd: str = "/root") -> None:
+        self.fs = fs
+        self.systemd = systemd
+        self.cwd = cwd
+        self._commands: dict[str, Callable[[list[str]], Result]] = {
+            "true": lambda _a: Result(0),
+            "false": lambda _a: Result(1),
+            "echo": lambda a: Result(0, " ".join(a) + "\n"),
+            "cat": self._cat,
+            "test": self._test,
+            "stat": self._stat,
+            "ls": self._ls,
+            "mkdir": self._mkdir,
+            "mv": self._mv,
+            "rm": self._rm,
+            "chmod": self._chmod,
+            "systemctl": self.systemd.systemctl,
+        }
+
+    def run(self, line: str) -> Result:
+        """Run a command line and return its combined result."""
+        try:
+            lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|<>")
+            lexer.whitespace_split = True
+            tokens = list(lexer)
+        except ValueError as exc:
+            return Result(2, stderr=f"sh: 1: syntax error: {exc}\n")
+        out, err = [], []
+        status = 0
+        pending_op = ";"
+        command: list[str] = []
+        for token in [*tokens, ";"]:
+            if token in _OPERATORS:
+                if command:
+                    run = (
+                        pending_op == ";"
+                        or (pending_op == "&&" and status == 0)
+                        or (pending_op == "||" and status != 0)
+                    )
+                    if run:
+                        result = self._run_one(command)
+                        out.append(result.stdout)
+                        err.append(result.stderr)
+                        status = result.exit_status
+                command, pending_op = [], token
+            elif set(token) <= set(";&|<>"):
+                return Result(2, stderr=f"sh: 1: {token!r} is not supported by the simulated VPS\n")
+            else:
+                command.append(token)
+        return Result(status, "".join(out), "".join(err))
+
+    def _run_one(self, argv: list[str]) -> Result:
+        # sudo is a no-op: every SSH user of the simulated box acts as root.
+        while argv and argv[0] == "sudo":
+            argv = argv[1:]
+        if not argv:
+            return Result(0)
+        handler = self._commands.get(argv[0])
+        if handler is None:
+            return Result(127, stderr=f"sh: 1: {argv[0]}: not found\n")
+        try:
+            return handler(argv[1:])
+        except PathEscape as exc:
+            return Result(1, stderr=f"{argv[0]}: {exc}: Permission denied\n")
+        except OSError as exc:
+            return Result(1, stderr=f"{argv[0]}: {exc.strerror or exc}\n")
+
+    def _cat(self, args: list[str]) -> Result:
+        out, err, status = [], [], 0
+        for name in args:
+            path = self.fs.real(name, self.cwd)
+            if path.is_file():
+                out.append(path.read_text(errors="replace"))
+            else:
+                reason = "Is a directory" if path.is_dir() else "No such file or directory"
+                err.append(f"cat: {name}: {reason}\n")
+                status = 1
+        return Result(status, "".join(out), "".join(err))
+
+    def _test(self, args: list[str]) -> Result:
+        if len(args) != 2 or args[0] not in ("-f", "-d", "-e", "-s"):
+            return Result(2, stderr="test: only -f, -d, -e and -s FILE are supported\n")
+        path = self.fs.real(args[1], self.cwd)
+        checks: dict[str, Callable[[], bool]] = {
+            "-f": path.is_file,
+            "-d": path.is_dir,
+            "-e": path.exists,
+            "-s": lambda: path.is_file() and path.stat().st_size > 0,
+        }
+        return Result(0 if checks[args[0]]() else 1)
+
+    def _stat(self, args: list[str]) -> Result:
+        if len(args) < 3 or args[0] != "-c":
+            return Result(1, stderr="stat: only `stat -c FORMAT FILE...` is supported\n")
+        fmt, out = args[1], []
+        for name in args[2:]:
+            path = self.fs.real(name, self.cwd)
+            if not path.exists():
+                return Result(1, stderr=f"stat: cannot statx '{name}': No such file or directory\n")
+            info = path.stat()
+            fields = {
+                "%a": format(stat_module.S_IMODE(info.st_mode), "o"),
+                "%s": str(info.st_size),
+                "%n": name,
+                "%U": "root",
+                "%G": "root",
+            }
+            line = fmt
+            for key, value in fields.items():
+                line = line.replace(key, value)
+            out.append(line + "\n")
+        return Result(0, "".join(out))
+
+    def _ls(self, args: list[str]) -> Result:
+        names = [a for a in args if not a.startswith("-")] or ["."]
+        out: list[str] = []
+        err: list[str] = []
+        status = 0
+        for name in names:
+            path = self.fs.real(name, self.cwd)
+            if path.is_dir():
+                out.extend(f"{child.name}\n" for child in sorted(path.iterdir()))
+            elif path.exists():
+                out.append(f"{name}\n")
+            else:
+                err.append(f"ls: cannot access '{name}': No such file or directory\n")
+                status = 2
+        return Result(status, "".join(out), "".join(err))
+
+    def _mkdir(self, args: list[str]) -> Result:
+        parents = "-p" in args
+        mode: int | None = None
+        names: list[str] = []
+        it = iter(args)
+        for arg in it:
+            if arg == "-m":
+                mode = int(next(it, "755"), 8)
+            elif not arg.startswith("-"):
+                names.append(arg)
+        for name in names:
+            path = self.fs.real(name, self.cwd)
+            if path.exists() and not parents:
+                return Result(1, stderr=f"mkdir: cannot create directory '{name}': File exists\n")
+            path.mkdir(parents=parents, exist_ok=parents)
+            if mode is not None:
+                path.chmod(mode)
+        return Result(0)
+
+    def _mv(self, args: list[str]) -> Result:
+        names = [a for a in args if not a.startswith("-")]
+        if len(names) != 2:
+            return Result(1, stderr="mv: expected SOURCE DEST\n")
+        source, dest = (self.fs.real(n, self.cwd) for n in names)
+        if not source.exists():
+            return Result(1, stderr=f"mv: cannot stat '{names[0]}': No such file or directory\n")
+        if dest.is_dir():
+            dest = dest / source.name
+        source.replace(dest)
+        return Result(0)
+
+    def _rm(self, args: list[str]) -> Result:
+        force = any(a.startswith("-") and "f" in a for a in args)
+        recursive = any(a.startswith("-") and ("r" in a or "R" in a) for a in args)
+        for name in (a for a in args if not a.startswith("-")):
+            path = self.fs.real(name, self.cwd)
+            if path.is_dir() and not path.is_symlink():
+                if not recursive:
+                    return Result(1, stderr=f"rm: cannot remove '{name}': Is a directory\n")
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+            elif not force:
+                return Result(1, stderr=f"rm: cannot remove '{name}': No such file or directory\n")
+        return Result(0)
+
+    def _chmod(self, args: list[str]) -> Result:
+        if len(args) < 2:
+            return Result(1, stderr="chmod: missing operand\n")
+        try:
+            mode = int(args[0], 8)
+        except ValueError:
+            return Result(1, stderr=f"chmod: only octal modes are supported, got '{args[0]}'\n")
+        for name in args[1:]:
+            path = self.fs.real(name, self.cwd)
+            if not path.exists():
+                return Result(
+                    1, stderr=f"chmod: cannot access '{name}': No such file or directory\n"
+                )
+            path.chmod(mode)
+        return Result(0)

@@ -1,0 +1,114 @@
+"""The SSH server of one simulated VPS (asyncssh): key auth, exec and SFTP.
+
+Exec runs through `sim.shell.Shell` and SFTP is chrooted to the VPS root, so
+nothing a client does over SSH touches the host outside that directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import asyncssh
+
+from sim.rootfs import RootFs
+from sim.shell import Shell
+from sim.systemd import Systemd
+
+
+def home_of(user: str) -> str:
+    """The home directory of a VPS user."""
+    return "/root" if user == "root" else f"/home/{user}"
+
+
+class _VpsSSHServer(asyncssh.SSHServer):
+    """Per-connection auth: public keys only, checked against the VPS's keys."""
+
+    def __init__(
+        self,
+        authorized: Callable[[], Mapping[str, set[bytes]]],
+        connections: set[asyncssh.SSHServerConnection],
+    ) -> None:
+        self._authorized = authorized
+        self._connections = connections
+        self._conn: asyncssh.SSHServerConnection | None = None
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._conn = conn
+        self._connections.add(conn)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._conn is not None:
+            self._connections.discard(self._conn)
+
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return False
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        return key.public_data in self._authorized().get(username, set())
+
+
+def _make_process_handler(
+    fs: RootFs, systemd: Systemd
+) -> Callable[[asyncssh.SSHServerProcess[str]], None]:
+    def handle(process: asyncssh.SSHServerProcess[str]) -> None:
+        command = process.command
+        if command is None:
+            process.stderr.write("This simulated VPS supports exec and SFTP, not shells.\n")
+            process.exit(1)
+            return
+        user = process.get_extra_info("username") or "root"
+        result = Shell(fs, systemd, home_of(user)).run(command)
+        if result.stdout:
+            process.stdout.write(result.stdout)
+        if result.stderr:
+            process.stderr.write(result.stderr)
+        process.exit(result.exit_status)
+
+    return handle
+
+
+async def listen(
+    *,
+    host: str,
+    port: int,
+    host_key: asyncssh.SSHKey,
+    root: Path,
+    systemd: Systemd,
+    authorized: Callable[[], Mapping[str, set[bytes]]],
+    connections: set[asyncssh.SSHServerConnection],
+) -> asyncssh.SSHAcceptor:
+    """Start the VPS's SSH server on (host, port).
+
+    Args:
+        authorized: returns user -> public key blobs allowed to log in; called
+            per attempt so keys added later count.
+        connections: filled with the open connections, so they can be cut
+            when the server powers off or is deleted.
+    """
+    fs = RootFs(root)
+    chroot = str(fs.root).encode()
+
+    def sftp_factory(chan: asyncssh.SSHServerChannel[bytes]) -> asyncssh.SFTPServer:
+        return asyncssh.SFTPServer(chan, chroot=chroot)
+
+    return await asyncssh.listen(
+        host=host,
+        port=port,
+        server_host_keys=[host_key],
+        server_factory=lambda: _VpsSSHServer(authorized, connections),
+        process_factory=_make_process_handler(fs, systemd),
+        sftp_factory=sftp_factory,
+        allow_scp=False,
+        reuse_address=True,
+        # A simulated VPS has nothing to forward; refuse it like a locked-down box.
+        agent_forwarding=False,
+        x11_forwarding=False,
+        allow_pty=False,
+    )

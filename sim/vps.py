@@ -1,0 +1,233 @@
+"""One simulated VPS: its root directory, host key, authorised keys, SSH
+server and the bootstrap callback its cloud-init makes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import httpx
+
+from core import vps_contract
+from sim import sshd
+from sim.cloudconfig import DEFAULT_USER, parse_env_file, parse_user_data
+from sim.rootfs import RootFs
+from sim.systemd import Systemd
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CallbackPolicy:
+    """How the bootstrap retries its callback: exponential backoff, bounded.
+
+    Attributes:
+        first_delay: seconds before the first retry.
+        max_delay: the backoff cap.
+        max_attempts: give up after this many tries (bounded, like the script).
+        timeout: per-request timeout in seconds.
+    """
+
+    first_delay: float = 0.2
+    max_delay: float = 5.0
+    max_attempts: int = 60
+    timeout: float = 10.0
+
+
+@dataclass
+class CallbackRecord:
+    """What happened to a VPS's callback, for stats and tests."""
+
+    url: str | None = None
+    attempts: int = 0
+    last_status: int | None = None
+    last_error: str | None = None
+    succeeded: bool = False
+
+
+class Vps:
+    """The machine behind a simulated server.
+
+    Attributes:
+        ip: its loopback address (also its public IPv4 in the API).
+        root: the temp directory that is its `/`.
+        host_key: its ed25519 host key (private).
+        callback: the state of its bootstrap callback.
+    """
+
+    def __init__(
+        self,
+        *,
+        server_id: int,
+        name: str,
+        ip: str,
+        ssh_port: int,
+        base_dir: Path | None,
+        user_data: str | None,
+        api_keys: list[str],
+    ) -> None:
+        self.server_id = server_id
+        self.name = name
+        self.ip = ip
+        self.ssh_port = ssh_port
+        self.root = Path(tempfile.mkdtemp(prefix=f"rachel-sim-vps-{server_id}-", dir=base_dir))
+        self.fs = RootFs(self.root)
+        self.systemd = Systemd(self.fs)
+        self.host_key = asyncssh.generate_private_key("ssh-ed25519", comment=f"root@{name}")
+        self.authorized: dict[str, set[bytes]] = {}
+        self.cloud_config_errors: list[str] = []
+        self.callback = CallbackRecord()
+        #: True once cloud-init's run is over (whether or not it called back).
+        self.cloud_init_done = False
+        self.connections: set[asyncssh.SSHServerConnection] = set()
+        self._acceptor: asyncssh.SSHAcceptor | None = None
+        self._install(user_data, api_keys)
+
+    @property
+    def host_public_key(self) -> str:
+        """The host public key in OpenSSH one-line format."""
+        return self.host_key.export_public_key("openssh").decode().strip()
+
+    @property
+    def ssh_listening(self) -> bool:
+        """True while the SSH server accepts connections."""
+        return self._acceptor is not None
+
+    def _authorize(self, user: str, lines: list[str]) -> None:
+        for line in lines:
+            try:
+                key = asyncssh.import_public_key(line.strip())
+            except (asyncssh.KeyImportError, ValueError):
+                self.cloud_config_errors.append(f"ignored invalid key for {user}")
+                continue
+            self.authorized.setdefault(user, set()).add(key.public_data)
+            home = sshd.home_of(user)
+            self.fs.write(
+                f"{home}/.ssh/authorized_keys", (line.strip() + "\n").encode(), 0o600, append=True
+            )
+
+    def _install(self, user_data: str | None, api_keys: list[str]) -> None:
+        # What the image and cloud-init leave behind before sshd starts.
+        for directory in ("root", "etc/ssh", "tmp", "etc/systemd/system"):
+            (self.root / directory).mkdir(parents=True, exist_ok=True)
+        private = self.host_key.export_private_key("openssh")
+        self.fs.write("/etc/ssh/ssh_host_ed25519_key", private, 0o600)
+        self.fs.write(vps_contract.HOST_KEY_PATH, (self.host_public_key + "\n").encode(), 0o644)
+        self._authorize(DEFAULT_USER, api_keys)
+        config = parse_user_data(user_data)
+        self.cloud_config_errors.extend(config.errors)
+        for user, keys in config.authorized_keys.items():
+            self._authorize(user, keys)
+        for item in config.write_files:
+            try:
+                self.fs.write(item.path, item.content, item.permissions, append=item.append)
+            except OSError as exc:
+                self.cloud_config_errors.append(f"write_files {item.path}: {exc}")
+
+    def authorized_keys(self) -> Mapping[str, set[bytes]]:
+        """user -> public key blobs allowed to log in."""
+        return self.authorized
+
+    async def start_ssh(self) -> None:
+        """Start answering SSH (idempotent)."""
+        if self._acceptor is None:
+            self._acceptor = await sshd.listen(
+                host=self.ip,
+                port=self.ssh_port,
+                host_key=self.host_key,
+                root=self.root,
+                systemd=self.systemd,
+                authorized=self.authorized_keys,
+                connections=self.connections,
+            )
+
+    async def stop_ssh(self) -> None:
+        """Stop listening and cut open connections, as a powered-off box would."""
+        acceptor, self._acceptor = self._acceptor, None
+        if acceptor is not None:
+            acceptor.close()
+            await acceptor.wait_closed()
+        for conn in list(self.connections):
+            conn.abort()
+        self.connections.clear()
+
+    def bootstrap_env(self) -> dict[str, str] | None:
+        """The bootstrap env file's values, or None when the user data wrote none."""
+        path = self.fs.real(vps_contract.BOOTSTRAP_ENV_PATH, "/")
+        if not path.is_file():
+            return None
+        return parse_env_file(path.read_text(errors="replace"))
+
+    async def run_callback(self, policy: CallbackPolicy) -> bool:
+        """Do what the bootstrap script does last: POST the host key, retrying.
+
+        Sent from the VPS's own address, because the control plane binds the
+        token to the IP the provider assigned. Returns True on a 2xx answer.
+        """
+        env = self.bootstrap_env()
+        if not env:
+            return False
+        url = env.get(vps_contract.CALLBACK_URL_VAR)
+        token = env.get(vps_contract.CALLBACK_TOKEN_VAR)
+        if not url or not token:
+            return False
+        host_key_file = self.fs.real(vps_contract.HOST_KEY_PATH, "/")
+        body: dict[str, Any] = {"host_key": host_key_file.read_text().strip()}
+        self.callback.url = url
+        delay = policy.first_delay
+        transport = httpx.AsyncHTTPTransport(local_address=self.ip)
+        async with httpx.AsyncClient(transport=transport, timeout=policy.timeout) as client:
+            for attempt in range(1, policy.max_attempts + 1):
+                self.callback.attempts = attempt
+                try:
+                    response = await client.post(
+                        url, json=body, headers={"Authorization": f"Bearer {token}"}
+                    )
+                    self.callback.last_status = response.status_code
+                    self.callback.last_error = None
+                    if response.is_success:
+                        self.callback.succeeded = True
+                        return True
+                except httpx.HTTPError as exc:
+                    self.callback.last_error = f"{type(exc).__name__}: {exc}"
+                if attempt < policy.max_attempts:
+                    await asyncio.sleep(delay)
+                    delay = min(policy.max_delay, delay * 2)
+        log.warning("VPS %s gave up its callback after %d attempts", self.name, policy.max_attempts)
+        return False
+
+    async def destroy(self) -> None:
+        """Stop SSH and remove the root directory."""
+        await self.stop_ssh()
+        await asyncio.to_thread(shutil.rmtree, self.root, True)
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready summary for `/_sim/vps`."""
+        return {
+            "server_id": self.server_id,
+            "name": self.name,
+            "ip": self.ip,
+            "ssh_port": self.ssh_port,
+            "root_dir": str(self.root),
+            "ssh_listening": self.ssh_listening,
+            "host_key": self.host_public_key,
+            "authorized_users": sorted(self.authorized),
+            "cloud_init_done": self.cloud_init_done,
+            "units": dict(self.systemd.states),
+            "cloud_config_errors": list(self.cloud_config_errors),
+            "callback": {
+                "url": self.callback.url,
+                "attempts": self.callback.attempts,
+                "last_status": self.callback.last_status,
+                "last_error": self.callback.last_error,
+                "succeeded": self.callback.succeeded,
+            },
+        }

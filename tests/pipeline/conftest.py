@@ -1,0 +1,24 @@
+"""Fixtures for the pipeline: the simulator in-process and an adapter on it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from core.hetzner import HetznerAdapter
+from sim.config import SimConfig
+from sim.server import SimulatorServer
+
+
+@pytest.fixture
+def sim() -> Iterator[SimulatorServer]:
+    """A fast simulator on an ephemeral port (VPS SSH on port 2222 of their own addresses)."""
+    with SimulatorServer(SimConfig(seed=7)) as server:
+        yield server
+
+
+@pytest.fixture
+def adapter(sim: SimulatorServer, redis_client: redis.Redis) -> HetznerAdapter:
+    return HetznerAdapter.connect(sim.endpoint, sim.token, env="test", redis_client=redis_client)

@@ -1,0 +1,92 @@
+"""An end-to-end stack for pipeline tests: database, Redis, simulator, workers, web.
+
+Everything is real: the database of the `db` fixture, the test Redis server,
+the simulator on loopback, RQ's SimpleWorker in burst mode (driven in a loop
+until a condition holds, scheduled jobs included) and, when `web=True`, the
+webhook app served by uvicorn so that simulated VPSs can call back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+from rq import SimpleWorker
+
+from core.crypto import KeyRing, generate_key_entry
+from core.models import Customer, Server
+from core.settings import Settings
+from jobs.context import JobContext, use_context
+from jobs.queues import WORKER_QUEUES, queue
+from sim.server import SimulatorServer
+from tests.conftest import make_settings
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    redis: redis.Redis
+    sim: SimulatorServer
+    ring: KeyRing
+    ctx: JobContext
+    customers: list[Customer] = field(default_factory=list)
+
+    def worker(self) -> SimpleWorker:
+        return SimpleWorker([queue(self.redis, n) for n in WORKER_QUEUES], connection=self.redis)
+
+    def drain(
+        self, until: Callable[[], bool], timeout: float = 30.0, what: str = "the condition"
+    ) -> None:
+        """Run burst workers (and the scheduler) until `until()` holds."""
+        deadline = time.monotonic() + timeout
+        worker = self.worker()
+        while True:
+            worker.work(burst=True, with_scheduler=True, logging_level="ERROR")
+            if until():
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            time.sleep(0.02)
+
+    def status(self, server_id: int) -> str:
+        status: str = Server.get_by_id(server_id).status
+        return status
+
+    def wait_status(self, server_id: int, *statuses: str, timeout: float = 30.0) -> Server:
+        self.drain(
+            lambda: self.status(server_id) in statuses,
+            timeout,
+            f"server {server_id} to be {' or '.join(statuses)}",
+        )
+        found: Server = Server.get_by_id(server_id)
+        return found
+
+    def provider_servers(self) -> list[int]:
+        return [s.id for s in self.ctx.hetzner.list_managed()]
+
+
+def build_stack(
+    tmp_path: Path,
+    redis_client: redis.Redis,
+    sim: SimulatorServer,
+    public_url: str = "http://127.0.0.1:9/",
+    **env: str,
+) -> Stack:
+    entry = generate_key_entry()
+    settings = make_settings(
+        tmp_path,
+        RACHEL_MASTER_KEYS=entry,
+        RACHEL_SIM_PORT=str(sim.port),
+        RACHEL_PUBLIC_URL=public_url,
+        RACHEL_BOOT_TIMEOUT=env.pop("RACHEL_BOOT_TIMEOUT", "5s"),
+        RACHEL_RETRY_BASE=env.pop("RACHEL_RETRY_BASE", "0.05s"),
+        RACHEL_NAME_PREFIX="test",
+        **env,
+    )
+    ring = KeyRing([entry])
+    ctx = JobContext(settings=settings, keyring=ring, redis=redis_client)
+    use_context(ctx)
+    return Stack(settings=settings, redis=redis_client, sim=sim, ring=ring, ctx=ctx)

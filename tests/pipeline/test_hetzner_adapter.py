@@ -1,0 +1,181 @@
+"""The Hetzner adapter against the simulator, through the real hcloud SDK."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+import redis
+
+from core.hetzner import LABEL_MANAGED, LABEL_SERVER, CreateSpec, HetznerAdapter, HetznerError
+from sim.server import SimulatorServer
+
+RANGES = ("203.0.113.0/24", "2001:db8::/32")
+
+
+def spec(server_id: int = 1, *, maybe_exists: bool = False, name: str | None = None) -> CreateSpec:
+    return CreateSpec(
+        server_id=server_id,
+        customer_id=10 + server_id,
+        name=name or f"test-{server_id}",
+        server_type="cx23",
+        image="debian-12",
+        location="fsn1",
+        user_data="#cloud-config\n{}\n",
+        env="test",
+        maybe_exists=maybe_exists,
+    )
+
+
+def prepared(adapter: HetznerAdapter) -> tuple[int, int]:
+    fw = adapter.ensure_firewall("test-ssh", RANGES)
+    key = adapter.ensure_fleet_key("test-fleet", _pubkey)
+    return fw, key
+
+
+def _pubkey() -> str:
+    from core.crypto import generate_ssh_keypair
+
+    return generate_ssh_keypair().public_openssh
+
+
+def test_firewall_admits_ssh_only_and_is_looked_up_once(
+    adapter: HetznerAdapter, sim: SimulatorServer, redis_client: redis.Redis
+) -> None:
+    fw = adapter.ensure_firewall("test-ssh", RANGES)
+    calls = adapter.call_count()
+    assert adapter.ensure_firewall("test-ssh", RANGES) == fw
+    assert adapter.call_count() == calls, "the second lookup is served from the cache"
+    other = HetznerAdapter.connect(sim.endpoint, sim.token, env="test", redis_client=redis_client)
+    assert other.ensure_firewall("test-ssh", RANGES) == fw
+    assert other.call_count() == 0, "another worker reads the id from Redis"
+    rules = adapter.client.firewalls.get_by_id(fw).rules
+    assert rules is not None
+    assert [(r.direction, r.protocol, r.port, sorted(r.source_ips)) for r in rules] == [
+        ("in", "tcp", "22", sorted(RANGES))
+    ]
+
+
+def test_firewall_creation_race_is_resolved(adapter: HetznerAdapter) -> None:
+    # Another worker creates the firewall between our lookup and our create.
+    real_lookup = adapter.client.firewalls.get_by_name
+    adapter.client.firewalls.create(name="test-ssh")
+    first = [True]
+
+    def lookup(name: str):  # type: ignore[no-untyped-def]
+        if first.pop() if first else False:
+            return None
+        return real_lookup(name)
+
+    adapter.client.firewalls.get_by_name = lookup  # type: ignore[method-assign]
+    fw = adapter.ensure_firewall("test-ssh", RANGES)
+    assert fw == real_lookup("test-ssh").id  # type: ignore[union-attr]
+    assert len(adapter.client.firewalls.get_all(name="test-ssh")) == 1
+
+
+def test_create_is_one_call_and_labels_the_server(adapter: HetznerAdapter) -> None:
+    fw, key = prepared(adapter)
+    before = adapter.call_count()
+    server, adopted = adapter.create_server(spec(1), fw, key)
+    assert adapter.call_count() - before == 1
+    assert not adopted and server.ipv4 and server.status in ("initializing", "running")
+    assert server.labels[LABEL_MANAGED] == "true" and server.labels[LABEL_SERVER] == "1"
+    assert server.server_id == 1
+    bound = adapter.client.servers.get_by_id(server.id)
+    assert [f.firewall.id for f in bound.public_net.firewalls] == [fw]  # type: ignore[union-attr]
+
+
+def test_a_retried_create_adopts_instead_of_duplicating(adapter: HetznerAdapter) -> None:
+    fw, key = prepared(adapter)
+    first, _ = adapter.create_server(spec(2), fw, key)
+    # The run that may have reached Hetzner looks up by label first...
+    again, adopted = adapter.create_server(spec(2, maybe_exists=True), fw, key)
+    assert adopted and again.id == first.id
+    # ...and one that did not know reads uniqueness_error as "adopt it".
+    third, adopted = adapter.create_server(spec(2), fw, key)
+    assert adopted and third.id == first.id
+    assert len(adapter.list_managed()) == 1
+
+
+def test_a_name_held_by_a_foreign_server_is_permanent(adapter: HetznerAdapter) -> None:
+    fw, key = prepared(adapter)
+    from hcloud.images import Image
+    from hcloud.server_types import ServerType
+
+    adapter.client.servers.create(
+        name="test-3", server_type=ServerType(name="cx23"), image=Image(name="debian-12")
+    )
+    with pytest.raises(HetznerError) as info:
+        adapter.create_server(spec(3), fw, key)
+    assert info.value.code == "uniqueness_error" and not info.value.transient
+
+
+def test_delete_and_404_is_success(adapter: HetznerAdapter) -> None:
+    fw, key = prepared(adapter)
+    server, _ = adapter.create_server(spec(4), fw, key)
+    assert adapter.delete_server(server.id) is True
+    deadline = time.monotonic() + 10
+    while adapter.find_server(4) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the delete action runs for a moment, as on Hetzner
+    assert adapter.find_server(4) is None
+    assert adapter.delete_server(server.id) is False
+
+
+@pytest.mark.parametrize(
+    ("code", "transient"),
+    [
+        ("rate_limit_exceeded", True),
+        ("unavailable", True),
+        ("server_error", True),
+        ("locked", True),
+        ("conflict", True),
+        ("invalid_input", False),
+        ("forbidden", False),
+        ("resource_limit_exceeded", False),
+    ],
+)
+def test_errors_say_transient_or_permanent_without_sdk_retries(
+    adapter: HetznerAdapter, sim: SimulatorServer, code: str, transient: bool
+) -> None:
+    fw, key = prepared(adapter)
+    sim.set_faults({"errors": {"create_server": {"code": code, "rate": 1.0}}})
+    before = adapter.call_count()
+    with pytest.raises(HetznerError) as info:
+        adapter.create_server(spec(5), fw, key)
+    assert info.value.code == code and info.value.transient is transient
+    assert info.value.correlation_id
+    assert adapter.call_count() - before == 1, "no retry inside the SDK: jobs reschedule"
+
+
+def test_rate_limit_headers_feed_a_shared_budget(
+    adapter: HetznerAdapter, sim: SimulatorServer, redis_client: redis.Redis
+) -> None:
+    prepared(adapter)
+    budget = adapter.budget
+    assert budget.limit == 3600 and budget.remaining is not None and budget.reset
+    other = HetznerAdapter.connect(sim.endpoint, sim.token, env="test", redis_client=redis_client)
+    assert other.shared_budget().remaining == budget.remaining
+    other.require_budget(reserve=0)
+    with pytest.raises(HetznerError) as info:
+        other.require_budget(reserve=budget.remaining + 10)  # type: ignore[operator]
+    assert info.value.code == "rate_limit_reserve" and info.value.transient
+    assert info.value.retry_after and info.value.retry_after > 0
+
+
+def test_429_carries_a_retry_hint(adapter: HetznerAdapter, sim: SimulatorServer) -> None:
+    fw, key = prepared(adapter)
+    sim.set_faults({"rate_limit_burst": 1})
+    with pytest.raises(HetznerError) as info:
+        adapter.create_server(spec(6), fw, key)
+    assert info.value.code == "rate_limit_exceeded" and info.value.retry_after
+
+
+def test_unreachable_api_is_a_transient_network_error() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    adapter = HetznerAdapter.connect(f"http://127.0.0.1:{port}/v1", "token", env="test", timeout=2)
+    with pytest.raises(HetznerError) as info:
+        adapter.find_server(1)
+    assert info.value.code == "network_error" and info.value.transient

@@ -1,0 +1,138 @@
+"""Phase jobs end to end against the simulator (no web app: callbacks not involved)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import peewee
+import pytest
+import redis
+
+from core.lifecycle import Status
+from core.models import Event, Server
+from jobs import operator
+from jobs.context import use_context
+from jobs.creating import create_server
+from jobs.enqueue import start_provisioning
+from sim.server import SimulatorServer
+from tests import factories
+from tests.pipeline.harness import Stack, build_stack
+
+
+@pytest.fixture
+def stack(
+    db: peewee.Database, tmp_path: Path, redis_client: redis.Redis, sim: SimulatorServer
+) -> Iterator[Stack]:
+    yield build_stack(tmp_path, redis_client, sim, RACHEL_BOOT_TIMEOUT="1s")
+    use_context(None)
+
+
+def deploy(stack: Stack) -> Server:
+    owner = factories.paying_customer(stack.ring)
+    result = operator.deploy(stack.redis, stack.settings, owner.external_id, "operator:test")
+    server: Server = Server.get_by_id(result.server_id)
+    return server
+
+
+def test_creating_makes_one_vps_with_one_create_call(stack: Stack) -> None:
+    warm = deploy(stack)  # first server: the firewall and fleet key get created and cached
+    warm = stack.wait_status(warm.id, Status.CLOUD_INIT)
+    calls = stack.ctx.hetzner.call_count()
+    server = deploy(stack)
+    row = stack.wait_status(server.id, Status.CLOUD_INIT)
+    assert stack.ctx.hetzner.call_count() - calls == 1, stack.ctx.hetzner.calls
+    assert row.provider_id and row.ipv4 and row.ssh_public_key and row.callback_token_hash
+    assert row.attempt == 1 and row.deadline_at is not None
+    assert sorted(stack.provider_servers()) == sorted([warm.provider_id or 0, row.provider_id])
+    kinds = [(e.from_status, e.to_status) for e in Event.select().where(Event.server == row.id)]
+    assert kinds == [(None, "pending"), ("pending", "creating"), ("creating", "cloud_init")]
+
+
+def test_a_job_run_twice_changes_nothing(stack: Stack) -> None:
+    server = deploy(stack)
+    stack.wait_status(server.id, Status.CLOUD_INIT)
+    events = Event.select().where(Event.server == server.id).count()
+    assert create_server(server.id) == "skipped"
+    assert Event.select().where(Event.server == server.id).count() == events
+    assert len(stack.provider_servers()) == 1
+    # Enqueueing the same step again is a no-op too (deterministic unique job id).
+    start_provisioning(stack.redis, stack.settings, Server.get_by_id(server.id))
+    stack.drain(lambda: True)
+    assert len(stack.provider_servers()) == 1
+
+
+def test_a_lost_create_response_is_adopted_not_duplicated(stack: Stack) -> None:
+    server = deploy(stack)
+    # Simulate a crash after Hetzner created the VPS but before we recorded it.
+    stack.drain(lambda: stack.status(server.id) == Status.CLOUD_INIT)
+    provider_id = Server.get_by_id(server.id).provider_id
+    Server.update(status="creating", provider_id=None).where(Server.id == server.id).execute()
+    assert create_server(server.id).startswith("adopted")
+    assert Server.get_by_id(server.id).provider_id == provider_id
+    assert stack.provider_servers() == [provider_id]
+
+
+def test_transient_errors_retry_then_succeed(stack: Stack) -> None:
+    stack.sim.set_faults({"errors": {"create_server": {"code": "unavailable", "count": 2}}})
+    server = deploy(stack)
+    row = stack.wait_status(server.id, Status.CLOUD_INIT)
+    retries = [e.message for e in row.events if e.kind == "retry"]
+    assert len(retries) == 2 and "unavailable" in retries[0]
+    assert len(stack.provider_servers()) == 1
+
+
+def test_429_bursts_are_ridden_out(stack: Stack) -> None:
+    stack.sim.set_faults({"rate_limit_burst": 3})
+    server = deploy(stack)
+    stack.wait_status(server.id, Status.CLOUD_INIT)
+    assert len(stack.provider_servers()) == 1
+
+
+def test_a_permanent_error_fails_and_leaves_nothing(stack: Stack) -> None:
+    stack.sim.set_faults({"errors": {"create_server": {"code": "resource_limit_exceeded"}}})
+    server = deploy(stack)
+    row = stack.wait_status(server.id, Status.FAILED)
+    assert row.failed_phase == "creating" and "resource_limit_exceeded" in (row.last_error or "")
+    assert stack.provider_servers() == []
+
+
+def test_out_of_retries_fails(stack: Stack) -> None:
+    stack.sim.set_faults({"errors": {"create_server": {"code": "server_error"}}})
+    server = deploy(stack)
+    row = stack.wait_status(server.id, Status.FAILED, timeout=60)
+    assert "out of retries" in (row.last_error or "")
+    assert sum(1 for e in row.events if e.kind == "retry") == stack.settings.phase_retries
+
+
+def test_no_callback_fails_at_the_boot_deadline_and_cleans_up(stack: Stack) -> None:
+    server = deploy(stack)  # the callback URL points nowhere: it never arrives
+    stack.wait_status(server.id, Status.CLOUD_INIT)
+    row = stack.wait_status(server.id, Status.FAILED, timeout=20)
+    assert row.failed_phase == "cloud_init" and "no cloud-init callback" in (row.last_error or "")
+    stack.drain(lambda: Server.get_by_id(server.id).provider_id is None, what="cleanup")
+    assert stack.provider_servers() == []
+    assert any(e.kind == "cleanup" for e in Server.get_by_id(server.id).events)
+
+
+@pytest.mark.parametrize("state", ["pending", "creating", "cloud_init", "failed"])
+def test_force_deprovision_from_any_state_leaves_no_vps(stack: Stack, state: str) -> None:
+    server = deploy(stack)
+    if state != "pending":
+        stack.wait_status(server.id, Status.CLOUD_INIT)
+    if state == "creating":
+        Server.update(status="creating").where(Server.id == server.id).execute()
+    if state == "failed":
+        Server.update(status="failed", failed_phase="cloud_init").where(
+            Server.id == server.id
+        ).execute()
+    operator.deprovision(stack.redis, server.id, "operator:test", force=True)
+    row = stack.wait_status(server.id, Status.DELETED)
+    assert row.deleted_at is not None
+    stack.drain(lambda: stack.provider_servers() == [], what="no VPS left")
+
+
+def test_deprovision_without_force_refuses_in_flight(stack: Stack) -> None:
+    server = deploy(stack)
+    with pytest.raises(operator.OperatorError, match="--force"):
+        operator.deprovision(stack.redis, server.id, "operator:test")

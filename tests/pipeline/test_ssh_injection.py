@@ -1,0 +1,132 @@
+"""Secret injection with paramiko into a simulated VPS (a real SSH server on loopback)."""
+
+from __future__ import annotations
+
+import socket
+import stat
+import time
+
+import pytest
+
+from core import vps_contract as vps
+from core.cloudinit import CloudConfigInput, render
+from core.crypto import SSHKeyPair, generate_ssh_keypair
+from core.hetzner import CreateSpec, HetznerAdapter
+from core.ssh import SSHError, Target, env_file, inject
+from sim.server import SimulatorServer
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def boot(
+    sim: SimulatorServer, adapter: HetznerAdapter, server_id: int, with_unit: bool = True
+) -> tuple[SSHKeyPair, str, str]:
+    """Create a VPS from real user data and wait for its SSH; return (key, ip, host key)."""
+    pair = generate_ssh_keypair()
+    user_data = render(
+        CloudConfigInput(
+            hostname=f"t-{server_id}",
+            authorized_key=pair.public_openssh,
+            callback_url=f"http://127.0.0.1:{_closed_port()}/callbacks/cloud-init/{server_id}",
+            callback_token="unused",
+            install_command="true",
+            service_exec="/usr/local/bin/rachel8",
+        )
+    )
+    if not with_unit:
+        user_data = user_data.replace(vps.SERVICE_UNIT_PATH, "/etc/not-the-unit")
+    fw = adapter.ensure_firewall("t-ssh", ("0.0.0.0/0",))
+    key = adapter.ensure_fleet_key("t-fleet", lambda: generate_ssh_keypair().public_openssh)
+    server, _ = adapter.create_server(
+        CreateSpec(
+            server_id=server_id,
+            customer_id=1,
+            name=f"t-{server_id}",
+            server_type="cx23",
+            image="debian-12",
+            location="fsn1",
+            user_data=user_data,
+            env="test",
+        ),
+        fw,
+        key,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        machine = sim.vps(server.id)
+        if machine is not None and machine.ssh_listening:
+            assert server.ipv4 == machine.ip
+            return pair, machine.ip, machine.host_public_key
+        time.sleep(0.02)
+    raise AssertionError("the VPS's SSH never came up")
+
+
+SECRETS = {
+    "TELEGRAM_BOT_TOKEN": "123456:planted-telegram-token",
+    "CLAUDE_CREDENTIALS": '{"refresh_token": "planted \\"quoted\\" $HOME"}',
+}
+
+
+def test_inject_writes_0600_atomically_and_starts_the_service(
+    sim: SimulatorServer, adapter: HetznerAdapter
+) -> None:
+    pair, ip, host_key = boot(sim, adapter, 1)
+    inject(Target(ip, 2222, host_key, pair.private_openssh), SECRETS, timeout=10)
+    machine = next(v for v in [sim.vps(s.id) for s in adapter.list_managed()] if v)
+    path = machine.root / vps.SECRETS_PATH.lstrip("/")
+    assert path.read_text() == env_file(SECRETS)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["secrets.env"], "no temp file left"
+    assert machine.systemd.is_active(vps.SERVICE_UNIT)
+    # A second injection replaces the file in place.
+    inject(
+        Target(ip, 2222, host_key, pair.private_openssh),
+        {**SECRETS, "TELEGRAM_BOT_TOKEN": "654321:new-token"},
+        timeout=10,
+    )
+    assert "654321:new-token" in path.read_text()
+
+
+def test_a_different_host_key_is_refused(sim: SimulatorServer, adapter: HetznerAdapter) -> None:
+    pair, ip, _ = boot(sim, adapter, 2)
+    impostor = generate_ssh_keypair().public_openssh
+    with pytest.raises(SSHError) as info:
+        inject(Target(ip, 2222, impostor, pair.private_openssh), SECRETS, timeout=10)
+    assert info.value.code == "host_key_mismatch" and not info.value.transient
+
+
+def test_a_key_the_vps_does_not_know_is_refused(
+    sim: SimulatorServer, adapter: HetznerAdapter
+) -> None:
+    _, ip, host_key = boot(sim, adapter, 3)
+    with pytest.raises(SSHError) as info:
+        inject(
+            Target(ip, 2222, host_key, generate_ssh_keypair().private_openssh), SECRETS, timeout=10
+        )
+    assert info.value.code == "ssh_auth_failed" and not info.value.transient
+
+
+def test_refused_ssh_is_transient(sim: SimulatorServer, adapter: HetznerAdapter) -> None:
+    sim.set_faults({"ssh_refuse": 1.0})
+    pair = generate_ssh_keypair()
+    with pytest.raises(SSHError) as info:
+        inject(
+            Target("127.0.0.1", _closed_port(), pair.public_openssh, pair.private_openssh),
+            SECRETS,
+            timeout=3,
+        )
+    assert info.value.code == "ssh_unreachable" and info.value.transient
+
+
+def test_missing_unit_fails_the_service_start(
+    sim: SimulatorServer, adapter: HetznerAdapter
+) -> None:
+    pair, ip, host_key = boot(sim, adapter, 4, with_unit=False)
+    with pytest.raises(SSHError) as info:
+        inject(Target(ip, 2222, host_key, pair.private_openssh), SECRETS, timeout=10)
+    assert info.value.code == "service_failed" and not info.value.transient
+    assert "planted" not in str(info.value)

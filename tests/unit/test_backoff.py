@@ -1,0 +1,35 @@
+import pytest
+
+from core.backoff import ceiling, delay, should_retry
+
+
+def test_ceiling_doubles_and_caps() -> None:
+    assert [ceiling(n, 2.0, 60) for n in range(7)] == [2, 4, 8, 16, 32, 60, 60]
+    assert ceiling(10_000, 1.0, 300) == 300
+    with pytest.raises(ValueError):
+        ceiling(-1, 1.0)
+
+
+def test_full_jitter_spans_zero_to_ceiling() -> None:
+    assert delay(3, 2.0, rand=lambda: 0.0) == 0.0
+    assert delay(3, 2.0, rand=lambda: 0.5) == 8.0
+    assert delay(3, 2.0, rand=lambda: 0.999999) < 16.0
+
+
+def test_provider_hint_is_a_floor() -> None:
+    assert delay(0, 2.0, floor=30.0, rand=lambda: 0.9) == 30.0
+    assert delay(5, 2.0, floor=1.0, rand=lambda: 0.5) == 32.0
+
+
+@pytest.mark.parametrize(
+    ("retry", "maximum", "transient", "expected"),
+    [
+        (0, 3, True, True),
+        (2, 3, True, True),
+        (3, 3, True, False),
+        (0, 3, False, False),
+        (0, 0, True, False),
+    ],
+)
+def test_should_retry(retry: int, maximum: int, transient: bool, expected: bool) -> None:
+    assert should_retry(retry, maximum, transient) is expected
