@@ -4,7 +4,7 @@ ifeq ($(UV),)
 UV := .tools/bin/uv
 endif
 
-.PHONY: run test lint typecheck fmt sync
+.PHONY: run demo test lint typecheck fmt sync
 
 $(UV):
 	python3 -m venv .tools && .tools/bin/pip install --quiet uv
@@ -12,10 +12,14 @@ $(UV):
 sync: $(UV)
 	$(UV) sync --locked
 
-## Run the product on embedded defaults (SQLite, embedded Redis, the simulator).
+## Run the product on embedded defaults (SQLite, embedded Redis, the simulator),
+## with three demo customers deploying, and open the operator TUI.
 run: sync
-	$(UV) run rachel-cloud db upgrade
-	$(UV) run rachel-cloud sim
+	$(UV) run rachel-cloud up --demo 3
+
+## Headless: deploy demo customers end to end and print their phase timings.
+demo: sync
+	$(UV) run rachel-cloud demo --customers 5
 
 ## Lint, type-check and run every test (what CI runs).
 test: sync lint typecheck

@@ -14,15 +14,22 @@ from core.errors import RachelError
 #: name -> "module:attribute" of a click command. Loaded only when used, and
 #: for `--help` (which needs each command's one-line summary).
 COMMANDS: dict[str, str] = {
+    "cron": "cli.cron:cron_command",
     "db": "cli.db:db",
     "deploy": "cli.pipeline:deploy_command",
+    "demo": "cli.up:demo_command",
     "deprovision": "cli.pipeline:deprovision_command",
     "fleet": "cli.pipeline:fleet_command",
     "keys": "cli.keys:keys",
+    "reconcile": "cli.reconcile:reconcile_command",
     "redis": "cli.redis:redis_group",
     "retry": "cli.pipeline:retry_command",
     "settings": "cli.settings:settings_command",
+    "tui": "cli.tui:tui_command",
     "sim": "sim.cli:sim_command",
+    "web": "cli.web:web_command",
+    "webhook-sign": "cli.webhook_sign:webhook_sign_command",
+    "up": "cli.up:up_command",
     "user-data": "cli.pipeline:user_data_command",
     "worker": "cli.pipeline:worker_command",
 }

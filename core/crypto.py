@@ -22,7 +22,6 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
@@ -197,27 +196,6 @@ class KeyRing:
         if not self.needs_rotation(ciphertext):
             return ciphertext
         return self.seal(self.open(ciphertext, binding), binding)
-
-
-def development_key_entries(data_dir: Path) -> list[str]:
-    """The development key ring kept in the data directory, created on first use.
-
-    Only for the embedded defaults; production sets `RACHEL_MASTER_KEYS`.
-    """
-    path = data_dir / "master.keys"
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        entry = generate_key_entry()
-        # O_EXCL: when two processes race to create it, exactly one key wins.
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(entry + "\n")
-    lines = path.read_text().split()
-    return [line for line in lines if line.strip()]
 
 
 @dataclass(frozen=True)

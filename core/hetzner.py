@@ -182,6 +182,27 @@ class RateBudget:
         return float(min(need, until_reset) if until_reset else need)
 
 
+def read_budget(store: redis.Redis) -> RateBudget | None:
+    """The rate-limit state the workers last saw (for the TUI and metrics), if any."""
+    try:
+        raw = store.hgetall(_RATE_KEY)
+    except redis.RedisError:
+        return None
+    if not raw:
+        return None
+    data = {k.decode(): v.decode() for k, v in raw.items()}  # type: ignore[union-attr]
+    return RateBudget(int(data["limit"]), int(data["remaining"]), float(data["reset"]))
+
+
+def read_call_counts(store: redis.Redis) -> dict[str, int]:
+    """Hetzner API calls by `METHOD /path` counted by every worker so far."""
+    try:
+        raw = store.hgetall(_CALLS_KEY)
+    except redis.RedisError:
+        return {}
+    return {k.decode(): int(v) for k, v in raw.items()}  # type: ignore[union-attr]
+
+
 @dataclass
 class HetznerAdapter:
     """The operations the control plane performs on Hetzner Cloud.
@@ -267,14 +288,7 @@ class HetznerAdapter:
         """The freshest budget: this process's, or what another worker saw last."""
         if self.store is None:
             return self.budget
-        try:
-            raw = self.store.hgetall(_RATE_KEY)
-        except redis.RedisError:
-            return self.budget
-        if not raw:
-            return self.budget
-        data = {k.decode(): v.decode() for k, v in raw.items()}  # type: ignore[union-attr]
-        return RateBudget(int(data["limit"]), int(data["remaining"]), float(data["reset"]))
+        return read_budget(self.store) or self.budget
 
     def require_budget(self, reserve: int) -> None:
         """Refuse to spend a request that would eat into the reserve.

@@ -62,7 +62,8 @@ TRANSITIONS: Mapping[Status, frozenset[Status]] = {
     Status.CLOUD_INIT: frozenset({Status.INJECTING_SECRETS, Status.FAILED}),
     Status.INJECTING_SECRETS: frozenset({Status.READY, Status.FAILED}),
     # Re-injecting secrets into a ready server passes through injecting_secrets again.
-    Status.READY: frozenset({Status.DEPROVISIONING, Status.INJECTING_SECRETS}),
+    # ready -> failed: the reconciler found its VPS gone from Hetzner (lost).
+    Status.READY: frozenset({Status.DEPROVISIONING, Status.INJECTING_SECRETS, Status.FAILED}),
     # Retry restarts the phase that failed; see `retry_target`.
     Status.FAILED: frozenset(
         {Status.DEPROVISIONING, Status.PENDING, Status.CREATING, Status.INJECTING_SECRETS}
@@ -230,6 +231,16 @@ def transition(
     return True
 
 
+EventPublisher = Callable[[dict[str, Any]], None]
+_event_publisher: EventPublisher | None = None
+
+
+def set_event_publisher(publish: EventPublisher | None) -> None:
+    """Where `record_event` publishes by default (a worker process sets Redis pub/sub)."""
+    global _event_publisher  # noqa: PLW0603 - one per process, like logging handlers
+    _event_publisher = publish
+
+
 def record_event(
     server_id: int,
     kind: str,
@@ -237,10 +248,26 @@ def record_event(
     *,
     actor: str = "system",
     clock: Clock = SYSTEM_CLOCK,
+    publish: EventPublisher | None = None,
 ) -> Event:
-    """Append a non-transition Event (a retry, an error, an operator note)."""
+    """Append a non-transition Event (a retry, an error, an operator note) and publish it."""
     validate_actor(actor)
     event: Event = Event.create(
         server=server_id, at=clock.now(), kind=kind, message=message, actor=actor
     )
+    sink = publish or _event_publisher
+    if sink is not None:
+        try:
+            sink(
+                {
+                    "type": "event",
+                    "server_id": server_id,
+                    "kind": kind,
+                    "message": message,
+                    "actor": actor,
+                    "at": event.at.isoformat(),
+                }
+            )
+        except Exception:
+            log.warning("server %s: could not publish a %s event", server_id, kind, exc_info=True)
     return event

@@ -15,7 +15,7 @@ from collections.abc import MutableMapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from core.redaction import redact, register_secret
+from core.redaction import install_log_redaction, redact_record, register_secret
 from core.settings import Settings
 
 #: Context attributes shown by both formats when a record has them.
@@ -27,24 +27,7 @@ class RedactingFilter(logging.Filter):
     """Masks secret values in the message, its arguments, the traceback and extras."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a bad format string must not lose the record
-            message = f"{record.msg!r} % {record.args!r}"
-        record.msg = redact(message)
-        record.args = None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = redact(record.exc_text)
-            # The formatted text is what gets written; drop the live objects so
-            # no other formatter renders an unredacted copy.
-            record.exc_info = None
-        if record.stack_info:
-            record.stack_info = redact(record.stack_info)
-        for key, value in list(vars(record).items()):
-            if key not in _STANDARD and isinstance(value, str):
-                setattr(record, key, redact(value))
+        redact_record(record)
         return True
 
 
@@ -108,7 +91,7 @@ def setup_logging(
     """
     for secret in settings.secret_values():
         register_secret(secret)
-    _install_record_factory()
+    install_log_redaction()
     handler = logging.StreamHandler(stream or sys.stderr)
     fmt = log_format or settings.log_format
     handler.setFormatter(
@@ -126,27 +109,6 @@ def setup_logging(
     for noisy in ("paramiko", "asyncssh", "httpx", "httpcore", "urllib3", "hpack"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return handler
-
-
-_factory_installed = False
-
-
-def _install_record_factory() -> None:
-    # Handler filters only guard the handlers they sit on; redacting at record
-    # creation also covers handlers that others attach (pytest, Sentry, ...).
-    global _factory_installed  # noqa: PLW0603 - once per process
-    if _factory_installed:
-        return
-    previous = logging.getLogRecordFactory()
-    redactor = RedactingFilter()
-
-    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = previous(*args, **kwargs)
-        redactor.filter(record)
-        return record
-
-    logging.setLogRecordFactory(factory)
-    _factory_installed = True
 
 
 class ServerLogger(logging.LoggerAdapter):  # type: ignore[type-arg]

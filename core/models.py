@@ -54,6 +54,8 @@ class Customer(BaseModel):
     email = peewee.CharField(max_length=320)
     telegram_bot_token = EncryptedField(null=True)
     claude_credentials = EncryptedField(null=True)
+    # Where the grace-period warning is sent through the customer's own bot (optional).
+    telegram_chat_id = peewee.CharField(max_length=64, null=True)
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
 
@@ -135,7 +137,10 @@ class Event(BaseModel):
 
     id = peewee.AutoField()
 
-    server = peewee.ForeignKeyField(Server, backref="events", on_delete="CASCADE", index=True)
+    # None for fleet-level events (a scheduler run's summary).
+    server = peewee.ForeignKeyField(
+        Server, backref="events", on_delete="CASCADE", index=True, null=True
+    )
     at = peewee.DateTimeField(default=utcnow, index=True)
     kind = peewee.CharField(max_length=32)  # transition, retry, error, operator, cron, ...
     message = peewee.TextField()

@@ -12,6 +12,7 @@ web app and the TUI use it for anything that shows an error.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections import OrderedDict
@@ -102,8 +103,14 @@ _REGISTRY = SecretRegistry()
 
 
 def register_secret(value: str | None) -> None:
-    """Remember `value` as a secret of this process, so logs never show it."""
+    """Remember `value` as a secret of this process, so logs never show it.
+
+    The first secret a process registers also switches on the redaction of
+    every log record it creates, whoever logs it (httpx logging a Bot API URL
+    with a token in it, say) and whether or not logging was set up.
+    """
     if value:
+        install_log_redaction()
         _REGISTRY.add(value)
         # Multi-line secrets (private keys) also leak line by line in tracebacks.
         if "\n" in value:
@@ -126,3 +133,53 @@ def redact(text: str) -> str:
 def registry() -> SecretRegistry:
     """The process-wide registry (tests inspect and clear it)."""
     return _REGISTRY
+
+
+_STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+def redact_record(record: logging.LogRecord) -> None:
+    """Mask secrets in a log record: message and arguments, traceback, stack, extras."""
+    try:
+        message = record.getMessage()
+    except Exception:  # a bad format string must not lose the record
+        message = f"{record.msg!r} % {record.args!r}"
+    record.msg = redact(message)
+    record.args = None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = redact(record.exc_text)
+        # The formatted text is what gets written; drop the live objects so that
+        # no other formatter renders an unredacted copy.
+        record.exc_info = None
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info)
+    for key, value in list(vars(record).items()):
+        if key not in _STANDARD_ATTRS and isinstance(value, str):
+            setattr(record, key, redact(value))
+
+
+_factory_lock = threading.Lock()
+_factory_installed = False
+
+
+def install_log_redaction() -> None:
+    """Redact every log record at creation (idempotent, once per process).
+
+    Handler filters guard only the handlers they sit on; a record factory also
+    covers handlers that others attach (pytest's, an error reporter's).
+    """
+    global _factory_installed  # noqa: PLW0603 - once per process
+    with _factory_lock:
+        if _factory_installed:
+            return
+        previous = logging.getLogRecordFactory()
+
+        def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+            record = previous(*args, **kwargs)
+            redact_record(record)
+            return record
+
+        logging.setLogRecordFactory(factory)
+        _factory_installed = True

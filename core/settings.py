@@ -129,6 +129,29 @@ def _parse_optional_cidrs(text: str) -> tuple[str, ...]:
     return _parse_cidrs(text) if text.strip() else ()
 
 
+#: The phases whose time limit `RACHEL_PHASE_LIMITS` sets.
+PHASE_LIMIT_PHASES = ("pending", "creating", "injecting_secrets", "deprovisioning")
+
+
+def _parse_phase_limits(text: str) -> tuple[str, ...]:
+    # Kept as validated `phase=duration` strings (`Settings.phase_limit` reads them),
+    # so that they display like every other list setting.
+    limits: dict[str, str] = {}
+    for item in _parse_list(text):
+        phase, sep, duration = item.partition("=")
+        phase = phase.strip()
+        if not sep or phase not in PHASE_LIMIT_PHASES:
+            raise ValueError(
+                f"expected phase=duration pairs for {', '.join(PHASE_LIMIT_PHASES)}, got {item!r}"
+            )
+        parse_duration(duration)
+        limits[phase] = duration.strip()
+    missing = [p for p in PHASE_LIMIT_PHASES if p not in limits]
+    if missing:
+        raise ValueError(f"missing a limit for {', '.join(missing)}")
+    return tuple(f"{p}={limits[p]}" for p in PHASE_LIMIT_PHASES)
+
+
 def _parse_text(text: str) -> str:
     return text.strip()
 
@@ -375,6 +398,92 @@ SETTINGS: tuple[Setting, ...] = (
         "(in-process, fastest).",
         _parse_choice("fork", "simple"),
     ),
+    # Scheduler (`rachel-cloud cron`).
+    Setting(
+        "RACHEL_GRACE_INTERVAL",
+        "grace_interval_seconds",
+        "5m",
+        "How often the grace enforcer runs (warns, deprovisions lapsed subscriptions' servers).",
+        parse_duration,
+    ),
+    Setting(
+        "RACHEL_GRACE_WARNING",
+        "grace_warning_seconds",
+        "1d",
+        "How long before the end of the grace period the customer is warned.",
+        parse_duration,
+    ),
+    Setting(
+        "RACHEL_NOTIFICATIONS",
+        "notifications",
+        "auto",
+        "Customer notifications (grace warnings): `telegram` (through the customer's own "
+        "bot), `off` (logged only), or `auto`: telegram against real Hetzner, off with the "
+        "simulator.",
+        _parse_choice("auto", "telegram", "off"),
+    ),
+    Setting(
+        "RACHEL_TELEGRAM_API_URL",
+        "telegram_api_url",
+        "https://api.telegram.org",
+        "Base URL of the Telegram Bot API the notifications are sent through.",
+        _parse_url("http", "https"),
+    ),
+    Setting(
+        "RACHEL_RECONCILE_INTERVAL",
+        "reconcile_interval_seconds",
+        "5m",
+        "How often the reconciler compares Hetzner, the database and the job queues.",
+        parse_duration,
+    ),
+    Setting(
+        "RACHEL_RECONCILE_APPLY",
+        "reconcile_apply",
+        "false",
+        "Whether the scheduled reconciler acts on what it finds (delete orphans, fail lost "
+        "servers, fail or re-enqueue stuck ones); false: report only.",
+        _parse_bool,
+    ),
+    Setting(
+        "RACHEL_ORPHAN_MIN_AGE",
+        "orphan_min_age_seconds",
+        "30m",
+        "Safety age: the reconciler deletes an orphan VPS (ours by its labels, unknown to "
+        "the database) only when Hetzner created it at least this long ago.",
+        parse_duration,
+    ),
+    Setting(
+        "RACHEL_PHASE_LIMITS",
+        "phase_limits",
+        "pending=15m,creating=15m,injecting_secrets=15m,deprovisioning=30m",
+        "How long a server may stay in each in-flight phase (cloud_init has its boot "
+        "deadline) before the reconciler calls it stuck, as `phase=duration` pairs.",
+        _parse_phase_limits,
+    ),
+    Setting(
+        "RACHEL_SWEEP_INTERVAL",
+        "sweep_interval_seconds",
+        "15s",
+        "How often the sweeper re-enqueues accepted work whose job vanished and "
+        "recovers jobs of killed workers.",
+        parse_duration,
+    ),
+    Setting(
+        "RACHEL_SWEEP_GRACE",
+        "sweep_grace_seconds",
+        "30s",
+        "The sweeper leaves servers that changed status less than this long ago alone "
+        "(their next job is being enqueued).",
+        parse_duration,
+    ),
+    Setting(
+        "RACHEL_ABANDONED_AFTER",
+        "abandoned_after_seconds",
+        "40s",
+        "A started job whose worker has not sent a heartbeat for this long (or whose "
+        "worker process is gone, on the same host) is abandoned: RQ retries it.",
+        parse_duration,
+    ),
     # Simulator (development and tests only).
     Setting("RACHEL_SIM_HOST", "sim_host", "127.0.0.1", "Address `rachel-cloud sim` binds."),
     Setting(
@@ -477,6 +586,17 @@ class Settings:
     install_command: str
     service_exec: str
     worker_class: str
+    grace_interval_seconds: float
+    grace_warning_seconds: float
+    notifications: str
+    telegram_api_url: str
+    reconcile_interval_seconds: float
+    reconcile_apply: bool
+    orphan_min_age_seconds: float
+    phase_limits: tuple[str, ...]
+    sweep_interval_seconds: float
+    sweep_grace_seconds: float
+    abandoned_after_seconds: float
     sim_host: str
     sim_port: int
     sim_ssh_port: int
@@ -557,6 +677,21 @@ class Settings:
     def vps_ssh_port(self) -> int:
         """The SSH port of the VPSs: 22 on Hetzner, the simulator's otherwise."""
         return 22 if self.is_production else self.sim_ssh_port
+
+    def phase_limit(self, phase: str) -> float | None:
+        """Seconds a server may stay in `phase` before it is stuck (None: no limit here)."""
+        for item in self.phase_limits:
+            name, _, duration = item.partition("=")
+            if name == phase:
+                return parse_duration(duration)
+        return None
+
+    @property
+    def notifications_enabled(self) -> bool:
+        """Whether customer notifications go out (`auto`: only against real Hetzner)."""
+        if self.notifications == "auto":
+            return self.is_production
+        return self.notifications == "telegram"
 
     @property
     def uses_simulator(self) -> bool:

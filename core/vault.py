@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.crypto import Binding, Ciphertext, KeyRing, development_key_entries
+from core.crypto import Binding, Ciphertext, KeyRing
 from core.db import current
+from core.dev_secrets import development_key_entries
 from core.errors import CryptoError
 from core.models import ENCRYPTED_COLUMNS, BaseModel
 from core.settings import Settings

@@ -60,6 +60,7 @@ def cleanup(server_id: int, retry: int = 0) -> str:
                 server.id,
                 "cleanup",
                 attempt=server.attempt,
+                entry=server.status_changed_at,
                 retry=retry + 1,
                 delay=wait,
                 record=False,

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from functools import partial
 
 import redis
 
 from core.clock import SYSTEM_CLOCK, Clock
 from core.crypto import KeyRing
-from core.events import redis_publisher
+from core.events import publish, redis_publisher
 from core.hetzner import HetznerAdapter
-from core.lifecycle import Publisher
+from core.lifecycle import Publisher, set_event_publisher
 from core.redis import connect
 from core.settings import Settings
 from core.vault import load_keyring
@@ -52,20 +53,27 @@ _context: JobContext | None = None
 _lock = threading.Lock()
 
 
+def _install(ctx: JobContext | None) -> None:
+    global _context  # noqa: PLW0603 - the per-process job context
+    _context = ctx
+    set_event_publisher(None if ctx is None else partial(publish, ctx.redis))
+
+
 def use_context(ctx: JobContext | None) -> None:
     """Install the context jobs in this process use (None to reset)."""
-    global _context  # noqa: PLW0603 - the per-process job context
     with _lock:
-        _context = ctx
+        _install(ctx)
 
 
 def context() -> JobContext:
     """The process's job context, built from the environment on first use."""
-    global _context  # noqa: PLW0603
     with _lock:
         if _context is None:
             settings = Settings.load()
-            _context = JobContext(
-                settings=settings, keyring=load_keyring(settings), redis=connect(settings)
+            _install(
+                JobContext(
+                    settings=settings, keyring=load_keyring(settings), redis=connect(settings)
+                )
             )
+        assert _context is not None
         return _context

@@ -188,6 +188,7 @@ def _requeue(ctx: JobContext, server: Server) -> Requeue:
             server.id,
             "creating",
             attempt=server.attempt,
+            entry=server.status_changed_at,
             retry=retry,
             delay=delay,
             rate_limit=create_rate_limit(ctx.settings),

@@ -93,6 +93,7 @@ def _retry(ctx: JobContext, server: Server, exc: HetznerError) -> str:
         server.id,
         "deprovisioning",
         attempt=server.attempt,
+        entry=server.status_changed_at,
         retry=retry,
         delay=wait,
     )

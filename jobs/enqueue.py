@@ -29,6 +29,7 @@ def start_provisioning(connection: redis.Redis, settings: Settings, server: Serv
         server.id,
         "creating",
         attempt=server.attempt,
+        entry=server.status_changed_at,
         retry=server.retries,
         rate_limit=create_rate_limit(settings),
     )
@@ -43,6 +44,7 @@ def after_callback(connection: redis.Redis, server: Server) -> str:
         server.id,
         "injecting_secrets",
         attempt=server.attempt,
+        entry=server.status_changed_at,
         retry=server.retries,
     )
 
@@ -56,5 +58,6 @@ def start_deprovision(connection: redis.Redis, server: Server) -> str:
         server.id,
         "deprovisioning",
         attempt=server.attempt,
+        entry=server.status_changed_at,
         retry=server.retries,
     )

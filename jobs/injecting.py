@@ -78,6 +78,7 @@ def inject_secrets(server_id: int) -> str:
             server.id,
             "finalize",
             attempt=server.attempt,
+            entry=server.status_changed_at,
             retry=server.retries,
         )
         return "injected"
@@ -126,6 +127,7 @@ def _requeue(ctx: JobContext, server: Server) -> Requeue:
             server.id,
             "injecting_secrets",
             attempt=server.attempt,
+            entry=server.status_changed_at,
             retry=retry,
             delay=delay,
         )

@@ -98,6 +98,7 @@ def fail(
             server_id,
             "cleanup",
             attempt=server.attempt,
+            entry=server.status_changed_at,
             record=False,
         )
     return moved

@@ -12,7 +12,7 @@ sweeper racing a worker) queues it once.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
@@ -38,9 +38,17 @@ CRASH_RETRIES = 3
 CRASH_RETRY_INTERVALS = [1, 5, 30]
 
 
-def job_id(server_id: int, step: str, attempt: int = 0, retry: int = 0) -> str:
-    """The deterministic id of one step of one server."""
-    return f"srv{server_id}-{step}-a{attempt}-r{retry}"
+def job_id(
+    server_id: int, step: str, attempt: int = 0, retry: int = 0, entry: datetime | None = None
+) -> str:
+    """The deterministic id of one step of one server.
+
+    `entry` is when the server entered the phase the step belongs to: a server
+    that enters the same phase again (re-injection, a retry) gets new ids,
+    while every enqueue for the same entry and retry gets the same one.
+    """
+    stamp = f"-e{int(entry.replace(tzinfo=UTC).timestamp() * 1000)}" if entry else ""
+    return f"srv{server_id}-{step}-a{attempt}{stamp}-r{retry}"
 
 
 def queue(connection: redis.Redis, name: str) -> Queue:
@@ -60,6 +68,7 @@ def enqueue_step(
     rate_limit: RateLimit | None = None,
     record: bool = True,
     extra_args: tuple[Any, ...] = (),
+    entry: datetime | None = None,
 ) -> str:
     """Enqueue `func(server_id, *extra_args)` once under its deterministic id.
 
@@ -75,11 +84,12 @@ def enqueue_step(
         rate_limit: an RQ concurrency limit for this job.
         record: store the job id on the server row (sweeper, TUI).
         extra_args: further plain arguments (never secrets).
+        entry: when the server entered the step's phase (part of the id).
 
     Returns:
         The job id (whether this call queued it or it was already there).
     """
-    jid = job_id(server_id, step, attempt, retry)
+    jid = job_id(server_id, step, attempt, retry, entry)
     q = queue(connection, queue_name)
     options: dict[str, Any] = {
         # Our jobs handle their own errors; RQ's retry is the net for crashes

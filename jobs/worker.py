@@ -22,7 +22,9 @@ def build_worker(
         SimpleWorker if (worker_class or ctx.settings.worker_class) == "simple" else Worker
     )
     queues = [queue(ctx.redis, name) for name in WORKER_QUEUES]
-    return cls(queues, connection=ctx.redis, name=name)
+    # A 10 s monitoring interval (RQ's default is 30) keeps a dead worker's job
+    # registry entry short-lived, so the sweeper can retry it within a minute.
+    return cls(queues, connection=ctx.redis, name=name, job_monitoring_interval=10)
 
 
 def run(

@@ -8,12 +8,15 @@ webhook app served by uvicorn so that simulated VPSs can call back.
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+import uvicorn
 from rq import SimpleWorker
 
 from core.crypto import KeyRing, generate_key_entry
@@ -90,3 +93,40 @@ def build_stack(
     ctx = JobContext(settings=settings, keyring=ring, redis=redis_client)
     use_context(ctx)
     return Stack(settings=settings, redis=redis_client, sim=sim, ring=ring, ctx=ctx)
+
+
+class WebServer:
+    """The webhook app served by uvicorn on a loopback port, in a thread."""
+
+    def __init__(self) -> None:
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind(("127.0.0.1", 0))
+        self.port: int = self.socket.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self, settings: Settings, redis_url: str) -> None:
+        from webhook.app import create_app
+        from webhook.context import WebContext
+
+        app = create_app(WebContext.build(settings, url=redis_url))
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self.socket]}, daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the web app did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.socket.close()

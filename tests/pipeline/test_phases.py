@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,9 +23,16 @@ from tests.pipeline.harness import Stack, build_stack
 
 @pytest.fixture
 def stack(
-    db: peewee.Database, tmp_path: Path, redis_client: redis.Redis, sim: SimulatorServer
+    db: peewee.Database,
+    tmp_path: Path,
+    redis_client: redis.Redis,
+    sim: SimulatorServer,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Stack]:
-    yield build_stack(tmp_path, redis_client, sim, RACHEL_BOOT_TIMEOUT="1s")
+    # Short boot deadline for the deadline test only: under load a 1 s deadline
+    # would also fire in tests that are not about it.
+    boot = "1s" if "boot_deadline" in request.node.name else "10s"
+    yield build_stack(tmp_path, redis_client, sim, RACHEL_BOOT_TIMEOUT=boot)
     use_context(None)
 
 
@@ -136,3 +144,20 @@ def test_deprovision_without_force_refuses_in_flight(stack: Stack) -> None:
     server = deploy(stack)
     with pytest.raises(operator.OperatorError, match="--force"):
         operator.deprovision(stack.redis, server.id, "operator:test")
+
+
+def test_retries_are_published_live(stack: Stack) -> None:
+    pubsub = stack.redis.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe("rachel-cloud:events")
+    stack.sim.set_faults({"errors": {"create_server": {"code": "unavailable", "count": 1}}})
+    server = deploy(stack)
+    stack.wait_status(server.id, Status.CLOUD_INIT)
+    seen = []
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.1)
+        if message is not None:
+            seen.append(message["data"].decode())
+    assert any('"type": "event"' in m and '"kind": "retry"' in m for m in seen), seen
+    assert any('"to": "cloud_init"' in m for m in seen)
+    pubsub.close()

@@ -1,0 +1,69 @@
+"""`rachel-cloud tui`: the operator's live fleet view (composition of tui and jobs)."""
+
+from __future__ import annotations
+
+import getpass
+from typing import TYPE_CHECKING
+
+import click
+import redis
+
+from core.settings import Settings
+
+if TYPE_CHECKING:
+    from tui.backend import Operations
+
+
+def operations(conn: redis.Redis, settings: Settings) -> Operations:
+    """The TUI's `Operations`, made of the same `jobs` functions the CLI uses."""
+    from jobs import inspect, operator
+    from tui.backend import Operations
+
+    return Operations(
+        retry=lambda sid, actor: operator.retry(conn, settings, sid, actor).message,
+        reinject=lambda sid, actor: operator.reinject(conn, sid, actor).message,
+        deprovision=lambda sid, actor, reason: (
+            operator.deprovision(conn, sid, actor, force=True, reason=reason).message
+        ),
+        queues=lambda: inspect.queue_infos(conn),
+        workers=lambda: inspect.workers(conn),
+        failed_jobs=lambda: inspect.failed_jobs(conn),
+        requeue=lambda jid: inspect.requeue(conn, jid),
+        server_jobs=lambda sid, current: inspect.server_jobs(conn, sid, current),
+    )
+
+
+def operator_name(name: str | None) -> str:
+    """The name written into the Events this operator causes (default: login name)."""
+    if name:
+        return name
+    try:
+        return getpass.getuser() or "unknown"
+    except (KeyError, OSError):
+        return "unknown"
+
+
+@click.command("tui")
+@click.option("--readonly", is_flag=True, help="Watch only: every action is disabled.")
+@click.option(
+    "--operator", default=None, help="Name recorded in the audit trail (default: login name)."
+)
+def tui_command(readonly: bool, operator: str | None) -> None:
+    """Open the live fleet view (k9s-style; press ? for keys, ctrl+p for every action)."""
+    from cli.common import runtime
+
+    rt = runtime("tui")
+    run_tui(rt.settings, operator, readonly=readonly)
+
+
+def run_tui(settings: Settings, operator: str | None, *, readonly: bool) -> None:
+    """Run the TUI in this process (its database and logging already set up)."""
+    from core.lifecycle import validate_actor
+    from core.redis import connect
+    from tui.app import RachelApp
+    from tui.backend import Backend
+
+    actor = validate_actor(f"operator:{operator_name(operator)}")
+    conn = connect(settings, check=False)  # the TUI starts, and shows a banner, without Redis
+    backend = Backend(conn, operations(conn, settings), settings.sla_seconds, actor)
+    RachelApp(backend, readonly=readonly).run()

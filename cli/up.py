@@ -1,0 +1,273 @@
+"""`rachel-cloud up` and `rachel-cloud demo`: the whole product on one machine.
+
+`up` prepares the embedded Redis and the database, then supervises the
+simulator (when no HCLOUD_TOKEN is set), the web app, the workers and cron as
+child processes, and opens the TUI (or, headless, prints their prefixed logs).
+`demo` is a headless `up` that deploys N demo customers through the web app,
+waits for every server to end, prints their phase timings and tears down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import FrameType
+
+import click
+import httpx
+
+from cli.main import COMMANDS
+from core import migrations
+from core.db import connection, init_database
+from core.demo import deploy_demo_customers, format_table, sla_summary, timings
+from core.dev_secrets import webhook_secrets
+from core.errors import RachelError
+from core.logs import setup_logging
+from core.models import Server
+from core.redis import embedded_for
+from core.settings import Settings
+from core.supervisor import ChildSpec, Console, LogFiles, Sink, Supervisor
+
+#: Simulated create, boot and cloud-init seconds.
+TIMINGS = {
+    "fast": ("0.2s", "0.1s", "0.3s"),
+    "demo": ("3s", "2s", "3s"),
+    "hetzner": ("60s", "20s", "90s"),
+}
+
+
+class UpError(RachelError):
+    """The stack cannot start (a port in use, a child that will not come up)."""
+
+    code = "up_failed"
+
+
+@dataclass
+class LocalStack:
+    """Everything `up` runs, and how to reach it."""
+
+    settings: Settings
+    supervisor: Supervisor
+    web_url: str
+    redis_url: str
+    owns_redis: bool
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait_http(url: str, timeout: float, supervisor: Supervisor, name: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not supervisor.alive().get(name, True):
+            raise UpError(f"{name} exited during start-up; see its log")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        time.sleep(0.1)
+    raise UpError(f"{name} did not answer at {url} within {timeout:.0f}s")
+
+
+def start_stack(settings: Settings, sink: Sink, *, workers: int, timing: str) -> LocalStack:
+    """Prepare Redis and the database, then start and wait for every child.
+
+    Raises:
+        UpError: a port is taken or a child does not come up.
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    owns_redis = not settings.redis_url
+    redis_url = settings.redis_url or embedded_for(settings).acquire()
+    init_database(settings.effective_database_url)
+    with connection():
+        migrations.upgrade()
+    web_url = f"http://{settings.web_host}:{settings.web_port}"
+    taken = [
+        f"{what} port {port}"
+        for what, host, port in (
+            ("web", settings.web_host, settings.web_port),
+            ("simulator", settings.sim_host, settings.sim_port),
+        )
+        if (what == "web" or settings.uses_simulator) and not _port_free(host, port)
+    ]
+    if taken:
+        raise UpError(
+            f"{' and '.join(taken)} in use (another `rachel-cloud up`?); set "
+            "RACHEL_WEB_PORT / RACHEL_SIM_PORT to free ones"
+        )
+    create, boot, cloud_init = TIMINGS[timing]
+    env = {
+        "RACHEL_DATA_DIR": str(settings.data_dir.resolve()),
+        "DATABASE_URL": settings.effective_database_url,
+        "REDIS_URL": redis_url,
+        "RACHEL_PUBLIC_URL": settings.source.get("RACHEL_PUBLIC_URL") or web_url,
+        "RACHEL_SIM_CREATE_TIME": create,
+        "RACHEL_SIM_BOOT_TIME": boot,
+        "RACHEL_SIM_CLOUD_INIT_TIME": cloud_init,
+        "PYTHONUNBUFFERED": "1",
+    }
+    cli = [sys.executable, "-m", "cli.main"]
+    specs = []
+    if settings.uses_simulator:
+        specs.append(ChildSpec("sim", [*cli, "sim"]))
+    specs.append(ChildSpec("web", [*cli, "web"]))
+    specs += [
+        ChildSpec(f"worker-{n}", [*cli, "worker", "--name", f"up-{os.getpid()}-{n}"])
+        for n in range(1, workers + 1)
+    ]
+    if "cron" in COMMANDS:
+        specs.append(ChildSpec("cron", [*cli, "cron"]))
+    base_env = {**os.environ, **{k: v for k, v in settings.source.items() if k not in os.environ}}
+    supervisor = Supervisor(specs, sink, base_env={**base_env, **env})
+    supervisor.start()
+    stack = LocalStack(settings, supervisor, web_url, redis_url, owns_redis)
+    try:
+        if settings.uses_simulator:
+            # Any answer will do (401 without a token): the API is serving.
+            _wait_http(
+                f"http://{settings.sim_host}:{settings.sim_port}/v1/locations",
+                30,
+                supervisor,
+                "sim",
+            )
+        _wait_http(f"{web_url}/healthz", 30, supervisor, "web")
+    except BaseException:
+        stop_stack(stack)
+        raise
+    return stack
+
+
+def stop_stack(stack: LocalStack) -> None:
+    """Stop every child, then the embedded Redis if this process started it."""
+    stack.supervisor.stop()
+    if stack.owns_redis:
+        embedded_for(stack.settings).release()
+
+
+@contextlib.contextmanager
+def _interrupts_as_exit() -> Iterator[None]:
+    # SIGTERM (a process manager, `kill`) stops the stack as Ctrl-C does.
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _demo(stack: LocalStack, count: int, sink: Sink) -> list[int]:
+    secret = webhook_secrets(stack.settings)[0]
+    ids = deploy_demo_customers(stack.web_url, secret, count)
+    sink("up", f"sent {count} signed deploy webhooks; servers {', '.join(map(str, ids))}")
+    return ids
+
+
+@click.command("up")
+@click.option("--headless", is_flag=True, help="No TUI: print every process's log here.")
+@click.option(
+    "--demo",
+    "demo_count",
+    type=click.IntRange(0, 500),
+    default=0,
+    help="Deploy N demo customers through the web app once it is up.",
+)
+@click.option("--workers", type=click.IntRange(1, 32), default=2, show_default=True)
+@click.option(
+    "--timings",
+    "timing",
+    type=click.Choice(sorted(TIMINGS)),
+    default="demo",
+    show_default=True,
+    help="Simulated cloud speed (hetzner: real-world timings).",
+)
+def up_command(headless: bool, demo_count: int, workers: int, timing: str) -> None:
+    """Run everything: simulator, web, workers, cron, and the TUI."""
+    settings = Settings.load()
+    logs = settings.data_dir / "logs"
+    sink: Sink = Console(sys.stdout, colour=sys.stdout.isatty()) if headless else LogFiles(logs)
+    setup_logging(settings, "up", None if headless else (logs / "up.log").open("a"))
+    with _interrupts_as_exit():
+        stack = start_stack(settings, sink, workers=workers, timing=timing)
+        try:
+            if demo_count:
+                _demo(stack, demo_count, sink)
+            if headless:
+                sink("up", f"up: web at {stack.web_url}; Ctrl-C stops everything")
+                while True:
+                    time.sleep(3600)
+            else:
+                from cli.tui import run_tui
+
+                run_tui(settings, None, readonly=False)
+        except KeyboardInterrupt:
+            sink("up", "stopping")
+        finally:
+            stop_stack(stack)
+            if isinstance(sink, LogFiles):
+                sink.close()
+                click.echo(f"stopped; logs are in {logs}")
+
+
+@click.command("demo")
+@click.option("--customers", type=click.IntRange(1, 500), default=3, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 32), default=2, show_default=True)
+@click.option(
+    "--timings", "timing", type=click.Choice(sorted(TIMINGS)), default="demo", show_default=True
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(1, 3600),
+    default=300,
+    show_default=True,
+    help="Seconds to wait for every server to end.",
+)
+@click.option("--quiet", is_flag=True, help="Do not print the processes' logs.")
+def demo_command(customers: int, workers: int, timing: str, timeout: float, quiet: bool) -> None:
+    """Deploy N demo customers end to end, print their timings; exit 0 if all are ready."""
+    settings = Settings.load()
+    sink: Sink = (
+        LogFiles(settings.data_dir / "logs")
+        if quiet
+        else Console(sys.stderr, colour=sys.stderr.isatty())
+    )
+    setup_logging(settings, "demo", sys.stderr)
+    with _interrupts_as_exit():
+        stack = start_stack(settings, sink, workers=workers, timing=timing)
+        try:
+            ids = _demo(stack, customers, sink)
+            deadline = time.monotonic() + timeout
+            while True:
+                with connection():
+                    statuses = [
+                        s.status for s in Server.select(Server.status).where(Server.id.in_(ids))
+                    ]
+                if all(s in ("ready", "failed") for s in statuses):
+                    break
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.25)
+            with connection():
+                rows = timings(ids)
+        finally:
+            stop_stack(stack)
+    click.echo(format_table(rows))
+    click.echo(sla_summary(rows, settings.sla_seconds))
+    if any(r.status != "ready" for r in rows):
+        for r in rows:
+            if r.status != "ready":
+                click.echo(f"server {r.server_id}: {r.status} {r.last_error or ''}", err=True)
+        raise SystemExit(1)

@@ -1,0 +1,95 @@
+"""The cron config: which scheduled tasks run, on which queue, how often (settings).
+
+`rachel-cloud cron` builds an RQ `CronScheduler` with `build_scheduler` and
+starts it; the scheduler only enqueues, the workers run the tasks. Every task
+is safe to run from two schedulers at once (a per-task lock, and idempotent
+actions), so a second cron process is a spare, not a hazard.
+
+| task | function | interval |
+|---|---|---|
+| grace | `jobs.grace.enforce_grace` | RACHEL_GRACE_INTERVAL |
+| reconcile | `jobs.reconcile.reconcile` | RACHEL_RECONCILE_INTERVAL, RACHEL_RECONCILE_APPLY |
+| sweep | `jobs.sweeper.sweep` | RACHEL_SWEEP_INTERVAL |
+
+The tasks go to the `rc-finish` queue, which every worker serves first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+from rq.cron import CronScheduler
+
+from core.settings import Settings
+from jobs.grace import enforce_grace
+from jobs.queues import FINISH
+from jobs.reconcile import reconcile
+from jobs.sweeper import sweep
+
+log = logging.getLogger(__name__)
+
+CRON_QUEUE = FINISH
+#: Time limit of one run of a task.
+JOB_TIMEOUT = 600
+RESULT_TTL = 3600
+
+
+@dataclass(frozen=True)
+class Task:
+    """One scheduled task."""
+
+    name: str
+    func: Callable[[], str]
+    interval: int
+    doc: str
+
+
+def tasks(settings: Settings) -> list[Task]:
+    """The scheduled tasks with their intervals from the settings."""
+
+    def seconds(value: float) -> int:
+        return max(1, round(value))
+
+    return [
+        Task(
+            "grace",
+            enforce_grace,
+            seconds(settings.grace_interval_seconds),
+            "warn, then deprovision, lapsed subscriptions' servers",
+        ),
+        Task(
+            "reconcile",
+            reconcile,
+            seconds(settings.reconcile_interval_seconds),
+            "Hetzner vs. database vs. queues"
+            + (" (applying fixes)" if settings.reconcile_apply else " (report only)"),
+        ),
+        Task(
+            "sweep",
+            sweep,
+            seconds(settings.sweep_interval_seconds),
+            "re-enqueue vanished work, retry killed workers' jobs",
+        ),
+    ]
+
+
+def build_scheduler(
+    connection: redis.Redis, settings: Settings, *, name: str = ""
+) -> CronScheduler:
+    """An RQ cron scheduler with every task registered."""
+    scheduler = CronScheduler(connection=connection, name=name)
+    for task in tasks(settings):
+        scheduler.register(
+            task.func,
+            CRON_QUEUE,
+            interval=task.interval,
+            job_timeout=JOB_TIMEOUT,
+            result_ttl=RESULT_TTL,
+            # A run that waited two intervals in the queue is dropped: the next is due.
+            ttl=task.interval * 2,
+            name=f"rachel-cloud:{task.name}",
+        )
+    return scheduler

@@ -1,0 +1,147 @@
+"""What RQ holds for our servers: live jobs per server, and started jobs' worker liveness.
+
+Read by the sweeper and the reconciler. A job is live when RQ will still run
+it: queued (also in a worker's intermediate queue), scheduled, deferred,
+waiting for a rate-limit slot, or started. The registries can hold stale
+entries, so every id found there is checked against its job's status.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+from rq.defaults import RQ_KEY_PREFIX
+from rq.intermediate_queue import IntermediateQueue
+from rq.rate_limit import RateLimitRegistry
+from rq.registry import DeferredJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+from rq.utils import parse_composite_key, utcparse
+
+from core.reconcile import ActiveJob, parse_job_id
+from core.sweep import Execution
+from jobs.queues import WORKER_QUEUES, queue
+
+log = logging.getLogger(__name__)
+
+LIVE_STATUSES = frozenset({"queued", "scheduled", "deferred", "rate_limited", "started"})
+WORKER_PREFIX = f"{RQ_KEY_PREFIX}:worker:"
+JOB_PREFIX = f"{RQ_KEY_PREFIX}:job:"
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _candidate_ids(conn: redis.Redis) -> set[str]:
+    ids: set[str] = set()
+    for name in WORKER_QUEUES:
+        q = queue(conn, name)
+        ids.update(q.get_job_ids())
+        ids.update(IntermediateQueue(q.key, connection=conn).get_job_ids())
+        for registry in (
+            ScheduledJobRegistry(name, connection=conn),  # type: ignore[no-untyped-call]
+            DeferredJobRegistry(name, connection=conn),
+            StartedJobRegistry(name, connection=conn),
+        ):
+            ids.update(registry.get_job_ids(cleanup=False))
+    for limit in RateLimitRegistry.all(conn):
+        ids.update(limit.get_rate_limited_job_ids())
+    return ids
+
+
+def live_jobs(conn: redis.Redis, also: Iterable[str] = ()) -> dict[int, list[ActiveJob]]:
+    """Our live jobs by server id.
+
+    Args:
+        conn: Redis.
+        also: further job ids to check (the servers' recorded `job_id`s), in
+            case a job is between two of RQ's lists at the moment of reading.
+    """
+    ids = sorted(_candidate_ids(conn) | {jid for jid in also if jid})
+    pipe = conn.pipeline(transaction=False)
+    for jid in ids:
+        pipe.hget(f"{JOB_PREFIX}{jid}", "status")
+    statuses = pipe.execute() if ids else []
+    found: dict[int, list[ActiveJob]] = defaultdict(list)
+    for jid, raw in zip(ids, statuses, strict=True):
+        status = _text(raw) if raw is not None else None
+        if status not in LIVE_STATUSES:
+            continue
+        job = parse_job_id(jid, status or "")
+        if job is not None:
+            found[job.server_id].append(job)
+    return dict(found)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: it exists
+    return True
+
+
+def worker_liveness(conn: redis.Redis, name: str) -> tuple[bool | None, float | None]:
+    """(alive, last heartbeat as UNIX time) of worker `name`.
+
+    Alive is False when its hash is gone (it expired, or the worker died) or,
+    for a worker on this host, when its process is gone; True when its
+    process on this host runs; None (unknown) for a worker on another host.
+    """
+    raw = conn.hmget(f"{WORKER_PREFIX}{name}", ["hostname", "pid", "last_heartbeat"])
+    values: list[Any] = list(raw)
+    hostname, pid, beat = (_text(v) if v is not None else None for v in values)
+    if hostname is None and pid is None and beat is None:
+        return False, None
+    heartbeat = None
+    if beat:
+        try:
+            heartbeat = utcparse(beat).timestamp()
+        except ValueError:
+            heartbeat = None
+    if hostname == socket.gethostname() and pid and pid.isdigit():
+        return _process_alive(int(pid)), heartbeat
+    return None, heartbeat
+
+
+def started_executions(conn: redis.Redis) -> dict[str, list[Execution]]:
+    """The started jobs of every queue (by queue name), with their workers' liveness."""
+    result: dict[str, list[Execution]] = {}
+    workers: dict[str, tuple[bool | None, float | None]] = {}
+    for name in WORKER_QUEUES:
+        registry = StartedJobRegistry(name, connection=conn)
+        entries: list[Any] = list(conn.zrange(registry.key, 0, -1, withscores=True))
+        executions = []
+        for member, score in entries:
+            composite = _text(member)
+            job_id, _execution_id = parse_composite_key(composite)
+            data: list[Any] = conn.hmget(
+                f"{RQ_KEY_PREFIX}:execution:{composite}",
+                ["worker_name", "last_heartbeat"],
+            )
+            worker = _text(data[0]) if data[0] is not None else ""
+            beats = [float(_text(data[1]))] if data[1] is not None else []
+            if worker and worker not in workers:
+                workers[worker] = worker_liveness(conn, worker)
+            alive, worker_beat = workers.get(worker, (None, None))
+            if worker_beat is not None:
+                beats.append(worker_beat)
+            executions.append(
+                Execution(
+                    job_id=job_id,
+                    composite_key=composite,
+                    worker_name=worker,
+                    expires_at=float(score),
+                    last_heartbeat=max(beats) if beats else None,
+                    worker_alive=alive if worker else None,
+                )
+            )
+        result[name] = executions
+    return result

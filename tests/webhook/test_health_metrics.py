@@ -1,0 +1,94 @@
+"""/healthz, /readyz and /metrics."""
+
+from __future__ import annotations
+
+import peewee
+import redis
+from litestar.testing import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from core.db import database, init_database
+from core.settings import Settings
+from tests import factories
+from tests.webhook.conftest import Http
+from webhook.app import create_app
+from webhook.context import WebContext
+
+
+def test_healthz_and_readyz(tc: Http) -> None:
+    assert tc.client.get("/healthz").json() == {"status": "ok"}
+    response = tc.client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready", "checks": {"database": "ok", "redis": "ok"}}
+
+
+def test_readyz_is_503_without_redis(db: peewee.Database, web_settings: Settings) -> None:
+    ctx = WebContext.build(web_settings, url="redis://127.0.0.1:1/0")
+    with TestClient(create_app(ctx)) as client:
+        response = client.get("/readyz")
+        assert client.get("/healthz").status_code == 200
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "not_ready"
+    assert "redis: unreachable" in response.json()["error"]["message"]
+
+
+def test_readyz_is_503_without_the_database(
+    db: peewee.Database, web_settings: Settings, redis_client: redis.Redis
+) -> None:
+    ctx = WebContext.build(web_settings)
+    init_database("postgresql://nobody@127.0.0.1:1/none")
+    try:
+        with TestClient(create_app(ctx)) as client:
+            response = client.get("/readyz")
+    finally:
+        database.initialize(db)
+    assert response.status_code == 503
+    assert "database: unreachable" in response.json()["error"]["message"]
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def test_metrics_count_servers_durations_sla_webhooks_and_queues(tc: Http) -> None:
+    for seconds in (50.0, 100.0, 200.0):
+        factories.server(status="ready", provisioning_seconds=seconds)
+    factories.server(status="failed")
+    customer = factories.customer(external_id="cus_web_1")
+    factories.subscription(customer)
+    assert tc.deploy().status_code == 202
+    assert tc.deploy(b"{}", secret="whsec_" + "A" * 43).status_code == 401
+    response = tc.client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    s = _samples(response.text)
+    assert s[("rachel_cloud_servers", (("status", "ready"),))] == 3
+    assert s[("rachel_cloud_servers", (("status", "failed"),))] == 1
+    assert s[("rachel_cloud_servers", (("status", "pending"),))] == 1
+    assert s[("rachel_cloud_servers", (("status", "deleted"),))] == 0
+    assert s[("rachel_cloud_provisioning_seconds_bucket", (("le", "60.0"),))] == 1
+    assert s[("rachel_cloud_provisioning_seconds_bucket", (("le", "120.0"),))] == 2
+    assert s[("rachel_cloud_provisioning_seconds_bucket", (("le", "+Inf"),))] == 3
+    assert s[("rachel_cloud_provisioning_seconds_count", ())] == 3
+    assert s[("rachel_cloud_provisioning_seconds_sum", ())] == 350
+    assert s[("rachel_cloud_sla_hits_total", ())] == 2
+    assert s[("rachel_cloud_sla_misses_total", ())] == 1
+    assert (
+        s[("rachel_cloud_webhook_requests_total", (("endpoint", "deploy"), ("result", "accepted")))]
+        == 1
+    )
+    assert (
+        s[
+            (
+                "rachel_cloud_webhook_requests_total",
+                (("endpoint", "deploy"), ("result", "unauthorized")),
+            )
+        ]
+        == 1
+    )
+    assert s[("rachel_cloud_queue_depth", (("queue", "rc-start"),))] == 1
+    assert s[("rachel_cloud_queue_depth", (("queue", "rc-finish"),))] == 0

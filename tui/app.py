@@ -1,0 +1,192 @@
+"""The operator TUI: a live fleet view, k9s-style (`rachel-cloud tui`).
+
+Threads: the UI thread only renders. Every database or Redis call runs in a
+`@work(thread=True)` worker, which hands its result back with
+`call_from_thread`. One long-running worker listens on the events channel
+(`tui.live`); a lost database or Redis shows a banner and the workers retry
+until it is back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import ClassVar
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.notifications import SeverityLevel
+from textual.screen import Screen
+from textual.worker import get_current_worker
+
+from tui.backend import Backend, describe_error
+from tui.cells import Row
+from tui.live import listen
+from tui.screens.confirm import ConfirmDestroy
+from tui.screens.fleet import FleetScreen
+from tui.screens.help import HelpScreen
+from tui.widgets import ConnectionBanner
+
+#: Action name -> (verb for notifications, palette title).
+ACTIONS: dict[str, tuple[str, str]] = {
+    "retry": ("retry", "Retry failed server(s)"),
+    "reinject": ("re-inject", "Re-inject secrets"),
+    "deprovision": ("force deprovision", "Force deprovision (asks for confirmation)"),
+}
+
+
+class RachelApp(App[None]):
+    """The fleet TUI."""
+
+    CSS_PATH = "styles/app.tcss"
+    TITLE = "rachel-cloud"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Keys", key_display="?"),
+    ]
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        readonly: bool = False,
+        live: bool = True,
+        refresh_seconds: float = 30.0,
+        summary_seconds: float = 5.0,
+        tick_seconds: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.backend = backend
+        self.readonly = readonly
+        self.live = live
+        self.refresh_seconds = refresh_seconds
+        self.summary_seconds = summary_seconds
+        self.tick_seconds = tick_seconds
+        self.lost: dict[str, str] = {}
+        self.live_connected = False
+        self.fleet = FleetScreen()
+        self.sub_title = f"{backend.actor}{'  [READ-ONLY]' if readonly else ''}"
+
+    def get_default_screen(self) -> Screen[None]:
+        return self.fleet
+
+    def on_mount(self) -> None:
+        if self.live:
+            self.listen_events()
+
+    # -- connection state ---------------------------------------------------------
+
+    def set_connection(self, kind: str, ok: bool, reason: str = "") -> None:
+        """Record that `kind` ("database" or "redis") is reachable or lost."""
+        was_lost = kind in self.lost
+        if ok:
+            self.lost.pop(kind, None)
+        else:
+            self.lost[kind] = reason or "lost"
+        if was_lost != (not ok) or not ok:
+            for screen in self.screen_stack:
+                for banner in screen.query(ConnectionBanner):
+                    banner.show_lost(self.lost)
+        if ok and was_lost:
+            self.fleet.request_refresh()  # catch up on whatever was missed
+
+    def _on_live_connection(self, ok: bool, reason: str) -> None:
+        self.live_connected = ok
+        self.set_connection("redis", ok, reason)
+
+    def _on_live_batch(self, ids: set[int]) -> None:
+        self.fleet.rows_changed(ids)
+        for screen in self.screen_stack:
+            server_id = getattr(screen, "server_id", None)
+            if server_id in ids and hasattr(screen, "reload"):
+                screen.reload()
+
+    @work(thread=True, exclusive=True, group="live", exit_on_error=False)
+    def listen_events(self) -> None:
+        """Subscribe to the events channel until the app exits."""
+        worker = get_current_worker()
+
+        def stopped() -> bool:
+            return worker.is_cancelled or not self.is_running
+
+        def batch(ids: set[int]) -> None:
+            if not stopped():
+                self.call_from_thread(self._on_live_batch, ids)
+
+        def connection(ok: bool, reason: str) -> None:
+            if not stopped():
+                self.call_from_thread(self._on_live_connection, ok, reason)
+
+        listen(self.backend.redis, batch, connection, stopped)
+
+    # -- actions ----------------------------------------------------------------
+
+    def request_action(self, action: str, rows: Sequence[Row]) -> None:
+        """Run `action` on `rows`, after confirmation where it destroys something."""
+        if self.readonly:
+            self.notify("read-only mode: actions are disabled", severity="warning")
+            return
+        if not rows:
+            self.notify("no server selected", severity="warning")
+            return
+        ids = [row.server.id for row in rows]
+        if action == "deprovision":
+
+            def confirmed(ok: bool | None) -> None:
+                if ok:
+                    self.run_actions(action, ids)
+                else:
+                    self.notify("deprovision cancelled")
+
+            self.push_screen(ConfirmDestroy(rows), confirmed)
+            return
+        self.run_actions(action, ids)
+
+    @work(thread=True, group="actions", exit_on_error=False)
+    def run_actions(self, action: str, ids: list[int]) -> None:
+        """Call the operator function for each server; report in one notification."""
+        done: list[str] = []
+        refused: list[str] = []
+        reason = "forced deprovision from the TUI"
+        for server_id in ids:
+            try:
+                done.append(self.backend.run_action(action, server_id, reason))
+            except Exception as exc:
+                refused.append(describe_error(exc))
+        self.call_from_thread(self._report, action, done, refused, ids)
+
+    def _report(self, action: str, done: list[str], refused: list[str], ids: list[int]) -> None:
+        verb = ACTIONS[action][0]
+        lines = [*done, *refused]
+        if len(ids) > 1:
+            lines.insert(0, f"{verb}: {len(done)} done, {len(refused)} refused")
+        shown = lines[:8] + ([f"... and {len(lines) - 8} more"] if len(lines) > 8 else [])
+        severity: SeverityLevel = "error" if not done else "warning" if refused else "information"
+        self.notify("\n".join(shown), title=verb, severity=severity, timeout=8)
+        self.fleet.clear_marks()
+        self.fleet.rows_changed(set(ids))
+        for screen in self.screen_stack:
+            if getattr(screen, "server_id", None) in ids and hasattr(screen, "reload"):
+                screen.reload()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self.readonly and action in ACTIONS:
+            return None  # shown disabled
+        return True
+
+    # -- help and command palette -------------------------------------------------
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            self.screen.dismiss()
+            return
+        self.push_screen(HelpScreen(self.screen))
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        commands = getattr(screen, "palette_commands", None)
+        if commands is not None:
+            for title, help_text, callback, is_action in commands():
+                if is_action and self.readonly:
+                    continue
+                yield SystemCommand(title, help_text, callback)

@@ -1,0 +1,240 @@
+"""What the TUI reads and does, as plain blocking functions for worker threads.
+
+No Textual here. `Operations` is how the TUI reaches the job queue: the
+composition root (`cli.tui`) fills it with `jobs.operator` and `jobs.inspect`
+functions, so the TUI's actions are the CLI's, and `tui` never imports `jobs`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+import peewee
+import redis
+
+from core.clock import SYSTEM_CLOCK, Clock
+from core.db import connection
+from core.errors import DatabaseError, RachelError, RedisUnavailable
+from core.fleet import (
+    ProvisioningStats,
+    fleet_rows,
+    last_events,
+    provisioning_stats,
+    recent_provisioning_times,
+    status_counts,
+    timeline,
+)
+from core.hetzner import RateBudget, read_budget
+from core.models import Server
+from core.redaction import redact
+from tui.cells import Row
+
+
+class QueueView(Protocol):
+    """A queue as `jobs.inspect.QueueInfo` describes it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def queued(self) -> int: ...
+    @property
+    def started(self) -> int: ...
+    @property
+    def scheduled(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+
+
+class WorkerView(Protocol):
+    """A worker as `jobs.inspect.WorkerInfo` describes it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def queues(self) -> tuple[str, ...]: ...
+    @property
+    def current_job(self) -> str | None: ...
+
+
+class JobView(Protocol):
+    """A job as `jobs.inspect.JobInfo` describes it (traceback already redacted)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def queue(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def server_id(self) -> int | None: ...
+    @property
+    def step(self) -> str | None: ...
+    @property
+    def enqueued_at(self) -> datetime | None: ...
+    @property
+    def ended_at(self) -> datetime | None: ...
+    @property
+    def traceback(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Operations:
+    """The job-queue side of the TUI, injected by the composition root.
+
+    Each action returns the outcome's message or raises `RachelError` (a refusal).
+    """
+
+    retry: Callable[[int, str], str]
+    reinject: Callable[[int, str], str]
+    deprovision: Callable[[int, str, str], str]  # server id, actor, reason
+    queues: Callable[[], Sequence[QueueView]]
+    workers: Callable[[], Sequence[WorkerView]]
+    failed_jobs: Callable[[], Sequence[JobView]]
+    requeue: Callable[[str], JobView]
+    server_jobs: Callable[[int, str | None], Sequence[JobView]]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The summary bar's figures; None where its source could not be read."""
+
+    stats: ProvisioningStats | None = None
+    counts: dict[str, int] | None = None
+    recent: list[float] = field(default_factory=list)
+    queues: Sequence[QueueView] | None = None
+    workers: int | None = None
+    budget: RateBudget | None = None
+
+
+@dataclass(frozen=True)
+class EventLine:
+    """One line of a server's event log (message redacted)."""
+
+    at: datetime
+    kind: str
+    actor: str
+    message: str
+    to_status: str | None
+
+
+@dataclass(frozen=True)
+class ServerDetail:
+    """Everything the server screen shows."""
+
+    row: Row
+    failed_phase: str | None
+    last_error: str | None
+    events: list[EventLine]
+    jobs: Sequence[JobView] | None  # None: Redis unreachable
+
+
+def classify(exc: BaseException) -> str | None:
+    """Which connection an exception says is lost: "database", "redis" or None."""
+    if isinstance(exc, redis.RedisError | RedisUnavailable):
+        return "redis"
+    if isinstance(exc, DatabaseError | peewee.PeeweeException):
+        return "database"
+    return None
+
+
+@dataclass
+class Backend:
+    """Blocking reads and actions for the TUI's worker threads."""
+
+    redis: redis.Redis
+    operations: Operations
+    sla_seconds: float
+    actor: str
+    clock: Clock = SYSTEM_CLOCK
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def load_fleet(self, include_deleted: bool) -> list[Row]:
+        """Every server (deleted ones when asked) with its newest event."""
+        with connection():
+            servers = fleet_rows(include_deleted=include_deleted, clock=self.clock)
+            events = last_events()
+        return [Row(s, events.get(s.id)) for s in servers]
+
+    def load_rows(self, server_ids: list[int]) -> list[Row]:
+        """Some servers (deleted included: the model decides what it shows)."""
+        with connection():
+            servers = fleet_rows(include_deleted=True, clock=self.clock, server_ids=server_ids)
+            events = last_events(server_ids)
+        return [Row(s, events.get(s.id)) for s in servers]
+
+    def load_summary(self) -> tuple[Summary, list[str]]:
+        """The summary figures, and which connections failed while reading them."""
+        lost: list[str] = []
+        stats = counts = None
+        recent: list[float] = []
+        try:
+            with connection():
+                stats = provisioning_stats(self.sla_seconds, clock=self.clock)
+                counts = status_counts()
+                recent = recent_provisioning_times()
+        except (DatabaseError, peewee.PeeweeException):
+            lost.append("database")
+        queues = None
+        workers = None
+        budget = None
+        try:
+            self.redis.ping()
+            queues = self.operations.queues()
+            workers = len(self.operations.workers())
+            budget = read_budget(self.redis)
+        except redis.RedisError:
+            lost.append("redis")
+        return Summary(stats, counts, recent, queues, workers, budget), lost
+
+    def load_server(self, server_id: int) -> ServerDetail | None:
+        """The server screen's data; None when the server does not exist."""
+        with connection():
+            server = Server.get_or_none(Server.id == server_id)
+            if server is None:
+                return None
+            rows = self.load_rows([server_id])
+            events = [
+                EventLine(e.at, e.kind, e.actor, redact(e.message), e.to_status)
+                for e in timeline(server_id)
+            ]
+        try:
+            jobs: Sequence[JobView] | None = self.operations.server_jobs(server_id, server.job_id)
+        except redis.RedisError:
+            jobs = None
+        return ServerDetail(
+            row=rows[0],
+            failed_phase=server.failed_phase,
+            last_error=redact(server.last_error) if server.last_error else None,
+            events=events,
+            jobs=jobs,
+        )
+
+    def run_action(self, action: str, server_id: int, reason: str = "") -> str:
+        """Run one operator action on one server and return its outcome message.
+
+        Raises:
+            RachelError: the action was refused (its message says why).
+            ValueError: unknown action.
+        """
+        ops = self.operations
+        if action == "retry":
+            return ops.retry(server_id, self.actor)
+        if action == "reinject":
+            return ops.reinject(server_id, self.actor)
+        if action == "deprovision":
+            return ops.deprovision(server_id, self.actor, reason or "forced deprovision from TUI")
+        raise ValueError(f"unknown action {action!r}")
+
+
+def describe_error(exc: BaseException) -> str:
+    """An error's message for a notification, redacted."""
+    if isinstance(exc, RachelError):
+        return redact(exc.message)
+    return redact(f"{type(exc).__name__}: {exc}")

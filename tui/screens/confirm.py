@@ -1,0 +1,86 @@
+"""Confirmation of a destructive action: the operator types what they destroy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, Static
+
+from tui.cells import Row
+
+#: Servers listed by name in a bulk confirmation (the rest are counted).
+LISTED = 10
+
+
+def confirmation_word(rows: Sequence[Row]) -> str:
+    """What must be typed: the server's name for one server, the count for several."""
+    if len(rows) == 1:
+        server = rows[0].server
+        return server.name or str(server.id)
+    return str(len(rows))
+
+
+def describe(rows: Sequence[Row]) -> str:
+    """What will be destroyed, one line per server."""
+    lines = []
+    for row in rows[:LISTED]:
+        s = row.server
+        lines.append(
+            f"  • {s.name or '(unnamed)'}  id {s.id}  customer {s.customer}  "
+            f"{s.status}  {s.ipv4 or 'no address'}  {s.location}"
+            + (f"  hetzner #{s.provider_id}" if s.provider_id else "")
+        )
+    if len(rows) > LISTED:
+        lines.append(f"  ... and {len(rows) - LISTED} more")
+    return "\n".join(lines)
+
+
+class ConfirmDestroy(ModalScreen[bool]):
+    """Asks before force-deprovisioning; dismisses with True only on the exact word."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, rows: Sequence[Row]) -> None:
+        super().__init__()
+        self.rows = list(rows)
+        self.word = confirmation_word(self.rows)
+
+    def compose(self) -> ComposeResult:
+        n = len(self.rows)
+        what = "this server" if n == 1 else f"these {n} servers"
+        with Vertical(id="confirm-box"):
+            yield Label(f"Force deprovision {what}?", id="confirm-title")
+            yield Static(
+                f"This stops any provisioning and DELETES the Hetzner VPS of {what}, "
+                "with everything on it:\n" + describe(self.rows),
+                id="confirm-what",
+            )
+            prompt = (
+                f"Type the server's name ({self.word}) to confirm"
+                if n == 1
+                else f"Type the number of servers ({self.word}) to confirm"
+            )
+            yield Label(prompt, id="confirm-prompt")
+            yield Input(id="confirm-input")
+            yield Label("", id="confirm-error")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        if event.value.strip() == self.word:
+            self.dismiss(True)
+        else:
+            self.query_one("#confirm-error", Label).update(
+                f"'{event.value}' does not match; type {self.word} or press escape"
+            )
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)

@@ -1,0 +1,353 @@
+"""The fleet screen: every server, live, with a summary bar, filter, sort and marks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Sparkline, Static
+from textual.worker import get_current_worker
+
+from tui.backend import Summary, classify
+from tui.cells import COLUMNS, SORTABLE, Row
+from tui.filters import QUICK_FILTERS, with_status_term
+from tui.model import FleetModel, TableDiff
+from tui.screens.jobs import JobsScreen
+from tui.screens.server import ServerScreen
+from tui.summary import summary_text
+from tui.widgets import ConnectionBanner, FleetTable
+
+if TYPE_CHECKING:
+    from tui.app import RachelApp
+
+#: How often the screen checks whether a refresh is due (and retries a lost database).
+POLL_SECONDS = 2.0
+
+PaletteCommand = tuple[str, str, Callable[[], Any], bool]
+
+
+class FleetScreen(Screen[None]):
+    """One row per server; `enter` opens it, `j` shows the job queues."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "open", "Open", show=False),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("escape", "clear", "Clear", show=False),
+        Binding("space", "mark", "Mark"),
+        Binding("u", "unmark", "Unmark all", show=False),
+        Binding("r", "retry", "Retry"),
+        Binding("i", "reinject", "Re-inject"),
+        Binding("D", "deprovision", "Deprovision", key_display="shift+d"),
+        Binding("s", "sort_next", "Sort"),
+        Binding("S", "sort_reverse", "Reverse", show=False),
+        Binding("a", "toggle_deleted", "Deleted"),
+        Binding("j", "jobs", "Jobs"),
+        Binding("ctrl+r", "refresh", "Refresh", show=False),
+        *[
+            Binding(key, f"quick('{key}')", f"show {term or 'all'}", show=False)
+            for key, term in QUICK_FILTERS.items()
+        ],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model: FleetModel | None = None
+        self.summary: Summary | None = None
+        self._last_refresh = 0.0
+        self._last_summary = 0.0
+        self._loaded_deleted = False
+        self.refreshes = 0  # full refreshes applied (tests wait on it)
+        self.live_batches = 0  # live batches applied
+
+    @property
+    def rc(self) -> RachelApp:
+        return cast("RachelApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        yield Header(icon="≡")
+        yield ConnectionBanner(id="banner")
+        with Horizontal(id="summary-row"):
+            yield Static(id="summary")
+            yield Sparkline([], id="sparkline")
+        yield Input(placeholder="filter: text, status:failed, loc:fsn1, !status:ready", id="filter")
+        yield FleetTable(id="fleet")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        app = self.rc
+        self.model = FleetModel(app.backend.sla_seconds, app.backend.now())
+        self.query_one(ConnectionBanner).show_lost(app.lost)
+        self.query_one("#filter", Input).display = False
+        self.query_one(FleetTable).focus()
+        self.set_interval(min(POLL_SECONDS, app.refresh_seconds), self._poll)
+        self.set_interval(app.tick_seconds, self._tick)
+        self.request_refresh()
+
+    # -- loading ------------------------------------------------------------------
+
+    def _poll(self) -> None:
+        now = time.monotonic()
+        app = self.rc
+        if "database" in app.lost or now - self._last_refresh >= app.refresh_seconds:
+            self.request_refresh()
+        elif now - self._last_summary >= app.summary_seconds:
+            self.load_summary()
+
+    def request_refresh(self) -> None:
+        """Reload the whole fleet (the safety net under the live updates) and the summary."""
+        self._last_refresh = self._last_summary = time.monotonic()
+        if self.model is not None:
+            self.load_fleet(self.model.include_deleted)
+            self.load_summary()
+
+    @work(thread=True, exclusive=True, group="fleet", exit_on_error=False)
+    def load_fleet(self, include_deleted: bool) -> None:
+        app = self.rc
+        try:
+            rows = app.backend.load_fleet(include_deleted)
+        except Exception as exc:
+            self._lost(exc)
+            return
+        if not get_current_worker().is_cancelled:
+            app.call_from_thread(self._apply_full, rows, include_deleted)
+
+    def _lost(self, exc: Exception) -> None:
+        kind = classify(exc) or "database"
+        self.app.call_from_thread(self.rc.set_connection, kind, False, str(exc))
+
+    def _apply_full(self, rows: list[Row], include_deleted: bool) -> None:
+        if self.model is None:
+            return
+        self._loaded_deleted = include_deleted
+        self.rc.set_connection("database", True)
+        diff = self.model.replace(rows, self.rc.backend.now())
+        self.query_one(FleetTable).apply(diff, self.model)
+        self.refreshes += 1
+        self._show_summary()
+
+    def rows_changed(self, ids: set[int]) -> None:
+        """Servers changed (live events, actions): re-read just those."""
+        if ids:
+            self.load_rows(sorted(ids))
+
+    @work(thread=True, group="rows", exit_on_error=False)
+    def load_rows(self, ids: list[int]) -> None:
+        app = self.rc
+        try:
+            rows = app.backend.load_rows(ids)
+        except Exception as exc:
+            self._lost(exc)
+            return
+        app.call_from_thread(self._apply_rows, rows, ids)
+
+    def _apply_rows(self, rows: list[Row], ids: list[int]) -> None:
+        if self.model is None:
+            return
+        diff = self.model.upsert(rows, ids, self.rc.backend.now())
+        self.query_one(FleetTable).apply(diff, self.model)
+        self.live_batches += 1
+        self._show_summary()
+
+    @work(thread=True, exclusive=True, group="summary", exit_on_error=False)
+    def load_summary(self) -> None:
+        app = self.rc
+        summary, lost = app.backend.load_summary()
+        app.call_from_thread(self._apply_summary, summary, lost)
+
+    def _apply_summary(self, summary: Summary, lost: list[str]) -> None:
+        self._last_summary = time.monotonic()
+        for kind in ("database", "redis"):
+            if kind in lost:
+                self.rc.set_connection(kind, False, f"{kind} not answering")
+            elif kind == "database":
+                self.rc.set_connection(kind, True)
+        self.summary = summary
+        if summary.recent:
+            self.query_one(Sparkline).data = summary.recent
+        self._show_summary()
+
+    def _show_summary(self) -> None:
+        if self.model is None:
+            return
+        self.query_one("#summary", Static).update(
+            summary_text(
+                self.summary,
+                self.model.counts(),
+                sla_seconds=self.model.sla,
+                shown=len(self.model.visible),
+                marked=len(self.model.marked),
+            )
+        )
+
+    def _tick(self) -> None:
+        if self.model is not None:
+            self.query_one(FleetTable).apply(self.model.tick(self.rc.backend.now()), self.model)
+
+    # -- filter, sort, marks ------------------------------------------------------
+
+    def _apply(self, diff: TableDiff, *, force_sort: bool = False) -> None:
+        assert self.model is not None
+        self.query_one(FleetTable).apply(diff, self.model, force_sort=force_sort)
+        if self.model.include_deleted and not self._loaded_deleted:
+            self.request_refresh()
+        self._show_summary()
+
+    def set_filter(self, query: str) -> None:
+        """Filter the table (as if typed after `/`)."""
+        if self.model is None:
+            return
+        self.query_one("#filter", Input).value = query
+        self._apply(self.model.set_query(query))
+
+    def action_filter(self) -> None:
+        field = self.query_one("#filter", Input)
+        field.display = True
+        field.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        if self.model is not None and event.value != self.model.query:
+            self._apply(self.model.set_query(event.value))
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self) -> None:
+        field = self.query_one("#filter", Input)
+        field.display = bool(field.value)
+        self.query_one(FleetTable).focus()
+
+    def action_clear(self) -> None:
+        """Escape: leave the filter field, else clear the filter, else the marks."""
+        field = self.query_one("#filter", Input)
+        if field.has_focus:
+            self._filter_done()
+        elif self.model is not None and self.model.query:
+            self.set_filter("")
+            field.display = False
+        else:
+            self.action_unmark()
+
+    def action_quick(self, key: str) -> None:
+        if self.model is not None:
+            query = with_status_term(self.model.query, QUICK_FILTERS.get(key))
+            self.set_filter(query)
+            self.query_one("#filter", Input).display = bool(query)
+
+    def action_toggle_deleted(self) -> None:
+        if self.model is not None:
+            self._apply(self.model.set_show_deleted(not self.model.show_deleted))
+            self.notify(f"deleted servers {'shown' if self.model.show_deleted else 'hidden'}")
+
+    def sort_by(self, column: str) -> None:
+        """Sort by `column` (again: reverse)."""
+        if self.model is not None:
+            self.model.sort_by(column)
+            self._apply(TableDiff(), force_sort=True)
+            label = "desc" if self.model.sort_reverse else "asc"
+            self.sub_title = f"sorted by {column} {label}"
+
+    def action_sort_next(self) -> None:
+        if self.model is not None:
+            i = SORTABLE.index(self.model.sort_column)
+            self.sort_by(SORTABLE[(i + 1) % len(SORTABLE)])
+
+    def action_sort_reverse(self) -> None:
+        if self.model is not None:
+            self.sort_by(self.model.sort_column)
+
+    @on(DataTable.HeaderSelected)
+    def _header(self, event: DataTable.HeaderSelected) -> None:
+        column = event.column_key.value
+        if column in SORTABLE:
+            self.sort_by(column)
+
+    def action_mark(self) -> None:
+        key = self.query_one(FleetTable).cursor_key()
+        if self.model is not None and key is not None:
+            self._apply(self.model.toggle_mark(key))
+            self.query_one(FleetTable).action_cursor_down()
+
+    def action_unmark(self) -> None:
+        if self.model is not None and self.model.marked:
+            self._apply(self.model.clear_marks())
+
+    def clear_marks(self) -> None:
+        """Unmark every row (after a bulk action)."""
+        self.action_unmark()
+
+    # -- actions and navigation -----------------------------------------------------
+
+    def targets(self) -> list[Row]:
+        """The marked rows, else the row under the cursor."""
+        if self.model is None:
+            return []
+        return self.model.targets(self.query_one(FleetTable).cursor_key())
+
+    def action_retry(self) -> None:
+        self.rc.request_action("retry", self.targets())
+
+    def action_reinject(self) -> None:
+        self.rc.request_action("reinject", self.targets())
+
+    def action_deprovision(self) -> None:
+        self.rc.request_action("deprovision", self.targets())
+
+    def action_refresh(self) -> None:
+        self.request_refresh()
+
+    def action_open(self) -> None:
+        key = self.query_one(FleetTable).cursor_key()
+        if key is not None:
+            self.app.push_screen(ServerScreen(int(key)))
+
+    @on(DataTable.RowSelected, "#fleet")
+    def _selected(self) -> None:
+        self.action_open()
+
+    def action_jobs(self) -> None:
+        self.app.push_screen(JobsScreen())
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("retry", "reinject", "deprovision") and self.rc.readonly:
+            return None
+        return True
+
+    def palette_commands(self) -> list[PaletteCommand]:
+        """Every fleet action, for the command palette: (title, help, callback, is_action)."""
+        commands: list[PaletteCommand] = [
+            (
+                "Retry failed server(s)",
+                "r: marked servers, else the selected one",
+                self.action_retry,
+                True,
+            ),
+            ("Re-inject secrets", "i: into ready servers", self.action_reinject, True),
+            ("Force deprovision", "D: destroys the VPS, asks first", self.action_deprovision, True),
+            ("Open server", "enter: timeline, events, jobs", self.action_open, False),
+            ("Jobs screen", "j: queues, workers, failed jobs", self.action_jobs, False),
+            ("Filter", "/: text or status:failed terms", self.action_filter, False),
+            ("Toggle deleted servers", "a", self.action_toggle_deleted, False),
+            ("Mark / unmark server", "space", self.action_mark, False),
+            ("Clear marks", "u", self.action_unmark, False),
+            ("Refresh now", "ctrl+r", self.action_refresh, False),
+        ]
+        for column in COLUMNS[1:]:
+            commands.append(
+                (
+                    f"Sort by {column.label.lower()}",
+                    "again to reverse",
+                    partial(self.sort_by, column.key),
+                    False,
+                )
+            )
+        for key, term in QUICK_FILTERS.items():
+            commands.append(
+                (f"Show {term or 'all'}", f"key {key}", partial(self.action_quick, key), False)
+            )
+        return commands

@@ -1,0 +1,116 @@
+"""Text of the summary bar and of a server's phase timeline. Pure (Rich, no Textual)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from rich.text import Text
+
+from core.lifecycle import Status
+from tui.backend import EventLine, Summary
+from tui.cells import STATUS_STYLE, duration
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}s"
+
+
+def summary_text(
+    summary: Summary | None,
+    fallback_counts: Mapping[str, int],
+    *,
+    sla_seconds: float,
+    shown: int,
+    marked: int,
+) -> Text:
+    """The summary bar: statuses, provisioning figures, queues, workers, rate limit."""
+    text = Text(no_wrap=False)
+    counts = (summary.counts if summary is not None else None) or fallback_counts
+    for status in Status:
+        n = counts.get(status.value, 0)
+        if n or status in (Status.READY, Status.FAILED):
+            text.append(f"{status.value} ", style=STATUS_STYLE[status])
+            text.append(f"{n}  ", style="bold")
+    text.append(f"| shown {shown}")
+    if marked:
+        text.append(f"  marked {marked}", style="bold yellow")
+    text.append("\n")
+    stats = summary.stats if summary is not None else None
+    if stats is not None and stats.count:
+        rate = stats.sla_hit_rate or 0.0
+        text.append(f"last hour: {stats.count} ready  p50 {_seconds(stats.p50)}  ")
+        text.append(f"p95 {_seconds(stats.p95)}  ")
+        text.append(
+            f"SLA({int(sla_seconds)}s) {rate:.0%}",
+            style="green" if rate >= 0.95 else "yellow" if rate >= 0.8 else "bold red",
+        )
+    else:
+        text.append("last hour: no server became ready", style="dim")
+    text.append("  | ")
+    queues = summary.queues if summary is not None else None
+    if queues is None:
+        text.append("queues ?", style="dim")
+    else:
+        text.append(" ".join(f"{q.name.removeprefix('rc-')} {q.queued}" for q in queues))
+        failed = sum(q.failed for q in queues)
+        if failed:
+            text.append(f"  failed jobs {failed}", style="red")
+    workers = summary.workers if summary is not None else None
+    text.append(f"  | workers {'?' if workers is None else workers}")
+    budget = summary.budget if summary is not None else None
+    if budget is not None and budget.remaining is not None:
+        text.append(f"  | hetzner {budget.remaining}/{budget.limit or '?'}")
+    else:
+        text.append("  | hetzner -", style="dim")
+    return text
+
+
+@dataclass(frozen=True)
+class PhaseSpan:
+    """One stretch of a server's life in one status."""
+
+    status: str
+    started: datetime
+    seconds: float
+    current: bool
+
+
+def phase_spans(events: Sequence[EventLine], now: datetime) -> list[PhaseSpan]:
+    """The statuses a server went through, with how long it stayed in each.
+
+    Built from its transition events, oldest first; the last one is still running.
+    """
+    transitions = [e for e in events if e.kind == "transition" and e.to_status]
+    spans = []
+    for i, event in enumerate(transitions):
+        end = transitions[i + 1].at if i + 1 < len(transitions) else now
+        current = i + 1 == len(transitions)
+        spans.append(
+            PhaseSpan(
+                str(event.to_status),
+                event.at,
+                max(0.0, (end - event.at).total_seconds()),
+                current,
+            )
+        )
+    return spans
+
+
+def timeline_text(spans: Sequence[PhaseSpan], created_at: datetime) -> Text:
+    """The phase timeline: `pending 2s > creating 14s > ...`."""
+    text = Text()
+    if not spans:
+        return Text("no transitions yet", style="dim")
+    first = spans[0].started
+    if first > created_at:
+        text.append("pending ", style=STATUS_STYLE[Status.PENDING])
+        text.append(duration((first - created_at).total_seconds()))
+        text.append("  >  ", style="dim")
+    for i, span in enumerate(spans):
+        if i:
+            text.append("  >  ", style="dim")
+        text.append(f"{span.status} ", style=STATUS_STYLE.get(span.status, ""))
+        text.append(duration(span.seconds) + ("…" if span.current else ""))
+    return text

@@ -1,0 +1,181 @@
+"""One mapping from errors to JSON error responses: `{"error": {"code", "message"}}`.
+
+Our errors (`RachelError`) carry their code; those raised for a request carry
+their HTTP status (`status`), the others are mapped by class below.
+Litestar's own errors (validation, 404, 405, body too large) get the same
+shape. Anything unexpected is a 500 `internal_error` whose message says
+nothing about the cause (the log has it, redacted).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.types import ExceptionHandlersMap
+
+from core.errors import DatabaseError, RachelError, RedisUnavailable, SettingsError
+from core.redaction import redact
+from webhook.structs import ErrorBody, ErrorInfo
+
+log = logging.getLogger(__name__)
+
+MAX_DETAILS = 20
+
+
+class RequestRejected(RachelError):
+    """A request refused by the web app itself (auth, limits, lookups).
+
+    Attributes:
+        status: the HTTP status to answer with.
+    """
+
+    def __init__(self, message: str, *, code: str, status: int) -> None:
+        super().__init__(message, code=code)
+        self.status = status
+
+
+def not_found(what: str) -> RequestRejected:
+    """A 404 `not_found`."""
+    return RequestRejected(f"{what} not found", code="not_found", status=404)
+
+
+_BY_CLASS: tuple[tuple[type[RachelError], int], ...] = (
+    (DatabaseError, 503),
+    (RedisUnavailable, 503),
+    (SettingsError, 500),
+)
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
+
+
+def status_for(exc: RachelError) -> int:
+    """The HTTP status of one of our errors."""
+    status = getattr(exc, "status", None)
+    if isinstance(status, int) and 400 <= status <= 599:
+        return status
+    for cls, mapped in _BY_CLASS:
+        if isinstance(exc, cls):
+            return mapped
+    return 503 if exc.transient else 500
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: list[str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[ErrorBody]:
+    """The JSON error response (message and details redacted)."""
+    body = ErrorBody(
+        error=ErrorInfo(
+            code=code,
+            message=redact(message),
+            details=[redact(d) for d in details[:MAX_DETAILS]] if details else None,
+        )
+    )
+    return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
+
+
+def handle_rachel_error(request: Request[Any, Any, Any], exc: RachelError) -> Response[ErrorBody]:
+    """Our errors: their code and message, their status."""
+    status = status_for(exc)
+    if status >= 500:
+        log.error("%s %s: %s (%s)", request.method, request.url.path, exc.code, exc)
+    else:
+        log.info("%s %s: %d %s", request.method, request.url.path, status, exc.code)
+    headers = {"WWW-Authenticate": _challenge(request.url.path)} if status == 401 else None
+    return error_response(status, exc.code, exc.message, headers=headers)
+
+
+def _challenge(path: str) -> str:
+    if path.startswith("/callbacks/"):
+        return "Bearer"
+    if path.startswith("/webhooks/"):
+        return 'StandardWebhooks headers="webhook-id webhook-timestamp webhook-signature"'
+    return 'ApiKey header="X-API-Key"'
+
+
+def handle_http_exception(
+    request: Request[Any, Any, Any], exc: HTTPException
+) -> Response[ErrorBody]:
+    """Litestar's errors (validation, routing, limits) in our shape."""
+    status = exc.status_code
+    if isinstance(exc, ValidationException):
+        return error_response(
+            400, "validation_error", _validation_message(exc), _validation_details(exc.extra)
+        )
+    if status >= 500:
+        log.error("%s %s: %s", request.method, request.url.path, exc.detail)
+        return error_response(status, "internal_error", "internal error")
+    code = _HTTP_CODES.get(status, "bad_request")
+    if status == 400 and (exc.detail or "").startswith("JSON is malformed"):
+        code = "invalid_json"
+    headers = {"Allow": exc.headers["allow"]} if exc.headers and "allow" in exc.headers else None
+    return error_response(status, code, exc.detail or code.replace("_", " "), headers=headers)
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+    """A bug: logged with its traceback (redacted), answered without details."""
+    log.exception("%s %s: unexpected error", request.method, request.url.path)
+    return error_response(500, "internal_error", "internal error")
+
+
+def _validation_message(exc: ValidationException) -> str:
+    detail = exc.detail or "invalid request"
+    if detail.startswith("Validation failed for"):
+        return "the request does not match the schema"
+    return detail
+
+
+def _validation_details(extra: Any) -> list[str] | None:
+    if not isinstance(extra, list):
+        return None
+    details = []
+    for item in extra:
+        if isinstance(item, dict):
+            key = item.get("key")
+            message = str(item.get("message", "invalid"))
+            details.append(f"{key}: {message}" if key else message)
+    return details or None
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    RachelError: handle_rachel_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}
+
+
+def responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI error responses (the ErrorBody schema) for these statuses."""
+    descriptions = {
+        400: "Malformed JSON, a schema violation, an unknown field or too deep nesting.",
+        401: "Missing or invalid credentials (signature, API key or callback token).",
+        402: "The customer has no active subscription.",
+        404: "No such resource.",
+        409: "Conflicts with the current state (webhook-id reused for another body; "
+        "server not waiting for a callback).",
+        413: "The request body is larger than RACHEL_MAX_BODY_BYTES.",
+        422: "Well-formed but unacceptable (host key, event time).",
+        500: "Internal error.",
+        503: "A dependency (database, Redis) is unavailable.",
+    }
+    return {
+        status: ResponseSpec(
+            data_container=ErrorBody, description=descriptions[status], generate_examples=False
+        )
+        for status in statuses
+    }

@@ -1,0 +1,281 @@
+"""What each endpoint does, composed from `core` services (no Litestar here).
+
+These functions run in worker threads (peewee is synchronous). Database work
+happens in one transaction per request; jobs are enqueued only after it
+committed, through `jobs.enqueue`, the one part of `jobs` the web app uses.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import pairwise
+from typing import Generic, TypeVar
+
+import msgspec
+import peewee
+import redis
+
+from core import customers, deliveries, subscriptions
+from core.callbacks import accept_callback
+from core.db import connection, current
+from core.deploys import live_server, request_deploy
+from core.events import redis_publisher
+from core.lifecycle import STAMP_COLUMN, Status
+from core.models import Customer, Server
+from core.redaction import redact
+from jobs.enqueue import after_callback, start_provisioning
+from webhook.context import WebContext
+from webhook.errors import not_found
+from webhook.structs import (
+    CallbackAccepted,
+    DeployAccepted,
+    DeployRequest,
+    PhaseTiming,
+    ServerStatus,
+    SubscriptionEvent,
+    SubscriptionRecorded,
+    encode,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T", bound=msgspec.Struct)
+_ATTEMPTS = 3
+#: The phases shown with timings, in order, and the column stamped on entering each.
+_PHASES = (Status.PENDING, Status.CREATING, Status.CLOUD_INIT, Status.INJECTING_SECRETS)
+
+
+@dataclass(frozen=True)
+class Answer(Generic[T]):
+    """A response body, its status, and whether it is a stored (replayed) answer."""
+
+    body: T
+    status: int
+    replayed: bool = False
+
+
+def aware(when: datetime | None) -> datetime | None:
+    """A stored (naive UTC) time as an aware one: RFC 3339 with `Z` in responses."""
+    return when.replace(tzinfo=UTC) if when is not None else None
+
+
+def _write_transaction(db: peewee.Database) -> peewee._atomic:
+    # SQLite: take the write lock up front, so two writers queue on the busy
+    # timeout instead of one failing when it upgrades its read snapshot.
+    if isinstance(db, peewee.SqliteDatabase):
+        return db.atomic("IMMEDIATE")
+    return db.atomic()
+
+
+def _idempotent(
+    webhook_id: str,
+    kind: str,
+    body: bytes,
+    answer_type: type[T],
+    work: Callable[[], tuple[T, int]],
+) -> Answer[T]:
+    """Run `work` once per delivery: a repeated delivery gets the stored answer."""
+    digest = deliveries.body_digest(body)
+    db = current()
+    for _ in range(_ATTEMPTS):
+        stored = deliveries.lookup(webhook_id, kind, digest)
+        if stored is not None:
+            log.info("webhook %s (%s) repeated: stored answer", webhook_id, kind)
+            return Answer(
+                msgspec.json.decode(stored.body, type=answer_type), stored.status, replayed=True
+            )
+        try:
+            with _write_transaction(db):
+                result, status = work()
+                deliveries.record(webhook_id, kind, digest, status, encode(result))
+        except peewee.IntegrityError:
+            continue  # a concurrent twin committed first (delivery or customer): look again
+        return Answer(result, status)
+    raise deliveries.DeliveryConflict(f"webhook {webhook_id} raced with itself; retry it")
+
+
+def deploy(
+    ctx: WebContext, webhook_id: str, body: bytes, req: DeployRequest
+) -> Answer[DeployAccepted]:
+    """Store the customer, create (or find) their server, queue its first phase."""
+
+    def work() -> tuple[DeployAccepted, int]:
+        customer = customers.upsert(
+            ctx.keyring,
+            req.customer_id,
+            req.email,
+            telegram_bot_token=req.telegram_bot_token,
+            claude_credentials=req.claude_credentials,
+        )
+        result = request_deploy(
+            customer,
+            ctx.settings,
+            location=req.location,
+            server_type=req.server_type,
+            actor="webhook",
+        )
+        server = result.server
+        accepted = DeployAccepted(
+            server_id=server.id,
+            customer_id=customer.external_id,
+            status=server.status,
+            created=result.created,
+            status_url=ctx.url(f"/api/servers/{server.id}"),
+            events_url=ctx.url(f"/api/servers/{server.id}/events"),
+        )
+        return accepted, 202 if result.created else 200
+
+    with connection():
+        answer = _idempotent(webhook_id, "deploy", body, DeployAccepted, work)
+        _ensure_queued(ctx, answer.body.server_id)
+    return answer
+
+
+def _ensure_queued(ctx: WebContext, server_id: int) -> None:
+    # After commit. A pending server without a job (new, or its enqueue failed
+    # last time) gets its creating phase queued; job ids are deterministic, so
+    # a second call queues nothing.
+    server: Server | None = Server.get_or_none(Server.id == server_id)
+    if server is None or server.status != Status.PENDING or server.job_id:
+        return
+    try:
+        start_provisioning(ctx.redis, ctx.settings, server)
+    except redis.RedisError as exc:
+        # Accepted and committed: the sweeper re-enqueues pending servers without a job.
+        log.warning(
+            "server %s: could not queue creation (%s); the sweeper will",
+            server_id,
+            exc,
+            extra={"server_id": server_id, "phase": "pending"},
+        )
+
+
+def subscription(
+    ctx: WebContext, webhook_id: str, body: bytes, event: SubscriptionEvent
+) -> Answer[SubscriptionRecorded]:
+    """Record a subscription status change."""
+
+    def work() -> tuple[SubscriptionRecorded, int]:
+        change = subscriptions.record_change(
+            event.customer_id,
+            event.status,
+            event.occurred_at,
+            ctx.settings,
+            current_period_end=event.current_period_end,
+            email=event.email,
+        )
+        sub = change.subscription
+        recorded = SubscriptionRecorded(
+            customer_id=event.customer_id,
+            status=sub.status,
+            applied=change.applied,
+            lapsed_at=aware(sub.lapsed_at),
+            grace_until=aware(sub.grace_until),
+            current_period_end=aware(sub.current_period_end),
+        )
+        return recorded, 200
+
+    with connection():
+        return _idempotent(webhook_id, "subscription", body, SubscriptionRecorded, work)
+
+
+def callback(
+    ctx: WebContext, server_id: int, token: str, host_key: str, source_ip: str | None
+) -> CallbackAccepted:
+    """Accept a cloud-init callback and queue the secret injection."""
+    with connection():
+        server = accept_callback(
+            server_id, token, host_key, source_ip, publish=redis_publisher(ctx.redis)
+        )
+        try:
+            after_callback(ctx.redis, server)
+        except redis.RedisError as exc:
+            log.warning(
+                "server %s: could not queue injection (%s); the sweeper will",
+                server_id,
+                exc,
+                extra={"server_id": server_id},
+            )
+    return CallbackAccepted(server_id=server.id, status=server.status)
+
+
+def server_status(ctx: WebContext, server_id: int) -> ServerStatus:
+    """The status of one server.
+
+    Raises:
+        RequestRejected: 404 when there is no such server.
+    """
+    with connection():
+        server: Server | None = Server.get_or_none(Server.id == server_id)
+        if server is None:
+            raise not_found(f"server {server_id}")
+        return _status(ctx, server, server.customer.external_id)
+
+
+def customer_server(ctx: WebContext, external_id: str) -> ServerStatus:
+    """The customer's live server, else their most recent one.
+
+    Raises:
+        RequestRejected: 404 when the customer is unknown or never had a server.
+    """
+    with connection():
+        customer: Customer | None = customers.find(external_id)
+        if customer is None:
+            raise not_found(f"customer {external_id}")
+        server = live_server(customer) or (
+            Server.select().where(Server.customer == customer).order_by(Server.id.desc()).first()
+        )
+        if server is None:
+            raise not_found(f"server of customer {external_id}")
+        return _status(ctx, server, external_id)
+
+
+def _phases(server: Server) -> list[PhaseTiming]:
+    marks: list[tuple[str, datetime | None]] = [("pending", server.created_at)]
+    marks += [(s.value, getattr(server, STAMP_COLUMN[s])) for s in _PHASES[1:]]
+    marks.append(("ready", server.ready_at))
+    timings = []
+    for (phase, started), (_, finished) in pairwise(marks):
+        if started is None:
+            continue
+        done = finished if finished is not None and finished >= started else None
+        seconds = round((done - started).total_seconds(), 3) if done is not None else None
+        timings.append(
+            PhaseTiming(
+                phase=phase,
+                started_at=started.replace(tzinfo=UTC),
+                finished_at=aware(done),
+                seconds=seconds,
+            )
+        )
+    return timings
+
+
+def _status(ctx: WebContext, server: Server, external_id: str) -> ServerStatus:
+    sla = ctx.settings.sla_seconds
+    seconds = server.provisioning_seconds
+    return ServerStatus(
+        id=server.id,
+        customer_id=external_id,
+        status=server.status,
+        name=server.name,
+        location=server.location,
+        server_type=server.server_type,
+        ipv4=server.ipv4,
+        ipv6=server.ipv6,
+        attempt=server.attempt,
+        created_at=server.created_at.replace(tzinfo=UTC),
+        updated_at=server.updated_at.replace(tzinfo=UTC),
+        ready_at=aware(server.ready_at),
+        provisioning_seconds=seconds,
+        sla_seconds=sla,
+        within_sla=None if seconds is None else seconds <= sla,
+        phases=_phases(server),
+        failed_phase=server.failed_phase,
+        last_error=redact(server.last_error) if server.last_error else None,
+        status_url=ctx.url(f"/api/servers/{server.id}"),
+        events_url=ctx.url(f"/api/servers/{server.id}/events"),
+    )

@@ -1,0 +1,185 @@
+"""Request and response bodies (msgspec Structs); the OpenAPI schema is generated from them.
+
+Unknown fields rule: request bodies are strict. A field we do not know is
+rejected with 400 `validation_error` (`forbid_unknown_fields`), so a typo in
+an integration fails loudly instead of being silently dropped. Responses may
+gain fields over time; clients should ignore the ones they do not know.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+CustomerId = Annotated[
+    str,
+    Meta(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$",
+        max_length=128,
+        description="The dashboard's id of the customer.",
+        examples=["cus_12345"],
+    ),
+]
+Email = Annotated[
+    str,
+    Meta(pattern=r"^[^@\s]{1,64}@[^@\s]{1,255}$", max_length=320, examples=["ada@example.com"]),
+]
+ProviderName = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{1,31}$", max_length=32)]
+SubscriptionStatus = Literal["active", "past_due", "canceled", "unpaid"]
+
+
+class DeployRequest(Struct, forbid_unknown_fields=True, kw_only=True):
+    """`POST /webhooks/deploy`: give this customer their Rachel8 server."""
+
+    customer_id: CustomerId
+    email: Email
+    telegram_bot_token: Annotated[
+        str,
+        Meta(
+            pattern=r"^[0-9]{6,12}:[A-Za-z0-9_-]{30,64}$",
+            max_length=80,
+            description="The customer's Telegram bot token (stored encrypted).",
+        ),
+    ]
+    claude_credentials: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=16384,
+            description="The customer's Claude OAuth credentials, opaque text (usually the "
+            "JSON of credentials.json); stored encrypted.",
+        ),
+    ]
+    location: Annotated[
+        ProviderName | None, Meta(description="Hetzner location; default RACHEL_LOCATION.")
+    ] = None
+    server_type: Annotated[
+        ProviderName | None, Meta(description="Hetzner server type; default RACHEL_SERVER_TYPE.")
+    ] = None
+
+
+class DeployAccepted(Struct, kw_only=True):
+    """The customer's server: just created (202) or the live one they already have (200)."""
+
+    server_id: int
+    customer_id: str
+    status: str
+    created: bool
+    status_url: str
+    events_url: str
+
+
+class SubscriptionEvent(Struct, forbid_unknown_fields=True, kw_only=True):
+    """`POST /webhooks/subscription`: the customer's subscription changed."""
+
+    customer_id: CustomerId
+    status: SubscriptionStatus
+    occurred_at: Annotated[
+        datetime,
+        Meta(
+            description="When the change happened on the billing side (RFC 3339; no offset "
+            "means UTC). An event older than the last one applied is ignored."
+        ),
+    ]
+    current_period_end: datetime | None = None
+    email: Email | None = None
+
+
+class SubscriptionRecorded(Struct, kw_only=True):
+    """The subscription after the event; `applied` is false for an out-of-order event."""
+
+    customer_id: str
+    status: str
+    applied: bool
+    lapsed_at: datetime | None
+    grace_until: datetime | None
+    current_period_end: datetime | None
+
+
+class CloudInitCallback(Struct, forbid_unknown_fields=True, kw_only=True):
+    """`POST /callbacks/cloud-init/{server_id}`: cloud-init finished on the VPS."""
+
+    host_key: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=512,
+            description="The VPS's SSH host public key, one OpenSSH line (ssh-ed25519 ...).",
+        ),
+    ]
+
+
+class CallbackAccepted(Struct, kw_only=True):
+    """The callback was accepted; secret injection is queued."""
+
+    server_id: int
+    status: str
+
+
+class PhaseTiming(Struct, kw_only=True):
+    """When a phase started and, once the next began, how long it took."""
+
+    phase: str
+    started_at: datetime
+    finished_at: datetime | None
+    seconds: float | None
+
+
+class ServerStatus(Struct, kw_only=True):
+    """A server as the status API shows it (never a secret)."""
+
+    id: int
+    customer_id: str
+    status: str
+    name: str | None
+    location: str
+    server_type: str
+    ipv4: str | None
+    ipv6: str | None
+    attempt: int
+    created_at: datetime
+    updated_at: datetime
+    ready_at: datetime | None
+    provisioning_seconds: float | None
+    sla_seconds: float
+    within_sla: bool | None
+    phases: list[PhaseTiming]
+    failed_phase: str | None
+    last_error: str | None
+    status_url: str
+    events_url: str
+
+
+class Health(Struct, kw_only=True):
+    """Liveness: the process answers."""
+
+    status: Literal["ok"]
+
+
+class Readiness(Struct, kw_only=True):
+    """Readiness: the database and Redis answer."""
+
+    status: Literal["ready"]
+    checks: dict[str, str]
+
+
+class ErrorInfo(Struct, kw_only=True, omit_defaults=True):
+    """What went wrong: a stable machine-readable code and a message for people."""
+
+    code: str
+    message: str
+    details: list[str] | None = None
+
+
+class ErrorBody(Struct, kw_only=True):
+    """Every error response."""
+
+    error: ErrorInfo
+
+
+def encode(value: Struct) -> str:
+    """A struct as JSON text (for stored idempotent answers)."""
+    return msgspec.json.encode(value).decode("utf-8")
