@@ -51,7 +51,9 @@ def operator_name(name: str | None) -> str:
 def tui_command(readonly: bool, operator: str | None) -> None:
     """Open the live fleet view (k9s-style; press ? for keys, ctrl+p for every action)."""
     from cli.common import runtime
+    from core.lifecycle import validate_actor
 
+    validate_actor(f"operator:{operator_name(operator)}")  # bad input fails before start-up
     rt = runtime("tui")
     run_tui(rt.settings, operator, readonly=readonly)
 

@@ -12,8 +12,9 @@ import logging
 from core.clock import SYSTEM_CLOCK, Clock
 from core.crypto import KeyRing
 from core.db import current
+from core.errors import CryptoError
 from core.models import Customer
-from core.vault import seal
+from core.vault import reveal, seal
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,20 @@ def ensure(external_id: str, email: str | None = None, *, clock: Clock = SYSTEM_
             customer.updated_at = now
             customer.save(only=[Customer.email, Customer.updated_at])
     return customer
+
+
+def secrets_differ(
+    ring: KeyRing, customer: Customer, *, telegram_bot_token: str, claude_credentials: str
+) -> bool:
+    """Whether these credentials differ from the ones stored (unreadable counts as differing)."""
+    try:
+        stored = (
+            reveal(ring, customer, "telegram_bot_token"),
+            reveal(ring, customer, "claude_credentials"),
+        )
+    except CryptoError:
+        return True
+    return stored != (telegram_bot_token, claude_credentials)
 
 
 def upsert(

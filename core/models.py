@@ -73,6 +73,9 @@ class Subscription(BaseModel):
     lapsed_at = peewee.DateTimeField(null=True)
     grace_until = peewee.DateTimeField(null=True)
     warned_at = peewee.DateTimeField(null=True)
+    # When the billing side says the change that set the current state happened;
+    # webhooks arrive out of order, and an older event than this is ignored.
+    event_at = peewee.DateTimeField(null=True)
     updated_at = peewee.DateTimeField(default=utcnow)
 
 

@@ -461,6 +461,14 @@ SETTINGS: tuple[Setting, ...] = (
         _parse_phase_limits,
     ),
     Setting(
+        "RACHEL_DELIVERY_RETENTION",
+        "delivery_retention_seconds",
+        "7d",
+        "How long webhook deliveries are remembered for idempotency (longer than the "
+        "dashboard retries a delivery); older ones are pruned hourly.",
+        parse_duration,
+    ),
+    Setting(
         "RACHEL_SWEEP_INTERVAL",
         "sweep_interval_seconds",
         "15s",
@@ -594,6 +602,7 @@ class Settings:
     reconcile_apply: bool
     orphan_min_age_seconds: float
     phase_limits: tuple[str, ...]
+    delivery_retention_seconds: float
     sweep_interval_seconds: float
     sweep_grace_seconds: float
     abandoned_after_seconds: float

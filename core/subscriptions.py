@@ -7,7 +7,7 @@ Rules:
   them (the grace period does not restart); returning to `active` clears
   both, and `warned_at`, so a later lapse is warned about again;
 - every event carries `occurred_at`, when it happened on the billing side.
-  `Subscription.updated_at` holds the `occurred_at` of the event that set the
+  `Subscription.event_at` holds the `occurred_at` of the event that set the
   current state, and an event older than that is ignored (webhooks arrive out
   of order). The update is a compare-and-set, so two racing events cannot
   both apply on top of the same state.
@@ -156,24 +156,31 @@ def _apply(
             customer=customer,
             status=status,
             current_period_end=period_end,
-            updated_at=occurred_at,
+            event_at=occurred_at,
+            updated_at=clock.now(),
             **values,
         )
         log.info(
             "customer %s: subscription %s", external_id, status, extra={"customer_id": external_id}
         )
         return SubscriptionChange(created, applied=True)
-    if occurred_at < sub.updated_at:
+    last = sub.event_at or sub.updated_at
+    if occurred_at < last:
         log.info(
             "customer %s: subscription event of %s is older than the state of %s; ignored",
             external_id,
             occurred_at,
-            sub.updated_at,
+            last,
             extra={"customer_id": external_id},
         )
         return SubscriptionChange(sub, applied=False)
     values = _new_state(sub.status, sub.lapsed_at, status, occurred_at, grace)
-    changes: dict[str, object] = {"status": status, "updated_at": occurred_at, **values}
+    changes: dict[str, object] = {
+        "status": status,
+        "event_at": occurred_at,
+        "updated_at": clock.now(),
+        **values,
+    }
     if period_end is not None:
         changes["current_period_end"] = period_end
     updated = (
@@ -182,6 +189,11 @@ def _apply(
             (Subscription.id == sub.id)
             & (Subscription.status == sub.status)
             & (Subscription.updated_at == sub.updated_at)
+            & (
+                Subscription.event_at.is_null()
+                if sub.event_at is None
+                else Subscription.event_at == sub.event_at
+            )
         )
         .execute()
     )

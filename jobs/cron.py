@@ -10,6 +10,7 @@ actions), so a second cron process is a spare, not a hazard.
 | grace | `jobs.grace.enforce_grace` | RACHEL_GRACE_INTERVAL |
 | reconcile | `jobs.reconcile.reconcile` | RACHEL_RECONCILE_INTERVAL, RACHEL_RECONCILE_APPLY |
 | sweep | `jobs.sweeper.sweep` | RACHEL_SWEEP_INTERVAL |
+| prune | `jobs.housekeeping.prune_deliveries` | hourly (RACHEL_DELIVERY_RETENTION) |
 
 The tasks go to the `rc-finish` queue, which every worker serves first.
 """
@@ -25,6 +26,8 @@ from rq.cron import CronScheduler
 
 from core.settings import Settings
 from jobs.grace import enforce_grace
+from jobs.housekeeping import INTERVAL_SECONDS as PRUNE_INTERVAL
+from jobs.housekeeping import prune_deliveries
 from jobs.queues import FINISH
 from jobs.reconcile import reconcile
 from jobs.sweeper import sweep
@@ -72,6 +75,12 @@ def tasks(settings: Settings) -> list[Task]:
             sweep,
             seconds(settings.sweep_interval_seconds),
             "re-enqueue vanished work, retry killed workers' jobs",
+        ),
+        Task(
+            "prune",
+            prune_deliveries,
+            PRUNE_INTERVAL,
+            "forget webhook deliveries older than RACHEL_DELIVERY_RETENTION",
         ),
     ]
 

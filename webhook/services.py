@@ -23,7 +23,7 @@ from core.callbacks import accept_callback
 from core.db import connection, current
 from core.deploys import live_server, request_deploy
 from core.events import redis_publisher
-from core.lifecycle import STAMP_COLUMN, Status
+from core.lifecycle import STAMP_COLUMN, Status, transition
 from core.models import Customer, Server
 from core.redaction import redact
 from jobs.enqueue import after_callback, start_provisioning
@@ -102,7 +102,16 @@ def deploy(
 ) -> Answer[DeployAccepted]:
     """Store the customer, create (or find) their server, queue its first phase."""
 
+    changed_on: list[int] = []  # a ready server whose customer sent new credentials
+
     def work() -> tuple[DeployAccepted, int]:
+        known = customers.find(req.customer_id)
+        differ = known is not None and customers.secrets_differ(
+            ctx.keyring,
+            known,
+            telegram_bot_token=req.telegram_bot_token,
+            claude_credentials=req.claude_credentials,
+        )
         customer = customers.upsert(
             ctx.keyring,
             req.customer_id,
@@ -118,6 +127,8 @@ def deploy(
             actor="webhook",
         )
         server = result.server
+        if differ and not result.created and server.status == Status.READY:
+            changed_on.append(server.id)
         accepted = DeployAccepted(
             server_id=server.id,
             customer_id=customer.external_id,
@@ -131,7 +142,33 @@ def deploy(
     with connection():
         answer = _idempotent(webhook_id, "deploy", body, DeployAccepted, work)
         _ensure_queued(ctx, answer.body.server_id)
+        for server_id in changed_on:
+            _reinject(ctx, server_id)
     return answer
+
+
+def _reinject(ctx: WebContext, server_id: int) -> None:
+    # After commit: the customer's new credentials reach their running bot.
+    moved = transition(
+        server_id,
+        Status.READY,
+        Status.INJECTING_SECRETS,
+        actor="webhook",
+        message="the customer's credentials changed; re-injecting them",
+        changes={"retries": 0},
+        publish=redis_publisher(ctx.redis),
+    )
+    if not moved:
+        return  # it left ready meanwhile; its next injection reads the new secrets anyway
+    try:
+        after_callback(ctx.redis, Server.get_by_id(server_id))
+    except redis.RedisError as exc:
+        log.warning(
+            "server %s: could not queue the re-injection (%s); the sweeper will",
+            server_id,
+            exc,
+            extra={"server_id": server_id, "phase": "injecting_secrets"},
+        )
 
 
 def _ensure_queued(ctx: WebContext, server_id: int) -> None:

@@ -14,11 +14,14 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import peewee
 import pytest
 import redis
 
 from core import vps_contract as vps
+from core.demo import send_signed
+from core.dev_secrets import webhook_secrets
 from core.lifecycle import Status
 from core.models import MODELS, Event, Server
 from core.ssh import env_file
@@ -170,3 +173,29 @@ def test_no_planted_secret_leaks_anywhere(stack: Stack, caplog: pytest.LogCaptur
     for where, text in haystacks.items():
         for secret in planted:
             assert secret not in text, f"a planted secret leaked into {where}"
+
+
+def test_new_credentials_for_a_ready_server_are_re_injected(stack: Stack, web: WebServer) -> None:
+    server, _ = deploy(stack)
+    row = stack.wait_status(server.id, Status.READY)
+    owner = row.customer
+    new_token = "7654321:" + "N" * 35
+    payload = {
+        "customer_id": owner.external_id,
+        "email": owner.email,
+        "telegram_bot_token": new_token,
+        "claude_credentials": '{"refresh_token": "new"}',
+    }
+    secret = webhook_secrets(stack.settings)[0]
+    with httpx.Client(timeout=10) as client:
+        answer = send_signed(client, f"{web.url}/webhooks/deploy", secret, payload)
+    assert answer["server_id"] == server.id and answer["created"] is False
+    row = stack.wait_status(server.id, Status.READY)
+    assert [e.actor for e in row.events if e.to_status == "injecting_secrets"][-1] == "webhook"
+    machine = stack.sim.vps(row.provider_id or 0)
+    assert machine is not None
+    assert new_token in (machine.root / vps.SECRETS_PATH.lstrip("/")).read_text()
+    # The same credentials again change nothing.
+    with httpx.Client(timeout=10) as client:
+        send_signed(client, f"{web.url}/webhooks/deploy", secret, payload)
+    assert stack.status(server.id) == Status.READY

@@ -48,11 +48,17 @@ def test_the_scheduler_enqueues_every_task_at_its_interval(
         "rachel-cloud:grace": 120,
         "rachel-cloud:reconcile": 3600,
         "rachel-cloud:sweep": 10,
+        "rachel-cloud:prune": 3600,
     }
     enqueued = scheduler.enqueue_jobs()  # interval jobs run at once on start
-    assert len(enqueued) == 3
+    assert len(enqueued) == 4
     funcs = sorted(job.func_name for job in Queue(CRON_QUEUE, connection=redis_client).jobs)
-    assert funcs == ["jobs.grace.enforce_grace", "jobs.reconcile.reconcile", "jobs.sweeper.sweep"]
+    assert funcs == [
+        "jobs.grace.enforce_grace",
+        "jobs.housekeeping.prune_deliveries",
+        "jobs.reconcile.reconcile",
+        "jobs.sweeper.sweep",
+    ]
     assert scheduler.enqueue_jobs() == []  # not due again yet
 
 
