@@ -60,15 +60,19 @@ def status() -> None:
     ring = rt.keyring
     click.echo(f"key ring: {', '.join(ring.key_ids)} (encrypting with {ring.primary_key_id})")
     stale = 0
+    unreadable = 0
     with connection():
         for model, columns in ENCRYPTED_COLUMNS.items():
             for column in columns:
                 counts = count_by_key(model, column)
                 shown = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "none"
                 click.echo(f"{model._meta.table_name}.{column}: {shown}")
-                stale += sum(v for k, v in counts.items() if k != ring.primary_key_id)
+                stale += sum(
+                    v for k, v in counts.items() if k != ring.primary_key_id and k in ring.key_ids
+                )
                 for key_id in counts:
                     if key_id not in ring.key_ids:
+                        unreadable += counts[key_id]
                         click.secho(
                             f"  key {key_id} is NOT in RACHEL_MASTER_KEYS: "
                             "those secrets cannot be opened",
@@ -77,3 +81,10 @@ def status() -> None:
                         )
     if stale:
         click.echo(f"{stale} ciphertexts are under older keys: run `rachel-cloud keys rotate`")
+    if unreadable:
+        # A wrong or truncated ring: rotation cannot open these either, so do not
+        # suggest it; say what is wrong and fail (scripts check the exit code).
+        raise click.ClickException(
+            f"{unreadable} ciphertexts are under keys missing from RACHEL_MASTER_KEYS: "
+            "put those keys back in the ring (every process needs them to open the secrets)"
+        )

@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+from typing import TYPE_CHECKING, Any
+
 import click
 
 from cli.common import runtime
+
+if TYPE_CHECKING:
+    from litestar import Litestar
+
+    from core.runtime import Runtime
+
+
+def app_factory(rt: Runtime | None = None) -> Litestar:
+    """The web app on this process's settings (each uvicorn worker calls it)."""
+    from webhook.app import create_app
+    from webhook.context import WebContext
+
+    rt = rt or runtime("web")
+    return create_app(WebContext.build(rt.settings))
 
 
 @click.command("web")
@@ -15,25 +33,41 @@ from cli.common import runtime
     default=None,
     help="Port to listen on (default: RACHEL_WEB_PORT; 0 picks a free one).",
 )
-def web_command(host: str | None, port: int | None) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Processes serving the app (uvicorn workers); about one per core.",
+)
+def web_command(host: str | None, port: int | None, workers: int) -> None:
     """Serve the webhooks, cloud-init callbacks, status API, health and metrics."""
     import uvicorn
 
-    from webhook.app import create_app
-    from webhook.context import WebContext
-
     rt = runtime("web")
     settings = rt.settings
-    ctx = WebContext.build(settings)
-    app = create_app(ctx)
-    uvicorn.run(
-        app,
-        host=host or settings.web_host,
-        port=settings.web_port if port is None else port,
+    options: dict[str, Any] = {
+        "host": host or settings.web_host,
+        "port": settings.web_port if port is None else port,
         # Our logging setup (redacted) handles uvicorn's records too.
-        log_config=None,
+        "log_config": None,
         # X-Forwarded-For is honoured only from RACHEL_TRUSTED_PROXIES, by the app.
-        proxy_headers=False,
-        server_header=False,
-        timeout_graceful_shutdown=10,
-    )
+        "proxy_headers": False,
+        "server_header": False,
+        "timeout_graceful_shutdown": 10,
+    }
+    if workers == 1:
+        uvicorn.run(app_factory(rt), **options)
+        return
+    # Several processes: each builds its own app (its own connections) with
+    # `app_factory`, on a socket bound here.
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config("cli.web:app_factory", factory=True, workers=workers, **options)
+    sock = config.bind_socket()
+    # The workers get this socket with proto 0, and asyncio sets TCP_NODELAY only
+    # on sockets that say IPPROTO_TCP: every answer written in two parts would
+    # wait out the client's delayed ACK (~40 ms). Accepted sockets inherit it.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    with contextlib.suppress(KeyboardInterrupt):
+        Multiprocess(config, sockets=[sock]).run()

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import re
 import secrets
 from datetime import timedelta
 
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 
 TOKEN_BYTES = 32
 MAX_HOST_KEY_LENGTH = 512
+#: The key blob of an OpenSSH public key line: strict base64, nothing else.
+_KEY_BLOB = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 
 
 class CallbackRejected(RachelError):
@@ -83,10 +86,24 @@ def parse_host_key(text: str) -> str:
             status=422,
             code="invalid_host_key",
         )
-    parts = text.strip().split()
+    line = text.strip()
+    if any(ord(c) < 32 or ord(c) == 127 for c in line):
+        # One line: a second key, or anything else, smuggled after a newline is refused.
+        raise CallbackRejected(
+            "host_key must be one OpenSSH public key line", status=422, code="invalid_host_key"
+        )
+    parts = line.split()
     if len(parts) < 2 or parts[0] != "ssh-ed25519":
         raise CallbackRejected(
             "host_key must start with ssh-ed25519", status=422, code="invalid_host_key"
+        )
+    # The decoder below skips characters outside the base64 alphabet, so a blob
+    # with a NUL or other junk appended decoded to a valid key, and the junk
+    # was pinned with it (PostgreSQL then refused the NUL: a 500). Found by
+    # tests/reliability/test_bad_input.py.
+    if not _KEY_BLOB.fullmatch(parts[1]):
+        raise CallbackRejected(
+            "host_key is not a valid ed25519 public key", status=422, code="invalid_host_key"
         )
     try:
         key = load_ssh_public_key(f"{parts[0]} {parts[1]}".encode("ascii"))

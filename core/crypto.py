@@ -172,15 +172,18 @@ class KeyRing:
         register_secret(text)
         return text
 
-    def derive_token(self, purpose: str) -> str:
-        """A URL-safe secret derived from the primary key for `purpose`.
+    def derive_token(self, purpose: str, key_id: str | None = None) -> str:
+        """A URL-safe secret derived from the primary key (or `key_id`) for `purpose`.
 
         The same purpose gives the same token (until the primary key changes),
         so a retried job can re-render what an earlier run sent without the
         token ever being stored.
+
+        Raises:
+            KeyError: `key_id` is not in the ring.
         """
         mac = hmac.new(
-            self._raw[self.primary_key_id],
+            self._raw[key_id or self.primary_key_id],
             b"rachel-cloud/derive/" + purpose.encode(),
             hashlib.sha256,
         )

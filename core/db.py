@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlparse, urlsplit
 
 import peewee
 from playhouse.db_url import connect as connect_url
+from playhouse.db_url import parseresult_to_dict
+from playhouse.pool import PooledDatabase, PooledPostgresqlDatabase
 
 from core.errors import DatabaseError
 
@@ -36,7 +40,46 @@ SQLITE_PRAGMAS = {
     "busy_timeout": SQLITE_BUSY_TIMEOUT_MS,
 }
 
+#: PostgreSQL pool: idle connections are recycled after `stale_timeout` seconds;
+#: a thread that finds `max_connections` in use waits up to `timeout` seconds.
+POOL_OPTIONS: dict[str, Any] = {"max_connections": 64, "stale_timeout": 300, "timeout": 30}
+
 _fork_hook_installed = False
+
+
+class PingedPostgresPool(PooledPostgresqlDatabase):  # type: ignore[misc]
+    """A PostgreSQL connection pool that checks an idle connection before lending it.
+
+    A connection the server dropped (a restart, an idle timeout) is discarded
+    and replaced, as a fresh connection per use would have been. Connections
+    returned less than `PING_AFTER` seconds ago are lent without the round trip.
+    """
+
+    PING_AFTER = 1.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._returned: dict[int, float] = {}
+
+    def _close(self, conn: Any, close_conn: bool = False) -> None:
+        if close_conn:
+            self._returned.pop(id(conn), None)
+        else:
+            self._returned[id(conn)] = time.monotonic()
+        super()._close(conn, close_conn)
+
+    def _is_closed(self, conn: Any) -> bool:
+        if super()._is_closed(conn):
+            self._returned.pop(id(conn), None)
+            return True
+        if time.monotonic() - self._returned.get(id(conn), 0.0) < self.PING_AFTER:
+            return False
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT 1")
+        except Exception:
+            return True
+        return False
 
 
 def _forget_connection_after_fork() -> None:
@@ -45,6 +88,13 @@ def _forget_connection_after_fork() -> None:
         # Reset, do not close: closing would send a terminate message on the
         # parent's PostgreSQL socket, or finalise the parent's SQLite handle.
         obj._state.reset()
+        if isinstance(obj, PooledDatabase):
+            # The parent's pooled connections are the parent's; another thread
+            # of the parent may have held the pool's lock at the fork.
+            obj._connections = []
+            obj._in_use = {}
+            obj._pool_lock = threading.RLock()
+            obj._pool_available = threading.Condition(obj._pool_lock)
 
 
 def open_database(url: str) -> peewee.Database:
@@ -72,7 +122,12 @@ def open_database(url: str) -> peewee.Database:
             path, pragmas=SQLITE_PRAGMAS, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000
         )
     if scheme in ("postgres", "postgresql"):
-        db: peewee.Database = connect_url(url.replace("postgres://", "postgresql://", 1))
+        # A pool: a PostgreSQL connection costs the server a backend process and
+        # the client a handshake, milliseconds that every request and job paid.
+        params = parseresult_to_dict(urlparse(url))
+        if not params.get("database"):
+            connect_url(url.replace("postgres://", "postgresql://", 1))  # its error message
+        db: peewee.Database = PingedPostgresPool(**params, **POOL_OPTIONS)
         return db
     raise DatabaseError(f"unsupported database URL scheme {scheme!r} (use sqlite or postgresql)")
 
@@ -86,6 +141,8 @@ def init_database(url: str) -> peewee.Database:
     previous = database.obj
     if previous is not None and not previous.is_closed():
         previous.close()
+    if isinstance(previous, PooledDatabase):
+        previous.close_all()
     db = open_database(url)
     database.initialize(db)
     if not _fork_hook_installed and hasattr(os, "register_at_fork"):

@@ -21,10 +21,23 @@ log = logging.getLogger(__name__)
 CHANNEL = "rachel-cloud:events"
 
 
+def channel_for(client: Any) -> str:
+    """The events channel of the Redis database `client` uses.
+
+    Redis pub/sub ignores database numbers, so two deployments sharing one
+    Redis server on different databases would otherwise hear each other's
+    events (and a customer's SSE stream could show another deployment's server
+    of the same id). Publishers and subscribers of one deployment use the same
+    Redis URL, hence the same channel.
+    """
+    db = client.connection_pool.connection_kwargs.get("db", 0)
+    return f"{CHANNEL}:{db}"
+
+
 def publish(client: redis.Redis, payload: dict[str, Any]) -> None:
     """Publish one event message (best effort: logged, never raised)."""
     try:
-        client.publish(CHANNEL, json.dumps(payload, default=str))
+        client.publish(channel_for(client), json.dumps(payload, default=str))
     except redis.RedisError as exc:
         log.warning(
             "could not publish %s for server %s: %s",
@@ -35,7 +48,7 @@ def publish(client: redis.Redis, payload: dict[str, Any]) -> None:
 
 
 def redis_publisher(client: redis.Redis) -> Publisher:
-    """A `core.lifecycle.Publisher` that publishes on `CHANNEL`."""
+    """A `core.lifecycle.Publisher` that publishes on the client's events channel."""
 
     def _publish(message: TransitionMessage) -> None:
         publish(client, message.as_dict())

@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import peewee
 
@@ -50,34 +50,76 @@ def fleet_rows(
     server_ids: list[int] | None = None,
 ) -> list[FleetRow]:
     """Every server (deleted ones only when asked), newest first."""
-    query = Server.select(Server, Customer.external_id).join(Customer).order_by(Server.id.desc())
+    # Only the columns shown, as tuples: building full model instances (every
+    # column, the encrypted key included) was most of the TUI's load of a
+    # 10,000-server fleet.
+    query = (
+        Server.select(
+            Server.id,
+            Server.name,
+            Customer.external_id,
+            Server.status,
+            Server.attempt,
+            Server.ipv4,
+            Server.location,
+            Server.server_type,
+            Server.provider_id,
+            Server.created_at,
+            Server.status_changed_at,
+            Server.ready_at,
+            Server.deleted_at,
+            Server.provisioning_seconds,
+            Server.last_error,
+            Server.job_id,
+        )
+        .join(Customer)
+        .order_by(Server.id.desc())
+    )
     if not include_deleted:
         query = query.where(Server.status != Status.DELETED)
     if server_ids is not None:
         query = query.where(Server.id.in_(server_ids))
     now = clock.now()
     rows = []
-    for server in query:
-        finished = server.ready_at if server.status == Status.READY else None
-        end = finished or (server.deleted_at if server.status == Status.DELETED else None) or now
+    for values in query.tuples():
+        (
+            server_id,
+            name,
+            customer,
+            status,
+            attempt,
+            ipv4,
+            location,
+            server_type,
+            provider_id,
+            created_at,
+            status_changed_at,
+            ready_at,
+            deleted_at,
+            provisioning_seconds,
+            last_error,
+            job_id,
+        ) = cast(tuple[Any, ...], values)
+        finished = ready_at if status == Status.READY else None
+        end = finished or (deleted_at if status == Status.DELETED else None) or now
         rows.append(
             FleetRow(
-                id=server.id,
-                name=server.name,
-                customer=server.customer.external_id,
-                status=server.status,
-                attempt=server.attempt,
-                ipv4=server.ipv4,
-                location=server.location,
-                server_type=server.server_type,
-                provider_id=server.provider_id,
-                created_at=server.created_at,
-                status_changed_at=server.status_changed_at,
-                seconds_in_status=max(0.0, (now - server.status_changed_at).total_seconds()),
-                seconds_total=max(0.0, (end - server.created_at).total_seconds()),
-                provisioning_seconds=server.provisioning_seconds,
-                last_error=server.last_error,
-                job_id=server.job_id,
+                id=server_id,
+                name=name,
+                customer=customer,
+                status=status,
+                attempt=attempt,
+                ipv4=ipv4,
+                location=location,
+                server_type=server_type,
+                provider_id=provider_id,
+                created_at=created_at,
+                status_changed_at=status_changed_at,
+                seconds_in_status=max(0.0, (now - status_changed_at).total_seconds()),
+                seconds_total=max(0.0, (end - created_at).total_seconds()),
+                provisioning_seconds=provisioning_seconds,
+                last_error=last_error,
+                job_id=job_id,
             )
         )
     return rows

@@ -398,6 +398,24 @@ SETTINGS: tuple[Setting, ...] = (
         "(in-process, fastest).",
         _parse_choice("fork", "simple"),
     ),
+    Setting(
+        "RACHEL_CALLBACK_DISPATCH",
+        "callback_dispatch",
+        "enqueue",
+        "How an accepted cloud-init callback starts the secret injection: `enqueue` (the "
+        "callback queues it at once) or `poll` (the design this replaced, kept as the "
+        "benchmarks' baseline: a cron task looks for called-back servers every "
+        "RACHEL_CALLBACK_POLL_INTERVAL).",
+        _parse_choice("enqueue", "poll"),
+    ),
+    Setting(
+        "RACHEL_CALLBACK_POLL_INTERVAL",
+        "callback_poll_interval_seconds",
+        "5s",
+        "With RACHEL_CALLBACK_DISPATCH=poll: how often the database is polled for servers "
+        "whose callback came and whose injection is not queued yet.",
+        parse_duration,
+    ),
     # Scheduler (`rachel-cloud cron`).
     Setting(
         "RACHEL_GRACE_INTERVAL",
@@ -594,6 +612,8 @@ class Settings:
     install_command: str
     service_exec: str
     worker_class: str
+    callback_dispatch: str
+    callback_poll_interval_seconds: float
     grace_interval_seconds: float
     grace_warning_seconds: float
     notifications: str

@@ -17,6 +17,7 @@ import base64
 import io
 import logging
 import secrets
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -72,6 +73,15 @@ def _pinned_key(host_key: str) -> paramiko.PKey:
     return paramiko.PKey.from_type_string(key_type, blob)
 
 
+def _tcp(target: Target, timeout: float) -> socket.socket:
+    # paramiko writes a message in several small sends; with Nagle's algorithm
+    # on, each exchange of the handshake then waits out the server's delayed
+    # ACK (tens of milliseconds, several times per injection).
+    sock = socket.create_connection((target.host, target.port), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
 def _client(target: Target, timeout: float) -> paramiko.SSHClient:
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
@@ -85,6 +95,7 @@ def _client(target: Target, timeout: float) -> paramiko.SSHClient:
             target.port,
             username=target.username,
             pkey=key,
+            sock=_tcp(target, timeout),
             timeout=timeout,
             banner_timeout=timeout,
             auth_timeout=timeout,

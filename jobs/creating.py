@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from core.callbacks import issue_token
+from core.callbacks import hash_token, issue_token
 from core.cloudinit import CloudConfigInput, callback_url, render
 from core.crypto import generate_ssh_keypair
 from core.db import connection
@@ -60,7 +60,7 @@ def _user_data(ctx: JobContext, server: Server) -> str:
         pair = generate_ssh_keypair(comment=f"rachel-cloud-{server.id}")
         seal(ctx.keyring, server, "ssh_private_key", pair.private_openssh)
         server.ssh_public_key = pair.public_openssh
-    token = ctx.keyring.derive_token(f"callback/{server.id}/{server.attempt}")
+    token = _callback_token(ctx, server)
     issue_token(server, ctx.settings.boot_timeout_seconds, ctx.clock, token=token)
     server.save(
         only=[
@@ -81,6 +81,25 @@ def _user_data(ctx: JobContext, server: Server) -> str:
             service_exec=ctx.settings.service_exec,
         )
     )
+
+
+def _callback_token(ctx: JobContext, server: Server) -> str:
+    """The callback token of this attempt: the one already armed, if the ring still derives it.
+
+    A retried create may adopt the VPS an earlier run created, whose user data
+    carries the token derived then. If the master keys rotated in between, the
+    new primary key derives another token and the VPS's callback was refused
+    (the deploy failed at its boot deadline; found by
+    tests/reliability/test_rotation_in_flight.py). So the token whose hash is
+    armed is kept when any key of the ring derives it.
+    """
+    purpose = f"callback/{server.id}/{server.attempt}"
+    if server.callback_token_hash:
+        for key_id in reversed(ctx.keyring.key_ids):
+            candidate = ctx.keyring.derive_token(purpose, key_id=key_id)
+            if hash_token(candidate) == server.callback_token_hash:
+                return candidate
+    return ctx.keyring.derive_token(purpose)
 
 
 def _fleet_public_key() -> str:

@@ -11,6 +11,7 @@ actions), so a second cron process is a spare, not a hazard.
 | reconcile | `jobs.reconcile.reconcile` | RACHEL_RECONCILE_INTERVAL, RACHEL_RECONCILE_APPLY |
 | sweep | `jobs.sweeper.sweep` | RACHEL_SWEEP_INTERVAL |
 | prune | `jobs.housekeeping.prune_deliveries` | hourly (RACHEL_DELIVERY_RETENTION) |
+| poll | `jobs.callback_poll.poll_callbacks` | RACHEL_CALLBACK_POLL_INTERVAL (poll mode only) |
 
 The tasks go to the `rc-finish` queue, which every worker serves first.
 """
@@ -25,6 +26,7 @@ import redis
 from rq.cron import CronScheduler
 
 from core.settings import Settings
+from jobs.callback_poll import poll_callbacks
 from jobs.grace import enforce_grace
 from jobs.housekeeping import INTERVAL_SECONDS as PRUNE_INTERVAL
 from jobs.housekeeping import prune_deliveries
@@ -82,6 +84,21 @@ def tasks(settings: Settings) -> list[Task]:
             PRUNE_INTERVAL,
             "forget webhook deliveries older than RACHEL_DELIVERY_RETENTION",
         ),
+        *_baseline_tasks(settings),
+    ]
+
+
+def _baseline_tasks(settings: Settings) -> list[Task]:
+    # The benchmarks' baseline (RACHEL_CALLBACK_DISPATCH=poll): see jobs.callback_poll.
+    if settings.callback_dispatch != "poll":
+        return []
+    return [
+        Task(
+            "callback-poll",
+            poll_callbacks,
+            max(1, round(settings.callback_poll_interval_seconds)),
+            "queue injections of called-back servers (poll mode, the baseline)",
+        )
     ]
 
 

@@ -6,6 +6,8 @@ Call them after the database change that made the work due has committed.
 
 from __future__ import annotations
 
+import functools
+
 import redis
 from rq.rate_limit import RateLimit
 
@@ -35,8 +37,31 @@ def start_provisioning(connection: redis.Redis, settings: Settings, server: Serv
     )
 
 
-def after_callback(connection: redis.Redis, server: Server) -> str:
-    """Queue secret injection once cloud-init has called back."""
+@functools.lru_cache(maxsize=1)
+def callback_dispatch() -> str:
+    """This process's RACHEL_CALLBACK_DISPATCH (`enqueue` or `poll`), read once."""
+    return Settings.load().callback_dispatch
+
+
+def after_callback(
+    connection: redis.Redis, server: Server, *, settings: Settings | None = None
+) -> str | None:
+    """Queue secret injection once cloud-init has called back.
+
+    With RACHEL_CALLBACK_DISPATCH=poll (the benchmarks' baseline) nothing is
+    queued here: `jobs.callback_poll` finds the server on its next pass.
+
+    Returns:
+        The job id, or None when the poller will queue it.
+    """
+    mode = settings.callback_dispatch if settings is not None else callback_dispatch()
+    if mode == "poll":
+        return None
+    return enqueue_injection(connection, server)
+
+
+def enqueue_injection(connection: redis.Redis, server: Server) -> str:
+    """Queue secret injection of a server in injecting_secrets (idempotent)."""
     return enqueue_step(
         connection,
         FINISH,

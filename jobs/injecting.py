@@ -71,51 +71,53 @@ def inject_secrets(server_id: int) -> str:
         except SSHError as exc:
             return retry_or_fail(ctx, server, Status.INJECTING_SECRETS, exc, _requeue(ctx, server))
         slog.info("secrets written to %s and Rachel8 restarted and active", server.ipv4)
-        enqueue_step(
-            ctx.redis,
-            FINISH,
-            "jobs.injecting.finalize",
-            server.id,
-            "finalize",
-            attempt=server.attempt,
-            entry=server.status_changed_at,
-            retry=server.retries,
-        )
-        return "injected"
+        # Marked ready in this job: a job of its own for one UPDATE cost a queue
+        # hop per provision (bench/provision.py). Should this worker die right
+        # here, RQ runs the injection again (idempotent), then this.
+        return _finalize(ctx, server_id)
 
 
 def finalize(server_id: int) -> str:
-    """RQ job: mark the server ready and record its provisioning time against the SLA."""
+    """RQ job: mark the server ready and record its provisioning time against the SLA.
+
+    The injection job does this itself; the job remains for the sweeper, which
+    resumes a server whose recorded job was a finalize of an earlier release.
+    """
     ctx = context()
     with connection():
-        server = Server.get_or_none(Server.id == server_id)
-        if server is None or server.status != Status.INJECTING_SECRETS:
-            return "skipped"
-        now = ctx.clock.now()
-        seconds = (now - server.created_at).total_seconds()
-        sla = ctx.settings.sla_seconds
-        verdict = "within" if seconds <= sla else "OVER"
-        first_time = server.ready_at is None
-        message = (
-            f"ready: provisioned in {seconds:.1f}s ({verdict} the {sla:.0f}s SLA)"
-            if first_time
-            else "ready again: secrets re-injected"
-        )
-        changes: dict[str, object] = {"retries": 0, "last_error": None, "deadline_at": None}
-        if first_time:
-            changes["provisioning_seconds"] = seconds
-        moved = transition(
-            server.id,
-            Status.INJECTING_SECRETS,
-            Status.READY,
-            message=message,
-            changes=changes,
-            clock=ctx.clock,
-            publish=ctx.publish,
-        )
-        if moved:
-            server_logger(log, server.id, "ready").info(message)
-        return "ready" if moved else "skipped"
+        return _finalize(ctx, server_id)
+
+
+def _finalize(ctx: JobContext, server_id: int) -> str:
+    """Mark a server that has its secrets ready (a compare-and-set; idempotent)."""
+    server = Server.get_or_none(Server.id == server_id)
+    if server is None or server.status != Status.INJECTING_SECRETS:
+        return "skipped"
+    now = ctx.clock.now()
+    seconds = (now - server.created_at).total_seconds()
+    sla = ctx.settings.sla_seconds
+    verdict = "within" if seconds <= sla else "OVER"
+    first_time = server.ready_at is None
+    message = (
+        f"ready: provisioned in {seconds:.1f}s ({verdict} the {sla:.0f}s SLA)"
+        if first_time
+        else "ready again: secrets re-injected"
+    )
+    changes: dict[str, object] = {"retries": 0, "last_error": None, "deadline_at": None}
+    if first_time:
+        changes["provisioning_seconds"] = seconds
+    moved = transition(
+        server.id,
+        Status.INJECTING_SECRETS,
+        Status.READY,
+        message=message,
+        changes=changes,
+        clock=ctx.clock,
+        publish=ctx.publish,
+    )
+    if moved:
+        server_logger(log, server.id, "ready").info(message)
+    return "ready" if moved else "skipped"
 
 
 def _requeue(ctx: JobContext, server: Server) -> Requeue:

@@ -195,4 +195,10 @@ def server_jobs(conn: redis.Redis, server_id: int, current: str | None = None) -
     infos = [
         _info(job, ids.get(str(job.id), ""), with_traceback=True) for job in _fetch(conn, list(ids))
     ]
-    return sorted(infos, key=lambda j: (j.enqueued_at or datetime.min, j.id))
+    # RQ's enqueued_at is timezone-aware, and None for a job still scheduled:
+    # a naive `datetime.min` stand-in made the sort raise TypeError, and the
+    # TUI's server screen then never loaded (found by tests/leaks.py).
+    return sorted(
+        infos,
+        key=lambda j: (j.enqueued_at.timestamp() if j.enqueued_at else float("-inf"), j.id),
+    )

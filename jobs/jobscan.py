@@ -54,6 +54,17 @@ def _candidate_ids(conn: redis.Redis) -> set[str]:
     return ids
 
 
+def _waiting_ids(conn: redis.Redis) -> set[str]:
+    """Ids in a queue, a worker's intermediate queue, or already started."""
+    ids: set[str] = set()
+    for name in WORKER_QUEUES:
+        q = queue(conn, name)
+        ids.update(q.get_job_ids())
+        ids.update(IntermediateQueue(q.key, connection=conn).get_job_ids())
+        ids.update(StartedJobRegistry(name, connection=conn).get_job_ids(cleanup=False))
+    return ids
+
+
 def live_jobs(conn: redis.Redis, also: Iterable[str] = ()) -> dict[int, list[ActiveJob]]:
     """Our live jobs by server id.
 
@@ -67,10 +78,19 @@ def live_jobs(conn: redis.Redis, also: Iterable[str] = ()) -> dict[int, list[Act
     for jid in ids:
         pipe.hget(f"{JOB_PREFIX}{jid}", "status")
     statuses = pipe.execute() if ids else []
+    # Read after the statuses: a job that says "queued" but sits in no queue
+    # was popped by a worker that died (SIGKILL) or whose reply a Redis restart
+    # lost before RQ recorded it as started. RQ never runs it, yet its status
+    # made it look live, so the sweeper left its server stuck for good (found
+    # by the chaos run, tests/chaos). Such a job is not live.
+    waiting = _waiting_ids(conn)
     found: dict[int, list[ActiveJob]] = defaultdict(list)
     for jid, raw in zip(ids, statuses, strict=True):
         status = _text(raw) if raw is not None else None
         if status not in LIVE_STATUSES:
+            continue
+        if status == "queued" and jid not in waiting:
+            log.warning("job %s is queued in no queue (its worker died taking it); lost", jid)
             continue
         job = parse_job_id(jid, status or "")
         if job is not None:

@@ -22,7 +22,7 @@ from core.events import redis_publisher
 from core.lifecycle import IN_FLIGHT, Status, retry_target, transition
 from core.models import Customer, Server
 from core.settings import Settings
-from jobs.enqueue import after_callback, start_deprovision, start_provisioning
+from jobs.enqueue import enqueue_injection, start_deprovision, start_provisioning
 from jobs.queues import fetch, job_id
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,12 @@ def retry(
                 f"{server.provider_id} has not finished; retry in a moment"
             )
         target = retry_target(server.failed_phase)
+        if target == Status.INJECTING_SECRETS and server.provider_id is None:
+            # Cleanup already deleted the VPS the injection needs (and cleared its
+            # address and pinned key): injecting again could only fail at once
+            # ("no address or pinned host key"), so start over with a new VPS.
+            # Found by tests/reliability/test_bad_secrets.py.
+            target = Status.CREATING
         changes: dict[str, object] = {"retries": 0, "last_error": None}
         if target == Status.CREATING:
             changes.update(attempt=server.attempt + 1, create_requested_at=None, host_key=None)
@@ -102,7 +108,7 @@ def retry(
             raise OperatorError(f"server {server_id} changed meanwhile; look again")
         server = _server(server_id)
         if target == Status.INJECTING_SECRETS:
-            after_callback(conn, server)
+            enqueue_injection(conn, server)
         else:
             start_provisioning(conn, settings, server)
         return Outcome(server_id, f"server {server_id} retrying from {target}")
@@ -129,7 +135,7 @@ def reinject(conn: redis.Redis, server_id: int, actor: str, clock: Clock = SYSTE
         )
         if not moved:
             raise OperatorError(f"server {server_id} changed meanwhile; look again")
-        after_callback(conn, _server(server_id))
+        enqueue_injection(conn, _server(server_id))
         return Outcome(server_id, f"server {server_id} re-injecting secrets")
 
 

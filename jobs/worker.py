@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import logging
+import socket
+import time
 
+import redis
 from rq import SimpleWorker, Worker
+from rq.registry import StartedJobRegistry
+from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
 from rq.worker.base import BaseWorker
 
 from core.db import connection
 from jobs.context import JobContext, context, use_context
+from jobs.jobscan import (
+    WORKER_PREFIX,
+    _process_alive,
+    _text,
+    started_executions,
+    worker_liveness,
+)
 from jobs.queues import WORKER_QUEUES, queue
 
 log = logging.getLogger(__name__)
@@ -24,7 +36,88 @@ def build_worker(
     queues = [queue(ctx.redis, name) for name in WORKER_QUEUES]
     # A 10 s monitoring interval (RQ's default is 30) keeps a dead worker's job
     # registry entry short-lived, so the sweeper can retry it within a minute.
-    return cls(queues, connection=ctx.redis, name=name, job_monitoring_interval=10)
+    # Maintenance every minute rather than RQ's 10: a worker whose scheduler is
+    # not running tries for the scheduler lock then, so when the holder died on
+    # another host, scheduled jobs wait at most its 61 s lock lease plus this.
+    return cls(
+        queues,
+        connection=ctx.redis,
+        name=name,
+        job_monitoring_interval=10,
+        maintenance_interval=60,
+    )
+
+
+def reclaim_name(conn: redis.Redis, name: str) -> bool:
+    """Retire the registration of a dead worker of this host that had this name.
+
+    A worker restarted under its fixed name (`rachel-cloud up`'s supervisor
+    restarts the same command line) after a SIGKILL found its predecessor's
+    hash still in Redis, and RQ refused to start ("There exists an active
+    worker named ... already") until that hash expired, minutes later: the
+    supervisor gave up on it and the stack lost a worker for good (found by
+    the chaos run, tests/chaos). The predecessor's started jobs go to RQ's
+    abandoned-job handling first (retried, as the sweeper would), then its
+    death is registered, which frees the name.
+
+    Returns:
+        True when a dead predecessor was retired.
+    """
+    alive, _ = worker_liveness(conn, name)
+    key = f"{WORKER_PREFIX}{name}"
+    if alive is not False or not conn.exists(key) or conn.hexists(key, "death"):
+        return False
+    now = time.time()
+    for queue_name, executions in started_executions(conn).items():
+        orphaned = [e for e in executions if e.worker_name == name]
+        if orphaned:
+            registry = StartedJobRegistry(queue_name, connection=conn)
+            conn.zadd(registry.key, {e.composite_key: now - 1 for e in orphaned}, xx=True)
+            registry.cleanup(timestamp=now)
+    old = Worker.find_by_key(key, connection=conn)
+    if old is not None:
+        old.register_death()  # type: ignore[no-untyped-call]
+    log.warning("worker %s: its previous process is gone; retired its registration", name)
+    return True
+
+
+_DELETE_IF_OWNER = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+)
+
+
+def release_dead_scheduler_locks(conn: redis.Redis) -> list[str]:
+    """Free the scheduler locks held by a scheduler process of this host that is gone.
+
+    One worker's scheduler moves scheduled jobs (retries with backoff, boot
+    deadlines) to their queues, under a lock that lives 61 s past its last
+    heartbeat. When that worker was SIGKILLed, the others looked for the lock
+    again only at their maintenance, every 10 minutes, so every delayed retry
+    and deadline check stalled for up to 10 minutes (found by the chaos run,
+    tests/chaos). A worker starting on the host where the holder died takes the
+    lock over at once.
+
+    Returns:
+        The queues whose lock was freed.
+    """
+    freed = []
+    for name in WORKER_QUEUES:
+        lock = RQScheduler.get_locking_key(name)
+        owner = conn.get(lock)
+        if owner is None:
+            continue
+        raw_host, raw_pid = conn.hmget(SCHEDULER_KEY_TEMPLATE % _text(owner), ["hostname", "pid"])
+        if raw_host is None or raw_pid is None or _text(raw_host) != socket.gethostname():
+            continue  # another host's, or not registered yet: its lock expires by itself
+        pid = _text(raw_pid)
+        if not pid.isdigit() or int(pid) <= 0 or _process_alive(int(pid)):
+            continue
+        # Delete only if the same dead owner still holds it (a live one may have just taken it).
+        if conn.eval(_DELETE_IF_OWNER, 1, lock, owner):
+            freed.append(name)
+    if freed:
+        log.warning("freed the scheduler locks of a dead worker for %s", ", ".join(freed))
+    return freed
 
 
 def run(
@@ -40,6 +133,9 @@ def run(
     ctx = context()
     with connection():
         pass  # fail fast if the database is unreachable, before taking jobs
+    if name:
+        reclaim_name(ctx.redis, name)
+    release_dead_scheduler_locks(ctx.redis)
     worker = build_worker(ctx, name=name, worker_class=worker_class)
     log.info(
         "worker %s serving %s (%s)", worker.name, ", ".join(WORKER_QUEUES), type(worker).__name__

@@ -239,6 +239,7 @@ class Simulator:
             return
         ok = await vps.run_callback(self.config.callback)
         timings.callback_attempts = vps.callback.attempts
+        timings.callback = vps.callback.request_seconds
         if ok:
             timings.cloud_init = time.monotonic() - cloud_init_started
 

@@ -14,7 +14,10 @@ class ServerTimings:
     Attributes:
         create: create request -> `running`.
         boot: `running` -> SSH answering.
-        cloud_init: SSH answering -> callback answered 2xx.
+        cloud_init: SSH answering -> callback answered 2xx (includes `callback`).
+        callback: seconds the VPS spent in its callback requests, i.e. waiting
+            for the control plane to answer (benchmarks count it as the control
+            plane's time, not the cloud's).
     """
 
     name: str
@@ -22,6 +25,7 @@ class ServerTimings:
     boot: float | None = None
     cloud_init: float | None = None
     callback_attempts: int = 0
+    callback: float | None = None
     deleted: bool = False
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import redis
 
-from core.events import CHANNEL, decode
+from core.events import channel_for, decode
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def listen(
     on_connection: Callable[[bool, str], None],
     stopped: Callable[[], bool],
 ) -> None:
-    """Subscribe to `core.events.CHANNEL` until `stopped()`; reconnect when the link drops.
+    """Subscribe to the events channel until `stopped()`; reconnect when the link drops.
 
     Args:
         client: Redis.
@@ -62,7 +62,7 @@ def listen(
     while not stopped():
         pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         try:
-            pubsub.subscribe(CHANNEL)
+            pubsub.subscribe(channel_for(client))
             on_connection(True, "")
             delay = RECONNECT_MIN
             pending: set[int] = set()

@@ -24,7 +24,7 @@ import redis
 from litestar.response import ServerSentEventMessage
 from redis.asyncio.client import PubSub
 
-from core.events import CHANNEL, decode
+from core.events import channel_for, decode
 from webhook.structs import ServerStatus
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ FINAL = frozenset({"deleted"})
 async def open_subscription(client: Any) -> PubSub:
     """A pub/sub connection subscribed to the events channel."""
     pubsub: PubSub = client.pubsub(ignore_subscribe_messages=True)
-    await pubsub.subscribe(CHANNEL)
+    await pubsub.subscribe(channel_for(client))
     return pubsub
 
 

@@ -7,10 +7,8 @@ customer secrets, anywhere but in the secrets file on the VPS itself.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import stat
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,12 +21,13 @@ from core import vps_contract as vps
 from core.demo import send_signed
 from core.dev_secrets import webhook_secrets
 from core.lifecycle import Status
-from core.models import MODELS, Event, Server
+from core.models import Event, Server
 from core.ssh import env_file
 from jobs import operator
 from jobs.context import use_context
 from sim.server import SimulatorServer
 from tests import factories
+from tests.leaks import search_everything
 from tests.pipeline.harness import Stack, WebServer, build_stack
 
 
@@ -132,47 +131,22 @@ def test_no_planted_secret_leaks_anywhere(stack: Stack, caplog: pytest.LogCaptur
     operator.deprovision(stack.redis, servers[0][0].id, "operator:test")
     stack.wait_status(servers[0][0].id, Status.DELETED)
 
-    haystacks: dict[str, str] = {"logs": caplog.text}
-    haystacks["events"] = "\n".join(f"{e.kind} {e.message} {e.actor}" for e in Event.select())
-    encrypted = {"telegram_bot_token", "claude_credentials", "ssh_private_key"}
-    rows = []
-    for model in MODELS:
-        columns = [f for f in model._meta.sorted_field_names if f not in encrypted]
-        for values in model.select(*[getattr(model, c) for c in columns]).tuples():
-            rows.append(repr(values))
-    haystacks["database"] = "\n".join(rows)
-    dump = []
-    for key in stack.redis.scan_iter(count=1000):
-        kind = stack.redis.type(key).decode()
-        if kind == "string":
-            values = [stack.redis.get(key) or b""]
-        elif kind == "hash":
-            values = [b"%s=%s" % kv for kv in stack.redis.hgetall(key).items()]
-        elif kind == "list":
-            values = stack.redis.lrange(key, 0, -1)
-        elif kind == "set":
-            values = list(stack.redis.smembers(key))
-        elif kind == "zset":
-            values = [m for m, _ in stack.redis.zrange(key, 0, -1, withscores=True)]
-        else:
-            values = []
-        for value in [key, *values]:
-            dump.append(value.decode("latin-1"))
-            with contextlib.suppress(zlib.error):  # RQ keeps job data zlib-compressed
-                dump.append(zlib.decompress(value).decode("latin-1"))
-    haystacks["redis"] = "\n".join(dump)
-    user_data = []
+    roots = []
     for server, _ in servers[1:]:
         machine = stack.sim.vps(Server.get_by_id(server.id).provider_id or 0)
         assert machine is not None
-        for path in machine.root.rglob("*"):
-            if path.is_file() and not str(path).endswith(vps.SECRETS_PATH):
-                user_data.append(path.read_text(errors="replace"))
-    haystacks["vps files (user data)"] = "\n".join(user_data)
-    assert len(haystacks["redis"]) > 1000 and len(haystacks["logs"]) > 1000, "searched something"
-    for where, text in haystacks.items():
-        for secret in planted:
-            assert secret not in text, f"a planted secret leaked into {where}"
+        roots.append(machine.root)
+    # The search itself lives in tests/leaks.py, shared with the chaos run and the
+    # lifecycle state machine: logs, events, database, Redis, jobs, user data, TUI.
+    search = search_everything(
+        planted,
+        client=stack.redis,
+        logs=caplog.text,
+        vps_roots=roots,
+        settings=stack.settings,
+        tui_servers=[s.id for s, _ in servers],
+    )
+    search.check({"logs": 1000, "redis": 1000, "jobs": 500, "user data": 500, "tui": 2000})
 
 
 def test_new_credentials_for_a_ready_server_are_re_injected(stack: Stack, web: WebServer) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import redis
 
-from core.events import CHANNEL, publish, redis_publisher
+from core.events import channel_for, publish, redis_publisher
 from core.lifecycle import transition
 from tests import factories
 from tests.webhook.conftest import API_KEY
@@ -37,7 +37,8 @@ def _unique_id() -> int:
 
 
 def _subscribers(client: redis.Redis) -> int:
-    return int(dict(client.pubsub_numsub(CHANNEL))[CHANNEL.encode()])
+    channel = channel_for(client)
+    return int(dict(client.pubsub_numsub(channel))[channel.encode()])
 
 
 def _wait_for(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
@@ -106,3 +107,27 @@ def test_stream_ends_when_the_server_is_deleted(served: str, redis_client: redis
         )
         assert [e[0] for e in events if e[0] is not None][-1] == "transition"
     _wait_for(lambda: _subscribers(redis_client) <= baseline)
+
+
+def test_deployments_on_other_redis_databases_are_not_heard(redis_server_url: str) -> None:
+    from urllib.parse import urlsplit
+
+    if urlsplit(redis_server_url).scheme == "unix":
+        import pytest
+
+        pytest.skip("database numbers are exercised on a TCP Redis URL")
+    base = redis_server_url.rsplit("/", 1)[0]
+    ours, theirs = redis.Redis.from_url(f"{base}/3"), redis.Redis.from_url(f"{base}/4")
+    assert channel_for(ours) != channel_for(theirs)
+    listener = ours.pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(channel_for(ours))
+    publish(theirs, {"type": "transition", "server_id": 1})
+    publish(ours, {"type": "transition", "server_id": 2})
+    heard = []
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and len(heard) < 2:
+        message = listener.get_message(timeout=0.1)
+        if message is not None:
+            heard.append(message["data"])
+    assert heard == [b'{"type": "transition", "server_id": 2}']
+    listener.close()

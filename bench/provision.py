@@ -1,0 +1,378 @@
+"""Provisioning benchmark: N concurrent signed deploys through the running stack.
+
+For each size and each callback dispatch mode (`enqueue`, as we are; `poll`,
+the baseline that finds called-back servers by polling the database every
+5 s), it starts the whole stack (`cli.up.start_stack`: simulator, web, W
+workers, cron) on a fresh database, subscribes N customers, sends N signed
+deploy webhooks at once, waits for every server to be ready, then
+deprovisions them all. It reports:
+
+- throughput (ready servers per second, first deploy sent to last ready),
+- end to end (deploy sent -> ready) p50/p95/p99,
+- orchestration overhead: end to end minus the simulator's own create, boot
+  and cloud-init time for that server (`/_sim/stats`; the time the VPS waited
+  for our answer to its callback counts as ours),
+- Hetzner API calls per provision and per deprovision, counted by the simulator.
+
+    uv run python bench/provision.py                      # N=100 and 1000, 4 workers
+    uv run python bench/provision.py --quick              # N=100 only
+    uv run python bench/provision.py --sizes 1000 --modes enqueue --workers 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import _common as c
+
+c.ensure_repo_on_path()
+
+import httpx  # noqa: E402
+import redis  # noqa: E402
+
+from cli import up  # noqa: E402
+from core.db import connection  # noqa: E402
+from core.demo import demo_payloads  # noqa: E402
+from core.dev_secrets import webhook_secrets  # noqa: E402
+from core.models import Server  # noqa: E402
+from core.redis import embedded_for  # noqa: E402
+from core.settings import Settings  # noqa: E402
+from core.signing import sign  # noqa: E402
+from core.supervisor import LogFiles  # noqa: E402
+from jobs.operator import deprovision  # noqa: E402
+
+DONE = ("ready", "failed")
+
+
+async def _post_all(
+    url: str, secret: str, payloads: list[dict[str, object]], concurrency: int, rate: float = 0
+) -> list[tuple[float, float, dict[str, Any]]]:
+    """POST every payload signed; (sent at, latency, answer) per payload, in order.
+
+    With `rate` (per second), payload i is sent no earlier than i / rate seconds in.
+    """
+    start = time.monotonic()
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    gate = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(timeout=60.0, limits=limits) as client:
+
+        async def one(i: int, payload: dict[str, object]) -> tuple[float, float, dict[str, Any]]:
+            if rate:
+                await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+            body = json.dumps(payload).encode()
+            headers = {"content-type": "application/json", **sign(secret, body)}
+            async with gate:
+                sent = time.time()
+                response = await client.post(url, content=body, headers=headers)
+                took = time.time() - sent
+            if response.status_code >= 300:
+                raise RuntimeError(f"{url} answered {response.status_code}: {response.text[:200]}")
+            return sent, took, response.json()
+
+        return await asyncio.gather(*(one(i, p) for i, p in enumerate(payloads)))
+
+
+def _sim_stats(settings: Settings) -> dict[str, Any]:
+    url = f"http://{settings.sim_host}:{settings.sim_port}/_sim/stats"
+    headers = {"authorization": f"Bearer {settings.effective_hcloud_token}"}
+    answer: dict[str, Any] = httpx.get(url, headers=headers, timeout=30).json()
+    return answer
+
+
+def _requests_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, int]:
+    old, new = before["requests"], after["requests"]
+    return {op: n - old.get(op, 0) for op, n in new.items() if n - old.get(op, 0)}
+
+
+def _wait(ids: list[int], statuses: tuple[str, ...], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with connection():
+            left = (
+                Server.select()
+                .where(Server.id.in_(ids) & Server.status.not_in(list(statuses)))
+                .count()
+            )
+        if not left:
+            return True
+        time.sleep(0.25)
+    return False
+
+
+def _cpu(stack: up.LocalStack) -> dict[str, float]:
+    """CPU seconds so far of each child of the stack, of PostgreSQL and of redis-server."""
+    found: dict[str, float] = {}
+    for child in stack.supervisor.children:
+        name = child.spec.name.split("-")[0]
+        found[name] = found.get(name, 0.0) + (c.cpu_seconds(child.pid) if child.pid else 0.0)
+    found["postgres"] = sum(
+        c.cpu_seconds(p) for p in c.pids_named("^(postgres:|/usr/lib/postgresql)")
+    )
+    embedded = embedded_for(stack.settings).pid() if stack.owns_redis else None
+    redis_pids = [embedded] if embedded else c.pids_named("redis-server")
+    found["redis"] = sum(c.cpu_seconds(p) for p in redis_pids)
+    return found
+
+
+def _stamp(when: datetime | None) -> float | None:
+    return when.replace(tzinfo=UTC).timestamp() if when is not None else None
+
+
+def _measure(stack: up.LocalStack, size: int, args: argparse.Namespace) -> dict[str, Any]:
+    settings = stack.settings
+    secret = webhook_secrets(settings)[0]
+    pairs = [demo_payloads(i) for i in range(1, size + 1)]
+    asyncio.run(
+        _post_all(f"{stack.web_url}/webhooks/subscription", secret, [p[0] for p in pairs], 32)
+    )
+    before = _sim_stats(settings)
+    cpu_before = _cpu(stack)
+    answers = asyncio.run(
+        _post_all(
+            f"{stack.web_url}/webhooks/deploy",
+            secret,
+            [p[1] for p in pairs],
+            args.concurrency,
+            args.rate,
+        )
+    )
+    sent = {int(a["server_id"]): (t, took) for t, took, a in answers}
+    ids = sorted(sent)
+    finished = _wait(ids, DONE, args.timeout)
+    provisioned = _sim_stats(settings)
+    cpu_after = _cpu(stack)
+    with connection():
+        rows = list(Server.select().where(Server.id.in_(ids)))
+    sims = provisioned["servers"]
+    e2e, overhead, phases = [], [], {"queued": [], "creating": [], "boot+init": [], "inject": []}
+    ready_times, ready_ids, sim_own, callbacks = [], [], [], []
+    for row in rows:
+        ready = _stamp(row.ready_at)
+        if row.status != "ready" or ready is None:
+            continue
+        ready_ids.append(row.id)
+        ready_times.append(ready)
+        total = ready - sent[row.id][0]
+        e2e.append(total)
+        sim = sims.get(str(row.provider_id), {})
+        own = sum(sim.get(k) or 0.0 for k in ("create", "boot", "cloud_init"))
+        own -= sim.get("callback") or 0.0
+        overhead.append(total - own)
+        sim_own.append(own)
+        callbacks.append(sim.get("callback") or 0.0)
+        marks = [
+            _stamp(x)
+            for x in (
+                row.created_at,
+                row.creating_at,
+                row.cloud_init_at,
+                row.injecting_secrets_at,
+                row.ready_at,
+            )
+        ]
+        for name, start, end in zip(phases, marks, marks[1:], strict=False):
+            if start is not None and end is not None:
+                phases[name].append(end - start)
+    first_sent = min(t for t, _ in sent.values())
+    span = (max(ready_times) - first_sent) if ready_times else None
+    # Deprovision every ready server, through the operator function the CLI uses.
+    conn = redis.Redis.from_url(stack.redis_url)
+    for server_id in ready_ids:
+        deprovision(conn, server_id, "operator:bench", reason="benchmark teardown")
+    deleted = _wait(ready_ids, ("deleted",), args.timeout)
+    after = _sim_stats(settings)
+    provision_calls = _requests_delta(before, provisioned)
+    deprovision_calls = _requests_delta(provisioned, after)
+    n_ready, n_deleted = len(ready_ids), sum(1 for s in after["servers"].values() if s["deleted"])
+    return {
+        "size": size,
+        "ready": n_ready,
+        "failed": sum(1 for r in rows if r.status == "failed"),
+        "finished": finished,
+        "throughput_per_s": n_ready / span if span else None,
+        "wall_seconds": span,
+        "end_to_end": c.summary(e2e),
+        "overhead": c.summary(overhead),
+        "sim_own": c.summary(sim_own),
+        "callback_answer": c.summary(callbacks),
+        "phases_p50": {k: c.pct(v, 50) for k, v in phases.items()},
+        "phases_p95": {k: c.pct(v, 95) for k, v in phases.items()},
+        "deploy_webhook_latency": c.summary([took for _, took in sent.values()]),
+        "api_calls_provision": provision_calls,
+        "api_calls_per_provision": sum(provision_calls.values()) / max(1, n_ready),
+        "api_calls_deprovision": deprovision_calls,
+        "api_calls_per_deprovision": sum(deprovision_calls.values()) / max(1, n_deleted),
+        "deprovisioned": n_deleted if deleted else f"{n_deleted} (timed out)",
+        "rate_limited": after["rate_limited"],
+        "cpu_ms_per_provision": {
+            k: round((cpu_after[k] - cpu_before.get(k, 0.0)) * 1000 / max(1, n_ready), 1)
+            for k in cpu_after
+        },
+    }
+
+
+def run_one(args: argparse.Namespace, size: int, mode: str) -> dict[str, Any]:
+    """Start the stack for one (size, mode), measure, stop everything."""
+    with (
+        tempfile.TemporaryDirectory(prefix="rc-bench-") as tmp,
+        c.postgres_database(args.pg_admin_url)
+        if args.database == "postgres"
+        else _sqlite(tmp) as db_url,
+    ):
+        env = {
+            "RACHEL_DATA_DIR": str(Path(tmp) / "data"),
+            "DATABASE_URL": db_url,
+            "RACHEL_WEB_PORT": str(c.free_port()),
+            "RACHEL_SIM_PORT": str(c.free_port()),
+            "RACHEL_SIM_SSH_PORT": str(c.free_port()),
+            "RACHEL_CALLBACK_DISPATCH": mode,
+            "RACHEL_CALLBACK_POLL_INTERVAL": args.poll_interval,
+            "RACHEL_WORKER_CLASS": args.worker_class,
+            "RACHEL_LOG_LEVEL": args.log_level,
+        }
+        if args.redis_url:  # else the stack starts an embedded redis-server of its own
+            env["REDIS_URL"] = args.redis_url
+            redis.Redis.from_url(args.redis_url).flushdb()
+        with c.environment(env):
+            settings = Settings.load(env_file=None)
+            up.TIMINGS["bench"] = tuple(args.timings.split(","))  # type: ignore[assignment]
+            sink = LogFiles(Path(tmp) / "logs")
+            stack = up.start_stack(settings, sink, workers=args.workers, timing="bench")
+            try:
+                result = _measure(stack, size, args)
+            finally:
+                up.stop_stack(stack)
+                sink.close()
+                if args.redis_url:
+                    redis.Redis.from_url(args.redis_url).flushdb()
+        result.update(
+            mode=mode, workers=args.workers, worker_class=args.worker_class, rate=args.rate
+        )
+        return result
+
+
+class _sqlite:
+    def __init__(self, tmp: str) -> None:
+        self.url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+
+    def __enter__(self) -> str:
+        return self.url
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def report(results: list[dict[str, Any]]) -> str:
+    """The human table: one line per run, then the enqueue/poll ratios."""
+    rows = []
+    for r in results:
+        rows.append(
+            [
+                f"N={r['size']} {r['mode']}" + (f" @{r['rate']:g}/s" if r.get("rate") else ""),
+                f"{r['ready']}/{r['size']}",
+                f"{r['throughput_per_s']:.1f}/s" if r["throughput_per_s"] else "-",
+                c.ms(r["end_to_end"]["p50"]),
+                c.ms(r["end_to_end"]["p95"]),
+                c.ms(r["end_to_end"]["p99"]),
+                c.ms(r["overhead"]["mean"]),
+                c.ms(r["overhead"]["p50"]),
+                c.ms(r["overhead"]["p95"]),
+                f"{r['api_calls_per_provision']:.3f}",
+                f"{r['api_calls_per_deprovision']:.3f}",
+            ]
+        )
+    out = [
+        c.table(
+            [
+                "run",
+                "ready",
+                "throughput",
+                "e2e p50",
+                "e2e p95",
+                "e2e p99",
+                "ovh mean",
+                "ovh p50",
+                "ovh p95",
+                "API/prov",
+                "API/deprov",
+            ],
+            rows,
+        )
+    ]
+    by = {(r["size"], r["mode"]): r for r in results}
+    for size in sorted({r["size"] for r in results}):
+        ours, base = by.get((size, "enqueue")), by.get((size, "poll"))
+        if ours and base and ours["overhead"]["p50"] and ours["throughput_per_s"]:
+            o, b = ours["overhead"], base["overhead"]
+            speed = ours["throughput_per_s"] / base["throughput_per_s"]
+            out.append(
+                f"N={size}: poll/enqueue overhead mean x{b['mean'] / o['mean']:.1f}, "
+                f"p50 x{b['p50'] / o['p50']:.1f}, p95 x{b['p95'] / o['p95']:.1f}; "
+                f"enqueue/poll throughput x{speed:.2f}"
+            )
+    for r in results:
+        p50 = ", ".join(f"{k} {c.ms(v)}" for k, v in r["phases_p50"].items())
+        cpu = ", ".join(f"{k} {v}" for k, v in r["cpu_ms_per_provision"].items())
+        out.append(f"N={r['size']} {r['mode']} CPU ms per provision: {cpu}")
+        out.append(
+            f"N={r['size']} {r['mode']} phase p50: {p50}; sim own p50 "
+            f"{c.ms(r['sim_own']['p50'])}, callback answer p50 "
+            f"{c.ms(r['callback_answer']['p50'])}; calls {r['api_calls_provision']}"
+            f" / {r['api_calls_deprovision']}"
+        )
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="100,1000", help="comma-separated N")
+    parser.add_argument("--modes", default="enqueue,poll", help="enqueue (as we are), poll")
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--worker-class", choices=["fork", "simple"], default="simple")
+    parser.add_argument("--concurrency", type=int, default=64, help="deploy requests in flight")
+    parser.add_argument(
+        "--rate", type=float, default=0, help="deploys per second (0: all at once, a burst)"
+    )
+    parser.add_argument("--timings", default="0s,0s,0s", help="simulated create,boot,cloud-init")
+    parser.add_argument("--poll-interval", default="5s", help="the baseline's polling interval")
+    parser.add_argument("--database", choices=["postgres", "sqlite"], default="postgres")
+    parser.add_argument("--pg-admin-url", default=c.PG_ADMIN_URL)
+    parser.add_argument(
+        "--redis-url",
+        default="",
+        help="a Redis database no one else uses (default: an embedded redis-server, whose "
+        "pub/sub no other process on this machine hears)",
+    )
+    parser.add_argument("--log-level", default="info")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per phase of a run")
+    parser.add_argument("--quick", action="store_true", help="N=100 only")
+    parser.add_argument("--name", default="provision", help="bench/results/<name>.json")
+    args = parser.parse_args(argv)
+    sizes = [100] if args.quick else [int(s) for s in args.sizes.split(",")]
+    modes = args.modes.split(",")
+    results = []
+    with c.sigterm_as_interrupt():
+        try:
+            for size in sizes:
+                for mode in modes:
+                    print(f"running N={size} {mode} ({args.workers} workers)...", file=sys.stderr)
+                    results.append(run_one(args, size, mode))
+        except KeyboardInterrupt:
+            print("interrupted; everything started was stopped", file=sys.stderr)
+            return 130
+    print(report(results))
+    path = c.write_json(args.name, {"machine": c.machine(), "args": vars(args), "runs": results})
+    print(f"written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
