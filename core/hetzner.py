@@ -36,6 +36,7 @@ from hcloud.servers import BoundServer, Server
 from hcloud.ssh_keys import SSHKey
 
 from core.errors import RachelError
+from core.ratebudget import RateBudget, read_budget, record_call
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,6 @@ TRANSIENT_CODES = frozenset(
     }
 )
 _CACHE_TTL_SECONDS = 86400
-_RATE_KEY = "rachel-cloud:hcloud:rate"
-_CALLS_KEY = "rachel-cloud:hcloud:calls"
 
 
 class HetznerError(RachelError):
@@ -162,48 +161,6 @@ class CreateSpec:
 
 
 @dataclass
-class RateBudget:
-    """The project's rate-limit state, as the last response anyone saw reported it."""
-
-    limit: int | None = None
-    remaining: int | None = None
-    reset: float | None = None  # UNIX time at which the bucket is full again
-
-    def wait_for(self, reserve: int, now: float) -> float:
-        """Seconds to wait before spending one more request while keeping `reserve`.
-
-        Hetzner refills one request per second, so `need` missing requests
-        take `need` seconds (bounded by the reset time).
-        """
-        if self.remaining is None or self.remaining > reserve:
-            return 0.0
-        need = reserve - self.remaining + 1
-        until_reset = max(0.0, (self.reset or now) - now)
-        return float(min(need, until_reset) if until_reset else need)
-
-
-def read_budget(store: redis.Redis) -> RateBudget | None:
-    """The rate-limit state the workers last saw (for the TUI and metrics), if any."""
-    try:
-        raw = store.hgetall(_RATE_KEY)
-    except redis.RedisError:
-        return None
-    if not raw:
-        return None
-    data = {k.decode(): v.decode() for k, v in raw.items()}  # type: ignore[union-attr]
-    return RateBudget(int(data["limit"]), int(data["remaining"]), float(data["reset"]))
-
-
-def read_call_counts(store: redis.Redis) -> dict[str, int]:
-    """Hetzner API calls by `METHOD /path` counted by every worker so far."""
-    try:
-        raw = store.hgetall(_CALLS_KEY)
-    except redis.RedisError:
-        return {}
-    return {k.decode(): int(v) for k, v in raw.items()}  # type: ignore[union-attr]
-
-
-@dataclass
 class HetznerAdapter:
     """The operations the control plane performs on Hetzner Cloud.
 
@@ -267,22 +224,7 @@ class HetznerAdapter:
         if budget is not None:
             self.budget = budget
         if self.store is not None:
-            try:
-                pipe = self.store.pipeline(transaction=False)
-                pipe.hincrby(_CALLS_KEY, key, 1)
-                if budget is not None:
-                    pipe.hset(
-                        _RATE_KEY,
-                        mapping={
-                            "limit": budget.limit or 0,
-                            "remaining": budget.remaining or 0,
-                            "reset": budget.reset or 0,
-                            "seen": self.clock(),
-                        },
-                    )
-                pipe.execute()
-            except redis.RedisError as exc:
-                log.debug("could not record Hetzner rate-limit state: %s", exc)
+            record_call(self.store, key, budget, self.clock())
 
     def shared_budget(self) -> RateBudget:
         """The freshest budget: this process's, or what another worker saw last."""

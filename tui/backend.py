@@ -27,8 +27,8 @@ from core.fleet import (
     status_counts,
     timeline,
 )
-from core.hetzner import RateBudget, read_budget
 from core.models import Server
+from core.ratebudget import RateBudget, read_budget
 from core.redaction import redact
 from tui.cells import Row
 
