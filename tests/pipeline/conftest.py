@@ -10,6 +10,7 @@ import redis
 from core.hetzner import HetznerAdapter
 from sim.config import SimConfig
 from sim.server import SimulatorServer
+from tests.pipeline.harness import WebServer
 
 
 @pytest.fixture
@@ -22,3 +23,11 @@ def sim() -> Iterator[SimulatorServer]:
 @pytest.fixture
 def adapter(sim: SimulatorServer, redis_client: redis.Redis) -> HetznerAdapter:
     return HetznerAdapter.connect(sim.endpoint, sim.token, env="test", redis_client=redis_client)
+
+
+@pytest.fixture
+def web() -> Iterator[WebServer]:
+    """The webhook app on a loopback port (started by the test's stack fixture)."""
+    server = WebServer()
+    yield server
+    server.stop()

@@ -32,13 +32,6 @@ from tests.pipeline.harness import Stack, WebServer, build_stack
 
 
 @pytest.fixture
-def web() -> Iterator[WebServer]:
-    server = WebServer()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def stack(
     db: peewee.Database,
     tmp_path: Path,
