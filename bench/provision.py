@@ -42,7 +42,7 @@ from cli import up  # noqa: E402
 from core.db import connection  # noqa: E402
 from core.demo import demo_payloads  # noqa: E402
 from core.dev_secrets import webhook_secrets  # noqa: E402
-from core.models import Server  # noqa: E402
+from core.models import Server, WebhookDelivery  # noqa: E402
 from core.redis import embedded_for  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from core.signing import sign  # noqa: E402
@@ -90,6 +90,25 @@ def _sim_stats(settings: Settings) -> dict[str, Any]:
 def _requests_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, int]:
     old, new = before["requests"], after["requests"]
     return {op: n - old.get(op, 0) for op, n in new.items() if n - old.get(op, 0)}
+
+
+def _servers_of(
+    answers: list[tuple[float, float, dict[str, Any]]], timeout: float
+) -> dict[int, tuple[float, float]]:
+    """{server id: (sent at, webhook latency)} once the intake carried every deploy out."""
+    by_delivery = {str(a["webhook_id"]): (t, took) for t, took, a in answers}
+    deadline = time.monotonic() + timeout
+    while True:
+        with connection():
+            rows = list(
+                WebhookDelivery.select(
+                    WebhookDelivery.webhook_id, WebhookDelivery.state, WebhookDelivery.server_id
+                ).where(WebhookDelivery.webhook_id.in_(list(by_delivery)))
+            )
+        if all(r.state != "accepted" for r in rows) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    return {r.server_id: by_delivery[r.webhook_id] for r in rows if r.server_id is not None}
 
 
 def _wait(ids: list[int], statuses: tuple[str, ...], timeout: float) -> bool:
@@ -144,7 +163,7 @@ def _measure(stack: up.LocalStack, size: int, args: argparse.Namespace) -> dict[
             args.rate,
         )
     )
-    sent = {int(a["server_id"]): (t, took) for t, took, a in answers}
+    sent = _servers_of(answers, args.timeout)
     ids = sorted(sent)
     finished = _wait(ids, DONE, args.timeout)
     provisioned = _sim_stats(settings)
@@ -152,7 +171,10 @@ def _measure(stack: up.LocalStack, size: int, args: argparse.Namespace) -> dict[
     with connection():
         rows = list(Server.select().where(Server.id.in_(ids)))
     sims = provisioned["servers"]
-    e2e, overhead, phases = [], [], {"queued": [], "creating": [], "boot+init": [], "inject": []}
+    phases: dict[str, list[float]] = {
+        k: [] for k in ("intake", "queued", "creating", "boot+init", "inject")
+    }
+    e2e, overhead = [], []
     ready_times, ready_ids, sim_own, callbacks = [], [], [], []
     for row in rows:
         ready = _stamp(row.ready_at)
@@ -168,7 +190,7 @@ def _measure(stack: up.LocalStack, size: int, args: argparse.Namespace) -> dict[
         overhead.append(total - own)
         sim_own.append(own)
         callbacks.append(sim.get("callback") or 0.0)
-        marks = [
+        marks = [sent[row.id][0]] + [
             _stamp(x)
             for x in (
                 row.created_at,

@@ -5,8 +5,11 @@ For 1 and 2 uvicorn workers it serves, in turn, a trivial Litestar endpoint
 `rachel-cloud web`, and drives each with the same load: C keep-alive
 connections, each sending the next request as soon as the last one was
 answered, for a fixed time after a warm-up. Every deploy is for a distinct,
-pre-seeded customer with an active subscription, so each one really creates
-a server row and queues its first job (no workers run: jobs stay queued).
+pre-seeded customer with an active subscription, so each one is really
+stored (sealed) and answered 202, and an intake job is queued (no workers
+run during the load). After the load on one worker, the intake job is run
+here, in one process, over everything the load stored: the work the deploy
+webhook used to do inline, measured on its own (deploys/s, CPU per deploy).
 
     uv run python bench/webhook.py                 # 1 and 2 workers, C=64, 10 s each
     uv run python bench/webhook.py --quick         # 3 s each
@@ -44,6 +47,9 @@ from core.models import Customer, Subscription  # noqa: E402
 from core.redis import EmbeddedRedis  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from core.signing import sign  # noqa: E402
+from core.vault import load_keyring  # noqa: E402
+from jobs.context import JobContext, use_context  # noqa: E402
+from jobs.intake import carry_out_deploys  # noqa: E402
 
 
 def seed(count: int, prefix: str) -> list[str]:
@@ -131,6 +137,30 @@ async def load(
         "statuses": dict(statuses),
         "ran_out_of_requests": ran_out,
         "served": served,
+    }
+
+
+def intake_run(settings: Settings, redis_url: str) -> dict[str, Any]:
+    """Carry out every stored deploy in this process, as one worker's intake job would."""
+    client = redis.Redis.from_url(redis_url)
+    use_context(JobContext(settings=settings, keyring=load_keyring(settings), redis=client))
+    try:
+        cpu0, pg0, began = time.process_time(), backends_cpu(), time.monotonic()
+        handled = carry_out_deploys(limit=10**9)
+        took = time.monotonic() - began
+        cpu, pg = time.process_time() - cpu0, backends_cpu() - pg0
+    finally:
+        use_context(None)
+        client.close()
+    print(f"intake: {handled} deploys carried out in {took:.1f} s", file=sys.stderr)
+    return {
+        "deploys": handled,
+        "seconds": round(took, 2),
+        "per_second": round(handled / took, 1) if took else None,
+        "cpu_ms_per_deploy": {
+            "worker": round(cpu * 1000 / max(1, handled), 3),
+            "postgres": round(pg * 1000 / max(1, handled), 3),
+        },
     }
 
 
@@ -254,6 +284,8 @@ def _run(
                 "load client": round((own1 - own0) * 1000 / max(1, served), 3),
             }
             figures.update(target=target, workers=workers, concurrency=args.concurrency)
+            if target == "rachel" and workers == args.workers[0]:
+                figures["intake"] = intake_run(settings, redis_url)
             results.append(figures)
             redis.Redis.from_url(redis_url).flushdb()
     return results
@@ -278,6 +310,14 @@ def report(results: list[dict[str, Any]]) -> str:
     for r in results:
         cpu = ", ".join(f"{k} {v}" for k, v in r["cpu_ms_per_request"].items())
         lines.append(f"{r['target']} ({r['workers']}w) CPU ms per request: {cpu}")
+    for r in results:
+        if "intake" in r:
+            i = r["intake"]
+            cpu = ", ".join(f"{k} {v}" for k, v in i["cpu_ms_per_deploy"].items())
+            lines.append(
+                f"intake job (1 process): {i['deploys']} deploys carried out in {i['seconds']} s "
+                f"= {i['per_second']}/s; CPU ms per deploy: {cpu}"
+            )
     return "\n".join(lines)
 
 

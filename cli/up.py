@@ -26,7 +26,7 @@ from cli.main import COMMANDS
 from core import migrations
 from core.db import connection, init_database
 from core.demo import deploy_demo_customers, format_table, sla_summary, timings
-from core.dev_secrets import webhook_secrets
+from core.dev_secrets import api_keys, webhook_secrets
 from core.errors import RachelError
 from core.logs import setup_logging
 from core.models import Server
@@ -171,7 +171,7 @@ def _interrupts_as_exit() -> Iterator[None]:
 
 def _demo(stack: LocalStack, count: int, sink: Sink) -> list[int]:
     secret = webhook_secrets(stack.settings)[0]
-    ids = deploy_demo_customers(stack.web_url, secret, count)
+    ids = deploy_demo_customers(stack.web_url, secret, api_keys(stack.settings)[0], count)
     sink("up", f"sent {count} signed deploy webhooks; servers {', '.join(map(str, ids))}")
     return ids
 

@@ -196,6 +196,17 @@ def connection() -> Iterator[peewee.Database]:
             db.close()
 
 
+def write_transaction(db: peewee.Database) -> Any:
+    """A transaction that writes: on SQLite it takes the write lock up front.
+
+    Two SQLite writers then queue on the busy timeout, instead of one failing
+    when it upgrades its read snapshot to a write.
+    """
+    if isinstance(db, peewee.SqliteDatabase):
+        return db.atomic("IMMEDIATE")
+    return db.atomic()
+
+
 def ping() -> None:
     """Run a trivial query (readiness checks).
 

@@ -90,5 +90,13 @@ def prune(older_than: timedelta, *, clock: Clock = SYSTEM_CLOCK) -> int:
     days; keep deliveries longer than the sender's retry schedule.
     """
     cutoff: datetime = clock.now() - older_than
-    deleted: int = WebhookDelivery.delete().where(WebhookDelivery.received_at < cutoff).execute()
+    # A deploy not yet carried out is work, not history: it stays whatever its age.
+    deleted: int = (
+        WebhookDelivery.delete()
+        .where(
+            (WebhookDelivery.received_at < cutoff)
+            & ((WebhookDelivery.state != "accepted") | WebhookDelivery.state.is_null())
+        )
+        .execute()
+    )
     return deleted

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 import statistics
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -66,16 +67,42 @@ def send_signed(
     return answer
 
 
-def deploy_demo_customers(base_url: str, secret: str, count: int) -> list[int]:
+def await_deploy(
+    client: httpx.Client, answer: dict[str, object], api_key: str, timeout: float = 60.0
+) -> int:
+    """Follow a deploy's `status_url` until it is carried out; the customer's server id.
+
+    Raises:
+        DemoError: the deploy was refused or failed, or was not carried out in time.
+    """
+    url = str(answer["status_url"])
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            response = client.get(url, headers={"X-API-Key": api_key})
+        except httpx.HTTPError as exc:
+            raise DemoError(f"{url}: no answer: {exc}") from exc
+        if response.status_code != 200:
+            raise DemoError(f"{url} answered {response.status_code}: {response.text[:300]}")
+        outcome = response.json()
+        if outcome["state"] == "done":
+            return int(outcome["server_id"])
+        if outcome["state"] != "accepted":
+            raise DemoError(f"deploy {outcome['webhook_id']} {outcome['state']}: {outcome}")
+        if time.monotonic() > deadline:
+            raise DemoError(f"deploy {outcome['webhook_id']} not carried out in {timeout:g} s")
+        time.sleep(0.05)
+
+
+def deploy_demo_customers(base_url: str, secret: str, api_key: str, count: int) -> list[int]:
     """Subscribe and deploy `count` demo customers; return their server ids."""
-    ids: list[int] = []
+    answers = []
     with httpx.Client(timeout=30.0) as client:
         for index in range(1, count + 1):
             subscription, deploy = demo_payloads(index)
             send_signed(client, f"{base_url}/webhooks/subscription", secret, subscription)
-            answer = send_signed(client, f"{base_url}/webhooks/deploy", secret, deploy)
-            ids.append(int(str(answer["server_id"])))
-    return ids
+            answers.append(send_signed(client, f"{base_url}/webhooks/deploy", secret, deploy))
+        return [await_deploy(client, answer, api_key) for answer in answers]
 
 
 @dataclass(frozen=True)

@@ -57,21 +57,30 @@ def live_server(customer: Customer) -> Server | None:
     return server
 
 
-def require_active_subscription(customer: Customer) -> Subscription:
-    """Raises DeployRefused (402) unless the customer's subscription is active."""
-    subscription = Subscription.get_or_none(Subscription.customer == customer)
-    if subscription is None:
-        raise DeployRefused(
-            f"customer {customer.external_id} has no subscription",
+def refusal(external_id: str, status: str | None) -> DeployRefused | None:
+    """Why a customer whose subscription is `status` (None: none) may not deploy, if so."""
+    if status is None:
+        return DeployRefused(
+            f"customer {external_id} has no subscription",
             code="subscription_required",
             status=402,
         )
-    if subscription.status not in ACTIVE_SUBSCRIPTION:
-        raise DeployRefused(
-            f"customer {customer.external_id}'s subscription is {subscription.status}",
+    if status not in ACTIVE_SUBSCRIPTION:
+        return DeployRefused(
+            f"customer {external_id}'s subscription is {status}",
             code="subscription_inactive",
             status=402,
         )
+    return None
+
+
+def require_active_subscription(customer: Customer) -> Subscription:
+    """Raises DeployRefused (402) unless the customer's subscription is active."""
+    subscription = Subscription.get_or_none(Subscription.customer == customer)
+    refused = refusal(customer.external_id, subscription.status if subscription else None)
+    if refused is not None:
+        raise refused
+    assert subscription is not None
     return subscription
 
 

@@ -33,6 +33,7 @@ class Snapshot:
     sla_seconds: float
     webhook_results: Mapping[tuple[str, str], int] = field(default_factory=dict)
     queue_depths: Mapping[str, int] = field(default_factory=dict)
+    intake_pending: int = 0
 
 
 def collect_database() -> tuple[dict[str, int], list[float]]:
@@ -110,6 +111,9 @@ def render(snapshot: Snapshot) -> str:
     for (endpoint, result), count in sorted(snapshot.webhook_results.items()):
         labels = _labels(endpoint=endpoint, result=result)
         out.append(f"rachel_cloud_webhook_requests_total{labels} {count}")
+
+    family("rachel_cloud_intake_pending", "gauge", "Deploys stored, not yet carried out.")
+    out.append(f"rachel_cloud_intake_pending {snapshot.intake_pending}")
 
     family("rachel_cloud_queue_depth", "gauge", "Jobs waiting in each RQ queue.")
     for queue, depth in sorted(snapshot.queue_depths.items()):

@@ -153,7 +153,12 @@ class Event(BaseModel):
 
 
 class WebhookDelivery(BaseModel):
-    """A webhook we accepted: its id guards against replays and makes retries idempotent."""
+    """A webhook we accepted: its id guards against replays and makes retries idempotent.
+
+    A deploy is also the intake queue's entry (`core.intake`): it is stored
+    `accepted` with its request sealed in `payload`, answered, and carried out
+    by a job, which records the outcome and erases the payload.
+    """
 
     webhook_id = peewee.CharField(max_length=128, primary_key=True)
     kind = peewee.CharField(max_length=32)
@@ -161,6 +166,25 @@ class WebhookDelivery(BaseModel):
     body_sha256 = peewee.CharField(max_length=64)
     response_status = peewee.IntegerField()
     response_body = peewee.TextField()
+    # The intake of deploys (None for deliveries handled in the request).
+    state = peewee.CharField(max_length=16, null=True)  # accepted, done, refused, failed
+    customer_external_id = peewee.CharField(max_length=128, null=True)
+    payload = EncryptedField(null=True)  # the sealed request, until it is carried out
+    server_id = peewee.IntegerField(null=True)
+    created_server = peewee.BooleanField(null=True)
+    outcome_code = peewee.CharField(max_length=48, null=True)
+    outcome = peewee.TextField(null=True)
+    processed_at = peewee.DateTimeField(null=True)
+
+
+# The intake's queue: the deploys not yet carried out, found without a scan.
+WebhookDelivery.add_index(
+    WebhookDelivery.index(
+        WebhookDelivery.received_at,
+        where=(WebhookDelivery.state == "accepted"),
+        name="webhook_delivery_intake_queue",
+    )
+)
 
 
 class SchemaVersion(BaseModel):
@@ -185,4 +209,5 @@ MODELS: tuple[type[BaseModel], ...] = (
 ENCRYPTED_COLUMNS: dict[type[BaseModel], tuple[str, ...]] = {
     Customer: ("telegram_bot_token", "claude_credentials"),
     Server: ("ssh_private_key",),
+    WebhookDelivery: ("payload",),
 }

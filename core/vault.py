@@ -104,14 +104,14 @@ def rotate_all(
             report.rotated[label] = report.current[label] = report.raced[label] = 0
             model_field = getattr(model, column)
             pk: Any = model._meta.primary_key
-            last_id = 0
+            last_id: Any = None  # keys are integers or (deliveries) text: no sentinel
             seen = 0
             while True:
+                where = model_field.is_null(False)
+                if last_id is not None:
+                    where &= pk > last_id
                 rows = list(
-                    model.select(pk, model_field)
-                    .where((pk > last_id) & model_field.is_null(False))
-                    .order_by(pk)
-                    .limit(batch_size)
+                    model.select(pk, model_field).where(where).order_by(pk).limit(batch_size)
                 )
                 if not rows:
                     break

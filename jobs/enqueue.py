@@ -6,14 +6,32 @@ Call them after the database change that made the work due has committed.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import time
 
 import redis
+from rq import Retry
 from rq.rate_limit import RateLimit
 
 from core.models import Server
 from core.settings import Settings
-from jobs.queues import DEPROVISION, FINISH, START, enqueue_step
+from jobs.queues import (
+    CRASH_RETRIES,
+    CRASH_RETRY_INTERVALS,
+    DEPROVISION,
+    FAILURE_TTL,
+    FINISH,
+    JOB_TIMEOUT,
+    START,
+    enqueue_step,
+    queue,
+)
+
+#: Set while an intake job is queued and has not started: deploys stored
+#: meanwhile need no job of their own. Expires, so a lost job heals by itself.
+INTAKE_FLAG = "rachel-cloud:intake:queued"
+INTAKE_FLAG_SECONDS = 30
 
 
 def create_rate_limit(settings: Settings) -> RateLimit:
@@ -86,3 +104,34 @@ def start_deprovision(connection: redis.Redis, server: Server) -> str:
         entry=server.status_changed_at,
         retry=server.retries,
     )
+
+
+def request_intake(connection: redis.Redis) -> str | None:
+    """Make sure an intake job will look at the deploys stored so far.
+
+    One job serves every deploy stored before it starts (it clears the flag
+    first, then reads), so a burst of webhooks queues a handful of jobs, not
+    one per deploy. Call after the deploys committed.
+
+    Returns:
+        The id of the job queued, or None when one was already waiting.
+    """
+    if not connection.set(INTAKE_FLAG, "1", nx=True, ex=INTAKE_FLAG_SECONDS):
+        return None
+    jid = f"intake-{time.time_ns()}"
+    try:
+        queue(connection, START).enqueue(
+            "jobs.intake.carry_out_deploys",
+            job_id=jid,
+            retry=Retry(max=CRASH_RETRIES, interval=CRASH_RETRY_INTERVALS),
+            result_ttl=60,
+            failure_ttl=FAILURE_TTL,
+            job_timeout=JOB_TIMEOUT,
+            description="deploy intake",
+            at_front=True,
+        )
+    except BaseException:
+        with contextlib.suppress(redis.RedisError):
+            connection.delete(INTAKE_FLAG)  # the next deploy (or the sweeper) tries again
+        raise
+    return jid

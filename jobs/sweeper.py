@@ -16,6 +16,9 @@ Two passes, every RACHEL_SWEEP_INTERVAL:
    that step enqueued again under a fresh job id (the sweep's time stands in
    for the retry number, so it never meets an id RQ still remembers), with an
    Event on the server's timeline saying why.
+3. Stalled intake. Deploys stored more than `INTAKE_STALL_SECONDS` ago and
+   not yet carried out (the web process died between commit and enqueue, or
+   Redis was down) get an intake job.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from datetime import UTC, timedelta
 
 from rq.registry import StartedJobRegistry
 
+from core import intake
 from core.db import connection
 from core.lifecycle import record_event
 from core.logs import server_logger
@@ -34,12 +38,16 @@ from core.reconcile import PHASE_STEPS, DbServer
 from core.runs import RunSummary
 from core.sweep import abandoned, plan
 from jobs.context import JobContext, context
-from jobs.enqueue import create_rate_limit
+from jobs.enqueue import INTAKE_FLAG, create_rate_limit, request_intake
 from jobs.jobscan import live_jobs, started_executions
 from jobs.queues import DEPROVISION, FINISH, START, enqueue_step
 from jobs.taskrun import task_run
 
 log = logging.getLogger(__name__)
+
+#: A stored deploy older than this without an intake job is stalled. Longer
+#: than the intake flag's lifetime, so a job that is merely queued is not doubled.
+INTAKE_STALL_SECONDS = 45
 
 
 def sweep() -> str:
@@ -58,7 +66,22 @@ def run(ctx: JobContext, summary: RunSummary | None = None) -> RunSummary:
     recover_abandoned(ctx, summary)
     with connection():
         resume_vanished(ctx, summary)
+        resume_intake(ctx, summary)
     return summary
+
+
+def resume_intake(ctx: JobContext, summary: RunSummary) -> None:
+    """Queue an intake job when stored deploys have waited too long for one."""
+    stalled = intake.pending(ctx.clock.now() - timedelta(seconds=INTAKE_STALL_SECONDS))
+    if not stalled:
+        return
+    summary.found["stalled intake"] += stalled
+    ctx.redis.delete(INTAKE_FLAG)  # whatever job it stood for did not come
+    jid = request_intake(ctx.redis)
+    message = f"{stalled} stored deploy(s) waited over {INTAKE_STALL_SECONDS} s; queued {jid}"
+    log.warning("sweeper: %s", message)
+    summary.acted["intake"] += 1
+    summary.details.append(message)
 
 
 def recover_abandoned(ctx: JobContext, summary: RunSummary) -> None:

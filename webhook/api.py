@@ -15,7 +15,7 @@ from webhook.context import Ctx
 from webhook.errors import responses
 from webhook.guards import api_key
 from webhook.sse import close_subscription, open_subscription, server_events
-from webhook.structs import ServerStatus
+from webhook.structs import DeployStatus, ServerStatus
 
 ServerId = Annotated[int, Parameter(ge=1, le=2**31 - 1, description="The server's id.")]
 CustomerId = Annotated[
@@ -24,6 +24,15 @@ CustomerId = Annotated[
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$",
         max_length=128,
         description="The dashboard's id of the customer.",
+    ),
+]
+
+DeliveryId = Annotated[
+    str,
+    Parameter(
+        min_length=1,
+        max_length=129,
+        description="The `webhook-id` the deploy was delivered under (URL-escaped).",
     ),
 ]
 
@@ -55,6 +64,16 @@ class StatusController(Controller):
     def customer_server(self, ctx: Ctx, customer_id: CustomerId) -> ServerStatus:
         """The customer's live server, else their most recent one."""
         return services.customer_server(ctx, customer_id)
+
+    @get(
+        "/deploys/{webhook_id:path}",
+        sync_to_thread=True,
+        summary="What became of a deploy webhook",
+        responses=responses(400, 401, 404, 500, 503),
+    )
+    def deploy(self, ctx: Ctx, webhook_id: DeliveryId) -> DeployStatus:
+        """Accepted, done (with the server), refused or failed (with the reason)."""
+        return services.deploy_status(ctx, webhook_id.lstrip("/"))
 
     @get(
         "/servers/{server_id:int}/events",

@@ -8,6 +8,7 @@ the server's event loop, serves the SSE stream and the health checks.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 
@@ -21,6 +22,8 @@ from core.redis import redis_url
 from core.settings import Settings
 from core.signing import WebhookVerifier
 from core.vault import load_keyring
+from jobs.enqueue import request_intake
+from webhook.intake import IntakeWriter
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -51,6 +54,7 @@ class WebContext:
         self.redis = redis
         self.trusted_proxies = trusted_proxies
         self.async_redis: aioredis.Redis | None = None
+        self.intake = IntakeWriter(keyring, lambda: request_intake(self.redis))
 
     @classmethod
     def build(cls, settings: Settings, url: str | None = None) -> WebContext:
@@ -79,7 +83,8 @@ class WebContext:
         return self.async_redis
 
     async def close(self) -> None:
-        """Release the Redis connections."""
+        """Store the deploys still queued, then release the Redis connections."""
+        await asyncio.to_thread(self.intake.close)
         if self.async_redis is not None:
             await self.async_redis.aclose()
             self.async_redis = None

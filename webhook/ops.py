@@ -10,6 +10,7 @@ from litestar import Controller, Response, get
 from litestar.concurrency import sync_to_thread
 
 from core import db as core_db
+from core import intake
 from core.db import connection
 from core.errors import RachelError, RedisUnavailable
 from core.metrics import WEBHOOK_RESULTS_KEY, Snapshot, collect_database, parse_webhook_results
@@ -62,6 +63,7 @@ class OpsController(Controller):
 def _snapshot(ctx: Ctx) -> Snapshot:
     with connection():
         counts, durations = collect_database()
+        waiting = intake.pending()
     try:
         raw = ctx.redis.hgetall(WEBHOOK_RESULTS_KEY)
         depths = queue_depths(ctx.redis)
@@ -73,6 +75,7 @@ def _snapshot(ctx: Ctx) -> Snapshot:
         sla_seconds=ctx.settings.sla_seconds,
         webhook_results=parse_webhook_results(raw),
         queue_depths=depths,
+        intake_pending=waiting,
     )
 
 

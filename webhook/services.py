@@ -1,8 +1,9 @@
 """What each endpoint does, composed from `core` services (no Litestar here).
 
-These functions run in worker threads (peewee is synchronous). Database work
-happens in one transaction per request; jobs are enqueued only after it
-committed, through `jobs.enqueue`, the one part of `jobs` the web app uses.
+These functions run in worker threads (peewee is synchronous), but for the
+deploy, which awaits the process's intake writer. Database work happens in
+one transaction per request; jobs are enqueued only after it committed,
+through `jobs.enqueue`, the one part of `jobs` the web app uses.
 """
 
 from __future__ import annotations
@@ -13,26 +14,30 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Generic, TypeVar
+from urllib.parse import quote
 
 import msgspec
 import peewee
 import redis
+from litestar.concurrency import sync_to_thread
 
-from core import customers, deliveries, subscriptions
+from core import customers, deliveries, intake, subscriptions
 from core.callbacks import accept_callback
-from core.db import connection, current
-from core.deploys import live_server, request_deploy
+from core.db import connection, current, write_transaction
+from core.deploys import live_server
 from core.events import redis_publisher
-from core.lifecycle import STAMP_COLUMN, Status, transition
+from core.intake import Submission
+from core.lifecycle import STAMP_COLUMN, Status
 from core.models import Customer, Server
 from core.redaction import redact
-from jobs.enqueue import after_callback, start_provisioning
+from jobs.enqueue import after_callback
 from webhook.context import WebContext
 from webhook.errors import not_found
 from webhook.structs import (
     CallbackAccepted,
     DeployAccepted,
     DeployRequest,
+    DeployStatus,
     PhaseTiming,
     ServerStatus,
     SubscriptionEvent,
@@ -62,14 +67,6 @@ def aware(when: datetime | None) -> datetime | None:
     return when.replace(tzinfo=UTC) if when is not None else None
 
 
-def _write_transaction(db: peewee.Database) -> peewee._atomic:
-    # SQLite: take the write lock up front, so two writers queue on the busy
-    # timeout instead of one failing when it upgrades its read snapshot.
-    if isinstance(db, peewee.SqliteDatabase):
-        return db.atomic("IMMEDIATE")
-    return db.atomic()
-
-
 def _idempotent(
     webhook_id: str,
     kind: str,
@@ -88,7 +85,7 @@ def _idempotent(
                 msgspec.json.decode(stored.body, type=answer_type), stored.status, replayed=True
             )
         try:
-            with _write_transaction(db):
+            with write_transaction(db):
                 result, status = work()
                 deliveries.record(webhook_id, kind, digest, status, encode(result))
         except peewee.IntegrityError:
@@ -97,97 +94,70 @@ def _idempotent(
     raise deliveries.DeliveryConflict(f"webhook {webhook_id} raced with itself; retry it")
 
 
-def deploy(
+async def deploy(
     ctx: WebContext, webhook_id: str, body: bytes, req: DeployRequest
 ) -> Answer[DeployAccepted]:
-    """Store the customer, create (or find) their server, queue its first phase."""
+    """Store the deploy for the intake job (see `core.intake`) and answer 202.
 
-    changed_on: list[int] = []  # a ready server whose customer sent new credentials
-
-    def work() -> tuple[DeployAccepted, int]:
-        known = customers.find(req.customer_id)
-        differ = known is not None and customers.secrets_differ(
-            ctx.keyring,
-            known,
-            telegram_bot_token=req.telegram_bot_token,
-            claude_credentials=req.claude_credentials,
-        )
-        customer = customers.upsert(
-            ctx.keyring,
-            req.customer_id,
-            req.email,
-            telegram_bot_token=req.telegram_bot_token,
-            claude_credentials=req.claude_credentials,
-        )
-        result = request_deploy(
-            customer,
-            ctx.settings,
-            location=req.location,
-            server_type=req.server_type,
-            actor="webhook",
-        )
-        server = result.server
-        if differ and not result.created and server.status == Status.READY:
-            changed_on.append(server.id)
-        accepted = DeployAccepted(
-            server_id=server.id,
-            customer_id=customer.external_id,
-            status=server.status,
-            created=result.created,
-            status_url=ctx.url(f"/api/servers/{server.id}"),
-            events_url=ctx.url(f"/api/servers/{server.id}/events"),
-        )
-        return accepted, 202 if result.created else 200
-
-    with connection():
-        answer = _idempotent(webhook_id, "deploy", body, DeployAccepted, work)
-        _ensure_queued(ctx, answer.body.server_id)
-        for server_id in changed_on:
-            _reinject(ctx, server_id)
-    return answer
-
-
-def _reinject(ctx: WebContext, server_id: int) -> None:
-    # After commit: the customer's new credentials reach their running bot.
-    moved = transition(
-        server_id,
-        Status.READY,
-        Status.INJECTING_SECRETS,
-        actor="webhook",
-        message="the customer's credentials changed; re-injecting them",
-        changes={"retries": 0},
-        publish=redis_publisher(ctx.redis),
+    Raises:
+        DeployRefused: 402, the customer has no active subscription.
+        DeliveryConflict: 409, the webhook-id was used for another delivery.
+        DatabaseError: 503, nothing was stored.
+    """
+    accepted = DeployAccepted(
+        webhook_id=webhook_id,
+        customer_id=req.customer_id,
+        status="accepted",
+        status_url=deploy_url(ctx, webhook_id),
     )
-    if not moved:
-        return  # it left ready meanwhile; its next injection reads the new secrets anyway
-    try:
-        after_callback(ctx.redis, Server.get_by_id(server_id))
-    except redis.RedisError as exc:
-        log.warning(
-            "server %s: could not queue the re-injection (%s); the sweeper will",
-            server_id,
-            exc,
-            extra={"server_id": server_id, "phase": "injecting_secrets"},
-        )
+    digest = deliveries.body_digest(body)
+    admission = await ctx.intake.submit(
+        Submission(webhook_id, digest, req.customer_id, body, encode(accepted))
+    )
+    if admission.verdict == intake.ACCEPTED:
+        return Answer(accepted, 202)
+    if admission.refusal is not None:
+        raise admission.refusal
+    return await sync_to_thread(_replay, webhook_id, digest)
 
 
-def _ensure_queued(ctx: WebContext, server_id: int) -> None:
-    # After commit. A pending server without a job (new, or its enqueue failed
-    # last time) gets its creating phase queued; job ids are deterministic, so
-    # a second call queues nothing.
-    server: Server | None = Server.get_or_none(Server.id == server_id)
-    if server is None or server.status != Status.PENDING or server.job_id:
-        return
-    try:
-        start_provisioning(ctx.redis, ctx.settings, server)
-    except redis.RedisError as exc:
-        # Accepted and committed: the sweeper re-enqueues pending servers without a job.
-        log.warning(
-            "server %s: could not queue creation (%s); the sweeper will",
-            server_id,
-            exc,
-            extra={"server_id": server_id, "phase": "pending"},
-        )
+def _replay(webhook_id: str, digest: str) -> Answer[DeployAccepted]:
+    with connection():
+        stored = deliveries.lookup(webhook_id, intake.KIND, digest)
+    if stored is None:  # pruned between the insert and this read: vanishingly rare
+        raise deliveries.DeliveryConflict(f"webhook {webhook_id} raced with itself; retry it")
+    log.info("webhook %s (deploy) repeated: stored answer", webhook_id)
+    body = msgspec.json.decode(stored.body, type=DeployAccepted)
+    return Answer(body, stored.status, replayed=True)
+
+
+def deploy_url(ctx: WebContext, webhook_id: str) -> str:
+    """Where a deploy's outcome is shown (the id may hold `/`: it is escaped)."""
+    return ctx.url(f"/api/deploys/{quote(webhook_id, safe='')}")
+
+
+def deploy_status(ctx: WebContext, webhook_id: str) -> DeployStatus:
+    """What became of the deploy delivered under `webhook_id`.
+
+    Raises:
+        RequestRejected: 404 when no deploy was stored under that id.
+    """
+    with connection():
+        row = intake.find(webhook_id)
+    if row is None or row.state is None:
+        raise not_found(f"deploy {webhook_id}")
+    return DeployStatus(
+        webhook_id=row.webhook_id,
+        customer_id=row.customer_external_id,
+        state=row.state,  # type: ignore[arg-type]  # one of the four, by construction
+        received_at=row.received_at.replace(tzinfo=UTC),
+        processed_at=aware(row.processed_at),
+        server_id=row.server_id,
+        created=row.created_server,
+        server_url=ctx.url(f"/api/servers/{row.server_id}") if row.server_id else None,
+        code=row.outcome_code,
+        message=redact(row.outcome) if row.outcome else None,
+    )
 
 
 def subscription(

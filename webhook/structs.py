@@ -62,14 +62,34 @@ class DeployRequest(Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class DeployAccepted(Struct, kw_only=True):
-    """The customer's server: just created (202) or the live one they already have (200)."""
+    """The deploy is stored and will be carried out; follow `status_url` for its outcome."""
 
-    server_id: int
+    webhook_id: str
     customer_id: str
-    status: str
-    created: bool
+    status: Literal["accepted"]
     status_url: str
-    events_url: str
+
+
+class DeployStatus(Struct, kw_only=True):
+    """What became of a deploy webhook.
+
+    `state`: `accepted` (stored, not carried out yet), `done` (the customer has
+    the server `server_id`; `created` says whether this deploy created it),
+    `refused` (the subscription was no longer active when it was carried out)
+    or `failed` (it could not be carried out: `code` and `message` say why;
+    deliver it again under a new webhook-id).
+    """
+
+    webhook_id: str
+    customer_id: str | None
+    state: Literal["accepted", "done", "refused", "failed"]
+    received_at: datetime
+    processed_at: datetime | None
+    server_id: int | None
+    created: bool | None
+    server_url: str | None
+    code: str | None
+    message: str | None
 
 
 class SubscriptionEvent(Struct, forbid_unknown_fields=True, kw_only=True):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, post
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody, Parameter, RawBody
 
 from webhook import services
@@ -61,22 +60,13 @@ class WebhookController(Controller):
     @post(
         "/deploy",
         status_code=202,
-        sync_to_thread=True,
         summary="Deploy the customer's Rachel8 server",
-        response_description="202: server created and queued; 200: the customer's live "
-        "server, which already existed. A repeated delivery gets the same answer with "
-        f"`{REPLAYED_HEADER}: true`.",
-        responses={
-            200: ResponseSpec(
-                DeployAccepted,
-                description="The customer's live server, which "
-                "already existed (nothing was created).",
-                generate_examples=False,
-            ),
-            **responses(400, 401, 402, 409, 413, 500, 503),
-        },
+        response_description="202: the deploy is stored and will be carried out; its "
+        "outcome (the server, or why not) is at `status_url`. A repeated delivery gets "
+        f"the same answer with `{REPLAYED_HEADER}: true`.",
+        responses=responses(400, 401, 402, 409, 413, 500, 503),
     )
-    def deploy(
+    async def deploy(
         self,
         *,
         ctx: Ctx,
@@ -86,8 +76,8 @@ class WebhookController(Controller):
         webhook_timestamp: WebhookTimestamp,
         webhook_signature: WebhookSignature,
     ) -> Response[DeployAccepted]:
-        """Store the customer (secrets encrypted), create their server, queue provisioning."""
-        answer = services.deploy(ctx, webhook_id, body, data)
+        """Store the deploy (secrets encrypted) for the intake job; answer once it is durable."""
+        answer = await services.deploy(ctx, webhook_id, body, data)
         return _respond(answer.body, answer.status, answer.replayed)
 
     @post(

@@ -40,7 +40,7 @@ import redis
 
 from core.db import connection, init_database
 from core.lifecycle import Status
-from core.models import Server
+from core.models import Server, WebhookDelivery
 from core.settings import Settings
 from core.signing import new_webhook_id, sign
 from core.vault import load_keyring
@@ -93,7 +93,7 @@ class Traffic:
         self.stack = stack
         self.figures = figures
         self.client = httpx.Client(base_url=stack.web_url, timeout=15)
-        self.server_ids: dict[str, int] = {}
+        self.deploys: dict[str, str] = {}  # customer -> the webhook-id of their deploy
         self.cancelled: list[str] = []
         self.planted: list[str] = []
 
@@ -140,7 +140,7 @@ class Traffic:
                     "claude_credentials": claude,
                 },
             )
-            self.server_ids[customer] = int(str(answer["server_id"]))
+            self.deploys[customer] = str(answer["webhook_id"])
             self.figures.deploys += 1
             # Cancel an earlier customer now and then: some in flight, some ready.
             earlier = n - 3
@@ -197,14 +197,44 @@ def chaos(stack: Stack, figures: Figures, stop: threading.Event, problems: list[
         problems += provider_problems(sim_servers(stack.sim), settled=False)
 
 
-def settled(traffic: Traffic) -> bool:
+def outcomes(traffic: Traffic) -> dict[str, tuple[str | None, int | None]]:
+    """Each customer's deploy: its intake state and server."""
+    found = {
+        d.webhook_id: (d.state, d.server_id)
+        for d in WebhookDelivery.select().where(
+            WebhookDelivery.webhook_id.in_(list(traffic.deploys.values()))
+        )
+    }
+    return {c: found.get(wid, (None, None)) for c, wid in traffic.deploys.items()}
+
+
+def unfinished(traffic: Traffic) -> dict[str, object]:
+    """Deploys not ended as they must: ready or failed, deleted once cancelled.
+
+    A cancelled customer's deploy may also have been refused, when the
+    cancellation was stored before the intake carried the deploy out.
+    """
     with connection():
         rows = {r.id: r.status for r in Server.select(Server.id, Server.status)}
-    for customer, server_id in traffic.server_ids.items():
-        want = {Status.DELETED} if customer in traffic.cancelled else {Status.READY, Status.FAILED}
-        if rows.get(server_id) not in want:
-            return False
-    return True
+        found = outcomes(traffic)
+    left: dict[str, object] = {}
+    for customer, (state, server_id) in found.items():
+        cancelled = customer in traffic.cancelled
+        if state == "refused" and cancelled:
+            continue
+        want = {Status.DELETED} if cancelled else {Status.READY, Status.FAILED}
+        if state != "done" or server_id is None or rows.get(server_id) not in want:
+            left[customer] = (state, server_id, rows.get(server_id or 0))
+    return left
+
+
+def settled(traffic: Traffic) -> bool:
+    return not unfinished(traffic)
+
+
+def server_ids(traffic: Traffic) -> list[int]:
+    with connection():
+        return sorted(sid for _, sid in outcomes(traffic).values() if sid is not None)
 
 
 def repair(stack: Stack) -> JobContext:
@@ -280,14 +310,9 @@ def test_chaos_run_loses_duplicates_and_leaks_nothing(stack: Stack) -> None:
         if os.environ.get("RACHEL_CHAOS_REPORT"):
             Path(os.environ["RACHEL_CHAOS_REPORT"]).write_text(report)
 
-        unfinished = {
-            c: (sid, rows[sid].status)
-            for c, sid in traffic.server_ids.items()
-            if rows[sid].status
-            not in ({Status.DELETED} if c in traffic.cancelled else {Status.READY, Status.FAILED})
-        }
-        assert not unfinished, f"deploys that did not end: {unfinished}"
-        assert len(traffic.server_ids) == DEPLOYS and len(traffic.cancelled) == DEPROVISIONS
+        left = unfinished(traffic)
+        assert not left, f"deploys that did not end: {left}"
+        assert len(traffic.deploys) == DEPLOYS and len(traffic.cancelled) == DEPROVISIONS
         assert not sampled, f"duplicates seen during the run: {sampled[:10]}"
         assert not provider_problems(sim_servers(stack.sim), settled=True)
         assert not row_problems()
@@ -304,7 +329,7 @@ def test_chaos_run_loses_duplicates_and_leaks_nothing(stack: Stack) -> None:
             log_paths=[stack.tmp / "logs", stack.tmp / "data"],
             vps_roots=roots,
             settings=ctx.settings,
-            tui_servers=sorted(traffic.server_ids.values())[:4],
+            tui_servers=server_ids(traffic)[:4],
         )
     search.add("user data", "\n".join(user_data))
     search.check({"logs": 5000, "redis": 1000, "user data": 1000, "tui": 2000})

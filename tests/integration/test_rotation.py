@@ -5,7 +5,8 @@ import contextlib
 import peewee
 
 from core.crypto import KeyRing, generate_key_entry, generate_ssh_keypair
-from core.models import Customer, Server
+from core.intake import Submission, admit, payload_binding
+from core.models import Customer, Server, WebhookDelivery
 from core.vault import count_by_key, reveal, rotate_all, seal
 from tests import factories
 
@@ -68,3 +69,19 @@ def test_rotation_resumes_after_an_interruption(db: peewee.Database) -> None:
     assert report.rotated["customer.telegram_bot_token"] == 3
     assert report.current["customer.telegram_bot_token"] == 2
     assert count_by_key(Customer, "telegram_bot_token") == {ring.primary_key_id: 5}
+
+
+def test_rotation_covers_deploys_waiting_in_the_intake(db: peewee.Database) -> None:
+    # Their rows are keyed by webhook-id (text), walked in order like any other.
+    old, new = generate_key_entry(), generate_key_entry()
+    factories.subscription(factories.customer(external_id="cus_rot"), "active")
+    ids = [f"msg_{c}" for c in "edcba"]
+    admit([Submission(w, "0" * 64, "cus_rot", b'{"x": 1}', "{}") for w in ids], KeyRing([old]))
+    ring = KeyRing([old, new])
+    report = rotate_all(ring, batch_size=2)
+    assert report.rotated["webhook_delivery.payload"] == 5
+    only_new = KeyRing([new])
+    for delivery in WebhookDelivery.select():
+        opened = only_new.open(delivery.payload, payload_binding(delivery.webhook_id))
+        assert opened == '{"x": 1}'
+    assert rotate_all(ring).total_rotated == 0

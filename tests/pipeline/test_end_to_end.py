@@ -21,7 +21,7 @@ from core import vps_contract as vps
 from core.demo import send_signed
 from core.dev_secrets import webhook_secrets
 from core.lifecycle import Status
-from core.models import Event, Server
+from core.models import Event, Server, WebhookDelivery
 from core.ssh import env_file
 from jobs import operator
 from jobs.context import use_context
@@ -156,7 +156,18 @@ def test_new_credentials_for_a_ready_server_are_re_injected(stack: Stack, web: W
     secret = webhook_secrets(stack.settings)[0]
     with httpx.Client(timeout=10) as client:
         answer = send_signed(client, f"{web.url}/webhooks/deploy", secret, payload)
-    assert answer["server_id"] == server.id and answer["created"] is False
+    delivery_id = str(answer["webhook_id"])
+
+    def carried_out() -> bool:
+        return WebhookDelivery.get_by_id(delivery_id).state != "accepted"
+
+    stack.drain(carried_out, what="the intake to carry out the deploy")
+    delivery = WebhookDelivery.get_by_id(delivery_id)
+    assert (delivery.state, delivery.server_id, delivery.created_server) == (
+        "done",
+        server.id,
+        False,
+    )
     row = stack.wait_status(server.id, Status.READY)
     assert [e.actor for e in row.events if e.to_status == "injecting_secrets"][-1] == "webhook"
     machine = stack.sim.vps(row.provider_id or 0)

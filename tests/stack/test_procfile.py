@@ -22,7 +22,7 @@ import pytest
 import redis
 
 from core.crypto import generate_key_entry
-from core.demo import demo_payloads, send_signed
+from core.demo import await_deploy, demo_payloads, send_signed
 from sim.config import SimConfig
 from sim.server import SimulatorServer
 from tests.stack.test_demo import free_port
@@ -142,11 +142,12 @@ def test_procfile_processes_provision_a_customer(
             with httpx.Client(timeout=10) as client:
                 send_signed(client, f"{base}/webhooks/subscription", SECRET, subscription)
                 answer = send_signed(client, f"{base}/webhooks/deploy", SECRET, deploy)
+                server_id = await_deploy(client, answer, API_KEY)
                 status = ""
                 deadline = time.monotonic() + 60
                 while status != "ready" and time.monotonic() < deadline:
                     reply = client.get(
-                        f"{base}/api/servers/{answer['server_id']}", headers={"X-API-Key": API_KEY}
+                        f"{base}/api/servers/{server_id}", headers={"X-API-Key": API_KEY}
                     )
                     status = reply.json()["status"]
                     time.sleep(0.2)

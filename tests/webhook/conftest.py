@@ -18,10 +18,16 @@ import redis
 import uvicorn
 from litestar import Litestar
 from litestar.testing import TestClient
+from rq import Queue
+from rq.job import Job
 
 from core.dev_secrets import generate_api_key, generate_webhook_secret
+from core.models import Customer
 from core.settings import Settings
 from core.signing import sign
+from jobs.context import JobContext, use_context
+from jobs.queues import START
+from tests import factories
 from tests.conftest import make_settings
 from webhook.app import create_app
 from webhook.context import WebContext
@@ -44,6 +50,13 @@ def deploy_payload(customer_id: str = "cus_web_1", **extra: Any) -> dict[str, An
     }
     payload.update(extra)
     return payload
+
+
+def active(customer_id: str = "cus_web_1") -> Customer:
+    """A customer with an active subscription, in the database."""
+    customer = factories.customer(external_id=customer_id)
+    factories.subscription(customer, "active")
+    return customer
 
 
 def subscription_payload(
@@ -185,3 +198,30 @@ def http(request: pytest.FixtureRequest, app: Litestar) -> Iterator[Http]:
 def tc(client: TestClient[Litestar]) -> Http:
     """The app through the Litestar test client only."""
     return Http(client, "testclient")
+
+
+class Intake:
+    """Runs the deploy intake jobs the webhooks queued, as a worker would (RQ's perform)."""
+
+    def __init__(self, ctx: WebContext, client: redis.Redis) -> None:
+        self.client = client
+        self.queue = Queue(START, connection=client)
+        use_context(JobContext(settings=ctx.settings, keyring=ctx.keyring, redis=client))
+
+    def queued(self) -> list[str]:
+        return [jid for jid in self.queue.job_ids if jid.startswith("intake-")]
+
+    def run(self) -> int:
+        """Perform every queued intake job (only those); how many deploys they carried out."""
+        handled = 0
+        for jid in self.queued():
+            job = Job.fetch(jid, connection=self.client)
+            self.queue.remove(job)
+            handled += int(job.perform())
+        return handled
+
+
+@pytest.fixture
+def intake(ctx: WebContext, redis_client: redis.Redis) -> Iterator[Intake]:
+    yield Intake(ctx, redis_client)
+    use_context(None)

@@ -68,7 +68,8 @@ def test_metrics_count_servers_durations_sla_webhooks_and_queues(tc: Http) -> No
     s = _samples(response.text)
     assert s[("rachel_cloud_servers", (("status", "ready"),))] == 3
     assert s[("rachel_cloud_servers", (("status", "failed"),))] == 1
-    assert s[("rachel_cloud_servers", (("status", "pending"),))] == 1
+    assert s[("rachel_cloud_servers", (("status", "pending"),))] == 0
+    assert s[("rachel_cloud_intake_pending", ())] == 1  # stored, the intake job not run yet
     assert s[("rachel_cloud_servers", (("status", "deleted"),))] == 0
     assert s[("rachel_cloud_provisioning_seconds_bucket", (("le", "60.0"),))] == 1
     assert s[("rachel_cloud_provisioning_seconds_bucket", (("le", "120.0"),))] == 2

@@ -29,6 +29,7 @@ PATHS = {
     "/api/servers/{server_id}": "get",
     "/api/servers/{server_id}/events": "get",
     "/api/customers/{customer_id}/server": "get",
+    "/api/deploys/{webhook_id}": "get",
     "/healthz": "get",
     "/readyz": "get",
     "/metrics": "get",
@@ -47,7 +48,7 @@ def test_schema_documents_every_endpoint_and_its_errors(client: TestClient[Lites
                 ref = response["content"]["application/json"]["schema"]["$ref"]
                 assert ref == error_ref, (path, status)
     deploy = schema["paths"]["/webhooks/deploy"]["post"]
-    assert {"200", "202", "400", "401", "402", "409", "413"} <= set(deploy["responses"])
+    assert {"202", "400", "401", "402", "409", "413", "503"} <= set(deploy["responses"])
     headers = {p["name"] for p in deploy["parameters"] if p["in"] == "header"}
     assert headers == {"webhook-id", "webhook-timestamp", "webhook-signature"}
     assert schema["components"]["securitySchemes"]["apiKey"]["name"] == "X-API-Key"
