@@ -54,6 +54,7 @@ def web_command(host: str | None, port: int | None, workers: int) -> None:
         # X-Forwarded-For is honoured only from RACHEL_TRUSTED_PROXIES, by the app.
         "proxy_headers": False,
         "server_header": False,
+        "access_log": settings.access_log,
         "timeout_graceful_shutdown": 10,
     }
     if workers == 1:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 
 DEFAULT_CAP_SECONDS = 300.0
 
@@ -45,3 +46,51 @@ def delay(
 def should_retry(retry: int, max_retries: int, transient: bool) -> bool:
     """Whether to retry after an error: only transient errors, and only so often."""
     return transient and retry < max_retries
+
+
+#: Errors that say the Hetzner project's request budget is spent: a wait, not a failure.
+THROTTLE_CODES = frozenset({"rate_limit_exceeded", "rate_limit_reserve"})
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether and when to try a phase again after an error.
+
+    Attributes:
+        retry: try again (else give up).
+        throttled: the error was the rate limit: this wait is not counted.
+        used: retries used up so far, throttled waits excluded (after this one).
+        wait: seconds until the next try.
+    """
+
+    retry: bool
+    throttled: bool
+    used: int
+    wait: float
+
+
+def decide(
+    retries: int,
+    throttled: int,
+    max_retries: int,
+    *,
+    transient: bool,
+    code: str | None,
+    base: float,
+    hint: float = 0.0,
+    rand: Callable[[], float] = random.random,
+) -> Decision:
+    """The retry decision for a phase that has retried `retries` times, `throttled` of them
+    waiting for the rate limit.
+
+    A rate-limited request is the whole project's budget running out, not
+    this server's trouble: it waits for the budget (`hint`, the provider's
+    reset) as often as it takes, without using up the phase's retries; the
+    phase's time limit (RACHEL_PHASE_LIMITS, the reconciler) still bounds it.
+    """
+    used = retries - throttled
+    if transient and code in THROTTLE_CODES:
+        return Decision(True, True, used, delay(used, base, floor=hint, rand=rand))
+    if not should_retry(used, max_retries, transient):
+        return Decision(False, False, used, 0.0)
+    return Decision(True, False, used + 1, delay(used, base, floor=hint, rand=rand))

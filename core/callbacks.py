@@ -21,6 +21,7 @@ from datetime import timedelta
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 
+from core import rows
 from core.clock import SYSTEM_CLOCK, Clock
 from core.errors import RachelError
 from core.lifecycle import Publisher, Status, transition
@@ -158,7 +159,7 @@ def accept_callback(
             server is not waiting for a callback; 422 malformed host key.
     """
     unauthorized = CallbackRejected("invalid callback token", status=401, code="unauthorized")
-    server = Server.get_or_none(Server.id == server_id)
+    server = rows.get(Server, server_id)
     if server is None:
         raise CallbackRejected(f"server {server_id} not found", status=404, code="not_found")
     stored = server.callback_token_hash
@@ -209,8 +210,8 @@ def accept_callback(
         },
         clock=clock,
         publish=publish,
+        row=server,  # now as written: no second read
     )
     if not moved:  # a concurrent callback won the compare-and-set
         raise unauthorized
-    fresh: Server = Server.get_by_id(server_id)
-    return fresh
+    return server

@@ -69,17 +69,22 @@ def upsert(
     telegram_bot_token: str,
     claude_credentials: str,
     clock: Clock = SYSTEM_CLOCK,
+    known: Customer | None = None,
 ) -> Customer:
     """Create or update a customer and seal their secrets into the row.
 
     Runs in one transaction (a savepoint when the caller has one open).
+
+    Args:
+        known: the customer's row as the caller just read it in this
+            transaction (saves reading it again); None: look it up.
 
     Returns:
         The saved customer, its secret columns holding fresh ciphertexts.
     """
     now = clock.now()
     with current().atomic():
-        customer = find(external_id)
+        customer = known if known is not None else find(external_id)
         if customer is None:
             customer = Customer.create(
                 external_id=external_id, email=email, created_at=now, updated_at=now

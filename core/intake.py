@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -35,7 +35,7 @@ from core.db import current, write_transaction
 from core.deploys import DeployRefused, refusal, request_deploy
 from core.errors import CryptoError
 from core.lifecycle import Status
-from core.models import Customer, Subscription, WebhookDelivery
+from core.models import Customer, Server, Subscription, WebhookDelivery
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -180,6 +180,8 @@ class Outcome:
     reinject: bool = False
     code: str | None = None
     message: str | None = None
+    #: The server row as written (a created one is queued without reading it back).
+    server: Server | None = field(default=None, repr=False, compare=False)
 
 
 def carry_out(
@@ -241,6 +243,7 @@ def _carry_out(delivery: WebhookDelivery, ring: KeyRing, settings: Settings) -> 
         order.email,
         telegram_bot_token=order.telegram_bot_token,
         claude_credentials=order.claude_credentials,
+        known=known,
     )
     try:
         result = request_deploy(
@@ -254,7 +257,7 @@ def _carry_out(delivery: WebhookDelivery, ring: KeyRing, settings: Settings) -> 
         return Outcome(wid, REFUSED, code=exc.code, message=exc.message)
     server = result.server
     reinject = differ and not result.created and server.status == Status.READY
-    return Outcome(wid, DONE, server.id, result.created, reinject)
+    return Outcome(wid, DONE, server.id, result.created, reinject, server=server)
 
 
 def pending(older_than: datetime | None = None) -> int:

@@ -105,6 +105,9 @@ class Server(BaseModel):
     failed_phase = peewee.CharField(max_length=24, null=True)
     deadline_at = peewee.DateTimeField(null=True)  # when the current phase times out
     retries = peewee.IntegerField(default=0)  # transient-error retries in the current phase
+    # Of those, the waits for Hetzner's rate limit: the project's budget, not this
+    # server's trouble, so they do not use up the phase's retries (its time limit bounds them).
+    throttled = peewee.IntegerField(default=0)
     # Set, and committed, before the create request goes out: a job that finds it
     # set without a provider_id looks the server up by label before creating again.
     create_requested_at = peewee.DateTimeField(null=True)

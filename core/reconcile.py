@@ -99,6 +99,7 @@ class DbServer:
     deadline_at: datetime | None = None
     name: str | None = None
     retries: int = 0
+    throttled: int = 0  # of the retries, rate-limit waits (not counted)
     job_id: str | None = None
     last_error: str | None = None
 
@@ -113,6 +114,7 @@ class DbServer:
             deadline_at=row.deadline_at,
             name=row.name,
             retries=row.retries,
+            throttled=row.throttled,
             job_id=row.job_id,
             last_error=row.last_error,
         )

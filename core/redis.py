@@ -222,7 +222,12 @@ def connect(settings: Settings, *, check: bool = True) -> redis.Redis:
         RedisUnavailable: `check` is set and the server does not answer.
     """
     url = redis_url(settings)
-    client = redis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+    # No CLIENT SETINFO: two more round trips on every new connection (which
+    # Redis before 7.2 answers with an error), and every forked work horse
+    # opens one.
+    client = redis.Redis.from_url(
+        url, socket_connect_timeout=5, health_check_interval=30, driver_info=None
+    )
     if check:
         ping(client, url)
     return client

@@ -266,6 +266,15 @@ SETTINGS: tuple[Setting, ...] = (
         _parse_int(1, 65535),
     ),
     Setting(
+        "RACHEL_ACCESS_LOG",
+        "access_log",
+        "false",
+        "Whether `rachel-cloud web` logs a line per request (uvicorn's access log). Off: "
+        "at webhook rates it costs more than the request; errors and refusals are logged "
+        "either way, and the proxy in front usually keeps an access log.",
+        _parse_bool,
+    ),
+    Setting(
         "RACHEL_TRUSTED_PROXIES",
         "trusted_proxies",
         "",
@@ -393,9 +402,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "RACHEL_WORKER_CLASS",
         "worker_class",
-        "fork",
-        "RQ worker kind: `fork` (a work horse per job, isolates crashes) or `simple` "
-        "(in-process, fastest).",
+        "simple",
+        "RQ worker kind: `simple` (jobs run in the worker process: 2.5x the throughput, "
+        "BENCHMARKS.md) or `fork` (a work horse forked per job: a job that crashes the "
+        "interpreter or leaks memory cannot take the worker with it).",
         _parse_choice("fork", "simple"),
     ),
     Setting(
@@ -591,6 +601,7 @@ class Settings:
     public_url: str
     web_host: str
     web_port: int
+    access_log: bool
     trusted_proxies: tuple[str, ...]
     max_body_bytes: int
     log_format: str

@@ -63,7 +63,7 @@ def plan(
         if (
             server.status == "deprovisioning"
             and server.last_error
-            and server.retries >= settings.phase_retries
+            and server.retries - server.throttled >= settings.phase_retries
         ):
             continue
         step = RESUME_STEP[server.status]

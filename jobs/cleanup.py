@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from core import backoff
+from core import backoff, rows
 from core.db import connection
 from core.hetzner import HetznerError
 from core.lifecycle import Status, record_event
@@ -27,7 +27,7 @@ def cleanup(server_id: int, retry: int = 0) -> str:
     """RQ job: delete the VPS of a failed server."""
     ctx = context()
     with connection():
-        server = Server.get_or_none(Server.id == server_id)
+        server = rows.get(Server, server_id)
         if server is None or server.status != Status.FAILED:
             return "skipped"
         slog = server_logger(log, server.id, "cleanup", attempt=server.attempt)

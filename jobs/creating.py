@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from core import rows
 from core.callbacks import hash_token, issue_token
 from core.cloudinit import CloudConfigInput, callback_url, render
 from core.crypto import generate_ssh_keypair
@@ -31,7 +32,7 @@ FLEET_KEY_NAME_SUFFIX = "fleet"
 
 
 def _begin(ctx: JobContext, server_id: int) -> Server | None:
-    server = Server.get_or_none(Server.id == server_id)
+    server = rows.get(Server, server_id)
     if server is None:
         log.warning("server %s: creating skipped, no such server", server_id)
         return None
@@ -44,11 +45,9 @@ def _begin(ctx: JobContext, server_id: int) -> Server | None:
             changes={"attempt": server.attempt + 1, "retries": 0, "create_requested_at": None},
             clock=ctx.clock,
             publish=ctx.publish,
+            row=server,  # now as written: no second read
         )
-        if not moved:
-            return None
-        fresh: Server = Server.get_by_id(server_id)
-        return fresh
+        return server if moved else None
     if server.status != Status.CREATING:
         log.info("server %s: creating skipped, the server is %s", server_id, server.status)
         return None
@@ -56,21 +55,13 @@ def _begin(ctx: JobContext, server_id: int) -> Server | None:
 
 
 def _user_data(ctx: JobContext, server: Server) -> str:
+    """The server's user data; its key pair and armed token are set on `server`, unsaved."""
     if server.ssh_private_key is None:
         pair = generate_ssh_keypair(comment=f"rachel-cloud-{server.id}")
         seal(ctx.keyring, server, "ssh_private_key", pair.private_openssh)
         server.ssh_public_key = pair.public_openssh
     token = _callback_token(ctx, server)
     issue_token(server, ctx.settings.boot_timeout_seconds, ctx.clock, token=token)
-    server.save(
-        only=[
-            Server.ssh_private_key,
-            Server.ssh_public_key,
-            Server.callback_token_hash,
-            Server.callback_token_expires_at,
-            Server.callback_token_used_at,
-        ]
-    )
     return render(
         CloudConfigInput(
             hostname=server.name or f"{ctx.settings.name_prefix}-{server.id}",
@@ -81,6 +72,16 @@ def _user_data(ctx: JobContext, server: Server) -> str:
             service_exec=ctx.settings.service_exec,
         )
     )
+
+
+_SAVED_BEFORE_CREATE = [
+    Server.ssh_private_key,
+    Server.ssh_public_key,
+    Server.callback_token_hash,
+    Server.callback_token_expires_at,
+    Server.callback_token_used_at,
+    Server.create_requested_at,
+]
 
 
 def _callback_token(ctx: JobContext, server: Server) -> str:
@@ -131,9 +132,10 @@ def create_server(server_id: int) -> str:
             if not maybe_exists:
                 # Committed before the request: if we die after Hetzner created
                 # the VPS, the next run looks it up instead of making a second.
-                Server.update(create_requested_at=ctx.clock.now()).where(
-                    Server.id == server.id
-                ).execute()
+                server.create_requested_at = ctx.clock.now()
+            # The key pair, the armed token and the mark above: one UPDATE, before
+            # the request that hands the key and the token to the VPS.
+            server.save(only=_SAVED_BEFORE_CREATE)
             provider, adopted = hetzner.create_server(
                 CreateSpec(
                     server_id=server.id,
@@ -189,13 +191,7 @@ def create_server(server_id: int) -> str:
             record=False,
             extra_args=(server.attempt,),
         )
-        slog.info(
-            "%s Hetzner server %s at %s; waiting for the cloud-init callback",
-            verb,
-            provider.id,
-            provider.ipv4,
-        )
-        return f"{verb} {provider.id}"
+        return f"{verb} {provider.id}"  # the transition logged it
 
 
 def _requeue(ctx: JobContext, server: Server) -> Requeue:

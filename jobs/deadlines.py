@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from core import rows
 from core.db import connection
 from core.lifecycle import Status
 from core.models import Server
@@ -23,7 +24,7 @@ def check_boot_deadline(server_id: int, attempt: int, check: int = 0) -> str:
     """RQ job: fail the server if attempt `attempt` is still in cloud_init past its deadline."""
     ctx = context()
     with connection():
-        server = Server.get_or_none(Server.id == server_id)
+        server = rows.get(Server, server_id)
         if server is None or server.status != Status.CLOUD_INIT or server.attempt != attempt:
             return "nothing to do"
         now = ctx.clock.now()

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import logging
 
-from core import backoff
+from core import backoff, rows
 from core.db import connection
 from core.hetzner import HetznerError
 from core.lifecycle import Status, record_event, transition
 from core.logs import server_logger
 from core.models import Server
 from jobs.context import JobContext, context
-from jobs.outcomes import describe
+from jobs.outcomes import describe, retry_words
 from jobs.queues import DEPROVISION, enqueue_step
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ def deprovision(server_id: int) -> str:
     """RQ job: delete a deprovisioning server's VPS and mark the server deleted."""
     ctx = context()
     with connection():
-        server = Server.get_or_none(Server.id == server_id)
+        server = rows.get(Server, server_id)
         if server is None or server.status != Status.DEPROVISIONING:
             return "skipped"
         slog = server_logger(log, server.id, "deprovisioning")
@@ -63,7 +63,16 @@ def _retry(ctx: JobContext, server: Server, exc: HetznerError) -> str:
     slog = server_logger(log, server.id, "deprovisioning")
     message = describe(exc)
     retries = ctx.settings.phase_retries
-    if not backoff.should_retry(server.retries, retries, exc.transient):
+    decision = backoff.decide(
+        server.retries,
+        server.throttled,
+        retries,
+        transient=exc.transient,
+        code=exc.code,
+        base=ctx.settings.retry_base_seconds,
+        hint=exc.retry_after or 0.0,
+    )
+    if not decision.retry:
         Server.update(last_error=message).where(Server.id == server.id).execute()
         record_event(
             server.id,
@@ -74,18 +83,13 @@ def _retry(ctx: JobContext, server: Server, exc: HetznerError) -> str:
         )
         slog.error("deprovisioning stopped: %s; the server stays in deprovisioning", message)
         return "stuck"
-    retry = server.retries + 1
-    wait = backoff.delay(
-        server.retries, ctx.settings.retry_base_seconds, floor=exc.retry_after or 0.0
-    )
-    Server.update(retries=retry, last_error=message).where(Server.id == server.id).execute()
-    record_event(
-        server.id,
-        "retry",
-        f"deprovisioning: {message}; retry {retry} of {retries} in {wait:.1f}s",
-        clock=ctx.clock,
-    )
-    slog.warning("%s; retry %d of %d in %.1fs", message, retry, retries, wait)
+    retry, wait = server.retries + 1, decision.wait
+    Server.update(
+        retries=retry, throttled=server.throttled + int(decision.throttled), last_error=message
+    ).where(Server.id == server.id).execute()
+    what = retry_words(decision, retries)
+    record_event(server.id, "retry", f"deprovisioning: {message}; {what}", clock=ctx.clock)
+    slog.warning("%s; %s", message, what)
     enqueue_step(
         ctx.redis,
         DEPROVISION,

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import logging
 
+import redis
+
+from core import rows
 from core.db import connection
 from core.errors import CryptoError
 from core.lifecycle import Status, transition
@@ -19,13 +22,13 @@ from core.ssh import SSHError, Target, inject
 from core.vault import reveal
 from jobs.context import JobContext, context
 from jobs.outcomes import Requeue, fail, retry_or_fail
-from jobs.queues import FINISH, enqueue_step
+from jobs.queues import FINISH, enqueue_step, job_id, unschedule
 
 log = logging.getLogger(__name__)
 
 
 def _secrets_env(ctx: JobContext, server: Server) -> dict[str, str]:
-    customer = Customer.get_by_id(server.customer_id)
+    customer = rows.get_by_id(Customer, server.customer_id)
     values = {
         "TELEGRAM_BOT_TOKEN": reveal(ctx.keyring, customer, "telegram_bot_token"),
         "CLAUDE_CREDENTIALS": reveal(ctx.keyring, customer, "claude_credentials"),
@@ -40,7 +43,7 @@ def inject_secrets(server_id: int) -> str:
     """RQ job: write the secrets file on the VPS, restart Rachel8, verify it runs."""
     ctx = context()
     with connection():
-        server = Server.get_or_none(Server.id == server_id)
+        server = rows.get(Server, server_id)
         if server is None or server.status != Status.INJECTING_SECRETS:
             return "skipped"
         slog = server_logger(log, server.id, "injecting_secrets", attempt=server.attempt)
@@ -74,7 +77,7 @@ def inject_secrets(server_id: int) -> str:
         # Marked ready in this job: a job of its own for one UPDATE cost a queue
         # hop per provision (bench/provision.py). Should this worker die right
         # here, RQ runs the injection again (idempotent), then this.
-        return _finalize(ctx, server_id)
+        return _finalize(ctx, server)
 
 
 def finalize(server_id: int) -> str:
@@ -85,14 +88,18 @@ def finalize(server_id: int) -> str:
     """
     ctx = context()
     with connection():
-        return _finalize(ctx, server_id)
+        server = rows.get(Server, server_id)
+        if server is None or server.status != Status.INJECTING_SECRETS:
+            return "skipped"
+        return _finalize(ctx, server)
 
 
-def _finalize(ctx: JobContext, server_id: int) -> str:
-    """Mark a server that has its secrets ready (a compare-and-set; idempotent)."""
-    server = Server.get_or_none(Server.id == server_id)
-    if server is None or server.status != Status.INJECTING_SECRETS:
-        return "skipped"
+def _finalize(ctx: JobContext, server: Server) -> str:
+    """Mark a server that has its secrets ready (a compare-and-set; idempotent).
+
+    `server` is the row this job read (in injecting_secrets): not read again,
+    since the compare-and-set refuses a server that has left that status.
+    """
     now = ctx.clock.now()
     seconds = (now - server.created_at).total_seconds()
     sla = ctx.settings.sla_seconds
@@ -106,7 +113,7 @@ def _finalize(ctx: JobContext, server_id: int) -> str:
     changes: dict[str, object] = {"retries": 0, "last_error": None, "deadline_at": None}
     if first_time:
         changes["provisioning_seconds"] = seconds
-    moved = transition(
+    moved = transition(  # which logs the message: no line of our own
         server.id,
         Status.INJECTING_SECRETS,
         Status.READY,
@@ -115,9 +122,17 @@ def _finalize(ctx: JobContext, server_id: int) -> str:
         clock=ctx.clock,
         publish=ctx.publish,
     )
-    if moved:
-        server_logger(log, server.id, "ready").info(message)
-    return "ready" if moved else "skipped"
+    if not moved:
+        return "skipped"
+    # The boot deadline of this attempt can no longer fire (the server left
+    # cloud_init): drop its check rather than have a worker run a job per
+    # server, minutes from now, to find nothing to do. Best effort: left in
+    # place, the check runs and does nothing.
+    try:
+        unschedule(ctx.redis, FINISH, job_id(server.id, "boot-deadline", server.attempt))
+    except redis.RedisError as exc:
+        log.debug("server %s: boot deadline check left scheduled: %s", server.id, exc)
+    return "ready"
 
 
 def _requeue(ctx: JobContext, server: Server) -> Requeue:

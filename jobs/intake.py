@@ -20,7 +20,7 @@ from core.events import redis_publisher
 from core.lifecycle import Status, transition
 from core.models import Server
 from jobs.context import JobContext, context
-from jobs.enqueue import INTAKE_FLAG, after_callback, start_provisioning
+from jobs.enqueue import INTAKE_FLAG, after_callback, request_intake, start_provisioning
 
 log = logging.getLogger(__name__)
 
@@ -40,21 +40,23 @@ def carry_out_deploys(limit: int = 10_000) -> int:
     handled = 0
     with connection():
         while handled < limit:
-            outcomes = _batch(ctx)
+            outcomes = _batch(ctx, min(BATCH, limit - handled))
             if not outcomes:
                 break
             handled += len(outcomes)
             for outcome in outcomes:
                 _follow_up(ctx, outcome)
+    if handled >= limit:
+        request_intake(ctx.redis)  # more may wait: the next job goes on with them
     if handled:
         log.info("intake: %d deploy(s) carried out", handled)
     return handled
 
 
-def _batch(ctx: JobContext) -> list[intake.Outcome]:
+def _batch(ctx: JobContext, size: int) -> list[intake.Outcome]:
     outcomes = []
     with write_transaction(current()):
-        for delivery in intake.claim(BATCH):
+        for delivery in intake.claim(size):
             outcome = intake.carry_out(delivery, ctx.keyring, ctx.settings, clock=ctx.clock)
             outcomes.append(outcome)
             _log(outcome, delivery.customer_external_id)
@@ -99,9 +101,8 @@ def _follow_up(ctx: JobContext, outcome: intake.Outcome) -> None:
         return
     try:
         if outcome.created:
-            server = Server.get_by_id(outcome.server_id)
-            if server.status == Status.PENDING and not server.job_id:
-                start_provisioning(ctx.redis, ctx.settings, server)
+            server = outcome.server or Server.get_by_id(outcome.server_id)
+            start_provisioning(ctx.redis, ctx.settings, server)  # new: pending, no job yet
         elif outcome.reinject:
             _reinject(ctx, outcome.server_id)
     except redis.RedisError as exc:

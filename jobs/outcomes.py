@@ -43,33 +43,47 @@ def retry_or_fail(
     message = describe(exc)
     transient = bool(getattr(exc, "transient", False))
     settings = ctx.settings
-    if backoff.should_retry(server.retries, settings.phase_retries, transient):
-        retry = server.retries + 1
-        wait = backoff.delay(
-            server.retries,
-            settings.retry_base_seconds,
-            floor=float(getattr(exc, "retry_after", 0.0) or 0.0),
-        )
+    decision = backoff.decide(
+        server.retries,
+        server.throttled,
+        settings.phase_retries,
+        transient=transient,
+        code=getattr(exc, "code", None),
+        base=settings.retry_base_seconds,
+        hint=float(getattr(exc, "retry_after", 0.0) or 0.0),
+    )
+    if decision.retry:
+        retry, wait = server.retries + 1, decision.wait
         updated = (
-            Server.update(retries=retry, last_error=message)
+            Server.update(
+                retries=retry,
+                throttled=server.throttled + int(decision.throttled),
+                last_error=message,
+            )
             .where((Server.id == server.id) & (Server.status == phase.value))
             .execute()
         )
         if not updated:
             slog.info("not retrying: the server left %s meanwhile", phase)
             return "superseded"
-        record_event(
-            server.id,
-            "retry",
-            f"{phase}: {message}; retry {retry} of {settings.phase_retries} in {wait:.1f}s",
-            clock=ctx.clock,
-        )
-        slog.warning("%s; retry %d of %d in %.1fs", message, retry, settings.phase_retries, wait)
+        what = retry_words(decision, settings.phase_retries)
+        record_event(server.id, "retry", f"{phase}: {message}; {what}", clock=ctx.clock)
+        slog.warning("%s; %s", message, what)
         requeue(retry, wait)
         return f"retry {retry} in {wait:.1f}s"
     why = "permanent error" if not transient else f"out of retries ({settings.phase_retries})"
     fail(ctx, server.id, phase, f"{message} ({why})")
     return "failed"
+
+
+def retry_words(decision: backoff.Decision, limit: int) -> str:
+    """How a retry reads in an Event and a log line."""
+    if decision.throttled:
+        return (
+            f"rate limited: trying again in {decision.wait:.1f}s "
+            f"(not counted; {decision.used} of {limit} retries used)"
+        )
+    return f"retry {decision.used} of {limit} in {decision.wait:.1f}s"
 
 
 def fail(

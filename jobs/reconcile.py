@@ -185,10 +185,10 @@ def _fix_lost(ctx: JobContext, finding: Finding, server: Server) -> str | None:
 def _requeue_stuck(ctx: JobContext, server: Server) -> str:
     if server.status == Status.DEPROVISIONING:
         # It gave up its retries; a stuck deprovision gets a fresh set.
-        Server.update(retries=0).where(
+        Server.update(retries=0, throttled=0).where(
             (Server.id == server.id) & (Server.status == Status.DEPROVISIONING.value)
         ).execute()
-        server.retries = 0
+        server.retries = server.throttled = 0
     step = RESUME_STEP[server.status]
     jid = resume(ctx, server, step)
     message = f"stuck: re-enqueued {step} as {jid}"

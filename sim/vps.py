@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import shutil
 import ssl
@@ -17,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import asyncssh
-import httpx
 
 from core import vps_contract
-from sim import sshd
+from sim import curl, sshd
 from sim.cloudconfig import DEFAULT_USER, parse_env_file, parse_user_data
 from sim.rootfs import RootFs
 from sim.systemd import Systemd
@@ -190,32 +190,35 @@ class Vps:
         if not url or not token:
             return False
         host_key_file = self.fs.real(vps_contract.HOST_KEY_PATH, "/")
-        body: dict[str, Any] = {"host_key": host_key_file.read_text().strip()}
+        body = json.dumps({"host_key": host_key_file.read_text().strip()}).encode()
         self.callback.url = url
         delay = policy.first_delay
-        # One SSL context for every VPS: building one loads the CA bundle (tens of
-        # milliseconds on the simulator's event loop, which a thousand VPSs share).
-        transport = httpx.AsyncHTTPTransport(local_address=self.ip, verify=_ssl_context())
-        async with httpx.AsyncClient(transport=transport, timeout=policy.timeout) as client:
-            for attempt in range(1, policy.max_attempts + 1):
-                self.callback.attempts = attempt
-                sent = time.monotonic()
-                try:
-                    response = await client.post(
-                        url, json=body, headers={"Authorization": f"Bearer {token}"}
-                    )
-                    self.callback.request_seconds += time.monotonic() - sent
-                    self.callback.last_status = response.status_code
-                    self.callback.last_error = None
-                    if response.is_success:
-                        self.callback.succeeded = True
-                        return True
-                except httpx.HTTPError as exc:
-                    self.callback.request_seconds += time.monotonic() - sent
-                    self.callback.last_error = f"{type(exc).__name__}: {exc}"
-                if attempt < policy.max_attempts:
-                    await asyncio.sleep(delay)
-                    delay = min(policy.max_delay, delay * 2)
+        for attempt in range(1, policy.max_attempts + 1):
+            self.callback.attempts = attempt
+            sent = time.monotonic()
+            try:
+                status = await curl.post_json(
+                    url,
+                    body,
+                    headers={"Authorization": f"Bearer {token}"},
+                    local_address=self.ip,
+                    timeout=policy.timeout,
+                    # One SSL context for every VPS: building one loads the CA bundle (tens
+                    # of milliseconds on the event loop, which a thousand VPSs share).
+                    ssl_context=_ssl_context(),
+                )
+                self.callback.request_seconds += time.monotonic() - sent
+                self.callback.last_status = status
+                self.callback.last_error = None
+                if 200 <= status < 300:
+                    self.callback.succeeded = True
+                    return True
+            except curl.CurlError as exc:
+                self.callback.request_seconds += time.monotonic() - sent
+                self.callback.last_error = f"{type(exc).__name__}: {exc}"
+            if attempt < policy.max_attempts:
+                await asyncio.sleep(delay)
+                delay = min(policy.max_delay, delay * 2)
         log.warning("VPS %s gave up its callback after %d attempts", self.name, policy.max_attempts)
         return False
 

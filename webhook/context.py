@@ -24,6 +24,7 @@ from core.signing import WebhookVerifier
 from core.vault import load_keyring
 from jobs.enqueue import request_intake
 from webhook.intake import IntakeWriter
+from webhook.observe import ResultCounts
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -55,6 +56,7 @@ class WebContext:
         self.trusted_proxies = trusted_proxies
         self.async_redis: aioredis.Redis | None = None
         self.intake = IntakeWriter(keyring, lambda: request_intake(self.redis))
+        self.results = ResultCounts()
 
     @classmethod
     def build(cls, settings: Settings, url: str | None = None) -> WebContext:
@@ -85,6 +87,8 @@ class WebContext:
     async def close(self) -> None:
         """Store the deploys still queued, then release the Redis connections."""
         await asyncio.to_thread(self.intake.close)
+        if self.async_redis is not None:
+            await self.results.flush(self.async_redis)
         if self.async_redis is not None:
             await self.async_redis.aclose()
             self.async_redis = None

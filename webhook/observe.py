@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import Counter
 from typing import Any
 
 import redis
+import redis.asyncio as aioredis
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from rq import Queue
@@ -45,11 +48,11 @@ def queue_depths(client: redis.Redis) -> dict[str, int]:
 
 
 def count_results(app: ASGIApp) -> ASGIApp:
-    """ASGI middleware: count every webhook and callback answer by result in Redis.
+    """ASGI middleware: count every webhook and callback answer by result.
 
     Counts whatever produced the answer (a handler, a guard, the body size
-    limit), so refused signatures are counted too. Best effort: a Redis
-    failure loses one count, never the request.
+    limit), so refused signatures are counted too. The counts reach Redis in
+    batches (`ResultCounts`); a Redis failure loses counts, never a request.
     """
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
@@ -79,9 +82,43 @@ def count_results(app: ASGIApp) -> ASGIApp:
 
 async def _count(scope: Scope, endpoint: str, result: str) -> None:
     ctx = scope["app"].state.get("ctx")
-    if ctx is None:
-        return
-    try:
-        await ctx.aredis().hincrby(WEBHOOK_RESULTS_KEY, f"{endpoint}|{result}", 1)
-    except (redis.RedisError, OSError) as exc:
-        log.debug("could not count a webhook result: %s", exc)
+    if ctx is not None:
+        ctx.results.add(f"{endpoint}|{result}", ctx.aredis())
+
+
+class ResultCounts:
+    """Webhook results counted in the process and added to Redis once a second.
+
+    A Redis round trip per request cost more than the rest of the counting;
+    counts now reach Redis (and `/metrics`) within `interval` seconds, and a
+    process's own `/metrics` flushes first. Best effort: counts pending when
+    Redis fails, or when the process is killed, are lost.
+    """
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.interval = interval
+        self._pending: Counter[str] = Counter()
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, field: str, client: aioredis.Redis) -> None:
+        """Count one result (on the event loop); schedule a flush if none is."""
+        self._pending[field] += 1
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._flush_later(client))
+
+    async def _flush_later(self, client: aioredis.Redis) -> None:
+        await asyncio.sleep(self.interval)
+        await self.flush(client)
+
+    async def flush(self, client: aioredis.Redis) -> None:
+        """Add the pending counts to Redis now."""
+        pending, self._pending = self._pending, Counter()
+        if not pending:
+            return
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                for field, count in pending.items():
+                    pipe.hincrby(WEBHOOK_RESULTS_KEY, field, count)
+                await pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            log.debug("could not add %d webhook result counts: %s", pending.total(), exc)

@@ -56,6 +56,7 @@ class OpsController(Controller):
     async def metrics(self, ctx: Ctx) -> Response[str]:
         """Servers by status, provisioning durations, SLA hits and misses, webhook
         results, queue depths (Prometheus text format 0.0.4)."""
+        await ctx.results.flush(ctx.aredis())  # this process's latest counts
         snapshot = await sync_to_thread(_snapshot, ctx)
         return Response(render_metrics(snapshot), media_type=PROMETHEUS_TEXT)
 

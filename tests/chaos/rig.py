@@ -199,7 +199,13 @@ class Stack:
 
 
 def start_stack(
-    tmp: Path, database_url: str, *, workers: int, boot_timeout: str, seed: int
+    tmp: Path,
+    database_url: str,
+    *,
+    workers: int,
+    boot_timeout: str,
+    seed: int,
+    worker_class: str = "fork",
 ) -> Stack:
     """Start Redis, the simulator and the supervised processes; wait for the web app."""
     redis_server = RedisServer(tmp / "redis")
@@ -229,7 +235,7 @@ def start_stack(
             "RACHEL_WEB_PORT": str(web_port),
             "RACHEL_PUBLIC_URL": web_url,
             "RACHEL_NAME_PREFIX": "chaos",
-            "RACHEL_WORKER_CLASS": "fork",
+            "RACHEL_WORKER_CLASS": worker_class,
             "RACHEL_BOOT_TIMEOUT": boot_timeout,
             "RACHEL_RETRY_BASE": "0.2s",
             "RACHEL_PHASE_RETRIES": "8",

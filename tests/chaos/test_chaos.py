@@ -1,9 +1,10 @@
 """Chaos: deploys and deprovisions through the webhook while everything breaks.
 
-The stack runs as in production (supervised web, forking workers and cron, a
-real Redis server, PostgreSQL) against the simulator, which injects 5% errors
-on every API operation, 429 bursts, slow actions and lost callbacks. Meanwhile
-work horses and whole workers are SIGKILLed every few seconds, Redis is
+The stack runs as in production (supervised web, workers and cron, a real
+Redis server, PostgreSQL), once with simple workers (the default) and once
+with forking ones, against the simulator, which injects 5% errors on every
+API operation, 429 bursts, slow actions and lost callbacks. Meanwhile work
+horses (forking workers) and whole workers are SIGKILLed every few seconds, Redis is
 restarted once and the web process is killed once (the supervisor restarts
 it). Then, with the sweeper and the reconciler run:
 
@@ -71,14 +72,17 @@ FAULTS = {
 }
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
+@pytest.fixture(params=["simple", "fork"])
+def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """The stack with each worker kind: simple (the default) and forking (work horses)."""
     admin = os.environ.get("TEST_DATABASE_URL")
     if not admin:
         pytest.skip("the chaos run needs PostgreSQL: set TEST_DATABASE_URL")
     with postgres_database(admin) as url:
         init_database(url)
-        running = start_stack(tmp_path, url, workers=2, boot_timeout="15s", seed=SEED)
+        running = start_stack(
+            tmp_path, url, workers=2, boot_timeout="15s", seed=SEED, worker_class=request.param
+        )
         try:
             yield running
         finally:
@@ -177,7 +181,8 @@ def chaos(stack: Stack, figures: Figures, stop: threading.Event, problems: list[
     next_burst = 5.0
     while not stop.wait(KILL_EVERY):
         elapsed = time.monotonic() - started
-        if rng.random() < 0.65 and (horse := catch_horse(stack, 1.5)) is not None:
+        forking = stack.env.get("RACHEL_WORKER_CLASS") == "fork"
+        if forking and rng.random() < 0.65 and (horse := catch_horse(stack, 1.5)) is not None:
             os.kill(horse, signal.SIGKILL)  # mid-job: a work horse only lives that long
             figures.horse_kills += 1
         elif stack.kill_group(rng.choice(stack.workers)):

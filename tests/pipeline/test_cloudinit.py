@@ -10,6 +10,7 @@ import jsonschema
 import pytest
 import yaml
 
+from core import cloudinit
 from core import vps_contract as vps
 from core.cloudinit import (
     MAX_USER_DATA_BYTES,
@@ -95,3 +96,19 @@ def test_oversized_user_data_is_refused() -> None:
 def test_only_ed25519_keys() -> None:
     with pytest.raises(UserDataError):
         render(sample(authorized_key="ssh-rsa AAAA"))
+
+
+def test_libyaml_dumper_renders_the_same_text_as_pure_python() -> None:
+    # render() uses libyaml's emitter when PyYAML has it, for speed only.
+    class PurePython(yaml.SafeDumper):
+        pass
+
+    PurePython.add_representer(str, cloudinit._str)
+    data = sample(
+        install_command="curl -fsSL 'https://x/i.sh' | sh -s -- \"--yes\" # comment: not",
+        service_exec="/usr/local/bin/rachel8 --opt: value\\n",
+    )
+    config = cloudinit.build_cloud_config(data)
+    options: dict[str, Any] = dict(sort_keys=False, default_flow_style=False, width=1000)
+    expected = yaml.dump(config, Dumper=PurePython, **options)
+    assert render(data) == "#cloud-config\n" + expected

@@ -9,6 +9,8 @@ from pathlib import Path
 import peewee
 import pytest
 import redis
+from rq.job import Job
+from rq.registry import ScheduledJobRegistry
 
 from core.events import channel_for
 from core.lifecycle import Status
@@ -17,6 +19,7 @@ from jobs import operator
 from jobs.context import use_context
 from jobs.creating import create_server
 from jobs.enqueue import start_provisioning
+from jobs.queues import FINISH, job_id, unschedule
 from sim.server import SimulatorServer
 from tests import factories
 from tests.pipeline.harness import Stack, build_stack
@@ -98,6 +101,24 @@ def test_429_bursts_are_ridden_out(stack: Stack) -> None:
     assert len(stack.provider_servers()) == 1
 
 
+def test_rate_limit_waits_do_not_use_up_a_phase_s_retries(stack: Stack) -> None:
+    # More 429s in a row than the phase has retries: creating and deprovisioning
+    # both wait them out (the project's budget, not the server's trouble).
+    limit = stack.settings.phase_retries
+    stack.sim.set_faults({"rate_limit_burst": limit + 2})
+    server = deploy(stack)
+    row = stack.wait_status(server.id, Status.CLOUD_INIT, timeout=60)
+    waits = [e.message for e in row.events if e.kind == "retry"]
+    assert len(waits) == limit + 2 and all("rate limited" in w for w in waits)
+    assert "(not counted; 0 of" in waits[-1]
+    assert row.throttled == 0  # a new phase starts without any
+    Server.update(status="ready").where(Server.id == server.id).execute()
+    stack.sim.set_faults({"rate_limit_burst": limit + 2})
+    operator.deprovision(stack.redis, server.id, "operator:test", reason="test")
+    row = stack.wait_status(server.id, Status.DELETED, timeout=60)
+    assert stack.provider_servers() == []
+
+
 def test_a_permanent_error_fails_and_leaves_nothing(stack: Stack) -> None:
     stack.sim.set_faults({"errors": {"create_server": {"code": "resource_limit_exceeded"}}})
     server = deploy(stack)
@@ -167,3 +188,15 @@ def test_retries_are_published_live(stack: Stack) -> None:
     assert any('"type": "event"' in m and '"kind": "retry"' in m for m in seen), seen
     assert any('"to": "cloud_init"' in m for m in seen)
     pubsub.close()
+
+
+def test_a_pointless_boot_deadline_check_is_dropped_before_it_runs(stack: Stack) -> None:
+    # The injection job does this once the server is ready (jobs.injecting).
+    row = stack.wait_status(deploy(stack).id, Status.CLOUD_INIT)
+    jid = job_id(row.id, "boot-deadline", row.attempt)
+    registry = ScheduledJobRegistry(FINISH, connection=stack.redis)
+    assert jid in registry.get_job_ids()
+    assert unschedule(stack.redis, FINISH, jid)
+    assert jid not in registry.get_job_ids()
+    assert not Job.exists(jid, connection=stack.redis)
+    assert not unschedule(stack.redis, FINISH, jid)  # gone already: nothing to do

@@ -1,5 +1,6 @@
 import pytest
 
+from core import backoff
 from core.backoff import ceiling, delay, should_retry
 
 
@@ -33,3 +34,23 @@ def test_provider_hint_is_a_floor() -> None:
 )
 def test_should_retry(retry: int, maximum: int, transient: bool, expected: bool) -> None:
     assert should_retry(retry, maximum, transient) is expected
+
+
+def test_rate_limit_waits_are_not_counted_and_honour_the_hint() -> None:
+    d = backoff.decide(
+        7, 7, 3, transient=True, code="rate_limit_exceeded", base=1.0, hint=4.0, rand=lambda: 0.5
+    )
+    assert (d.retry, d.throttled, d.used, d.wait) == (True, True, 0, 4.0)
+
+
+def test_other_transient_errors_count_only_their_own_retries() -> None:
+    d = backoff.decide(5, 3, 3, transient=True, code="server_error", base=1.0, rand=lambda: 0.5)
+    assert (d.retry, d.throttled, d.used) == (True, False, 3)
+    assert d.wait == 2.0  # full jitter at 0.5 of retry 2's ceiling (1 s x 2**2)
+    out = backoff.decide(6, 3, 3, transient=True, code="server_error", base=1.0)
+    assert (out.retry, out.used) == (False, 3)
+
+
+def test_a_permanent_error_never_retries_even_when_named_like_a_limit() -> None:
+    d = backoff.decide(0, 0, 3, transient=False, code="rate_limit_exceeded", base=1.0)
+    assert d.retry is False

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import peewee
 import redis
 from litestar.testing import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.db import database, init_database
+from core.metrics import WEBHOOK_RESULTS_KEY
 from core.settings import Settings
 from tests import factories
 from tests.webhook.conftest import Http
@@ -93,3 +96,15 @@ def test_metrics_count_servers_durations_sla_webhooks_and_queues(tc: Http) -> No
     )
     assert s[("rachel_cloud_queue_depth", (("queue", "rc-start"),))] == 1
     assert s[("rachel_cloud_queue_depth", (("queue", "rc-finish"),))] == 0
+
+
+def test_webhook_results_reach_redis_within_a_second_without_a_scrape(
+    http: Http, redis_client: redis.Redis
+) -> None:
+    # What another process's /metrics reads: the counts this one added to Redis.
+    assert http.deploy(b"{}", secret="whsec_" + "A" * 43).status_code == 401
+    deadline = time.monotonic() + 5
+    while not redis_client.hget(WEBHOOK_RESULTS_KEY, "deploy|unauthorized"):
+        assert time.monotonic() < deadline, "the count never reached Redis"
+        time.sleep(0.05)
+    assert redis_client.hget(WEBHOOK_RESULTS_KEY, "deploy|unauthorized") == b"1"

@@ -18,6 +18,7 @@ from core.settings import Settings
 from jobs import sweeper
 from jobs.context import JobContext
 from jobs.enqueue import INTAKE_FLAG
+from jobs.intake import carry_out_deploys
 from tests.webhook.conftest import Http, Intake, active, deploy_payload, signed_headers
 from webhook.app import create_app
 from webhook.context import WebContext
@@ -121,3 +122,16 @@ def test_pruning_keeps_deploys_not_yet_carried_out(tc: Http, intake: Intake) -> 
     assert intake.run() == 1
     with connection():
         assert prune(timedelta(days=7)) == 1
+
+
+def test_an_intake_job_that_stops_at_its_limit_queues_the_next(
+    tc: Http, intake: Intake, redis_client: redis.Redis
+) -> None:
+    for i in range(3):
+        active(f"cus_lim_{i}")
+        assert tc.deploy(deploy_payload(f"cus_lim_{i}")).status_code == 202
+    for jid in intake.queued():
+        intake.queue.remove(jid)
+    assert carry_out_deploys(limit=2) == 2
+    assert len(intake.queued()) == 1  # the rest is not left for the sweeper
+    assert intake.run() == 1
