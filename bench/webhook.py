@@ -140,13 +140,13 @@ async def load(
     }
 
 
-def intake_run(settings: Settings, redis_url: str) -> dict[str, Any]:
-    """Carry out every stored deploy in this process, as one worker's intake job would."""
+def intake_run(settings: Settings, redis_url: str, limit: int) -> dict[str, Any]:
+    """Carry out up to `limit` stored deploys in this process, as one worker's intake job would."""
     client = redis.Redis.from_url(redis_url)
     use_context(JobContext(settings=settings, keyring=load_keyring(settings), redis=client))
     try:
         cpu0, pg0, began = time.process_time(), backends_cpu(), time.monotonic()
-        handled = carry_out_deploys(limit=10**9)
+        handled = carry_out_deploys(limit=limit)
         took = time.monotonic() - began
         cpu, pg = time.process_time() - cpu0, backends_cpu() - pg0
     finally:
@@ -284,8 +284,8 @@ def _run(
                 "load client": round((own1 - own0) * 1000 / max(1, served), 3),
             }
             figures.update(target=target, workers=workers, concurrency=args.concurrency)
-            if target == "rachel" and workers == args.workers[0]:
-                figures["intake"] = intake_run(settings, redis_url)
+            if target == "rachel" and workers == args.workers[0] and args.intake_limit:
+                figures["intake"] = intake_run(settings, redis_url, args.intake_limit)
             results.append(figures)
             redis.Redis.from_url(redis_url).flushdb()
     return results
@@ -334,6 +334,12 @@ def main(argv: list[str] | None = None) -> int:
         "--redis-url", default="", help="a Redis database no one else uses (default: embedded)"
     )
     parser.add_argument("--log-level", default="info", help="the web app's log level")
+    parser.add_argument(
+        "--intake-limit",
+        type=int,
+        default=5000,
+        help="deploys the intake job carries out after the load (0: skip)",
+    )
     parser.add_argument("--quick", action="store_true", help="3 s per run")
     parser.add_argument("--name", default="webhook")
     args = parser.parse_args(argv)
