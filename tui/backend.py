@@ -155,11 +155,11 @@ class Backend:
     def now(self) -> datetime:
         return self.clock.now()
 
-    def load_fleet(self, include_deleted: bool) -> list[Row]:
-        """Every server (deleted ones when asked) with its newest event."""
+    def load_fleet(self, include_deleted: bool, limit: int | None = None) -> list[Row]:
+        """Every server (deleted ones when asked) with its newest event; the `limit` newest."""
         with connection():
-            servers = fleet_rows(include_deleted=include_deleted, clock=self.clock)
-            events = last_events()
+            servers = fleet_rows(include_deleted=include_deleted, clock=self.clock, limit=limit)
+            events = last_events(None if limit is None else [s.id for s in servers])
         return [Row(s, events.get(s.id)) for s in servers]
 
     def load_rows(self, server_ids: list[int]) -> list[Row]:

@@ -12,6 +12,7 @@ import redis
 from core.events import publish
 from core.models import Customer, Event, Server
 from tests.tui.conftest import NOW, SIZE, ago, loaded, wait_for
+from tui.screens.fleet import FIRST_PAGE
 from tui.widgets import FleetTable
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
@@ -117,3 +118,27 @@ async def test_ten_thousand_servers_stay_live(tui_db, make_app, redis_client: re
         assert table.row_count == N
         first = str(table.get_row_at(0)[3])
         assert first == "creating"  # sorted by status order: creating before cloud_init
+
+
+async def test_a_large_fleet_shows_its_newest_servers_first_then_all(tui_db, make_app) -> None:
+    seed_many(FIRST_PAGE + 50)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.fleet.query_one(FleetTable)
+        await wait_for(pilot, lambda: table.row_count > 0)
+        assert table.row_count in (FIRST_PAGE, FIRST_PAGE + 50)  # the page, or already all
+        assert table.cursor_key() == str(FIRST_PAGE + 50)  # the newest on top either way
+        await loaded(pilot)
+        assert app.fleet.pages == 1 and app.fleet.refreshes == 1
+        assert table.row_count == FIRST_PAGE + 50
+        keys = [table.coordinate_to_cell_key((r, 0)).row_key.value for r in range(table.row_count)]
+        assert keys == [str(i) for i in range(FIRST_PAGE + 50, 0, -1)]  # no row twice or lost
+
+
+async def test_a_small_fleet_is_read_once(tui_db, make_app) -> None:
+    seed_many(FIRST_PAGE - 1)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        assert (app.fleet.pages, app.fleet.refreshes) == (0, 1)
+        assert app.fleet.query_one(FleetTable).row_count == FIRST_PAGE - 1
