@@ -114,6 +114,14 @@ def write_json(name: str, data: dict[str, Any]) -> Path:
     return path
 
 
+def publish(name: str, args: Any, report: str, runs: list[dict[str, Any]]) -> int:
+    """Print a benchmark's report, write its runs (with the machine and arguments) as JSON."""
+    print(report)
+    path = write_json(name, {"machine": machine(), "args": vars(args), "runs": runs})
+    print(f"written to {path}")
+    return 0
+
+
 def ms(value: float | None) -> str:
     """Seconds as a short millisecond string."""
     return "-" if value is None else f"{value * 1000:.0f} ms" if value < 10 else f"{value:.1f} s"

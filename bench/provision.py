@@ -390,10 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("interrupted; everything started was stopped", file=sys.stderr)
             return 130
-    print(report(results))
-    path = c.write_json(args.name, {"machine": c.machine(), "args": vars(args), "runs": results})
-    print(f"written to {path}")
-    return 0
+    return c.publish(args.name, args, report(results), results)
 
 
 if __name__ == "__main__":

@@ -250,23 +250,16 @@ def main(argv: list[str] | None = None) -> int:
         ]
         for r in results
     ]
-    print(
-        c.table(
-            [
-                "servers",
-                "first paint",
-                "full load",
-                "100 changes applied",
-                "publish->visible",
-                "peak RSS",
-                "batches",
-            ],
-            rows,
-        )
-    )
-    path = c.write_json(args.name, {"machine": c.machine(), "args": vars(args), "runs": results})
-    print(f"written to {path}")
-    return 0
+    headers = [
+        "servers",
+        "first paint",
+        "full load",
+        "100 changes applied",
+        "publish->visible",
+        "peak RSS",
+        "batches",
+    ]
+    return c.publish(args.name, args, c.table(headers, rows), results)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,6 +94,34 @@ def build_stack(
     ctx = JobContext(settings=settings, keyring=ring, redis=redis_client)
     use_context(ctx)
     return Stack(settings=settings, redis=redis_client, sim=sim, ring=ring, ctx=ctx)
+
+
+@contextmanager
+def served_stack(
+    tmp_path: Path,
+    redis_client: redis.Redis,
+    redis_url: str,
+    sim: SimulatorServer,
+    web: WebServer | None = None,
+    **env: str,
+) -> Iterator[Stack]:
+    """`build_stack` with the web app served, so that the VPSs' callbacks reach it.
+
+    The web server is stopped afterwards when this made it (a `web` passed in
+    is its owner's to stop), and the job context is reset.
+    """
+    own = web is None
+    server = web if web is not None else WebServer()
+    built = build_stack(
+        tmp_path, redis_client, sim, public_url=server.url, REDIS_URL=redis_url, **env
+    )
+    server.start(built.settings, redis_url)
+    try:
+        yield built
+    finally:
+        if own:
+            server.stop()
+        use_context(None)
 
 
 class WebServer:

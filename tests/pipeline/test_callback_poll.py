@@ -17,13 +17,12 @@ import redis
 from core.lifecycle import Status
 from core.models import Server
 from jobs import callback_poll, enqueue, operator
-from jobs.context import use_context
 from jobs.cron import tasks
 from jobs.queues import job_id
 from sim.server import SimulatorServer
 from tests import factories
 from tests.conftest import make_settings
-from tests.pipeline.harness import Stack, WebServer, build_stack
+from tests.pipeline.harness import Stack, WebServer, served_stack
 
 
 @pytest.fixture
@@ -36,20 +35,18 @@ def stack(
     web: WebServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Stack]:
-    built = build_stack(
-        tmp_path,
-        redis_client,
-        sim,
-        public_url=web.url,
-        RACHEL_BOOT_TIMEOUT="8s",
-        REDIS_URL=redis_server_url,
-        RACHEL_CALLBACK_DISPATCH="poll",
-    )
     # The web app runs in this process: its callbacks read the dispatch mode here.
     monkeypatch.setattr(enqueue, "callback_dispatch", lambda: "poll")
-    web.start(built.settings, redis_server_url)
-    yield built
-    use_context(None)
+    with served_stack(
+        tmp_path,
+        redis_client,
+        redis_server_url,
+        sim,
+        web,
+        RACHEL_BOOT_TIMEOUT="8s",
+        RACHEL_CALLBACK_DISPATCH="poll",
+    ) as built:
+        yield built
 
 
 def test_poll_mode_reaches_ready_through_the_poller(stack: Stack) -> None:

@@ -24,11 +24,10 @@ from core.lifecycle import Status
 from core.models import Event, Server, WebhookDelivery
 from core.ssh import env_file
 from jobs import operator
-from jobs.context import use_context
 from sim.server import SimulatorServer
 from tests import factories
 from tests.leaks import search_everything
-from tests.pipeline.harness import Stack, WebServer, build_stack
+from tests.pipeline.harness import Stack, WebServer, served_stack
 
 
 @pytest.fixture
@@ -40,17 +39,10 @@ def stack(
     sim: SimulatorServer,
     web: WebServer,
 ) -> Iterator[Stack]:
-    built = build_stack(
-        tmp_path,
-        redis_client,
-        sim,
-        public_url=web.url,
-        RACHEL_BOOT_TIMEOUT="8s",
-        REDIS_URL=redis_server_url,
-    )
-    web.start(built.settings, redis_server_url)
-    yield built
-    use_context(None)
+    with served_stack(
+        tmp_path, redis_client, redis_server_url, sim, web, RACHEL_BOOT_TIMEOUT="8s"
+    ) as built:
+        yield built
 
 
 def deploy(stack: Stack) -> tuple[Server, list[str]]:

@@ -25,7 +25,7 @@ from jobs import operator
 from jobs.context import JobContext, use_context
 from sim.server import SimulatorServer
 from tests import factories
-from tests.pipeline.harness import Stack, WebServer, build_stack
+from tests.pipeline.harness import Stack, served_stack
 
 
 @pytest.fixture
@@ -36,12 +36,8 @@ def stack(
     redis_server_url: str,
     sim: SimulatorServer,
 ) -> Iterator[Stack]:
-    web = WebServer()
-    built = build_stack(tmp_path, redis_client, sim, public_url=web.url, REDIS_URL=redis_server_url)
-    web.start(built.settings, redis_server_url)
-    yield built
-    web.stop()
-    use_context(None)
+    with served_stack(tmp_path, redis_client, redis_server_url, sim) as built:
+        yield built
 
 
 def _ciphertexts(customer_id: int) -> tuple[str, str]:

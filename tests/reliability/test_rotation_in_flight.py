@@ -31,7 +31,7 @@ from jobs.context import JobContext, use_context
 from jobs.queues import START
 from sim.server import SimulatorServer
 from tests import factories
-from tests.pipeline.harness import Stack, WebServer, build_stack
+from tests.pipeline.harness import Stack, served_stack
 from tests.reliability.test_lifecycle_machine import Crash
 
 
@@ -43,20 +43,15 @@ def stack(
     redis_server_url: str,
     sim: SimulatorServer,
 ) -> Iterator[Stack]:
-    web = WebServer()
-    built = build_stack(
+    with served_stack(
         tmp_path,
         redis_client,
+        redis_server_url,
         sim,
-        public_url=web.url,
-        REDIS_URL=redis_server_url,
         RACHEL_BOOT_TIMEOUT="20s",
         RACHEL_SWEEP_GRACE="0s",
-    )
-    web.start(built.settings, redis_server_url)
-    yield built
-    web.stop()
-    use_context(None)
+    ) as built:
+        yield built
 
 
 def _crash_one_create(stack: Stack) -> None:
