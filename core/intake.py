@@ -220,16 +220,24 @@ def carry_out(
     return outcome
 
 
-def _carry_out(delivery: WebhookDelivery, ring: KeyRing, settings: Settings) -> Outcome:
+def open_order(delivery: WebhookDelivery, ring: KeyRing) -> DeployOrder | Outcome:
+    """The deploy a delivery asks for, or the `failed` outcome when it cannot be read."""
     wid = delivery.webhook_id
     sealed: Ciphertext | None = delivery.payload
     if sealed is None:
         return Outcome(wid, FAILED, code="payload_missing", message="the request was not stored")
     try:
-        order = msgspec.json.decode(ring.open(sealed, payload_binding(wid)), type=DeployOrder)
+        return msgspec.json.decode(ring.open(sealed, payload_binding(wid)), type=DeployOrder)
     except (CryptoError, msgspec.DecodeError, UnicodeDecodeError) as exc:
         # A wrong key ring or a tampered row: the operator sees why, nothing retries it.
         return Outcome(wid, FAILED, code="payload_unreadable", message=str(exc))
+
+
+def _carry_out(delivery: WebhookDelivery, ring: KeyRing, settings: Settings) -> Outcome:
+    wid = delivery.webhook_id
+    order = open_order(delivery, ring)
+    if isinstance(order, Outcome):
+        return order
     known = customers.find(order.customer_id)
     differ = known is not None and customers.secrets_differ(
         ring,

@@ -40,8 +40,15 @@ def create_rate_limit(settings: Settings) -> RateLimit:
     return RateLimit(key=f"rachel-cloud:create:{project}", concurrency=settings.create_concurrency)
 
 
-def start_provisioning(connection: redis.Redis, settings: Settings, server: Server) -> str:
-    """Queue the creating phase of a pending (or retried) server."""
+def start_provisioning(
+    connection: redis.Redis, settings: Settings, server: Server, *, record: bool = True
+) -> str:
+    """Queue the creating phase of a pending (or retried) server.
+
+    Args:
+        record: store the job id on the server row now (False: the caller
+            records a batch's with `jobs.queues.record_jobs`).
+    """
     return enqueue_step(
         connection,
         START,
@@ -52,6 +59,7 @@ def start_provisioning(connection: redis.Redis, settings: Settings, server: Serv
         entry=server.status_changed_at,
         retry=server.retries,
         rate_limit=create_rate_limit(settings),
+        record=record,
     )
 
 

@@ -17,10 +17,12 @@ import redis
 from core import intake
 from core.db import connection, current, write_transaction
 from core.events import redis_publisher
+from core.intake_batch import carry_out_many
 from core.lifecycle import Status, transition
 from core.models import Server
 from jobs.context import JobContext, context
 from jobs.enqueue import INTAKE_FLAG, after_callback, request_intake, start_provisioning
+from jobs.queues import record_jobs
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +46,7 @@ def carry_out_deploys(limit: int = 10_000) -> int:
             if not outcomes:
                 break
             handled += len(outcomes)
-            for outcome in outcomes:
-                _follow_up(ctx, outcome)
+            _follow_up(ctx, outcomes)
     if handled >= limit:
         request_intake(ctx.redis)  # more may wait: the next job goes on with them
     if handled:
@@ -54,12 +55,11 @@ def carry_out_deploys(limit: int = 10_000) -> int:
 
 
 def _batch(ctx: JobContext, size: int) -> list[intake.Outcome]:
-    outcomes = []
     with write_transaction(current()):
-        for delivery in intake.claim(size):
-            outcome = intake.carry_out(delivery, ctx.keyring, ctx.settings, clock=ctx.clock)
-            outcomes.append(outcome)
-            _log(outcome, delivery.customer_external_id)
+        claimed = intake.claim(size)
+        outcomes = carry_out_many(claimed, ctx.keyring, ctx.settings, clock=ctx.clock)
+    for delivery, outcome in zip(claimed, outcomes, strict=True):
+        _log(outcome, delivery.customer_external_id)
     return outcomes
 
 
@@ -94,24 +94,30 @@ def _log(outcome: intake.Outcome, customer_id: str | None) -> None:
         )
 
 
-def _follow_up(ctx: JobContext, outcome: intake.Outcome) -> None:
+def _follow_up(ctx: JobContext, outcomes: list[intake.Outcome]) -> None:
     # After commit. Enqueue failures are left to the sweeper, which re-queues
     # pending servers without a job and ready servers' lost re-injections.
-    if outcome.server_id is None:
-        return
-    try:
-        if outcome.created:
-            server = outcome.server or Server.get_by_id(outcome.server_id)
-            start_provisioning(ctx.redis, ctx.settings, server)  # new: pending, no job yet
-        elif outcome.reinject:
-            _reinject(ctx, outcome.server_id)
-    except redis.RedisError as exc:
-        log.warning(
-            "server %s: could not queue its next phase (%s); the sweeper will",
-            outcome.server_id,
-            exc,
-            extra={"server_id": outcome.server_id},
-        )
+    queued: list[tuple[int, str]] = []
+    for outcome in outcomes:
+        if outcome.server_id is None:
+            continue
+        try:
+            if outcome.created:
+                server = outcome.server or Server.get_by_id(outcome.server_id)
+                # New: pending, no job yet. Its job id is recorded below, for the batch at once.
+                queued.append(
+                    (server.id, start_provisioning(ctx.redis, ctx.settings, server, record=False))
+                )
+            elif outcome.reinject:
+                _reinject(ctx, outcome.server_id)
+        except redis.RedisError as exc:
+            log.warning(
+                "server %s: could not queue its next phase (%s); the sweeper will",
+                outcome.server_id,
+                exc,
+                extra={"server_id": outcome.server_id},
+            )
+    record_jobs(queued)
 
 
 def _reinject(ctx: JobContext, server_id: int) -> None:

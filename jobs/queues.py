@@ -15,6 +15,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import peewee
 import redis
 from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError
@@ -124,6 +125,15 @@ def enqueue_step(
     if record:
         Server.update(job_id=jid).where(Server.id == server_id).execute()
     return jid
+
+
+def record_jobs(queued: list[tuple[int, str]]) -> None:
+    """Store each server's job id (pairs of server id and job id), in one statement."""
+    if not queued:
+        return
+    Server.update(job_id=peewee.Case(Server.id, queued)).where(
+        Server.id.in_([server_id for server_id, _ in queued])
+    ).execute()
 
 
 # Only while the job still waits in the scheduled registry: once RQ's scheduler
