@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import stat
 import time
@@ -89,6 +90,19 @@ def test_inject_writes_0600_atomically_and_starts_the_service(
         timeout=10,
     )
     assert "654321:new-token" in path.read_text()
+
+
+def test_inject_creates_the_secrets_directory_when_the_image_lacks_it(
+    sim: SimulatorServer, adapter: HetznerAdapter
+) -> None:
+    pair, ip, host_key = boot(sim, adapter, 5)
+    machine = next(v for v in [sim.vps(s.id) for s in adapter.list_managed()] if v)
+    directory = machine.root / vps.SECRETS_PATH.lstrip("/").rsplit("/", 1)[0]
+    shutil.rmtree(directory, ignore_errors=True)
+    inject(Target(ip, 2222, host_key, pair.private_openssh), SECRETS, timeout=10)
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert (directory / "secrets.env").read_text() == env_file(SECRETS)
+    assert machine.systemd.is_active(vps.SERVICE_UNIT)
 
 
 def test_a_different_host_key_is_refused(sim: SimulatorServer, adapter: HetznerAdapter) -> None:
