@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -160,6 +161,23 @@ class CreateSpec:
         }
 
 
+def settle_environment(session: requests.Session, endpoint: str) -> None:
+    """Read the proxy and CA bundle settings from the environment once, not per request.
+
+    requests derives them on every request (`trust_env`), scanning the whole
+    environment for proxy variables: 4% of a worker's CPU in bench/provision.py.
+    The environment of a running process does not change and we call one
+    endpoint, so they are settled here (HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE,
+    CURL_CA_BUNDLE keep working). Without `trust_env`, a ~/.netrc entry for the
+    API host can no longer replace the bearer token either.
+    """
+    session.proxies.update(requests.utils.get_environ_proxies(endpoint))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle and session.verify is True:
+        session.verify = bundle
+    session.trust_env = False
+
+
 @dataclass
 class HetznerAdapter:
     """The operations the control plane performs on Hetzner Cloud.
@@ -195,15 +213,17 @@ class HetznerAdapter:
             timeout=(5.0, timeout),
         )
         adapter = cls(client=client, env=env, store=redis_client)
-        adapter._instrument()
+        adapter._instrument(endpoint)
         return adapter
 
-    def _instrument(self) -> None:
+    def _instrument(self, endpoint: str) -> None:
         # Pinned SDK internals (hcloud==2.27.0, tested): its retry loop sleeps in
         # the caller's thread, and it drops the rate-limit headers we need.
         base = self.client._client
         base._retry_max_retries = 0
-        base._session.hooks["response"].append(self._on_response)
+        session = base._session
+        session.hooks["response"].append(self._on_response)
+        settle_environment(session, endpoint)
 
     def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         path = response.request.path_url.split("?", 1)[0] if response.request else "?"

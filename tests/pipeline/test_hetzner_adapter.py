@@ -179,3 +179,36 @@ def test_unreachable_api_is_a_transient_network_error() -> None:
     with pytest.raises(HetznerError) as info:
         adapter.find_server(1)
     assert info.value.code == "network_error" and info.value.transient
+
+
+def _clear_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+def test_the_environment_s_proxy_settings_are_read_once_and_used(
+    sim: SimulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _clear_proxy_environment(monkeypatch)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead_proxy = f"http://127.0.0.1:{s.getsockname()[1]}"
+    monkeypatch.setenv("HTTP_PROXY", dead_proxy)
+    proxied = HetznerAdapter.connect(sim.endpoint, sim.token, env="test", timeout=2)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    bypassing = HetznerAdapter.connect(sim.endpoint, sim.token, env="test", timeout=2)
+    _clear_proxy_environment(monkeypatch)  # settled at connect: later changes are not read
+    with pytest.raises(HetznerError) as info:
+        proxied.find_server(1)  # through the proxy, which is not there
+    assert info.value.code == "network_error"
+    assert bypassing.find_server(1) is None  # NO_PROXY honoured: straight to the API
+
+
+def test_a_ca_bundle_from_the_environment_is_kept(
+    sim: SimulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    adapter = HetznerAdapter.connect(sim.endpoint, sim.token, env="test")
+    session = adapter.client._client._session
+    assert session.verify == "/etc/ssl/certs/ca-certificates.crt" and not session.trust_env
