@@ -13,7 +13,7 @@ from core import vps_contract as vps
 from core.cloudinit import CloudConfigInput, render
 from core.crypto import SSHKeyPair, generate_ssh_keypair
 from core.hetzner import CreateSpec, HetznerAdapter
-from core.ssh import SSHError, Target, env_file, inject
+from core.ssh import SSHError, Target, _client, env_file, inject
 from sim.server import SimulatorServer
 
 
@@ -103,6 +103,22 @@ def test_inject_creates_the_secrets_directory_when_the_image_lacks_it(
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     assert (directory / "secrets.env").read_text() == env_file(SECRETS)
     assert machine.systemd.is_active(vps.SERVICE_UNIT)
+
+
+def test_the_session_is_encrypted_with_aes_gcm(
+    sim: SimulatorServer, adapter: HetznerAdapter
+) -> None:
+    pair, ip, host_key = boot(sim, adapter, 6)
+    client = _client(Target(ip, 2222, host_key, pair.private_openssh), timeout=10)
+    try:
+        transport = client.get_transport()
+        assert transport is not None
+        assert (transport.local_cipher, transport.remote_cipher) == (
+            "aes128-gcm@openssh.com",
+            "aes128-gcm@openssh.com",
+        )
+    finally:
+        client.close()
 
 
 def test_a_different_host_key_is_refused(sim: SimulatorServer, adapter: HetznerAdapter) -> None:
