@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import _common as c
+from _http import exchange, signed_request
 
 c.ensure_repo_on_path()
 
@@ -46,7 +47,6 @@ from core.dev_secrets import webhook_secrets  # noqa: E402
 from core.models import Customer, Subscription  # noqa: E402
 from core.redis import EmbeddedRedis  # noqa: E402
 from core.settings import Settings  # noqa: E402
-from core.signing import sign  # noqa: E402
 from core.vault import load_keyring  # noqa: E402
 from jobs.context import JobContext, use_context  # noqa: E402
 from jobs.intake import carry_out_deploys  # noqa: E402
@@ -80,14 +80,7 @@ def requests_for(customers: list[str], secret: str, port: int) -> list[bytes]:
                 "claude_credentials": '{"refresh_token": "bench"}',
             }
         ).encode()
-        head = "".join(f"{k}: {v}\r\n" for k, v in sign(secret, body).items())
-        out.append(
-            (
-                f"POST /webhooks/deploy HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
-                f"content-type: application/json\r\ncontent-length: {len(body)}\r\n{head}\r\n"
-            ).encode()
-            + body
-        )
+        out.append(signed_request(port, "/webhooks/deploy", secret, body))
     return out
 
 
@@ -113,14 +106,7 @@ async def load(
                     ran_out = True
                     return
                 sent = time.monotonic()
-                writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
-                status = int(head.split(b" ", 2)[1])
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line[:15].lower() == b"content-length:":
-                        length = int(line[15:])
-                await reader.readexactly(length)
+                status, _ = await exchange(reader, writer, request)
                 done = time.monotonic()
                 served += 1
                 if measure_from <= sent and done <= stop_at:
