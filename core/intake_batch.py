@@ -133,6 +133,9 @@ def _carry_out_common(
         common.append((delivery, order, customer))
     if not common:
         return later
+    # In id order: two batches writing the same customers lock their rows (and
+    # wait on each other's new servers) in one order, so they cannot deadlock.
+    common.sort(key=lambda item: item[2].id)
     live = _live_servers([c.id for _, _, c in common])
     _update_customers(ring, [(order, customer) for _, order, customer in common], now)
     wanted: list[tuple[WebhookDelivery, DeployOrder, _Known]] = []
