@@ -151,11 +151,12 @@ def _client(target: Target, timeout: float) -> paramiko.SSHClient:
     return client
 
 
-def _run(client: paramiko.SSHClient, command: str, timeout: float) -> tuple[int, str]:
+def _run(client: paramiko.SSHClient, command: str, timeout: float) -> tuple[int, str, str]:
+    """Run a command; its exit status, standard output and error output (redacted)."""
     _, stdout, stderr = client.exec_command(command, timeout=timeout)
     status = stdout.channel.recv_exit_status()
-    output = (stdout.read() + stderr.read()).decode("utf-8", "replace").strip()
-    return status, redact(output)[-500:]
+    out, err = (s.read().decode("utf-8", "replace").strip() for s in (stdout, stderr))
+    return status, redact(out)[-500:], redact(err)[-500:]
 
 
 def _write_atomically(sftp: paramiko.SFTPClient, path: str, content: str, mode: int) -> None:
@@ -180,26 +181,27 @@ def _write_atomically(sftp: paramiko.SFTPClient, path: str, content: str, mode: 
         raise
 
 
-#: What `systemctl is-active` prints for a unit that is not active.
-_UNIT_STATES = frozenset({"inactive", "failed", "activating", "deactivating", "reloading"})
-
-
 def _restart(client: paramiko.SSHClient, host: str, unit: str, timeout: float) -> None:
-    """Restart the unit and check it is active, in one command (one channel)."""
-    status, output = _run(
+    """Restart the unit and check it is active, in one command (one channel).
+
+    `systemctl is-active` prints the unit's state on standard output, and only
+    runs when the restart succeeded; what the restart says goes to standard
+    error (warnings included, which do not fail it).
+    """
+    status, out, err = _run(
         client, f"systemctl restart {unit} && systemctl is-active {unit}", timeout
     )
-    last = output.splitlines()[-1:]
-    if status == 0 and last == ["active"]:
+    state = out.splitlines()[-1] if out else ""
+    if status == 0 and state == "active":
         return
-    if last and last[0] in _UNIT_STATES:
+    if state:
         raise SSHError(
-            f"{host}: {unit} is not active after restart ({last[0]})",
+            f"{host}: {unit} is not active after restart ({state})",
             code="service_failed",
             transient=False,
         )
     raise SSHError(
-        f"{host}: systemctl restart {unit} exited {status}: {output}",
+        f"{host}: systemctl restart {unit} exited {status}: {err or out}",
         code="service_failed",
         transient=False,
     )

@@ -98,26 +98,27 @@ def _follow_up(ctx: JobContext, outcomes: list[intake.Outcome]) -> None:
     # After commit. Enqueue failures are left to the sweeper, which re-queues
     # pending servers without a job and ready servers' lost re-injections.
     queued: list[tuple[int, str]] = []
-    for outcome in outcomes:
-        if outcome.server_id is None:
-            continue
-        try:
-            if outcome.created:
-                server = outcome.server or Server.get_by_id(outcome.server_id)
-                # New: pending, no job yet. Its job id is recorded below, for the batch at once.
-                queued.append(
-                    (server.id, start_provisioning(ctx.redis, ctx.settings, server, record=False))
+    try:
+        for outcome in outcomes:
+            if outcome.server_id is None:
+                continue
+            try:
+                if outcome.created:
+                    server = outcome.server or Server.get_by_id(outcome.server_id)
+                    # New: pending, no job yet; the batch's job ids are recorded below.
+                    jid = start_provisioning(ctx.redis, ctx.settings, server, record=False)
+                    queued.append((server.id, jid))
+                elif outcome.reinject:
+                    _reinject(ctx, outcome.server_id)
+            except redis.RedisError as exc:
+                log.warning(
+                    "server %s: could not queue its next phase (%s); the sweeper will",
+                    outcome.server_id,
+                    exc,
+                    extra={"server_id": outcome.server_id},
                 )
-            elif outcome.reinject:
-                _reinject(ctx, outcome.server_id)
-        except redis.RedisError as exc:
-            log.warning(
-                "server %s: could not queue its next phase (%s); the sweeper will",
-                outcome.server_id,
-                exc,
-                extra={"server_id": outcome.server_id},
-            )
-    record_jobs(queued)
+    finally:
+        record_jobs(queued)  # also when a later one failed: these are queued
 
 
 def _reinject(ctx: JobContext, server_id: int) -> None:

@@ -128,11 +128,15 @@ def enqueue_step(
 
 
 def record_jobs(queued: list[tuple[int, str]]) -> None:
-    """Store each server's job id (pairs of server id and job id), in one statement."""
+    """Store the first job id of new servers (pairs of server id and job id), in one statement.
+
+    Only where none is recorded yet: a job that already ran and queued its
+    retry (which records its own id) is not overwritten with its predecessor's.
+    """
     if not queued:
         return
     Server.update(job_id=peewee.Case(Server.id, queued)).where(
-        Server.id.in_([server_id for server_id, _ in queued])
+        Server.id.in_([server_id for server_id, _ in queued]) & Server.job_id.is_null()
     ).execute()
 
 

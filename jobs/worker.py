@@ -101,6 +101,15 @@ class PacedHeartbeat:
         self._beat_at, self._beat_ttl = now, ttl
         super().heartbeat(timeout, pipeline=pipeline)  # type: ignore[misc]
 
+    def execute_job(self, job: Any, queue: Any) -> None:
+        try:
+            super().execute_job(job, queue)  # type: ignore[misc]
+        finally:
+            # A forked work horse sends the job-start heartbeat from its own
+            # process, so this one never saw the registration's life shortened:
+            # the next default heartbeat goes out whatever the pace.
+            self._beat_ttl = None
+
 
 class PacedSimpleWorker(PacedHeartbeat, SimpleWorker):
     """RQ's SimpleWorker (jobs in the worker's process), with paced heartbeats."""

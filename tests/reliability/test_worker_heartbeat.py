@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 import redis
-from rq import SimpleWorker
+from rq import SimpleWorker, Worker
 
 from jobs.queues import WORKER_QUEUES, queue
-from jobs.worker import PacedSimpleWorker
+from jobs.worker import PacedForkWorker, PacedSimpleWorker
 
 
 @pytest.fixture
@@ -59,3 +59,30 @@ def test_the_registration_gets_its_full_life_back_after_a_job(
     worker.heartbeat()  # the job ended: sent at once, whatever the pace
     assert sent == [None, 70, None]
     assert redis_client.ttl(worker.key) > 70 and redis_client.ttl(worker.key) <= full
+
+
+def test_a_forking_worker_restores_its_registration_after_each_job(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[int | None] = []
+    original = Worker.heartbeat
+
+    def counting(self: Any, timeout: int | None = None, pipeline: Any = None) -> None:
+        sent.append(timeout)
+        original(self, timeout, pipeline=pipeline)
+
+    monkeypatch.setattr(Worker, "heartbeat", counting)
+    q = queue(redis_client, WORKER_QUEUES[0])
+    job = q.enqueue("os.getpid")
+    worker = PacedForkWorker([q], connection=redis_client)
+    worker.register_birth()
+    worker.heartbeat()
+    # The work horse's job-start heartbeat, sent from its own process, shortens
+    # the registration's life; this process never sees it.
+    worker.execute_job(job, q)
+    assert job.get_status() == "finished"
+    short = worker.job_monitoring_interval + 60
+    assert 0 < redis_client.ttl(worker.key) <= short
+    worker.heartbeat()  # within the pace, but after a job: sent
+    assert redis_client.ttl(worker.key) > short
+    assert sent.count(None) == 2

@@ -22,7 +22,7 @@ from core.intake import Submission, admit
 from core.models import Customer, Event, Server, Subscription, WebhookDelivery
 from core.vault import reveal
 from jobs.intake import carry_out_deploys
-from jobs.queues import FINISH, START
+from jobs.queues import FINISH, START, record_jobs
 from tests import factories
 from tests.webhook.conftest import BOT_TOKEN, CLAUDE, Intake, active, deploy_payload
 from webhook.context import WebContext
@@ -170,3 +170,12 @@ def test_a_conflict_with_a_concurrent_writer_is_settled_one_by_one(
     assert Server.select().count() == 2
     # The rolled-back batch left nothing behind: one event, for the calm server.
     assert [e.server_id for e in Event.select()] == [calm.id]
+
+
+def test_recording_a_batch_s_job_ids_keeps_a_newer_one(ctx: WebContext) -> None:
+    owner = active("cus_jobs")
+    fresh = factories.server(owner)
+    retried = factories.server(active("cus_retried"), job_id="srv-creating-r1")  # its retry queued
+    record_jobs([(fresh.id, "srv-creating-r0"), (retried.id, "srv-creating-r0-old")])
+    assert Server.get_by_id(fresh.id).job_id == "srv-creating-r0"
+    assert Server.get_by_id(retried.id).job_id == "srv-creating-r1"
