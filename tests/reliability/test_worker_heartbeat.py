@@ -12,18 +12,22 @@ from jobs.queues import WORKER_QUEUES, queue
 from jobs.worker import PacedForkWorker, PacedSimpleWorker
 
 
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
-    """The timeouts of the heartbeats RQ itself sends (its method, counted)."""
+def _counted(monkeypatch: pytest.MonkeyPatch, cls: type[Any]) -> list[int | None]:
+    """The timeouts of the heartbeats RQ itself sends (its method on `cls`, counted)."""
     calls: list[int | None] = []
-    original = SimpleWorker.heartbeat
+    original = cls.heartbeat
 
     def counting(self: Any, timeout: int | None = None, pipeline: Any = None) -> None:
         calls.append(timeout)
         original(self, timeout, pipeline=pipeline)
 
-    monkeypatch.setattr(SimpleWorker, "heartbeat", counting)
+    monkeypatch.setattr(cls, "heartbeat", counting)
     return calls
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
+    return _counted(monkeypatch, SimpleWorker)
 
 
 def _run(conn: redis.Redis, cls: type[SimpleWorker], jobs: int) -> None:
@@ -64,14 +68,7 @@ def test_the_registration_gets_its_full_life_back_after_a_job(
 def test_a_forking_worker_restores_its_registration_after_each_job(
     redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sent: list[int | None] = []
-    original = Worker.heartbeat
-
-    def counting(self: Any, timeout: int | None = None, pipeline: Any = None) -> None:
-        sent.append(timeout)
-        original(self, timeout, pipeline=pipeline)
-
-    monkeypatch.setattr(Worker, "heartbeat", counting)
+    sent = _counted(monkeypatch, Worker)
     q = queue(redis_client, WORKER_QUEUES[0])
     job = q.enqueue("os.getpid")
     worker = PacedForkWorker([q], connection=redis_client)
