@@ -21,7 +21,7 @@ each conflict as it always has.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,7 +33,7 @@ from core.crypto import Binding, Ciphertext, KeyRing
 from core.db import current
 from core.deploys import refusal, server_name
 from core.errors import CryptoError
-from core.intake import DONE, REFUSED, DeployOrder, Outcome, carry_out, open_order
+from core.intake import DONE, REFUSED, DeployOrder, Outcome, carry_out, open_order, record_outcomes
 from core.lifecycle import LIVE, Status
 from core.models import Customer, Event, Server, Subscription, WebhookDelivery
 from core.settings import Settings
@@ -92,7 +92,7 @@ def carry_out_many(
             later = [d for d, _ in orders]
         else:
             _log_created(orders, outcomes)
-    _record(outcomes, clock.now())
+    record_outcomes(list(outcomes.values()), clock.now())
     for delivery in later:
         outcomes[delivery.webhook_id] = carry_out(delivery, ring, settings, clock=clock)
     return [outcomes[d.webhook_id] for d in deliveries]
@@ -281,29 +281,3 @@ def _create_servers(
         ]
     ).execute()
     return servers
-
-
-def _record(outcomes: dict[str, Outcome], now: datetime) -> None:
-    """Every outcome onto its delivery, the payload erased, in one statement."""
-    if not outcomes:
-        return
-    key = WebhookDelivery.webhook_id
-    done = list(outcomes.values())
-
-    def case(value: Callable[[Outcome], Any]) -> Any:
-        values = [value(o) for o in done]
-        if all(v == values[0] for v in values):
-            # One value for all (the usual case): a plain one, also because a
-            # CASE of NULLs only would be text to PostgreSQL, not the column's type.
-            return values[0]
-        return peewee.Case(key, list(zip(outcomes, values, strict=True)))
-
-    WebhookDelivery.update(
-        state=case(lambda o: o.state),
-        payload=None,
-        server_id=case(lambda o: o.server_id),
-        created_server=case(lambda o: o.created if o.state == DONE else None),
-        outcome_code=case(lambda o: o.code),
-        outcome=case(lambda o: o.message),
-        processed_at=now,
-    ).where(key.in_(list(outcomes))).execute()
