@@ -572,6 +572,14 @@ SETTINGS: tuple[Setting, ...] = (
         _parse_float(0.0, 1_000_000.0),
     ),
     Setting(
+        "RACHEL_SIM_VPS_DIR",
+        "sim_vps_dir",
+        "",
+        "Where the simulator makes its directory of simulated VPSs' root filesystems "
+        "(removed when it stops). Default: `/dev/shm` when it has 1 GiB free (RAM: a VPS "
+        "costs a fifth of the CPU it costs on a disk), else the system temp directory.",
+    ),
+    Setting(
         "RACHEL_SIM_FAULTS",
         "sim_faults",
         "",
@@ -645,6 +653,7 @@ class Settings:
     sim_cloud_init_seconds: float
     sim_rate_limit: int
     sim_rate_refill: float
+    sim_vps_dir: str
     sim_faults: str
     source: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 

@@ -35,6 +35,17 @@ _PR_SET_PDEATHSIG = 1
 Sink = Callable[[str, str], None]  # (child name, line)
 
 
+def process_alive(pid: int) -> bool:
+    """True while a process with this pid exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: it exists
+    return True
+
+
 @dataclass(frozen=True)
 class ChildSpec:
     """One process to run."""

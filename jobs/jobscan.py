@@ -9,7 +9,6 @@ entries, so every id found there is checked against its job's status.
 from __future__ import annotations
 
 import logging
-import os
 import socket
 from collections import defaultdict
 from collections.abc import Iterable
@@ -23,6 +22,7 @@ from rq.registry import DeferredJobRegistry, ScheduledJobRegistry, StartedJobReg
 from rq.utils import parse_composite_key, utcparse
 
 from core.reconcile import ActiveJob, parse_job_id
+from core.supervisor import process_alive
 from core.sweep import Execution
 from jobs.queues import WORKER_QUEUES, queue
 
@@ -98,16 +98,6 @@ def live_jobs(conn: redis.Redis, also: Iterable[str] = ()) -> dict[int, list[Act
     return dict(found)
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: it exists
-    return True
-
-
 def worker_liveness(conn: redis.Redis, name: str) -> tuple[bool | None, float | None]:
     """(alive, last heartbeat as UNIX time) of worker `name`.
 
@@ -127,7 +117,7 @@ def worker_liveness(conn: redis.Redis, name: str) -> tuple[bool | None, float | 
         except ValueError:
             heartbeat = None
     if hostname == socket.gethostname() and pid and pid.isdigit():
-        return _process_alive(int(pid)), heartbeat
+        return process_alive(int(pid)), heartbeat
     return None, heartbeat
 
 

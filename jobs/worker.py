@@ -20,10 +20,10 @@ import jobs
 from core import rows
 from core.db import connection
 from core.models import Customer, Server
+from core.supervisor import process_alive
 from jobs.context import JobContext, context, use_context
 from jobs.jobscan import (
     WORKER_PREFIX,
-    _process_alive,
     _text,
     started_executions,
     worker_liveness,
@@ -205,7 +205,7 @@ def release_dead_scheduler_locks(conn: redis.Redis) -> list[str]:
         if raw_host is None or raw_pid is None or _text(raw_host) != socket.gethostname():
             continue  # another host's, or not registered yet: its lock expires by itself
         pid = _text(raw_pid)
-        if not pid.isdigit() or int(pid) <= 0 or _process_alive(int(pid)):
+        if not pid.isdigit() or int(pid) <= 0 or process_alive(int(pid)):
             continue
         # Delete only if the same dead owner still holds it (a live one may have just taken it).
         if conn.eval(_DELETE_IF_OWNER, 1, lock, owner):

@@ -26,7 +26,10 @@ class SimConfig:
         rate_refill: tokens refilled per second.
         faults: faults active at start.
         callback: retry policy of the bootstrap callback.
-        vps_dir: where VPS root directories are made (default: the system temp dir).
+        vps_dir: where VPS root directories are made; None: in a scratch
+            directory of the simulator's own (`sim.scratch`), removed on close.
+        vps_parent: where that scratch directory is made; None: a RAM-backed
+            directory with room, else the system temp dir.
         seed: seeds the random choices (faults, addresses) when set.
     """
 
@@ -42,6 +45,7 @@ class SimConfig:
     faults: Faults = field(default_factory=Faults)
     callback: CallbackPolicy = field(default_factory=CallbackPolicy)
     vps_dir: Path | None = None
+    vps_parent: Path | None = None
     seed: int | None = None
 
     @classmethod
@@ -62,4 +66,5 @@ class SimConfig:
             rate_limit=settings.sim_rate_limit,
             rate_refill=settings.sim_rate_refill,
             faults=parse_faults(settings.sim_faults),
+            vps_parent=Path(settings.sim_vps_dir) if settings.sim_vps_dir else None,
         )

@@ -12,9 +12,11 @@ import asyncio
 import contextlib
 import logging
 import random
+import shutil
 import threading
 import time
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -23,6 +25,7 @@ from sim.addresses import AddressPool
 from sim.config import SimConfig
 from sim.faults import Faults, action_fails, decide_server_faults, pick_error_rule
 from sim.ratelimit import TokenBucket
+from sim.scratch import make_scratch
 from sim.state import Action, Server, Store
 from sim.stats import ServerTimings, Stats
 from sim.vps import Vps
@@ -56,6 +59,8 @@ class Simulator:
         self._rng = random.Random(seed)  # noqa: S311 - fault dice, not secrets
         self.addresses = AddressPool(config.ssh_port, random.Random(seed))  # noqa: S311
         self._tasks: dict[int, set[asyncio.Task[None]]] = {}
+        #: This simulator's own directory for VPS roots (when config.vps_dir is unset).
+        self._scratch: Path | None = None
         self._fresh()
 
     def _fresh(self) -> None:
@@ -98,6 +103,9 @@ class Simulator:
         with self.lock:
             vpss, self.vpss = list(self.vpss.values()), {}
         await asyncio.gather(*(v.destroy() for v in vpss), return_exceptions=True)
+        scratch, self._scratch = self._scratch, None
+        if scratch is not None:
+            await asyncio.to_thread(shutil.rmtree, scratch, True)
 
     async def reset(self) -> None:
         """Back to an empty project: no servers, keys, firewalls, stats; initial faults."""
@@ -206,6 +214,15 @@ class Simulator:
         if vps is not None:
             await self._boot(server, vps, first_boot=True)
 
+    def _vps_dir(self) -> Path:
+        if self.config.vps_dir is not None:
+            return self.config.vps_dir
+        with self.lock:
+            if self._scratch is None:
+                self._scratch = make_scratch(self.config.vps_parent)
+                log.info("simulated VPSs keep their root directories in %s", self._scratch)
+            return self._scratch
+
     async def _make_vps(self, server: Server) -> Vps:
         # Key generation and file writes are blocking; keep the loop free for
         # the API while a thousand VPSs come up.
@@ -215,7 +232,7 @@ class Simulator:
             name=server.name,
             ip=server.ipv4 or "127.0.0.1",
             ssh_port=self.config.ssh_port,
-            base_dir=self.config.vps_dir,
+            base_dir=self._vps_dir(),
             user_data=server.user_data,
             api_keys=server.public_keys,
         )
