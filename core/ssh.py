@@ -159,21 +159,46 @@ def _run(client: paramiko.SSHClient, command: str, timeout: float) -> tuple[int,
     return status, redact(out)[-500:], redact(err)[-500:]
 
 
-def _write_atomically(sftp: paramiko.SFTPClient, path: str, content: str, mode: int) -> None:
+class _SecretsSFTP(paramiko.SFTPClient):
+    """paramiko's SFTP client, plus an exclusive create that sets the mode in the open."""
+
+    def create_private(self, path: str, mode: int) -> paramiko.SFTPFile:
+        """Create `path` (it must not exist) with permissions `mode`, open for writing.
+
+        paramiko's `open` sends no attributes, so the mode needed a separate
+        SETSTAT round trip; SFTP's OPEN carries it, and the server applies it
+        when it creates the file (OpenSSH's sftp-server and asyncssh both do).
+        """
+        attrs = paramiko.SFTPAttributes()
+        attrs.st_mode = mode
+        flags = (
+            paramiko.sftp.SFTP_FLAG_WRITE
+            | paramiko.sftp.SFTP_FLAG_CREATE
+            | paramiko.sftp.SFTP_FLAG_EXCL
+        )
+        # SFTPClient's own request call (what its `open` uses); untyped in the stubs.
+        kind, msg = self._request(paramiko.sftp.CMD_OPEN, path, flags, attrs)  # type: ignore[attr-defined]
+        if kind != paramiko.sftp.CMD_HANDLE or msg is None:
+            raise paramiko.SFTPError("Expected handle")
+        return paramiko.SFTPFile(self, msg.get_binary(), "wx")
+
+
+def _write_atomically(sftp: _SecretsSFTP, path: str, content: str, mode: int) -> None:
     directory, name = path.rsplit("/", 1)
     temp = f"{directory}/.{name}.{secrets.token_hex(4)}.tmp"
     try:
-        handle = sftp.open(temp, "w")
+        # Created with its mode, exclusively: the content never exists in a
+        # file others could read, nor in one someone else made.
+        handle = sftp.create_private(temp, mode)
     except FileNotFoundError:
         # First injection into a VPS whose image lacks the directory: one
         # round trip more, instead of a stat before every injection.
         sftp.mkdir(directory, mode=0o700)
-        handle = sftp.open(temp, "w")
+        handle = sftp.create_private(temp, mode)
     with handle:
-        # Mode first: the content never exists in a file others could read.
-        sftp.chmod(temp, mode)
+        # The write's status is collected by the close (one round trip, not two).
+        handle.set_pipelined(True)
         handle.write(content.encode("utf-8"))
-        handle.flush()
     try:
         sftp.posix_rename(temp, path)
     except OSError:
@@ -223,7 +248,10 @@ def inject(
     client = _client(target, timeout)
     try:
         try:
-            sftp = client.open_sftp()
+            transport = client.get_transport()
+            sftp = _SecretsSFTP.from_transport(transport) if transport is not None else None
+            if sftp is None:
+                raise paramiko.SSHException("the SSH session closed before SFTP started")
             try:
                 _write_atomically(sftp, vps.SECRETS_PATH, env_file(secrets_env), vps.SECRETS_MODE)
             finally:

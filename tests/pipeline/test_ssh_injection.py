@@ -13,7 +13,7 @@ from core import vps_contract as vps
 from core.cloudinit import CloudConfigInput, render
 from core.crypto import SSHKeyPair, generate_ssh_keypair
 from core.hetzner import CreateSpec, HetznerAdapter
-from core.ssh import SSHError, Target, _client, env_file, inject
+from core.ssh import SSHError, Target, _client, _SecretsSFTP, env_file, inject
 from sim.server import SimulatorServer
 
 
@@ -103,6 +103,29 @@ def test_inject_creates_the_secrets_directory_when_the_image_lacks_it(
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     assert (directory / "secrets.env").read_text() == env_file(SECRETS)
     assert machine.systemd.is_active(vps.SERVICE_UNIT)
+
+
+def test_the_temp_file_is_created_with_its_mode_and_never_reused(
+    sim: SimulatorServer, adapter: HetznerAdapter
+) -> None:
+    pair, ip, host_key = boot(sim, adapter, 7)
+    machine = next(v for v in [sim.vps(s.id) for s in adapter.list_managed()] if v)
+    client = _client(Target(ip, 2222, host_key, pair.private_openssh), timeout=10)
+    try:
+        transport = client.get_transport()
+        assert transport is not None
+        sftp = _SecretsSFTP.from_transport(transport)
+        assert sftp is not None
+        with sftp.create_private("/tmp/.s.tmp", 0o600):
+            # Before a byte is written, the file already has its mode.
+            on_disk = machine.root / "tmp/.s.tmp"
+            assert stat.S_IMODE(on_disk.stat().st_mode) == 0o600
+        with pytest.raises(OSError):
+            sftp.create_private("/tmp/.s.tmp", 0o600)  # exclusive: not someone else's file
+        with pytest.raises(FileNotFoundError):
+            sftp.create_private("/nonexistent/.s.tmp", 0o600)
+    finally:
+        client.close()
 
 
 def test_the_session_is_encrypted_with_aes_gcm(
