@@ -120,56 +120,55 @@ def datacenter_for(location_name: str) -> dict[str, Any]:
     }
 
 
+def _server_type(row: tuple[Any, ...]) -> dict[str, Any]:
+    tid, name, desc, cores, memory, disk, cpu, arch, category, price, where = row
+    loc_ids = {loc[1]: loc[0] for loc in _LOCATIONS}
+    return {
+        "id": tid,
+        "name": name,
+        "description": desc,
+        "category": category,
+        "cores": cores,
+        "memory": memory,
+        "disk": disk,
+        "cpu_type": cpu,
+        "architecture": arch,
+        "storage_type": "local",
+        "deprecated": False,
+        "deprecation": None,
+        "prices": [
+            {
+                "location": loc,
+                "price_hourly": _money(round(price / 730, 4)),
+                "price_monthly": _money(price),
+                "included_traffic": 21990232555520 if loc in _EU else 1099511627776,
+                "price_per_tb_traffic": _money(1.0 if loc in _EU else 7.2),
+            }
+            for loc in where
+        ],
+        # hcloud >= 2.18 requires `available` and `recommended` per location.
+        "locations": [
+            {
+                "id": loc_ids[loc],
+                "name": loc,
+                "deprecation": None,
+                "available": True,
+                "recommended": True,
+            }
+            for loc in where
+        ],
+    }
+
+
 def server_types() -> list[dict[str, Any]]:
     """Every server type, ordered by id, with the fields hcloud 2.27 requires."""
-    result = []
-    for tid, name, desc, cores, memory, disk, cpu, arch, category, price, where in sorted(
-        _SERVER_TYPES
-    ):
-        loc_ids = {loc["name"]: loc["id"] for loc in locations()}
-        result.append(
-            {
-                "id": tid,
-                "name": name,
-                "description": desc,
-                "category": category,
-                "cores": cores,
-                "memory": memory,
-                "disk": disk,
-                "cpu_type": cpu,
-                "architecture": arch,
-                "storage_type": "local",
-                "deprecated": False,
-                "deprecation": None,
-                "prices": [
-                    {
-                        "location": loc,
-                        "price_hourly": _money(round(price / 730, 4)),
-                        "price_monthly": _money(price),
-                        "included_traffic": 21990232555520 if loc in _EU else 1099511627776,
-                        "price_per_tb_traffic": _money(1.0 if loc in _EU else 7.2),
-                    }
-                    for loc in where
-                ],
-                # hcloud >= 2.18 requires `available` and `recommended` per location.
-                "locations": [
-                    {
-                        "id": loc_ids[loc],
-                        "name": loc,
-                        "deprecation": None,
-                        "available": True,
-                        "recommended": True,
-                    }
-                    for loc in where
-                ],
-            }
-        )
-    return result
+    return [_server_type(row) for row in sorted(_SERVER_TYPES)]
 
 
 def server_type(ref: str | int) -> dict[str, Any] | None:
-    """Look a server type up by id or name."""
-    return next((t for t in server_types() if ref in (t["id"], t["name"], str(t["id"]))), None)
+    """Look a server type up by id or name (only that one is built: once per create)."""
+    row = next((t for t in sorted(_SERVER_TYPES) if ref in (t[0], t[1], str(t[0]))), None)
+    return None if row is None else _server_type(row)
 
 
 def images() -> list[dict[str, Any]]:

@@ -7,7 +7,9 @@ the root are refused.
 
 from __future__ import annotations
 
+import os
 import posixpath
+import stat
 from pathlib import Path
 
 
@@ -37,11 +39,27 @@ class RootFs:
         Raises:
             PathEscape: the path (through a symlink) leads outside the root.
         """
-        candidate = self.root / self.virtual(path, cwd).lstrip("/")
-        resolved = candidate.resolve()
-        if resolved != self.root and not resolved.is_relative_to(self.root):
-            raise PathEscape(path)
+        virtual = self.virtual(path, cwd).lstrip("/")
+        candidate = self.root / virtual
+        if virtual and self._has_link(virtual):
+            resolved = candidate.resolve()
+            if resolved != self.root and not resolved.is_relative_to(self.root):
+                raise PathEscape(path)
         return candidate
+
+    def _has_link(self, virtual: str) -> bool:
+        # `..` is gone (virtual) and the root itself is resolved, so only a
+        # symlink below the root can lead out: an lstat per component, instead
+        # of resolving the whole real path (every VPS file operation does this).
+        current = str(self.root)
+        for part in virtual.split("/"):
+            current = f"{current}/{part}"
+            try:
+                if stat.S_ISLNK(os.lstat(current).st_mode):
+                    return True
+            except OSError:  # missing, or under a file: nothing further down exists
+                return False
+        return False
 
     def write(self, path: str, content: bytes, mode: int, *, append: bool = False) -> None:
         """Write a file as cloud-init's write_files does (parents created)."""
