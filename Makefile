@@ -10,7 +10,7 @@ $(UV):
 	python3 -m venv .tools && .tools/bin/pip install --quiet uv
 
 sync: $(UV)
-	$(UV) sync --locked
+	$(UV) sync --locked --compile-bytecode
 
 ## Run the product on embedded defaults (SQLite, embedded Redis, the simulator),
 ## with three demo customers deploying, and open the operator TUI.
