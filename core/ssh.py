@@ -14,6 +14,7 @@ contain secret values.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import logging
 import secrets
@@ -195,14 +196,16 @@ def _write_atomically(sftp: _SecretsSFTP, path: str, content: str, mode: int) ->
         # round trip more, instead of a stat before every injection.
         sftp.mkdir(directory, mode=0o700)
         handle = sftp.create_private(temp, mode)
-    with handle:
-        # The write's status is collected by the close (one round trip, not two).
-        handle.set_pipelined(True)
-        handle.write(content.encode("utf-8"))
     try:
+        with handle:
+            handle.write(content.encode("utf-8"))
+            # Not pipelined: paramiko's close discards a pipelined write's
+            # status, and a full disk would rename an empty file over the secrets.
+            handle.flush()
         sftp.posix_rename(temp, path)
-    except OSError:
-        sftp.remove(temp)
+    except (OSError, paramiko.SSHException):
+        with contextlib.suppress(OSError, paramiko.SSHException):
+            sftp.remove(temp)
         raise
 
 

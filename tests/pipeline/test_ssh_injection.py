@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import shutil
 import socket
 import stat
+import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
+import asyncssh
 import pytest
 
 from core import vps_contract as vps
@@ -183,3 +189,57 @@ def test_missing_unit_fails_the_service_start(
         inject(Target(ip, 2222, host_key, pair.private_openssh), SECRETS, timeout=10)
     assert info.value.code == "service_failed" and not info.value.transient
     assert "planted" not in str(info.value)
+
+
+class _FullDisk(asyncssh.SFTPServer):
+    """An SFTP server on a disk with no room left: every write fails."""
+
+    def write(self, file_obj: object, offset: int, data: bytes) -> int:
+        raise asyncssh.SFTPFailure("No space left on device")
+
+
+@pytest.fixture
+def full_disk_vps(tmp_path: Path) -> Iterator[tuple[Path, int, str, SSHKeyPair]]:
+    """A real SSH server on loopback whose disk is full; yields (root, port, host key, our key)."""
+    root = tmp_path / "vps"
+    (root / vps.SECRETS_PATH.lstrip("/")).parent.mkdir(parents=True)
+    ours = generate_ssh_keypair()
+    host_key = asyncssh.generate_private_key("ssh-ed25519")
+    authorized = asyncssh.import_authorized_keys(ours.public_openssh)
+    loop = asyncio.new_event_loop()
+    listening: concurrent.futures.Future[asyncssh.SSHAcceptor] = concurrent.futures.Future()
+
+    async def serve() -> None:
+        try:
+            listening.set_result(
+                await asyncssh.listen(
+                    "127.0.0.1", 0, server_host_keys=[host_key], authorized_client_keys=authorized,
+                    sftp_factory=lambda chan: _FullDisk(chan, chroot=str(root).encode()),
+                )
+            )  # fmt: skip
+        except Exception as exc:
+            listening.set_exception(exc)
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(serve(), loop)
+    acceptor = listening.result(10)
+    public = host_key.export_public_key("openssh").decode().strip()
+    yield root, acceptor.sockets[0].getsockname()[1], public, ours
+    loop.call_soon_threadsafe(acceptor.close)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+
+
+def test_a_failed_write_keeps_the_old_secrets_and_leaves_no_temp_file(
+    full_disk_vps: tuple[Path, int, str, SSHKeyPair],
+) -> None:
+    root, port, host_key, ours = full_disk_vps
+    secrets_file = root / vps.SECRETS_PATH.lstrip("/")
+    secrets_file.write_text("TELEGRAM_BOT_TOKEN=the-old-one\n")
+    with pytest.raises(SSHError) as info:
+        inject(Target("127.0.0.1", port, host_key, ours.private_openssh), SECRETS, timeout=10)
+    assert info.value.code == "sftp_failed" and info.value.transient
+    assert "No space left" in str(info.value) and "planted" not in str(info.value)
+    assert secrets_file.read_text() == "TELEGRAM_BOT_TOKEN=the-old-one\n"
+    assert [p.name for p in secrets_file.parent.iterdir()] == ["secrets.env"], "no temp file left"
