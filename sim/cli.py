@@ -9,6 +9,7 @@ import click
 from core.settings import Settings
 from sim.config import SimConfig
 from sim.faults import FaultError
+from sim.scratch import ScratchError, check_parent
 from sim.server import SimulatorError, bind_socket, serve_forever
 
 
@@ -35,8 +36,13 @@ def sim_command(host: str | None, port: int | None) -> None:
         raise click.ClickException(f"RACHEL_SIM_FAULTS: {exc}") from None
     overrides = {"host": host or config.host, "port": config.port if port is None else port}
     config = SimConfig(**{**config.__dict__, **overrides})
-    # Fail on a taken port before printing that we are up.
+    # Fail on a taken port or an unusable VPS directory before printing that we are up.
     bind_socket(config.host, config.port).close()
+    if config.vps_dir is None:
+        try:
+            check_parent(config.vps_parent)
+        except ScratchError as exc:
+            raise click.ClickException(f"RACHEL_SIM_VPS_DIR: {exc}") from None
     click.echo(
         f"Hetzner Cloud API simulator on http://{config.host}:{config.port}/v1 "
         f"(VPS SSH port {config.ssh_port}; create {config.create_seconds}s, "

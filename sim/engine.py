@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import shutil
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -25,7 +24,7 @@ from sim.addresses import AddressPool
 from sim.config import SimConfig
 from sim.faults import Faults, action_fails, decide_server_faults, pick_error_rule
 from sim.ratelimit import TokenBucket
-from sim.scratch import make_scratch
+from sim.scratch import Scratch
 from sim.state import Action, Server, Store
 from sim.stats import ServerTimings, Stats
 from sim.vps import Vps
@@ -60,7 +59,11 @@ class Simulator:
         self.addresses = AddressPool(config.ssh_port, random.Random(seed))  # noqa: S311
         self._tasks: dict[int, set[asyncio.Task[None]]] = {}
         #: This simulator's own directory for VPS roots (when config.vps_dir is unset).
-        self._scratch: Path | None = None
+        self._scratch: Scratch | None = None
+        self._scratch_lock = threading.Lock()  # not self.lock: making it may sweep for a while
+        #: VPSs being built in worker threads, which cancelling their task does not stop.
+        self._builds = 0
+        self._builds_done = threading.Condition(threading.Lock())
         self._fresh()
 
     def _fresh(self) -> None:
@@ -100,12 +103,21 @@ class Simulator:
         """Cancel every lifecycle task and destroy every VPS."""
         for server_id in list(self._tasks):
             self._cancel_tasks(server_id)
+        # A cancelled task leaves its VPS build running in its thread; let those
+        # finish before their directory goes.
+        await asyncio.to_thread(self._wait_for_builds, 15.0)
         with self.lock:
             vpss, self.vpss = list(self.vpss.values()), {}
         await asyncio.gather(*(v.destroy() for v in vpss), return_exceptions=True)
-        scratch, self._scratch = self._scratch, None
+        with self._scratch_lock:
+            scratch, self._scratch = self._scratch, None
         if scratch is not None:
-            await asyncio.to_thread(shutil.rmtree, scratch, True)
+            await asyncio.to_thread(scratch.remove)
+
+    def _wait_for_builds(self, timeout: float) -> None:
+        with self._builds_done:
+            if not self._builds_done.wait_for(lambda: self._builds == 0, timeout):
+                log.warning("%d VPS builds still running at close", self._builds)
 
     async def reset(self) -> None:
         """Back to an empty project: no servers, keys, firewalls, stats; initial faults."""
@@ -198,13 +210,20 @@ class Simulator:
         if server.faults.never_running:
             return  # the action stays running and the server initializing, forever
         if self._action_fails("create_server"):
-            with self.lock:
-                action.fail("action_failed", "server creation failed (simulated fault)")
-                for follow_up in next_actions:
-                    follow_up.fail("action_failed", "server creation failed (simulated fault)")
-                server.status = "off"
+            self._fail_create(server, [action, *next_actions], "(simulated fault)")
             return
-        vps = await self._make_vps(server) if next_actions else None
+        vps = None
+        if next_actions:
+            try:
+                vps = await self._make_vps(server)
+            except OSError as exc:
+                log.error(
+                    "server %s: its VPS could not be made (%s); the create action fails",
+                    server.id,
+                    exc,
+                )
+                self._fail_create(server, [action, *next_actions], f"(the simulator: {exc})")
+                return
         with self.lock:
             action.succeed()
             for follow_up in next_actions:
@@ -214,28 +233,43 @@ class Simulator:
         if vps is not None:
             await self._boot(server, vps, first_boot=True)
 
+    def _fail_create(self, server: Server, actions: list[Action], why: str) -> None:
+        with self.lock:
+            for action in actions:
+                action.fail("action_failed", f"server creation failed {why}")
+            server.status = "off"
+
     def _vps_dir(self) -> Path:
         if self.config.vps_dir is not None:
             return self.config.vps_dir
-        with self.lock:
+        with self._scratch_lock:
             if self._scratch is None:
-                self._scratch = make_scratch(self.config.vps_parent)
-                log.info("simulated VPSs keep their root directories in %s", self._scratch)
-            return self._scratch
+                self._scratch = Scratch.make(self.config.vps_parent)
+                log.info("simulated VPSs keep their root directories in %s", self._scratch.path)
+            return self._scratch.path
+
+    def _build_vps(self, server: Server) -> Vps:
+        with self._builds_done:
+            self._builds += 1
+        try:
+            return Vps(
+                server_id=server.id,
+                name=server.name,
+                ip=server.ipv4 or "127.0.0.1",
+                ssh_port=self.config.ssh_port,
+                base_dir=self._vps_dir(),
+                user_data=server.user_data,
+                api_keys=server.public_keys,
+            )
+        finally:
+            with self._builds_done:
+                self._builds -= 1
+                self._builds_done.notify_all()
 
     async def _make_vps(self, server: Server) -> Vps:
-        # Key generation and file writes are blocking; keep the loop free for
-        # the API while a thousand VPSs come up.
-        vps = await asyncio.to_thread(
-            Vps,
-            server_id=server.id,
-            name=server.name,
-            ip=server.ipv4 or "127.0.0.1",
-            ssh_port=self.config.ssh_port,
-            base_dir=self._vps_dir(),
-            user_data=server.user_data,
-            api_keys=server.public_keys,
-        )
+        # The scratch directory, key generation and file writes block: keep
+        # the loop free for the API while a thousand VPSs come up.
+        vps = await asyncio.to_thread(self._build_vps, server)
         with self.lock:
             self.vpss[server.id] = vps
         return vps
