@@ -16,13 +16,14 @@ import ipaddress
 import logging
 import re
 import secrets
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 
 from core import rows
-from core.clock import SYSTEM_CLOCK, Clock
+from core.clock import SYSTEM_CLOCK, Clock, ManualClock
 from core.errors import RachelError
 from core.lifecycle import Publisher, Status, transition
 from core.models import Server
@@ -137,6 +138,7 @@ def accept_callback(
     check_source: bool = True,
     clock: Clock = SYSTEM_CLOCK,
     publish: Publisher | None = None,
+    next_job: Callable[[Server, datetime], str | None] | None = None,
 ) -> Server:
     """Verify a cloud-init callback and advance the server to injecting_secrets.
 
@@ -149,6 +151,9 @@ def accept_callback(
             proxies that hide the client address).
         clock: where `now` comes from.
         publish: the transition publisher.
+        next_job: given the server and the moment it enters injecting_secrets,
+            the id the caller will queue its injection under (None: none),
+            recorded by the transition itself rather than by an UPDATE after.
 
     Returns:
         The server, now in injecting_secrets (the caller enqueues the injection).
@@ -195,20 +200,25 @@ def accept_callback(
             status=409,
             code="conflict",
         )
+    changes: dict[str, object] = {
+        "host_key": pinned,
+        "callback_token_used_at": now,
+        "callback_token_hash": None,
+        "retries": 0,
+        "deadline_at": None,
+    }
+    job = next_job(server, now) if next_job is not None else None
+    if job is not None:
+        changes["job_id"] = job
     moved = transition(
         server_id,
         Status.CLOUD_INIT,
         Status.INJECTING_SECRETS,
         message="cloud-init finished; host key pinned",
         actor="system",
-        changes={
-            "host_key": pinned,
-            "callback_token_used_at": now,
-            "callback_token_hash": None,
-            "retries": 0,
-            "deadline_at": None,
-        },
-        clock=clock,
+        changes=changes,
+        # The phase is entered at `now`: the job id above is stamped with it.
+        clock=ManualClock(now),
         publish=publish,
         row=server,  # now as written: no second read
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
+from datetime import datetime
 
 import redis
 from rq import Retry
@@ -25,6 +26,7 @@ from jobs.queues import (
     JOB_TIMEOUT,
     START,
     enqueue_step,
+    job_id,
     queue,
 )
 
@@ -70,23 +72,45 @@ def callback_dispatch() -> str:
 
 
 def after_callback(
-    connection: redis.Redis, server: Server, *, settings: Settings | None = None
+    connection: redis.Redis,
+    server: Server,
+    *,
+    settings: Settings | None = None,
+    record: bool = True,
 ) -> str | None:
     """Queue secret injection once cloud-init has called back.
 
     With RACHEL_CALLBACK_DISPATCH=poll (the benchmarks' baseline) nothing is
     queued here: `jobs.callback_poll` finds the server on its next pass.
 
+    Args:
+        record: store the job id on the server row (False: the transition
+            into injecting_secrets already did, see `injection_job_id`).
+
     Returns:
         The job id, or None when the poller will queue it.
     """
-    mode = settings.callback_dispatch if settings is not None else callback_dispatch()
-    if mode == "poll":
+    if _dispatch(settings) == "poll":
         return None
-    return enqueue_injection(connection, server)
+    return enqueue_injection(connection, server, record=record)
 
 
-def enqueue_injection(connection: redis.Redis, server: Server) -> str:
+def injection_job_id(
+    server: Server, entry: datetime, *, settings: Settings | None = None
+) -> str | None:
+    """The id `after_callback` will queue a server's injection under once it
+    enters injecting_secrets at `entry`; None in poll mode, where it queues none
+    (a recorded id would tell the poller the injection is queued)."""
+    if _dispatch(settings) == "poll":
+        return None
+    return job_id(server.id, "injecting_secrets", server.attempt, 0, entry)
+
+
+def _dispatch(settings: Settings | None) -> str:
+    return settings.callback_dispatch if settings is not None else callback_dispatch()
+
+
+def enqueue_injection(connection: redis.Redis, server: Server, *, record: bool = True) -> str:
     """Queue secret injection of a server in injecting_secrets (idempotent)."""
     return enqueue_step(
         connection,
@@ -97,6 +121,7 @@ def enqueue_injection(connection: redis.Redis, server: Server) -> str:
         attempt=server.attempt,
         entry=server.status_changed_at,
         retry=server.retries,
+        record=record,
     )
 
 

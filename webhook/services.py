@@ -30,7 +30,7 @@ from core.intake import Submission
 from core.lifecycle import STAMP_COLUMN, Status
 from core.models import Customer, Server
 from core.redaction import redact
-from jobs.enqueue import after_callback
+from jobs.enqueue import after_callback, injection_job_id
 from webhook.context import WebContext
 from webhook.errors import not_found
 from webhook.structs import (
@@ -195,10 +195,15 @@ def callback(
     """Accept a cloud-init callback and queue the secret injection."""
     with connection():
         server = accept_callback(
-            server_id, token, host_key, source_ip, publish=redis_publisher(ctx.redis)
+            server_id,
+            token,
+            host_key,
+            source_ip,
+            publish=redis_publisher(ctx.redis),
+            next_job=injection_job_id,
         )
         try:
-            after_callback(ctx.redis, server)
+            after_callback(ctx.redis, server, record=False)
         except redis.RedisError as exc:
             log.warning(
                 "server %s: could not queue injection (%s); the sweeper will",

@@ -18,6 +18,7 @@ from core.lifecycle import Status
 from core.models import Server
 from jobs import callback_poll, enqueue, operator
 from jobs.cron import tasks
+from jobs.enqueue import injection_job_id
 from jobs.queues import job_id
 from sim.server import SimulatorServer
 from tests import factories
@@ -91,3 +92,15 @@ def test_only_an_injection_job_of_the_current_entry_counts(tmp_path: Path) -> No
     ):
         row.job_id = other
         assert not callback_poll.has_injection_job(row), other
+
+
+def test_the_callback_records_an_injection_id_only_when_it_queues_one(tmp_path: Path) -> None:
+    entered = datetime(2025, 1, 1, 12)
+    row = Server(id=7, attempt=2, status=Status.CLOUD_INIT.value)
+    queued = injection_job_id(row, entered, settings=make_settings(tmp_path))
+    assert queued == job_id(7, "injecting_secrets", 2, 0, entered)
+    polling = make_settings(
+        tmp_path, RACHEL_CALLBACK_POLL_INTERVAL="5s", RACHEL_CALLBACK_DISPATCH="poll"
+    )
+    # A recorded id would tell the poller that the injection is queued.
+    assert injection_job_id(row, entered, settings=polling) is None
