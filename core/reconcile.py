@@ -28,8 +28,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from core.hetzner import ProviderServer
 from core.models import Server
+from core.provider import ProviderServer
 from core.settings import Settings
 
 

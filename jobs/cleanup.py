@@ -12,10 +12,10 @@ import logging
 
 from core import backoff, rows
 from core.db import connection
-from core.hetzner import HetznerError
 from core.lifecycle import Status, record_event
 from core.logs import server_logger
 from core.models import Server
+from core.provider import HetznerError
 from jobs.context import context
 from jobs.outcomes import describe
 from jobs.queues import FINISH, enqueue_step

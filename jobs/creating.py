@@ -16,10 +16,10 @@ from core.callbacks import hash_token, issue_token
 from core.cloudinit import CloudConfigInput, callback_url, render
 from core.crypto import generate_ssh_keypair
 from core.db import connection
-from core.hetzner import CreateSpec, HetznerError
 from core.lifecycle import Status, transition
 from core.logs import server_logger
 from core.models import Server
+from core.provider import CreateSpec, HetznerError
 from core.vault import seal
 from jobs.context import JobContext, context
 from jobs.enqueue import create_rate_limit

@@ -11,10 +11,10 @@ import logging
 
 from core import backoff, rows
 from core.db import connection
-from core.hetzner import HetznerError
 from core.lifecycle import Status, record_event, transition
 from core.logs import server_logger
 from core.models import Server
+from core.provider import HetznerError
 from jobs.context import JobContext, context
 from jobs.outcomes import describe, retry_words
 from jobs.queues import DEPROVISION, enqueue_step

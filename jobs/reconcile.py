@@ -20,10 +20,10 @@ from __future__ import annotations
 import logging
 
 from core.db import connection
-from core.hetzner import LABEL_ENV, LABEL_MANAGED, HetznerError, ProviderServer
 from core.lifecycle import Status, allowed, record_event, transition
 from core.logs import server_logger
 from core.models import Event, Server
+from core.provider import LABEL_ENV, LABEL_MANAGED, HetznerError, ProviderServer
 from core.reconcile import DbServer, Finding, Fix, Kind, Report, diff
 from core.runs import RunSummary
 from core.sweep import RESUME_STEP

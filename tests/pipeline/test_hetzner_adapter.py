@@ -8,7 +8,8 @@ import time
 import pytest
 import redis
 
-from core.hetzner import LABEL_MANAGED, LABEL_SERVER, CreateSpec, HetznerAdapter, HetznerError
+from core.hetzner import HetznerAdapter
+from core.provider import LABEL_MANAGED, LABEL_SERVER, CreateSpec, HetznerError
 from sim.server import SimulatorServer
 
 RANGES = ("203.0.113.0/24", "2001:db8::/32")

@@ -18,7 +18,8 @@ import pytest
 from core import vps_contract as vps
 from core.cloudinit import CloudConfigInput, render
 from core.crypto import SSHKeyPair, generate_ssh_keypair
-from core.hetzner import CreateSpec, HetznerAdapter
+from core.hetzner import HetznerAdapter
+from core.provider import CreateSpec
 from core.ssh import SSHError, Target, _client, _SecretsSFTP, env_file, inject
 from sim.server import SimulatorServer
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.grace import Action, GraceState, decide
-from core.hetzner import LABEL_ENV, LABEL_MANAGED, LABEL_SERVER, ProviderServer
+from core.provider import LABEL_ENV, LABEL_MANAGED, LABEL_SERVER, ProviderServer
 from core.reconcile import ActiveJob, DbServer, Fix, Kind, diff, parse_job_id
 from core.runs import RunSummary, prometheus_lines
 from core.settings import Settings

@@ -17,8 +17,8 @@ from hcloud.images import Image
 from hcloud.server_types import ServerType
 
 from core.clock import ManualClock, utcnow
-from core.hetzner import LABEL_CUSTOMER, LABEL_ENV, LABEL_MANAGED, LABEL_SERVER
 from core.models import Event, Server
+from core.provider import LABEL_CUSTOMER, LABEL_ENV, LABEL_MANAGED, LABEL_SERVER
 from core.reconcile import Fix, Kind
 from jobs import reconcile
 from jobs.jobscan import live_jobs
