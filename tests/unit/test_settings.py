@@ -3,13 +3,9 @@ from pathlib import Path
 import pytest
 
 from core.errors import SettingsError
-from core.settings import (
-    SETTINGS,
-    SIMULATOR_DEV_TOKEN,
-    Settings,
-    parse_duration,
-    settings_table_markdown,
-)
+from core.settings import SIMULATOR_DEV_TOKEN, Settings, settings_table_markdown
+from core.settings_parsing import parse_duration
+from core.settings_table import SETTINGS
 
 
 def load(**env: str) -> Settings:
