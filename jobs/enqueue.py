@@ -34,6 +34,8 @@ from jobs.queues import (
 #: meanwhile need no job of their own. Expires, so a lost job heals by itself.
 INTAKE_FLAG = "rachel-cloud:intake:queued"
 INTAKE_FLAG_SECONDS = 30
+#: The step name in injection job ids (`enqueue_injection`, `injection_job_id`).
+INJECTION_STEP = "injecting_secrets"
 
 
 def create_rate_limit(settings: Settings) -> RateLimit:
@@ -99,11 +101,12 @@ def injection_job_id(
     server: Server, entry: datetime, *, settings: Settings | None = None
 ) -> str | None:
     """The id `after_callback` will queue a server's injection under once it
-    enters injecting_secrets at `entry`; None in poll mode, where it queues none
-    (a recorded id would tell the poller the injection is queued)."""
+    enters injecting_secrets at `entry` (with its retries reset to 0); None in
+    poll mode, where it queues none (a recorded id would tell the poller the
+    injection is queued)."""
     if _dispatch(settings) == "poll":
         return None
-    return job_id(server.id, "injecting_secrets", server.attempt, 0, entry)
+    return job_id(server.id, INJECTION_STEP, server.attempt, 0, entry)
 
 
 def _dispatch(settings: Settings | None) -> str:
@@ -117,7 +120,7 @@ def enqueue_injection(connection: redis.Redis, server: Server, *, record: bool =
         FINISH,
         "jobs.injecting.inject_secrets",
         server.id,
-        "injecting_secrets",
+        INJECTION_STEP,
         attempt=server.attempt,
         entry=server.status_changed_at,
         retry=server.retries,
