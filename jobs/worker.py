@@ -111,11 +111,37 @@ class PacedHeartbeat:
             self._beat_ttl = None
 
 
-class PacedSimpleWorker(PacedHeartbeat, SimpleWorker):
+class StateOnChange:
+    """Write the worker's state to Redis only when it changes.
+
+    RQ writes `idle` when a job ends and again when the worker goes back to
+    the queues, two round trips a job apart with nothing in between: one
+    HSET per job that changed nothing anyone reads (bench/provision.py runs
+    two jobs per provision). A state written through a pipeline may never be
+    sent (a discarded pipeline), so the next direct write always goes out.
+    """
+
+    _state: str
+    _state_written: str | None = None
+
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        if pipeline is None and state == self._state_written:
+            self._state = state
+            return
+        super().set_state(state, pipeline=pipeline)  # type: ignore[misc]
+        self._state_written = state if pipeline is None else None
+
+    def register_birth(self, *args: Any, **kwargs: Any) -> None:
+        # A new registration hash: whatever was written before is gone.
+        self._state_written = None
+        super().register_birth(*args, **kwargs)  # type: ignore[misc]
+
+
+class PacedSimpleWorker(PacedHeartbeat, StateOnChange, SimpleWorker):
     """RQ's SimpleWorker (jobs in the worker's process), with paced heartbeats."""
 
 
-class PacedForkWorker(PacedHeartbeat, Worker):
+class PacedForkWorker(PacedHeartbeat, StateOnChange, Worker):
     """RQ's Worker (a forked work horse per job), with paced heartbeats."""
 
 

@@ -1,7 +1,9 @@
-"""Paced heartbeats: a busy worker renews its registration less, and it never expires early."""
+"""Paced heartbeats and state writes: a busy worker writes its registration less, never
+letting it expire early or show a stale state."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -83,3 +85,46 @@ def test_a_forking_worker_restores_its_registration_after_each_job(
     worker.heartbeat()  # within the pace, but after a job: sent
     assert redis_client.ttl(worker.key) > short
     assert sent.count(None) == 2
+
+
+def _state_writes(monkeypatch: pytest.MonkeyPatch, conn: redis.Redis) -> list[str]:
+    """The worker states sent to Redis, by direct write or pipeline."""
+    writes: list[str] = []
+    cls = type(conn)  # redis-py's Pipeline inherits its commands from Redis
+    original = cls.hset
+
+    def counting(self: Any, name: Any, key: Any = None, *a: Any, **k: Any) -> Any:
+        if key == "state":
+            writes.append(a[0] if a else k.get("value"))
+        return original(self, name, key, *a, **k)
+
+    monkeypatch.setattr(cls, "hset", counting)
+    return writes
+
+
+def test_a_worker_writes_its_state_only_when_it_changes(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes = _state_writes(monkeypatch, redis_client)
+    _run(redis_client, SimpleWorker, 10)
+    plain = len(writes)
+    writes.clear()
+    _run(redis_client, PacedSimpleWorker, 10)
+    assert plain >= 3 * 10  # RQ's own: idle, busy, idle per job
+    # busy and idle per job: never the same state twice in a row
+    assert all(a != b for a, b in itertools.pairwise(writes)), writes
+    assert writes.count("busy") == 10
+    assert len(writes) <= 2 * 10 + 3
+
+
+def test_the_state_is_written_again_after_a_new_registration(
+    redis_client: redis.Redis,
+) -> None:
+    worker = PacedSimpleWorker([queue(redis_client, WORKER_QUEUES[0])], connection=redis_client)
+    worker.register_birth()
+    worker.set_state("idle")
+    assert worker.get_state() == "idle"
+    redis_client.delete(worker.key)  # the registration expired, or Redis was flushed
+    worker.register_birth()
+    worker.set_state("idle")
+    assert redis_client.hget(worker.key, "state") == b"idle"
