@@ -17,6 +17,10 @@ deprovisions them all. It reports:
     uv run python bench/provision.py                      # N=100 and 1000, 4 workers
     uv run python bench/provision.py --quick              # N=100 only
     uv run python bench/provision.py --sizes 1000 --modes enqueue --workers 4
+    # 1,000 provisions in flight at once: deploys at a sustainable rate, a
+    # cloud that takes 42 s per server (the table's "in flight" column)
+    uv run python bench/provision.py --sizes 1000 --rate 30 --timings 2s,30s,10s \
+        --name provision-concurrent
 """
 
 from __future__ import annotations
@@ -141,6 +145,17 @@ def _cpu(stack: up.LocalStack) -> dict[str, float]:
     return found
 
 
+def peak_in_flight(spans: list[tuple[float, float]]) -> int:
+    """The most provisions in flight at one instant (deploy sent, server not yet ready)."""
+    # At equal times a provision that ends (-1) is counted before one that starts.
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    peak = current = 0
+    for _, step in events:
+        current += step
+        peak = max(peak, current)
+    return peak
+
+
 def _stamp(when: datetime | None) -> float | None:
     return when.replace(tzinfo=UTC).timestamp() if when is not None else None
 
@@ -167,6 +182,7 @@ def _measure(stack: up.LocalStack, size: int, args: argparse.Namespace) -> dict[
     }
     e2e, overhead = [], []
     ready_times, ready_ids, sim_own, callbacks = [], [], [], []
+    spans: list[tuple[float, float]] = []
     for row in rows:
         ready = _stamp(row.ready_at)
         if row.status != "ready" or ready is None:
@@ -174,6 +190,7 @@ def _measure(stack: up.LocalStack, size: int, args: argparse.Namespace) -> dict[
         ready_ids.append(row.id)
         ready_times.append(ready)
         total = ready - sent[row.id][0]
+        spans.append((sent[row.id][0], ready))
         e2e.append(total)
         sim = sims.get(str(row.provider_id), {})
         own = sum(sim.get(k) or 0.0 for k in ("create", "boot", "cloud_init"))
@@ -204,7 +221,13 @@ def _measure(stack: up.LocalStack, size: int, args: argparse.Namespace) -> dict[
     after = _sim_stats(settings)
     provision_calls = _requests_delta(before, provisioned)
     deprovision_calls = _requests_delta(provisioned, after)
-    n_ready, n_deleted = len(ready_ids), sum(1 for s in after["servers"].values() if s["deleted"])
+    # Deprovisioned: the rows the control plane marked deleted. The simulator's
+    # own flag waits for its delete action, which lasts as long as a boot.
+    with connection():
+        n_deleted = (
+            Server.select().where(Server.id.in_(ready_ids) & (Server.status == "deleted")).count()
+        )
+    n_ready = len(ready_ids)
     return {
         "size": size,
         "ready": n_ready,
@@ -212,6 +235,7 @@ def _measure(stack: up.LocalStack, size: int, args: argparse.Namespace) -> dict[
         "finished": finished,
         "throughput_per_s": n_ready / span if span else None,
         "wall_seconds": span,
+        "peak_in_flight": peak_in_flight(spans),
         "end_to_end": c.summary(e2e),
         "overhead": c.summary(overhead),
         "sim_own": c.summary(sim_own),
@@ -292,6 +316,7 @@ def report(results: list[dict[str, Any]]) -> str:
             [
                 f"N={r['size']} {r['mode']}" + (f" @{r['rate']:g}/s" if r.get("rate") else ""),
                 f"{r['ready']}/{r['size']}",
+                str(r.get("peak_in_flight", "-")),
                 f"{r['throughput_per_s']:.1f}/s" if r["throughput_per_s"] else "-",
                 c.ms(r["end_to_end"]["p50"]),
                 c.ms(r["end_to_end"]["p95"]),
@@ -308,6 +333,7 @@ def report(results: list[dict[str, Any]]) -> str:
             [
                 "run",
                 "ready",
+                "in flight",
                 "throughput",
                 "e2e p50",
                 "e2e p95",
