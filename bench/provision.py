@@ -182,7 +182,13 @@ def _measure(stack: up.LocalStack, size: int, args: argparse.Namespace) -> dict[
     }
     e2e, overhead = [], []
     ready_times, ready_ids, sim_own, callbacks = [], [], [], []
-    spans: list[tuple[float, float]] = []
+    # In flight: from the deploy sent to ready, failed, or (never finished)
+    # the end of the wait.
+    measured_until = time.time()
+    spans = [
+        (sent[row.id][0], _stamp(row.ready_at) or _stamp(row.failed_at) or measured_until)
+        for row in rows
+    ]
     for row in rows:
         ready = _stamp(row.ready_at)
         if row.status != "ready" or ready is None:
@@ -190,7 +196,6 @@ def _measure(stack: up.LocalStack, size: int, args: argparse.Namespace) -> dict[
         ready_ids.append(row.id)
         ready_times.append(ready)
         total = ready - sent[row.id][0]
-        spans.append((sent[row.id][0], ready))
         e2e.append(total)
         sim = sims.get(str(row.provider_id), {})
         own = sum(sim.get(k) or 0.0 for k in ("create", "boot", "cloud_init"))
