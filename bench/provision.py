@@ -146,7 +146,7 @@ def _cpu(stack: up.LocalStack) -> dict[str, float]:
 
 
 def peak_in_flight(spans: list[tuple[float, float]]) -> int:
-    """The most provisions in flight at one instant (deploy sent, server not yet ready)."""
+    """The most provisions in flight at one instant (deploy sent, server not yet done)."""
     # At equal times a provision that ends (-1) is counted before one that starts.
     events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
     peak = current = 0

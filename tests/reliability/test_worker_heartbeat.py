@@ -124,7 +124,8 @@ def test_the_state_is_written_again_after_a_new_registration(
     worker.register_birth()
     worker.set_state("idle")
     assert worker.get_state() == "idle"
-    redis_client.delete(worker.key)  # the registration expired, or Redis was flushed
+    # The same worker object registers again, its old hash gone (removed here).
+    redis_client.delete(worker.key)
     worker.register_birth()
     worker.set_state("idle")
     assert redis_client.hget(worker.key, "state") == b"idle"
