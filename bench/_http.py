@@ -17,7 +17,7 @@ from dataclasses import dataclass
 def signed_request(port: int, path: str, secret: str, body: bytes) -> bytes:
     """A complete signed POST of a JSON body (Standard Webhooks headers)."""
     # Imported here: scripts import this module before `_common` puts the repo on the path.
-    from core.signing import sign  # noqa: PLC0415
+    from core.security.signing import sign  # noqa: PLC0415
 
     head = "".join(f"{k}: {v}\r\n" for k, v in sign(secret, body).items())
     return (

@@ -44,13 +44,13 @@ import httpx  # noqa: E402
 import redis  # noqa: E402
 
 from cli import up  # noqa: E402
-from core.db import connection  # noqa: E402
-from core.demo import demo_payloads  # noqa: E402
-from core.dev_secrets import webhook_secrets  # noqa: E402
-from core.models import Server, WebhookDelivery  # noqa: E402
-from core.redis import embedded_for  # noqa: E402
-from core.settings import Settings  # noqa: E402
-from core.supervisor import LogFiles  # noqa: E402
+from cli.demo import demo_payloads  # noqa: E402
+from cli.embedded_redis import embedded_for  # noqa: E402
+from cli.supervisor import LogFiles  # noqa: E402
+from core.platform.dev_secrets import webhook_secrets  # noqa: E402
+from core.platform.settings import Settings  # noqa: E402
+from core.store.db import connection  # noqa: E402
+from core.store.models import Server, WebhookDelivery  # noqa: E402
 from jobs.operator import deprovision  # noqa: E402
 
 DONE = ("ready", "failed")

@@ -38,14 +38,14 @@ c.ensure_repo_on_path()
 
 import redis  # noqa: E402
 
+from cli.embedded_redis import EmbeddedRedis  # noqa: E402
 from cli.tui import operations  # noqa: E402
-from core import migrations  # noqa: E402
-from core.clock import SYSTEM_CLOCK, utcnow  # noqa: E402
-from core.db import init_database  # noqa: E402
-from core.events import publish  # noqa: E402
-from core.models import Customer, Event, Server  # noqa: E402
-from core.redis import EmbeddedRedis  # noqa: E402
-from core.settings import Settings  # noqa: E402
+from core.domain.events import publish  # noqa: E402
+from core.platform.clock import SYSTEM_CLOCK, utcnow  # noqa: E402
+from core.platform.settings import Settings  # noqa: E402
+from core.store import migrations  # noqa: E402
+from core.store.db import init_database  # noqa: E402
+from core.store.models import Customer, Event, Server  # noqa: E402
 from tui.app import RachelApp  # noqa: E402
 from tui.backend import Backend  # noqa: E402
 from tui.widgets import FleetTable  # noqa: E402

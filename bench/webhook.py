@@ -42,13 +42,13 @@ c.ensure_repo_on_path()
 import httpx  # noqa: E402
 import redis  # noqa: E402
 
-from core import migrations  # noqa: E402
-from core.db import connection, init_database  # noqa: E402
-from core.dev_secrets import webhook_secrets  # noqa: E402
-from core.models import Customer, Subscription  # noqa: E402
-from core.redis import EmbeddedRedis  # noqa: E402
-from core.settings import Settings  # noqa: E402
-from core.vault import load_keyring  # noqa: E402
+from cli.embedded_redis import EmbeddedRedis  # noqa: E402
+from core.platform.dev_secrets import webhook_secrets  # noqa: E402
+from core.platform.settings import Settings  # noqa: E402
+from core.store import migrations  # noqa: E402
+from core.store.db import connection, init_database  # noqa: E402
+from core.store.models import Customer, Subscription  # noqa: E402
+from core.store.vault import load_keyring  # noqa: E402
 from jobs.context import JobContext, use_context  # noqa: E402
 from jobs.intake import carry_out_deploys  # noqa: E402
 

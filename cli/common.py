@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.runtime import Runtime
+from cli.runtime import Runtime
 
 
 def runtime(process_name: str = "cli", *, check_schema: bool = True) -> Runtime:

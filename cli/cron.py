@@ -62,7 +62,7 @@ def cron_command(list_only: bool, status: bool, run_task: str | None, name: str)
 
 
 def _print_status(conn: redis.Redis) -> None:
-    from core.runs import read_runs
+    from core.platform.runs import read_runs
 
     for task, stats in read_runs(conn).items():
         if not stats:

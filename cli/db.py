@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from cli.common import runtime
-from core import migrations
-from core.db import connection, describe_url
+from core.store import migrations
+from core.store.db import connection, describe_url
 
 
 @click.group()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import click
 
 from cli.common import runtime
-from core.crypto import generate_key_entry
-from core.db import connection
-from core.models import ENCRYPTED_COLUMNS
-from core.vault import count_by_key, rotate_all
+from core.security.crypto import generate_key_entry
+from core.store.db import connection
+from core.store.models import ENCRYPTED_COLUMNS
+from core.store.vault import count_by_key, rotate_all
 
 
 @click.group()

@@ -8,11 +8,11 @@ import json
 import click
 
 from cli.common import runtime
-from core.cloudinit import SAMPLE_TOKEN, CloudConfigInput, callback_url, render
-from core.crypto import generate_ssh_keypair
-from core.db import connection
-from core.fleet import fleet_rows
-from core.models import Server
+from core.cloud.cloudinit import SAMPLE_TOKEN, CloudConfigInput, callback_url, render
+from core.domain.fleet import fleet_rows
+from core.security.crypto import generate_ssh_keypair
+from core.store.db import connection
+from core.store.models import Server
 
 
 def _actor(operator: str | None) -> str:

@@ -8,7 +8,7 @@ import click
 import redis
 
 from cli.common import runtime
-from core.reconcile import Fix, Kind, Report
+from core.domain.reconcile import Fix, Kind, Report
 
 
 def _print_report(report: Report, env: str) -> None:

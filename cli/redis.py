@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from core.redis import describe_url, embedded_for
-from core.settings import Settings
+from cli.embedded_redis import embedded_for
+from core.platform.redis import describe_url
+from core.platform.settings import Settings
 
 
 @click.group("redis")

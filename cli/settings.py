@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from core.settings import Settings, settings_table_markdown
+from core.platform.settings import Settings, settings_table_markdown
 
 
 @click.command("settings")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 import redis
 
-from core.settings import Settings
+from core.platform.settings import Settings
 
 if TYPE_CHECKING:
     from tui.backend import Operations
@@ -51,7 +51,7 @@ def operator_name(name: str | None) -> str:
 def tui_command(readonly: bool, operator: str | None) -> None:
     """Open the live fleet view (k9s-style; press ? for keys, ctrl+p for every action)."""
     from cli.common import runtime
-    from core.lifecycle import validate_actor
+    from core.domain.lifecycle import validate_actor
 
     validate_actor(f"operator:{operator_name(operator)}")  # bad input fails before start-up
     rt = runtime("tui")
@@ -60,12 +60,15 @@ def tui_command(readonly: bool, operator: str | None) -> None:
 
 def run_tui(settings: Settings, operator: str | None, *, readonly: bool) -> None:
     """Run the TUI in this process (its database and logging already set up)."""
-    from core.lifecycle import validate_actor
-    from core.redis import connect
+    from cli.embedded_redis import redis_url
+    from core.domain.lifecycle import validate_actor
+    from core.platform.redis import connect
     from tui.app import RachelApp
     from tui.backend import Backend
 
     actor = validate_actor(f"operator:{operator_name(operator)}")
-    conn = connect(settings, check=False)  # the TUI starts, and shows a banner, without Redis
+    conn = connect(
+        redis_url(settings), check=False
+    )  # the TUI starts, and shows a banner, without Redis
     backend = Backend(conn, operations(conn, settings), settings.sla_seconds, actor)
     RachelApp(backend, readonly=readonly).run()

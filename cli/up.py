@@ -22,17 +22,17 @@ from types import FrameType
 import click
 import httpx
 
+from cli.demo import deploy_demo_customers, format_table, sla_summary, timings
+from cli.embedded_redis import embedded_for
 from cli.main import COMMANDS
-from core import migrations
-from core.db import connection, init_database
-from core.demo import deploy_demo_customers, format_table, sla_summary, timings
-from core.dev_secrets import api_keys, webhook_secrets
+from cli.supervisor import ChildSpec, Console, LogFiles, Sink, Supervisor
 from core.errors import RachelError
-from core.logs import setup_logging
-from core.models import Server
-from core.redis import embedded_for
-from core.settings import Settings
-from core.supervisor import ChildSpec, Console, LogFiles, Sink, Supervisor
+from core.platform.dev_secrets import api_keys, webhook_secrets
+from core.platform.logs import setup_logging
+from core.platform.settings import Settings
+from core.store import migrations
+from core.store.db import connection, init_database
+from core.store.models import Server
 
 #: Simulated create, boot and cloud-init seconds.
 TIMINGS = {

@@ -14,7 +14,7 @@ from cli.common import runtime
 if TYPE_CHECKING:
     from litestar import Litestar
 
-    from core.runtime import Runtime
+    from cli.runtime import Runtime
 
 
 def app_factory(rt: Runtime | None = None) -> Litestar:

@@ -14,9 +14,9 @@ from typing import BinaryIO
 
 import click
 
-from core.dev_secrets import webhook_secrets
-from core.settings import Settings
-from core.signing import sign
+from core.platform.dev_secrets import webhook_secrets
+from core.platform.settings import Settings
+from core.security.signing import sign
 
 
 @click.command("webhook-sign")

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 
-from core.db import connection
-from core.lifecycle import Status
-from core.models import Server
+from core.domain.lifecycle import Status
+from core.store.db import connection
+from core.store.models import Server
 from jobs.context import JobContext, context
 from jobs.enqueue import enqueue_injection
 from jobs.queues import job_id

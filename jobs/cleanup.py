@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 
-from core import backoff, rows
-from core.db import connection
-from core.lifecycle import Status, record_event
-from core.logs import server_logger
-from core.models import Server
-from core.provider import HetznerError
+from core.cloud.provider import HetznerError
+from core.domain import backoff
+from core.domain.lifecycle import Status, record_event
+from core.platform.logs import server_logger
+from core.store import rows
+from core.store.db import connection
+from core.store.models import Server
 from jobs.context import context
 from jobs.outcomes import describe
 from jobs.queues import FINISH, enqueue_step

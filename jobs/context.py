@@ -2,7 +2,7 @@
 
 Jobs receive a server id only and reach everything else through `context()`.
 A forked work horse inherits its parent's context (the database connection is
-reset after the fork by `core.db`); tests install their own with `use_context`.
+reset after the fork by `core.store.db`); tests install their own with `use_context`.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from functools import partial
 
 import redis
 
-from core.clock import SYSTEM_CLOCK, Clock
-from core.crypto import KeyRing
-from core.events import publish, redis_publisher
-from core.hetzner import HetznerAdapter
-from core.lifecycle import Publisher, set_event_publisher
-from core.redis import connect
-from core.settings import Settings
-from core.vault import load_keyring
+from core.cloud.hetzner import HetznerAdapter
+from core.domain.events import publish, redis_publisher
+from core.domain.lifecycle import Publisher, set_event_publisher
+from core.platform.clock import SYSTEM_CLOCK, Clock
+from core.platform.redis import configured_url, connect
+from core.platform.settings import Settings
+from core.security.crypto import KeyRing
+from core.store.vault import load_keyring
 
 
 @dataclass
@@ -72,7 +72,9 @@ def context() -> JobContext:
             settings = Settings.load()
             _install(
                 JobContext(
-                    settings=settings, keyring=load_keyring(settings), redis=connect(settings)
+                    settings=settings,
+                    keyring=load_keyring(settings),
+                    redis=connect(configured_url(settings)),
                 )
             )
         assert _context is not None

@@ -11,16 +11,16 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from core import rows
-from core.callbacks import hash_token, issue_token
-from core.cloudinit import CloudConfigInput, callback_url, render
-from core.crypto import generate_ssh_keypair
-from core.db import connection
-from core.lifecycle import Status, transition
-from core.logs import server_logger
-from core.models import Server
-from core.provider import CreateSpec, HetznerError
-from core.vault import seal
+from core.cloud.cloudinit import CloudConfigInput, callback_url, render
+from core.cloud.provider import CreateSpec, HetznerError
+from core.domain.callbacks import hash_token, issue_token
+from core.domain.lifecycle import Status, transition
+from core.platform.logs import server_logger
+from core.security.crypto import generate_ssh_keypair
+from core.store import rows
+from core.store.db import connection
+from core.store.models import Server
+from core.store.vault import seal
 from jobs.context import JobContext, context
 from jobs.enqueue import create_rate_limit
 from jobs.outcomes import Requeue, retry_or_fail

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import redis
 from rq.cron import CronScheduler
 
-from core.settings import Settings
+from core.platform.settings import Settings
 from jobs.callback_poll import poll_callbacks
 from jobs.grace import enforce_grace
 from jobs.housekeeping import INTERVAL_SECONDS as PRUNE_INTERVAL

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 
-from core import rows
-from core.db import connection
-from core.lifecycle import Status
-from core.models import Server
+from core.domain.lifecycle import Status
+from core.store import rows
+from core.store.db import connection
+from core.store.models import Server
 from jobs.context import context
 from jobs.outcomes import fail
 from jobs.queues import FINISH, enqueue_step

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 
-from core import backoff, rows
-from core.db import connection
-from core.lifecycle import Status, record_event, transition
-from core.logs import server_logger
-from core.models import Server
-from core.provider import HetznerError
+from core.cloud.provider import HetznerError
+from core.domain import backoff
+from core.domain.lifecycle import Status, record_event, transition
+from core.platform.logs import server_logger
+from core.store import rows
+from core.store.db import connection
+from core.store.models import Server
 from jobs.context import JobContext, context
 from jobs.outcomes import describe, retry_words
 from jobs.queues import DEPROVISION, enqueue_step

@@ -15,8 +15,8 @@ import redis
 from rq import Retry
 from rq.rate_limit import RateLimit
 
-from core.models import Server
-from core.settings import Settings
+from core.platform.settings import Settings
+from core.store.models import Server
 from jobs.queues import (
     CRASH_RETRIES,
     CRASH_RETRY_INTERVALS,

@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import logging
 
-from core.db import connection
-from core.grace import (
+from core.domain.grace import (
     ACTIVE,
     EVENT_CANCELLED,
     EVENT_SCHEDULED,
@@ -34,11 +33,12 @@ from core.grace import (
     decide,
     warning_text,
 )
-from core.lifecycle import LIVE, record_event
-from core.logs import server_logger
-from core.models import Customer, Event, Server, Subscription
-from core.notify import Notifier, build_notifier
-from core.runs import RunSummary
+from core.domain.lifecycle import LIVE, record_event
+from core.domain.notify import Notifier, build_notifier
+from core.platform.logs import server_logger
+from core.platform.runs import RunSummary
+from core.store.db import connection
+from core.store.models import Customer, Event, Server, Subscription
 from jobs import operator
 from jobs.context import JobContext, context
 from jobs.taskrun import task_run

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from core import deliveries
-from core.db import connection
+from core.domain import deliveries
+from core.store.db import connection
 from jobs.context import context
 from jobs.taskrun import task_run
 

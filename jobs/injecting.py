@@ -12,14 +12,14 @@ import logging
 
 import redis
 
-from core import rows
-from core.db import connection
+from core.cloud.ssh import SSHError, Target, inject
+from core.domain.lifecycle import Status, transition
 from core.errors import CryptoError
-from core.lifecycle import Status, transition
-from core.logs import server_logger
-from core.models import Customer, Server
-from core.ssh import SSHError, Target, inject
-from core.vault import reveal
+from core.platform.logs import server_logger
+from core.store import rows
+from core.store.db import connection
+from core.store.models import Customer, Server
+from core.store.vault import reveal
 from jobs.context import JobContext, context
 from jobs.outcomes import Requeue, fail, retry_or_fail
 from jobs.queues import FINISH, enqueue_step, job_id, unschedule

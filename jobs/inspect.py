@@ -20,7 +20,7 @@ from rq.job import Job
 from rq.registry import BaseRegistry
 
 from core.errors import RachelError
-from core.redaction import redact
+from core.security.redaction import redact
 from jobs.queues import WORKER_QUEUES, queue
 
 log = logging.getLogger(__name__)

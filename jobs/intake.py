@@ -1,4 +1,4 @@
-"""The intake job: carry out the deploys the webhook stored (see `core.intake`).
+"""The intake job: carry out the deploys the webhook stored (see `core.domain.intake`).
 
 It clears the "intake queued" flag before it reads, so every deploy stored
 before that moment is its to carry out and every deploy stored after it
@@ -14,12 +14,12 @@ import logging
 
 import redis
 
-from core import intake
-from core.db import connection, current, write_transaction
-from core.events import redis_publisher
-from core.intake_batch import carry_out_many
-from core.lifecycle import Status, transition
-from core.models import Server
+from core.domain import intake
+from core.domain.events import redis_publisher
+from core.domain.intake_batch import carry_out_many
+from core.domain.lifecycle import Status, transition
+from core.store.db import connection, current, write_transaction
+from core.store.models import Server
 from jobs.context import JobContext, context
 from jobs.enqueue import INTAKE_FLAG, after_callback, request_intake, start_provisioning
 from jobs.queues import record_jobs

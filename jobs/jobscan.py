@@ -21,9 +21,9 @@ from rq.rate_limit import RateLimitRegistry
 from rq.registry import DeferredJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 from rq.utils import parse_composite_key, utcparse
 
-from core.reconcile import ActiveJob, parse_job_id
-from core.supervisor import process_alive
-from core.sweep import Execution
+from core.domain.reconcile import ActiveJob, parse_job_id
+from core.domain.sweep import Execution
+from core.platform.process import process_alive
 from jobs.queues import WORKER_QUEUES, queue
 
 log = logging.getLogger(__name__)

@@ -14,14 +14,14 @@ import redis
 from rq.command import send_stop_job_command
 from rq.job import JobStatus
 
-from core.clock import SYSTEM_CLOCK, Clock
-from core.db import connection
-from core.deploys import request_deploy
+from core.domain.deploys import request_deploy
+from core.domain.events import redis_publisher
+from core.domain.lifecycle import IN_FLIGHT, Status, retry_target, transition
 from core.errors import RachelError
-from core.events import redis_publisher
-from core.lifecycle import IN_FLIGHT, Status, retry_target, transition
-from core.models import Customer, Server
-from core.settings import Settings
+from core.platform.clock import SYSTEM_CLOCK, Clock
+from core.platform.settings import Settings
+from core.store.db import connection
+from core.store.models import Customer, Server
 from jobs.enqueue import enqueue_injection, start_deprovision, start_provisioning
 from jobs.queues import fetch, job_id
 

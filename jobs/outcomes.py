@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from core import backoff
+from core.domain import backoff
+from core.domain.lifecycle import Status, record_event, transition
 from core.errors import RachelError
-from core.lifecycle import Status, record_event, transition
-from core.logs import server_logger
-from core.models import Server
-from core.redaction import redact
+from core.platform.logs import server_logger
+from core.security.redaction import redact
+from core.store.models import Server
 from jobs.context import JobContext
 from jobs.queues import FINISH, enqueue_step
 

@@ -23,7 +23,7 @@ from rq.job import Job
 from rq.rate_limit import RateLimit
 from rq.registry import ScheduledJobRegistry
 
-from core.models import Server
+from core.store.models import Server
 
 log = logging.getLogger(__name__)
 

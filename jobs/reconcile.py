@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import logging
 
-from core.db import connection
-from core.lifecycle import Status, allowed, record_event, transition
-from core.logs import server_logger
-from core.models import Event, Server
-from core.provider import LABEL_ENV, LABEL_MANAGED, HetznerError, ProviderServer
-from core.reconcile import DbServer, Finding, Fix, Kind, Report, diff
-from core.runs import RunSummary
-from core.sweep import RESUME_STEP
+from core.cloud.provider import LABEL_ENV, LABEL_MANAGED, HetznerError, ProviderServer
+from core.domain.lifecycle import Status, allowed, record_event, transition
+from core.domain.reconcile import DbServer, Finding, Fix, Kind, Report, diff
+from core.domain.sweep import RESUME_STEP
+from core.platform.logs import server_logger
+from core.platform.runs import RunSummary
+from core.store.db import connection
+from core.store.models import Event, Server
 from jobs.context import JobContext, context
 from jobs.jobscan import live_jobs
 from jobs.outcomes import fail

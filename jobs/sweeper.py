@@ -29,14 +29,14 @@ from datetime import UTC, timedelta
 
 from rq.registry import StartedJobRegistry
 
-from core import intake
-from core.db import connection
-from core.lifecycle import record_event
-from core.logs import server_logger
-from core.models import Server
-from core.reconcile import PHASE_STEPS, DbServer
-from core.runs import RunSummary
-from core.sweep import abandoned, plan
+from core.domain import intake
+from core.domain.lifecycle import record_event
+from core.domain.reconcile import PHASE_STEPS, DbServer
+from core.domain.sweep import abandoned, plan
+from core.platform.logs import server_logger
+from core.platform.runs import RunSummary
+from core.store.db import connection
+from core.store.models import Server
 from jobs.context import JobContext, context
 from jobs.enqueue import INTAKE_FLAG, create_rate_limit, request_intake
 from jobs.jobscan import live_jobs, started_executions

@@ -25,9 +25,9 @@ from contextlib import contextmanager
 
 import redis
 
-from core.db import connection
-from core.models import Event
-from core.runs import RunSummary, record_run
+from core.platform.runs import RunSummary, record_run
+from core.store.db import connection
+from core.store.models import Event
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ _RENEW = (
 
 
 def _record_summary_event(summary: RunSummary) -> None:
-    # Every run is in Redis (core.runs); the audit trail gets the runs that found
+    # Every run is in Redis (core.platform.runs); the audit trail gets the runs that found
     # or did something, so a sweep every 15 s does not bury it in "found 0".
     if not (summary.found or summary.acted or summary.errors):
         return

@@ -17,10 +17,10 @@ from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
 from rq.worker.base import BaseWorker
 
 import jobs
-from core import rows
-from core.db import connection
-from core.models import Customer, Server
-from core.supervisor import process_alive
+from core.platform.process import process_alive
+from core.store import rows
+from core.store.db import connection
+from core.store.models import Customer, Server
 from jobs.context import JobContext, context, use_context
 from jobs.jobscan import (
     WORKER_PREFIX,
@@ -50,7 +50,7 @@ def preload(ctx: JobContext) -> list[str]:
     included) before it forks any horse. It also builds what jobs would
     otherwise each build on first use: the Hetzner client (no connection is
     opened: a horse opens its own, as it does for the database and Redis) and
-    the SQL of the row reads (`core.rows`).
+    the SQL of the row reads (`core.store.rows`).
 
     `gc.freeze` then moves everything allocated so far out of the collector's
     reach: a horse's collections never walk (and so never write to, which

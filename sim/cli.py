@@ -6,7 +6,7 @@ import os
 
 import click
 
-from core.settings import Settings
+from core.platform.settings import Settings
 from sim.config import SimConfig
 from sim.faults import FaultError
 from sim.scratch import ScratchError, check_parent

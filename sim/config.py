@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.settings import SIMULATOR_DEV_TOKEN, Settings
+from core.platform.settings import SIMULATOR_DEV_TOKEN, Settings
 from sim.faults import Faults, parse_faults
 from sim.vps import CallbackPolicy
 

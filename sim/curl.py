@@ -1,6 +1,6 @@
 """The one HTTP request a simulated VPS makes: its bootstrap's `curl` POST.
 
-The bootstrap script (`core.cloudinit`) runs `curl -X POST` with a JSON body
+The bootstrap script (`core.cloud.cloudinit`) runs `curl -X POST` with a JSON body
 and a bearer token, once per attempt, on a fresh connection, and looks at the
 status code only. This does the same on asyncio streams, from the VPS's own
 address. It replaced an httpx client per VPS, which cost a fifth of the

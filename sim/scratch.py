@@ -26,7 +26,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from core.supervisor import process_alive
+from core.platform.process import process_alive
 
 log = logging.getLogger(__name__)
 

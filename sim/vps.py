@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncssh
 
-from core import vps_contract
+from core.cloud import vps_contract
 from sim import curl, sshd
 from sim.cloudconfig import DEFAULT_USER, parse_env_file, parse_user_data
 from sim.rootfs import RootFs

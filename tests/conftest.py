@@ -13,10 +13,10 @@ import peewee
 import pytest
 import redis
 
-from core import migrations
-from core.db import init_database
-from core.redis import EmbeddedRedis
-from core.settings import Settings
+from cli.embedded_redis import EmbeddedRedis
+from core.platform.settings import Settings
+from core.store import migrations
+from core.store.db import init_database
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED = REPO_ROOT.parent / "shared"
@@ -62,7 +62,7 @@ def postgres_url() -> Iterator[str | None]:
     try:
         yield urlunsplit(parts._replace(path=f"/{name}"))
     finally:
-        from core.db import database
+        from core.store.db import database
 
         if database.obj is not None and not database.obj.is_closed():
             database.obj.close()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING
 
-from core.models import Customer, Server, Subscription
+from core.store.models import Customer, Server, Subscription
 
 if TYPE_CHECKING:
-    from core.crypto import KeyRing
+    from core.security.crypto import KeyRing
 
 _seq = itertools.count(1)
 
@@ -37,7 +37,7 @@ def server(owner: Customer | None = None, **fields: object) -> Server:
 
 def paying_customer(ring: KeyRing, n: int | None = None, **fields: object) -> Customer:
     """A customer with planted secrets and an active subscription."""
-    from core.vault import seal
+    from core.store.vault import seal
 
     owner = customer(**fields)
     tag = n if n is not None else owner.id
@@ -49,7 +49,7 @@ def paying_customer(ring: KeyRing, n: int | None = None, **fields: object) -> Cu
 
 
 def planted_secrets(owner: Customer, ring: KeyRing) -> list[str]:
-    from core.vault import reveal
+    from core.store.vault import reveal
 
     return [
         v

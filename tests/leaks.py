@@ -36,8 +36,8 @@ from pathlib import Path
 import redis
 from rq.job import Job
 
-from core import vps_contract as vps
-from core.models import ENCRYPTED_COLUMNS, MODELS, Event
+from core.cloud import vps_contract as vps
+from core.store.models import ENCRYPTED_COLUMNS, MODELS, Event
 
 #: Where the secrets legitimately live on a VPS.
 SECRETS_FILE = vps.SECRETS_PATH.lstrip("/")
@@ -196,7 +196,7 @@ async def _tui_screens(
     from rich.console import Console
 
     from cli.tui import operations
-    from core.settings import Settings
+    from core.platform.settings import Settings
     from tui.app import RachelApp
     from tui.backend import Backend
     from tui.screens.jobs import JobsScreen

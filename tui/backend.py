@@ -15,10 +15,8 @@ from typing import Protocol
 import peewee
 import redis
 
-from core.clock import SYSTEM_CLOCK, Clock
-from core.db import connection
-from core.errors import DatabaseError, RachelError, RedisUnavailable
-from core.fleet import (
+from core.cloud.ratebudget import RateBudget, read_budget
+from core.domain.fleet import (
     ProvisioningStats,
     fleet_rows,
     last_events,
@@ -27,9 +25,11 @@ from core.fleet import (
     status_counts,
     timeline,
 )
-from core.models import Server
-from core.ratebudget import RateBudget, read_budget
-from core.redaction import redact
+from core.errors import DatabaseError, RachelError, RedisUnavailable
+from core.platform.clock import SYSTEM_CLOCK, Clock
+from core.security.redaction import redact
+from core.store.db import connection
+from core.store.models import Server
 from tui.cells import Row
 
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from core.fleet import FleetRow, LastEvent
-from core.lifecycle import IN_FLIGHT, Status
+from core.domain.fleet import FleetRow, LastEvent
+from core.domain.lifecycle import IN_FLIGHT, Status
 
 
 class Cell(NamedTuple):

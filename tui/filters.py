@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from core.lifecycle import IN_FLIGHT, Status
+from core.domain.lifecycle import IN_FLIGHT, Status
 from tui.cells import Row
 
 #: Short names accepted for filter keys.

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import redis
 
-from core.events import channel_for, decode
+from core.domain.events import channel_for, decode
 
 log = logging.getLogger(__name__)
 

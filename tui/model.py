@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from core.lifecycle import IN_FLIGHT, Status
+from core.domain.lifecycle import IN_FLIGHT, Status
 from tui.cells import SORT_KEYS, Cell, Row, render, time_cells
 from tui.filters import Term, matches, parse, wants_deleted
 

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from rich.text import Text
 
-from core.lifecycle import Status
+from core.domain.lifecycle import Status
 from tui.backend import EventLine, Summary
 from tui.cells import STATUS_STYLE, duration
 

@@ -79,7 +79,7 @@ def create_app(
         middleware=[count_results],
         request_max_body_size=ctx.settings.max_body_bytes,
         # Litestar's default config would replace the process's redacting log
-        # setup (core.logs) with its own handlers and format.
+        # setup (core.platform.logs) with its own handlers and format.
         logging_config=None,
         openapi_config=openapi,
         on_shutdown=[close_context],

@@ -16,12 +16,12 @@ import redis
 import redis.asyncio as aioredis
 from litestar.di import NamedDependency
 
-from core.crypto import KeyRing
-from core.dev_secrets import api_keys, webhook_secrets
-from core.redis import redis_url
-from core.settings import Settings
-from core.signing import WebhookVerifier
-from core.vault import load_keyring
+from core.platform.dev_secrets import api_keys, webhook_secrets
+from core.platform.redis import configured_url
+from core.platform.settings import Settings
+from core.security.crypto import KeyRing
+from core.security.signing import WebhookVerifier
+from core.store.vault import load_keyring
 from jobs.enqueue import request_intake
 from webhook.intake import IntakeWriter
 from webhook.observe import ResultCounts
@@ -65,7 +65,7 @@ class WebContext:
         Raises:
             SettingsError: malformed secrets, keys or key ring.
         """
-        url = url or redis_url(settings)
+        url = url or configured_url(settings)
         return cls(
             settings=settings,
             keyring=load_keyring(settings),

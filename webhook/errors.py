@@ -18,7 +18,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
 from core.errors import DatabaseError, RachelError, RedisUnavailable, SettingsError
-from core.redaction import redact
+from core.security.redaction import redact
 from webhook.structs import ErrorBody, ErrorInfo
 
 log = logging.getLogger(__name__)

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import peewee
 import redis
 
-from core.crypto import KeyRing
-from core.db import connection
+from core.domain.intake import ACCEPTED, Admission, Submission, admit
 from core.errors import DatabaseError
-from core.intake import ACCEPTED, Admission, Submission, admit
+from core.security.crypto import KeyRing
+from core.store.db import connection
 
 log = logging.getLogger(__name__)
 

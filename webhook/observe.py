@@ -13,7 +13,7 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from rq import Queue
 
-from core.metrics import WEBHOOK_RESULTS_KEY
+from core.domain.metrics import WEBHOOK_RESULTS_KEY
 from jobs.queues import WORKER_QUEUES
 
 log = logging.getLogger(__name__)

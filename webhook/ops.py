@@ -9,12 +9,17 @@ import redis
 from litestar import Controller, Response, get
 from litestar.concurrency import sync_to_thread
 
-from core import db as core_db
-from core import intake
-from core.db import connection
+from core.domain import intake
+from core.domain.metrics import (
+    WEBHOOK_RESULTS_KEY,
+    Snapshot,
+    collect_database,
+    parse_webhook_results,
+)
+from core.domain.metrics import render as render_metrics
 from core.errors import RachelError, RedisUnavailable
-from core.metrics import WEBHOOK_RESULTS_KEY, Snapshot, collect_database, parse_webhook_results
-from core.metrics import render as render_metrics
+from core.store import db as core_db
+from core.store.db import connection
 from webhook.context import Ctx
 from webhook.errors import RequestRejected, responses
 from webhook.observe import queue_depths

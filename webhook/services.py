@@ -21,15 +21,15 @@ import peewee
 import redis
 from litestar.concurrency import sync_to_thread
 
-from core import customers, deliveries, intake, subscriptions
-from core.callbacks import accept_callback
-from core.db import connection, current, write_transaction
-from core.deploys import live_server
-from core.events import redis_publisher
-from core.intake import Submission
-from core.lifecycle import STAMP_COLUMN, Status
-from core.models import Customer, Server
-from core.redaction import redact
+from core.domain import customers, deliveries, intake, subscriptions
+from core.domain.callbacks import accept_callback
+from core.domain.deploys import live_server
+from core.domain.events import redis_publisher
+from core.domain.intake import Submission
+from core.domain.lifecycle import STAMP_COLUMN, Status
+from core.security.redaction import redact
+from core.store.db import connection, current, write_transaction
+from core.store.models import Customer, Server
 from jobs.enqueue import after_callback, injection_job_id
 from webhook.context import WebContext
 from webhook.errors import not_found
@@ -97,7 +97,7 @@ def _idempotent(
 async def deploy(
     ctx: WebContext, webhook_id: str, body: bytes, req: DeployRequest
 ) -> Answer[DeployAccepted]:
-    """Store the deploy for the intake job (see `core.intake`) and answer 202.
+    """Store the deploy for the intake job (see `core.domain.intake`) and answer 202.
 
     Raises:
         DeployRefused: 402, the customer has no active subscription.

@@ -24,7 +24,7 @@ import redis
 from litestar.response import ServerSentEventMessage
 from redis.asyncio.client import PubSub
 
-from core.events import channel_for, decode
+from core.domain.events import channel_for, decode
 from webhook.structs import ServerStatus
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@
   port, append-only with fsync on every write, that the rig can restart.
 - The Hetzner simulator in this process (its state is read directly to check
   the invariants), with faults set through `set_faults`.
-- `core.supervisor` runs the web app, forking workers and cron as child
+- `cli.supervisor` runs the web app, forking workers and cron as child
   processes, restarts whichever dies, and writes each child's log to a file.
 """
 
@@ -27,10 +27,10 @@ import httpx
 import peewee
 import redis
 
-from core.crypto import generate_key_entry
-from core.dev_secrets import generate_api_key, generate_webhook_secret
-from core.redis import _redis_server_binary
-from core.supervisor import ChildSpec, LogFiles, Supervisor
+from cli.embedded_redis import _redis_server_binary
+from cli.supervisor import ChildSpec, LogFiles, Supervisor
+from core.platform.dev_secrets import generate_api_key, generate_webhook_secret
+from core.security.crypto import generate_key_entry
 from sim.config import SimConfig
 from sim.server import SimulatorServer
 
@@ -110,7 +110,7 @@ def postgres_database(admin_url: str):  # type: ignore[no-untyped-def]
     try:
         yield urlunsplit(parts._replace(path=f"/{name}"))
     finally:
-        from core.db import database
+        from core.store.db import database
 
         if database.obj is not None:
             with contextlib.suppress(Exception):

@@ -39,12 +39,12 @@ import httpx
 import pytest
 import redis
 
-from core.db import connection, init_database
-from core.lifecycle import Status
-from core.models import Server, WebhookDelivery
-from core.settings import Settings
-from core.signing import new_webhook_id, sign
-from core.vault import load_keyring
+from core.domain.lifecycle import Status
+from core.platform.settings import Settings
+from core.security.signing import new_webhook_id, sign
+from core.store.db import connection, init_database
+from core.store.models import Server, WebhookDelivery
+from core.store.vault import load_keyring
 from jobs import reconcile, sweeper
 from jobs.context import JobContext, use_context
 from tests.chaos.rig import Figures, Stack, postgres_database, start_stack, stop_stack

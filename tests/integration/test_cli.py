@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.crypto import generate_key_entry
+from core.security.crypto import generate_key_entry
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -82,8 +82,8 @@ def test_keys_generate_and_rotate(tmp_path: Path) -> None:
     assert run("db", "upgrade", cwd=tmp_path, env=env).returncode == 0
     # Seal a secret under the old key through the library, then rotate through the CLI.
     seed = (
-        "from core.runtime import Runtime\n"
-        "from core.vault import seal\n"
+        "from cli.runtime import Runtime\n"
+        "from core.store.vault import seal\n"
         "from tests import factories\n"
         "rt = Runtime.start('seed')\n"
         "c = factories.customer()\n"

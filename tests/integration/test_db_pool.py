@@ -8,7 +8,7 @@ import peewee
 import psycopg2
 import pytest
 
-from core.db import PingedPostgresPool, connection, init_database
+from core.store.db import PingedPostgresPool, connection, init_database
 
 pytestmark = pytest.mark.postgres
 

@@ -7,13 +7,13 @@ import textwrap
 import time
 from pathlib import Path
 
-from core.redis import EmbeddedRedis
+from cli.embedded_redis import EmbeddedRedis
 
 USER = textwrap.dedent(
     """
     import sys, redis
     from pathlib import Path
-    from core.redis import EmbeddedRedis
+    from cli.embedded_redis import EmbeddedRedis
     server = EmbeddedRedis(Path(sys.argv[1]))
     url = server.acquire()
     client = redis.Redis.from_url(url)

@@ -6,11 +6,11 @@ import peewee
 import pytest
 from playhouse.migrate import SchemaMigrator
 
-from core import migrations
-from core.db import init_database
 from core.errors import SchemaVersionError
-from core.migrations import MIGRATIONS, SCHEMA_VERSION, Migration
-from core.models import Customer, SchemaVersion
+from core.store import migrations
+from core.store.db import init_database
+from core.store.migrations import MIGRATIONS, SCHEMA_VERSION, Migration
+from core.store.models import Customer, SchemaVersion
 from tests import factories
 
 

@@ -5,11 +5,11 @@ from pathlib import Path
 import peewee
 import pytest
 
-from core.crypto import KeyRing, generate_key_entry
-from core.db import init_database
 from core.errors import CryptoError
-from core.models import Customer, Event, Server, WebhookDelivery
-from core.vault import reveal, seal
+from core.security.crypto import KeyRing, generate_key_entry
+from core.store.db import init_database
+from core.store.models import Customer, Event, Server, WebhookDelivery
+from core.store.vault import reveal, seal
 from tests import factories
 
 

@@ -4,10 +4,10 @@ import contextlib
 
 import peewee
 
-from core.crypto import KeyRing, generate_key_entry, generate_ssh_keypair
-from core.intake import Submission, admit, payload_binding
-from core.models import Customer, Server, WebhookDelivery
-from core.vault import count_by_key, reveal, rotate_all, seal
+from core.domain.intake import Submission, admit, payload_binding
+from core.security.crypto import KeyRing, generate_key_entry, generate_ssh_keypair
+from core.store.models import Customer, Server, WebhookDelivery
+from core.store.vault import count_by_key, reveal, rotate_all, seal
 from tests import factories
 
 

@@ -5,11 +5,11 @@ import threading
 import peewee
 import pytest
 
-from core.clock import ManualClock
-from core.db import current
+from core.domain.lifecycle import Status, TransitionMessage, record_event, transition
 from core.errors import InvalidTransition
-from core.lifecycle import Status, TransitionMessage, record_event, transition
-from core.models import Event, Server
+from core.platform.clock import ManualClock
+from core.store.db import current
+from core.store.models import Event, Server
 from tests import factories
 
 

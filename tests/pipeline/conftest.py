@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from core.hetzner import HetznerAdapter
+from core.cloud.hetzner import HetznerAdapter
 from sim.config import SimConfig
 from sim.server import SimulatorServer
 from tests.pipeline.harness import WebServer

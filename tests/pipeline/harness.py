@@ -20,9 +20,9 @@ import redis
 import uvicorn
 from rq import SimpleWorker
 
-from core.crypto import KeyRing, generate_key_entry
-from core.models import Customer, Server
-from core.settings import Settings
+from core.platform.settings import Settings
+from core.security.crypto import KeyRing, generate_key_entry
+from core.store.models import Customer, Server
 from jobs.context import JobContext, use_context
 from jobs.queues import WORKER_QUEUES, queue
 from sim.server import SimulatorServer

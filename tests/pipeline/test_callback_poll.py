@@ -14,8 +14,8 @@ import peewee
 import pytest
 import redis
 
-from core.lifecycle import Status
-from core.models import Server
+from core.domain.lifecycle import Status
+from core.store.models import Server
 from jobs import callback_poll, enqueue, operator
 from jobs.cron import tasks
 from jobs.enqueue import injection_job_id

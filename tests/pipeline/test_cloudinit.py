@@ -10,16 +10,16 @@ import jsonschema
 import pytest
 import yaml
 
-from core import cloudinit
-from core import vps_contract as vps
-from core.cloudinit import (
+from core.cloud import cloudinit
+from core.cloud import vps_contract as vps
+from core.cloud.cloudinit import (
     MAX_USER_DATA_BYTES,
     CloudConfigInput,
     UserDataError,
     callback_url,
     render,
 )
-from core.crypto import generate_ssh_keypair
+from core.security.crypto import generate_ssh_keypair
 
 SCHEMA_PATH = (
     Path(__file__).resolve().parents[2].parent

@@ -17,12 +17,12 @@ import peewee
 import pytest
 import redis
 
-from core import vps_contract as vps
-from core.demo import send_signed
-from core.dev_secrets import webhook_secrets
-from core.lifecycle import Status
-from core.models import Event, Server, WebhookDelivery
-from core.ssh import env_file
+from cli.demo import send_signed
+from core.cloud import vps_contract as vps
+from core.cloud.ssh import env_file
+from core.domain.lifecycle import Status
+from core.platform.dev_secrets import webhook_secrets
+from core.store.models import Event, Server, WebhookDelivery
 from jobs import operator
 from sim.server import SimulatorServer
 from tests import factories

@@ -21,8 +21,8 @@ import pytest
 import redis
 from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
 
-from core.lifecycle import Status
-from core.models import Server
+from core.domain.lifecycle import Status
+from core.store.models import Server
 from jobs import operator
 from jobs.context import use_context
 from jobs.queues import WORKER_QUEUES

@@ -8,8 +8,8 @@ import time
 import pytest
 import redis
 
-from core.hetzner import HetznerAdapter
-from core.provider import LABEL_MANAGED, LABEL_SERVER, CreateSpec, HetznerError
+from core.cloud.hetzner import HetznerAdapter
+from core.cloud.provider import LABEL_MANAGED, LABEL_SERVER, CreateSpec, HetznerError
 from sim.server import SimulatorServer
 
 RANGES = ("203.0.113.0/24", "2001:db8::/32")
@@ -36,7 +36,7 @@ def prepared(adapter: HetznerAdapter) -> tuple[int, int]:
 
 
 def _pubkey() -> str:
-    from core.crypto import generate_ssh_keypair
+    from core.security.crypto import generate_ssh_keypair
 
     return generate_ssh_keypair().public_openssh
 

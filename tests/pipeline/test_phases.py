@@ -12,9 +12,9 @@ import redis
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 
-from core.events import channel_for
-from core.lifecycle import Status
-from core.models import Event, Server
+from core.domain.events import channel_for
+from core.domain.lifecycle import Status
+from core.store.models import Event, Server
 from jobs import operator
 from jobs.context import use_context
 from jobs.creating import create_server

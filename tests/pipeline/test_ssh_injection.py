@@ -15,12 +15,12 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from core import vps_contract as vps
-from core.cloudinit import CloudConfigInput, render
-from core.crypto import SSHKeyPair, generate_ssh_keypair
-from core.hetzner import HetznerAdapter
-from core.provider import CreateSpec
-from core.ssh import SSHError, Target, _client, _SecretsSFTP, env_file, inject
+from core.cloud import vps_contract as vps
+from core.cloud.cloudinit import CloudConfigInput, render
+from core.cloud.hetzner import HetznerAdapter
+from core.cloud.provider import CreateSpec
+from core.cloud.ssh import SSHError, Target, _client, _SecretsSFTP, env_file, inject
+from core.security.crypto import SSHKeyPair, generate_ssh_keypair
 from sim.server import SimulatorServer
 
 

@@ -20,9 +20,9 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from core.lifecycle import LIVE, Status, allowed
-from core.models import Event, Server
-from core.provider import LABEL_SERVER
+from core.cloud.provider import LABEL_SERVER
+from core.domain.lifecycle import LIVE, Status, allowed
+from core.store.models import Event, Server
 from sim.server import SimulatorServer
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import redis
 
-from core.models import MODELS
+from core.store.models import MODELS
 from tests.leaks import _redis_values
 
 

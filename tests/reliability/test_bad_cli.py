@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from core.crypto import generate_key_entry
+from core.security.crypto import generate_key_entry
 from tests.integration.test_cli import REPO, run
 
 SEED = (
-    "from core.runtime import Runtime\n"
-    "from core.vault import seal\n"
+    "from cli.runtime import Runtime\n"
+    "from core.store.vault import seal\n"
     "from tests import factories\n"
     "rt = Runtime.start('seed')\n"
     "for n in range(3):\n"

@@ -24,8 +24,8 @@ import pytest
 import redis
 from litestar import Litestar
 
-from core.callbacks import issue_token
-from core.crypto import generate_ssh_keypair
+from core.domain.callbacks import issue_token
+from core.security.crypto import generate_ssh_keypair
 from tests import factories
 from tests.reliability.snapshots import State, state
 from tests.webhook.conftest import (  # noqa: F401 - fixtures

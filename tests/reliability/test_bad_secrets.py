@@ -16,11 +16,11 @@ import peewee
 import pytest
 import redis
 
-from core import vps_contract as vps
-from core.crypto import Ciphertext, KeyRing, generate_key_entry
-from core.lifecycle import Status
-from core.models import Customer, Server
-from core.vault import reveal
+from core.cloud import vps_contract as vps
+from core.domain.lifecycle import Status
+from core.security.crypto import Ciphertext, KeyRing, generate_key_entry
+from core.store.models import Customer, Server
+from core.store.vault import reveal
 from jobs import operator
 from jobs.context import JobContext, use_context
 from sim.server import SimulatorServer

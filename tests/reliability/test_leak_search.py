@@ -10,7 +10,7 @@ import pytest
 import redis
 from rq import Queue
 
-from core.lifecycle import record_event
+from core.domain.lifecycle import record_event
 from tests import factories
 from tests.conftest import make_settings
 from tests.leaks import LeakSearch, search_everything

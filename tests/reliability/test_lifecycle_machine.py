@@ -39,11 +39,11 @@ from hypothesis.stateful import (
 from rq import Queue
 from rq.job import Job
 
-from core.callbacks import CallbackRejected, accept_callback
-from core.deploys import DeployRefused
-from core.lifecycle import IN_FLIGHT, Status
-from core.models import MODELS, Server
-from core.subscriptions import record_change
+from core.domain.callbacks import CallbackRejected, accept_callback
+from core.domain.deploys import DeployRefused
+from core.domain.lifecycle import IN_FLIGHT, Status
+from core.domain.subscriptions import record_change
+from core.store.models import MODELS, Server
 from jobs import grace, operator, reconcile, sweeper
 from jobs.context import use_context
 from jobs.enqueue import after_callback

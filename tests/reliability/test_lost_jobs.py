@@ -15,9 +15,9 @@ import peewee
 import redis
 from rq import Queue
 
-from core.clock import utcnow
-from core.crypto import KeyRing, generate_key_entry
-from core.models import Event, Server
+from core.platform.clock import utcnow
+from core.security.crypto import KeyRing, generate_key_entry
+from core.store.models import Event, Server
 from jobs import sweeper
 from jobs.context import JobContext
 from jobs.enqueue import start_provisioning

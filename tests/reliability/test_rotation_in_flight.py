@@ -20,12 +20,12 @@ import pytest
 import redis
 from rq import Queue
 
-from core import vps_contract as vps
-from core.crypto import KeyRing, generate_key_entry
-from core.lifecycle import Status
-from core.models import ENCRYPTED_COLUMNS, Customer, Server
-from core.ssh import env_file
-from core.vault import count_by_key, reveal, rotate_all
+from core.cloud import vps_contract as vps
+from core.cloud.ssh import env_file
+from core.domain.lifecycle import Status
+from core.security.crypto import KeyRing, generate_key_entry
+from core.store.models import ENCRYPTED_COLUMNS, Customer, Server
+from core.store.vault import count_by_key, reveal, rotate_all
 from jobs import operator, sweeper
 from jobs.context import JobContext, use_context
 from jobs.queues import START

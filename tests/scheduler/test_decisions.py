@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from core.grace import Action, GraceState, decide
-from core.provider import LABEL_ENV, LABEL_MANAGED, LABEL_SERVER, ProviderServer
-from core.reconcile import ActiveJob, DbServer, Fix, Kind, diff, parse_job_id
-from core.runs import RunSummary, prometheus_lines
-from core.settings import Settings
-from core.sweep import Execution, abandoned, plan
+from core.cloud.provider import LABEL_ENV, LABEL_MANAGED, LABEL_SERVER, ProviderServer
+from core.domain.grace import Action, GraceState, decide
+from core.domain.reconcile import ActiveJob, DbServer, Fix, Kind, diff, parse_job_id
+from core.domain.sweep import Execution, abandoned, plan
+from core.platform.runs import RunSummary, prometheus_lines
+from core.platform.settings import Settings
 from tests.conftest import make_settings
 
 NOW = datetime(2026, 3, 1, 12, 0, 0)

@@ -16,10 +16,10 @@ import pytest
 import redis
 from rq import SimpleWorker
 
-from core.clock import ManualClock
-from core.crypto import KeyRing, generate_key_entry
-from core.models import Customer, Event, Server, Subscription
-from core.runs import read_runs
+from core.platform.clock import ManualClock
+from core.platform.runs import read_runs
+from core.security.crypto import KeyRing, generate_key_entry
+from core.store.models import Customer, Event, Server, Subscription
 from jobs import grace
 from jobs.context import JobContext, use_context
 from jobs.queues import WORKER_QUEUES, queue
@@ -183,7 +183,7 @@ def test_reactivation_within_grace_cancels(
     clock.set(T0 + timedelta(days=2, hours=1))
     grace.run(ctx)  # the first run already falls in the warning window
     assert kinds(server) == ["grace-warning"]
-    # What core.subscriptions does on reactivation: clear the lapse.
+    # What core.domain.subscriptions does on reactivation: clear the lapse.
     Subscription.update(status="active", lapsed_at=None, grace_until=None, warned_at=None).where(
         Subscription.customer == owner
     ).execute()

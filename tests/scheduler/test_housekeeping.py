@@ -10,9 +10,9 @@ import peewee
 import pytest
 import redis
 
-from core.clock import ManualClock
-from core.crypto import KeyRing, generate_key_entry
-from core.models import Event, WebhookDelivery
+from core.platform.clock import ManualClock
+from core.security.crypto import KeyRing, generate_key_entry
+from core.store.models import Event, WebhookDelivery
 from jobs.context import JobContext, use_context
 from jobs.housekeeping import prune_deliveries
 from tests.conftest import make_settings

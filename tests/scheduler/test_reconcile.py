@@ -16,10 +16,10 @@ import redis
 from hcloud.images import Image
 from hcloud.server_types import ServerType
 
-from core.clock import ManualClock, utcnow
-from core.models import Event, Server
-from core.provider import LABEL_CUSTOMER, LABEL_ENV, LABEL_MANAGED, LABEL_SERVER
-from core.reconcile import Fix, Kind
+from core.cloud.provider import LABEL_CUSTOMER, LABEL_ENV, LABEL_MANAGED, LABEL_SERVER
+from core.domain.reconcile import Fix, Kind
+from core.platform.clock import ManualClock, utcnow
+from core.store.models import Event, Server
 from jobs import reconcile
 from jobs.jobscan import live_jobs
 from tests import factories

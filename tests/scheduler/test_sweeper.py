@@ -17,9 +17,9 @@ from rq import Queue, Retry, SimpleWorker
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 
-from core.lifecycle import Status
-from core.models import Event
-from core.runs import RunSummary, read_runs
+from core.domain.lifecycle import Status
+from core.platform.runs import RunSummary, read_runs
+from core.store.models import Event
 from jobs import operator, sweeper
 from jobs.context import use_context
 from jobs.queues import FINISH

@@ -14,7 +14,7 @@ import pytest
 from hcloud.images import Image
 from hcloud.server_types import ServerType
 
-from core.settings import Settings
+from core.platform.settings import Settings
 from sim.config import SimConfig
 from sim.scratch import Scratch, ScratchError, check_parent, ram_backed_dir, sweep_stale
 from sim.server import SimulatorServer

@@ -13,7 +13,7 @@ from hcloud.images import Image
 from hcloud.server_types import ServerType
 from hcloud.ssh_keys import SSHKey
 
-from core import vps_contract
+from core.cloud import vps_contract
 from sim.server import SimulatorServer
 from tests.sim.conftest import fast_client
 from tests.sim.helpers import CallbackReceiver, KeyPair, key_pair, user_data, wait_for

@@ -21,8 +21,8 @@ import peewee
 import pytest
 import redis
 
-from core.crypto import generate_key_entry
-from core.demo import await_deploy, demo_payloads, send_signed
+from cli.demo import await_deploy, demo_payloads, send_signed
+from core.security.crypto import generate_key_entry
 from sim.config import SimConfig
 from sim.server import SimulatorServer
 from tests.stack.test_demo import free_port

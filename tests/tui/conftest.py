@@ -15,11 +15,11 @@ import redis
 from textual.pilot import Pilot
 
 from cli.tui import operations
-from core import migrations
-from core.clock import ManualClock
-from core.db import init_database
-from core.models import Customer, Event, Server
-from core.settings import Settings
+from core.platform.clock import ManualClock
+from core.platform.settings import Settings
+from core.store import migrations
+from core.store.db import init_database
+from core.store.models import Customer, Event, Server
 from tests.conftest import make_settings
 from tui.app import RachelApp
 from tui.backend import Backend

@@ -6,7 +6,7 @@ import pytest
 import redis
 from rq.job import Job
 
-from core.models import Event, Server
+from core.store.models import Event, Server
 from jobs.queues import DEPROVISION, FINISH, START
 from tests.tui.conftest import OPERATOR, SIZE, loaded, wait_for
 from tui.app import RachelApp

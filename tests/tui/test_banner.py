@@ -12,12 +12,12 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from cli.embedded_redis import EmbeddedRedis
 from cli.tui import operations
-from core.clock import ManualClock
-from core.events import redis_publisher
-from core.lifecycle import transition
-from core.redis import EmbeddedRedis
-from core.settings import Settings
+from core.domain.events import redis_publisher
+from core.domain.lifecycle import transition
+from core.platform.clock import ManualClock
+from core.platform.settings import Settings
 from tests.tui.conftest import OPERATOR, SIZE, loaded, wait_for
 from tui.app import RachelApp
 from tui.backend import Backend

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import redis
 
-from core.clock import ManualClock
-from core.events import redis_publisher
-from core.lifecycle import transition
-from core.models import Server
+from core.domain.events import redis_publisher
+from core.domain.lifecycle import transition
+from core.platform.clock import ManualClock
+from core.store.models import Server
 from tests.tui.conftest import SIZE, loaded, make_server, wait_for
 from tui.app import RachelApp
 from tui.widgets import FleetTable

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from core.fleet import FleetRow, LastEvent, percentile, summarize
+from core.domain.fleet import FleetRow, LastEvent, percentile, summarize
 from tui.backend import EventLine
 from tui.cells import Cell, Row, duration, phase_cell, render, total_cell
 from tui.filters import matches, parse, wants_deleted, with_status_term

@@ -1,4 +1,4 @@
-"""The fleet queries the TUI reads (core.fleet additions) and `jobs.inspect`, for real."""
+"""The fleet queries the TUI reads (core.domain.fleet additions) and `jobs.inspect`, for real."""
 
 from __future__ import annotations
 
@@ -7,9 +7,14 @@ import pytest
 import redis
 from rq import Queue, SimpleWorker, Worker
 
-from core.clock import ManualClock
-from core.fleet import last_events, provisioning_stats, recent_provisioning_times, status_counts
-from core.models import Event
+from core.domain.fleet import (
+    last_events,
+    provisioning_stats,
+    recent_provisioning_times,
+    status_counts,
+)
+from core.platform.clock import ManualClock
+from core.store.models import Event
 from jobs import inspect
 from jobs.queues import DEPROVISION, FINISH, START, enqueue_step
 from tests.tui.conftest import NOW, ago, seed_fleet

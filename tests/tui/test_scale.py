@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import redis
 
-from core.events import publish
-from core.models import Customer, Event, Server
+from core.domain.events import publish
+from core.store.models import Customer, Event, Server
 from tests.tui.conftest import NOW, SIZE, ago, loaded, wait_for
 from tui.screens.fleet import FIRST_PAGE
 from tui.widgets import FleetTable

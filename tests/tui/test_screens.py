@@ -9,10 +9,10 @@ import redis
 from rich.console import Console
 from rq import Queue, SimpleWorker
 
-from core.clock import ManualClock
-from core.events import redis_publisher
-from core.lifecycle import transition
-from core.models import Server
+from core.domain.events import redis_publisher
+from core.domain.lifecycle import transition
+from core.platform.clock import ManualClock
+from core.store.models import Server
 from jobs.queues import START
 from tests.tui.conftest import SIZE, loaded, wait_for
 from tests.tui.test_queries import PLANTED

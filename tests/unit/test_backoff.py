@@ -1,7 +1,7 @@
 import pytest
 
-from core import backoff
-from core.backoff import ceiling, delay, should_retry
+from core.domain import backoff
+from core.domain.backoff import ceiling, delay, should_retry
 
 
 def test_ceiling_doubles_and_caps() -> None:

@@ -3,8 +3,14 @@ import base64
 import pytest
 from cryptography.hazmat.primitives.serialization import load_ssh_private_key, load_ssh_public_key
 
-from core.crypto import Binding, Ciphertext, KeyRing, generate_key_entry, generate_ssh_keypair
 from core.errors import CryptoError, SettingsError
+from core.security.crypto import (
+    Binding,
+    Ciphertext,
+    KeyRing,
+    generate_key_entry,
+    generate_ssh_keypair,
+)
 
 ROW = Binding("customer", 7, "telegram_bot_token")
 

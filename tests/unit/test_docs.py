@@ -1,8 +1,8 @@
-"""The README's settings table is the one generated from core/settings.py."""
+"""The README's settings table is the one generated from core/platform/settings.py."""
 
 from pathlib import Path
 
-from core.settings import settings_table_markdown
+from core.platform.settings import settings_table_markdown
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

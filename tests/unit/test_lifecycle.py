@@ -4,8 +4,7 @@ import itertools
 
 import pytest
 
-from core.errors import InvalidTransition
-from core.lifecycle import (
+from core.domain.lifecycle import (
     IN_FLIGHT,
     TRANSITIONS,
     Status,
@@ -14,6 +13,7 @@ from core.lifecycle import (
     retry_target,
     validate_actor,
 )
+from core.errors import InvalidTransition
 
 S = Status
 ALLOWED = {

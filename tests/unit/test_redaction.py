@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from core.logs import setup_logging
-from core.redaction import MASK, SecretRegistry, redact, register_secret
-from core.settings import Settings
+from core.platform.logs import setup_logging
+from core.platform.settings import Settings
+from core.security.redaction import MASK, SecretRegistry, redact, register_secret
 
 
 def test_registry_masks_registered_values_anywhere() -> None:

@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 
 from core.errors import SettingsError
-from core.settings import SIMULATOR_DEV_TOKEN, Settings, settings_table_markdown
-from core.settings_parsing import parse_duration
-from core.settings_table import SETTINGS
+from core.platform.settings import SIMULATOR_DEV_TOKEN, Settings, settings_table_markdown
+from core.platform.settings_parsing import parse_duration
+from core.platform.settings_table import SETTINGS
 
 
 def load(**env: str) -> Settings:

@@ -21,10 +21,10 @@ from litestar.testing import TestClient
 from rq import Queue
 from rq.job import Job
 
-from core.dev_secrets import generate_api_key, generate_webhook_secret
-from core.models import Customer
-from core.settings import Settings
-from core.signing import sign
+from core.platform.dev_secrets import generate_api_key, generate_webhook_secret
+from core.platform.settings import Settings
+from core.security.signing import sign
+from core.store.models import Customer
 from jobs.context import JobContext, use_context
 from jobs.queues import START
 from tests import factories

@@ -12,10 +12,10 @@ import redis
 from litestar import Litestar
 from rq import Queue
 
-from core.callbacks import issue_token
-from core.clock import utcnow
-from core.crypto import generate_ssh_keypair
-from core.models import Event, Server
+from core.domain.callbacks import issue_token
+from core.platform.clock import utcnow
+from core.security.crypto import generate_ssh_keypair
+from core.store.models import Event, Server
 from jobs.queues import FINISH
 from tests import factories
 from tests.webhook.conftest import Served

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from core.signing import WebhookVerifier
+from core.security.signing import WebhookVerifier
 from tests.webhook.conftest import NEW_SECRET, OLD_SECRET
 
 REPO = Path(__file__).resolve().parents[2]

@@ -14,10 +14,10 @@ import redis
 from rq import Queue
 from rq.job import Job
 
-from core.crypto import KeyRing, generate_key_entry
-from core.intake import payload_binding
-from core.models import Customer, Event, Server, Subscription, WebhookDelivery
-from core.vault import reveal
+from core.domain.intake import payload_binding
+from core.security.crypto import KeyRing, generate_key_entry
+from core.store.models import Customer, Event, Server, Subscription, WebhookDelivery
+from core.store.vault import reveal
 from jobs.queues import START
 from tests import factories
 from tests.webhook.conftest import (

@@ -9,9 +9,9 @@ import redis
 from litestar.testing import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from core.db import database, init_database
-from core.metrics import WEBHOOK_RESULTS_KEY
-from core.settings import Settings
+from core.domain.metrics import WEBHOOK_RESULTS_KEY
+from core.platform.settings import Settings
+from core.store.db import database, init_database
 from tests import factories
 from tests.webhook.conftest import Http
 from webhook.app import create_app

@@ -9,12 +9,12 @@ import peewee
 import redis
 from litestar.testing import TestClient
 
-from core.clock import utcnow
-from core.db import connection, database, init_database
-from core.deliveries import body_digest, prune
-from core.intake import Submission, admit
-from core.models import Server, WebhookDelivery
-from core.settings import Settings
+from core.domain.deliveries import body_digest, prune
+from core.domain.intake import Submission, admit
+from core.platform.clock import utcnow
+from core.platform.settings import Settings
+from core.store.db import connection, database, init_database
+from core.store.models import Server, WebhookDelivery
 from jobs import sweeper
 from jobs.context import JobContext
 from jobs.enqueue import INTAKE_FLAG

@@ -1,4 +1,4 @@
-"""A batch of stored deploys carried out together (`core.intake_batch`).
+"""A batch of stored deploys carried out together (`core.domain.intake_batch`).
 
 The common deploys of a batch are written set-based; the rest (a customer
 without a row, a customer's second deploy in the batch, a conflict with a
@@ -16,11 +16,11 @@ import pytest
 import redis
 from rq import Queue
 
-from core import intake_batch
-from core.deliveries import body_digest
-from core.intake import Submission, admit
-from core.models import Customer, Event, Server, Subscription, WebhookDelivery
-from core.vault import reveal
+from core.domain import intake_batch
+from core.domain.deliveries import body_digest
+from core.domain.intake import Submission, admit
+from core.store.models import Customer, Event, Server, Subscription, WebhookDelivery
+from core.store.vault import reveal
 from jobs.intake import carry_out_deploys
 from jobs.queues import FINISH, START, record_jobs
 from tests import factories
@@ -52,7 +52,7 @@ def _conflicts(caplog: pytest.LogCaptureFixture) -> int:
 def test_a_batch_creates_named_servers_records_jobs_and_outcomes(
     ctx: WebContext, intake: Intake, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="core.intake_batch")
+    caplog.set_level(logging.INFO, logger="core.domain.intake_batch")
     for i in range(4):
         active(f"cus_b{i}")
     active("cus_gone")
@@ -149,7 +149,7 @@ def test_a_conflict_with_a_concurrent_writer_is_settled_one_by_one(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="core.intake_batch")
+    caplog.set_level(logging.INFO, logger="core.domain.intake_batch")
     racer = active("cus_raced")
     active("cus_calm")
     _store(

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from core.dev_secrets import generate_webhook_secret
-from core.models import Customer, Server, Subscription, WebhookDelivery
+from core.platform.dev_secrets import generate_webhook_secret
+from core.store.models import Customer, Server, Subscription, WebhookDelivery
 from tests.webhook.conftest import OLD_SECRET, Http, deploy_payload, signed_headers
 
 

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import httpx
 import redis
 
-from core.events import channel_for, publish, redis_publisher
-from core.lifecycle import transition
+from core.domain.events import channel_for, publish, redis_publisher
+from core.domain.lifecycle import transition
 from tests import factories
 from tests.webhook.conftest import API_KEY
 

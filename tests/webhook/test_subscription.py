@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from core.clock import utcnow
-from core.models import Customer, Subscription
+from core.platform.clock import utcnow
+from core.store.models import Customer, Subscription
 from tests.webhook.conftest import Http, subscription_payload
 
 GRACE = timedelta(days=3)

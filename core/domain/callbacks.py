@@ -1,0 +1,227 @@
+"""The cloud-init callback: one-time bearer tokens and what accepting one does.
+
+The token is issued when the server is created and travels in its user data
+(it opens nothing but this callback). Only its SHA-256 is stored. It is valid
+once, for one server, until the boot deadline, and only from the IPv4 address
+Hetzner assigned to that server. Accepting it pins the VPS's SSH host key and
+moves the server from cloud_init to injecting_secrets in one compare-and-set;
+whatever is wrong, nothing changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+import re
+import secrets
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_ssh_public_key
+
+from core.domain.lifecycle import Publisher, Status, transition
+from core.errors import RachelError
+from core.platform.clock import SYSTEM_CLOCK, Clock, ManualClock
+from core.store import rows
+from core.store.models import Server
+
+log = logging.getLogger(__name__)
+
+TOKEN_BYTES = 32
+MAX_HOST_KEY_LENGTH = 512
+#: The key blob of an OpenSSH public key line: strict base64, nothing else.
+_KEY_BLOB = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+
+
+class CallbackRejected(RachelError):
+    """A callback that is refused; nothing was changed.
+
+    Attributes:
+        status: the HTTP status to answer with (401, 404, 409 or 422).
+    """
+
+    code = "callback_rejected"
+
+    def __init__(self, message: str, *, status: int, code: str) -> None:
+        super().__init__(message, code=code)
+        self.status = status
+
+
+def hash_token(token: str) -> str:
+    """The stored form of a callback token."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def issue_token(
+    server: Server, ttl_seconds: float, clock: Clock = SYSTEM_CLOCK, token: str | None = None
+) -> str:
+    """Arm `server`'s one-time token (the caller saves the row); return it.
+
+    Args:
+        server: the row to arm.
+        ttl_seconds: validity from now (the boot deadline).
+        clock: where `now` comes from.
+        token: the token to arm; a random one when None. The pipeline passes a
+            token derived from the server id and attempt, so that a retried
+            create that adopts the VPS of an earlier run arms the same token that
+            VPS was given, while a new attempt's token differs from every earlier one.
+    """
+    token = token or secrets.token_urlsafe(TOKEN_BYTES)
+    server.callback_token_hash = hash_token(token)
+    server.callback_token_expires_at = clock.now() + timedelta(seconds=ttl_seconds)
+    server.callback_token_used_at = None
+    return token
+
+
+def parse_host_key(text: str) -> str:
+    """Validate an OpenSSH ed25519 public key line; return it normalised (no comment).
+
+    Raises:
+        CallbackRejected: 422 when it is not an ed25519 public key.
+    """
+    if not isinstance(text, str) or len(text) > MAX_HOST_KEY_LENGTH:
+        raise CallbackRejected(
+            "host_key must be an OpenSSH ed25519 public key line",
+            status=422,
+            code="invalid_host_key",
+        )
+    line = text.strip()
+    if any(ord(c) < 32 or ord(c) == 127 for c in line):
+        # One line: a second key, or anything else, smuggled after a newline is refused.
+        raise CallbackRejected(
+            "host_key must be one OpenSSH public key line", status=422, code="invalid_host_key"
+        )
+    parts = line.split()
+    if len(parts) < 2 or parts[0] != "ssh-ed25519":
+        raise CallbackRejected(
+            "host_key must start with ssh-ed25519", status=422, code="invalid_host_key"
+        )
+    # The decoder below skips characters outside the base64 alphabet, so a blob
+    # with a NUL or other junk appended decoded to a valid key, and the junk
+    # was pinned with it (PostgreSQL then refused the NUL: a 500). Found by
+    # tests/reliability/test_bad_input.py.
+    if not _KEY_BLOB.fullmatch(parts[1]):
+        raise CallbackRejected(
+            "host_key is not a valid ed25519 public key", status=422, code="invalid_host_key"
+        )
+    try:
+        key = load_ssh_public_key(f"{parts[0]} {parts[1]}".encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        raise CallbackRejected(
+            "host_key is not a valid ed25519 public key", status=422, code="invalid_host_key"
+        ) from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise CallbackRejected(
+            "host_key is not an ed25519 key", status=422, code="invalid_host_key"
+        )
+    return f"{parts[0]} {parts[1]}"
+
+
+def _same_address(a: str | None, b: str | None) -> bool:
+    if not a or not b:
+        return False
+    try:
+        return ipaddress.ip_address(a) == ipaddress.ip_address(b)
+    except ValueError:
+        return False
+
+
+def accept_callback(
+    server_id: int,
+    token: str,
+    host_key: str,
+    source_ip: str | None,
+    *,
+    check_source: bool = True,
+    clock: Clock = SYSTEM_CLOCK,
+    publish: Publisher | None = None,
+    next_job: Callable[[Server, datetime], str | None] | None = None,
+) -> Server:
+    """Verify a cloud-init callback and advance the server to injecting_secrets.
+
+    Args:
+        server_id: from the URL.
+        token: the bearer token.
+        host_key: the VPS's SSH host public key (OpenSSH line).
+        source_ip: the client address the request came from.
+        check_source: bind the token to the server's IPv4 (off only behind
+            proxies that hide the client address).
+        clock: where `now` comes from.
+        publish: the transition publisher.
+        next_job: given the server and the moment it enters injecting_secrets,
+            the id the caller will queue its injection under (None: none),
+            recorded by the transition itself rather than by an UPDATE after.
+
+    Returns:
+        The server, now in injecting_secrets (the caller enqueues the injection).
+
+    Raises:
+        CallbackRejected: 404 unknown server; 401 wrong, reused, expired or foreign
+            token (one message for all, so that a prober learns nothing); 409 the
+            server is not waiting for a callback; 422 malformed host key.
+    """
+    unauthorized = CallbackRejected("invalid callback token", status=401, code="unauthorized")
+    server = rows.get(Server, server_id)
+    if server is None:
+        raise CallbackRejected(f"server {server_id} not found", status=404, code="not_found")
+    stored = server.callback_token_hash
+    if not token or not stored or not hmac.compare_digest(hash_token(token), stored):
+        log.warning(
+            "server %s: callback with a wrong or already used token from %s", server_id, source_ip
+        )
+        raise unauthorized
+    now = clock.now()
+    if server.callback_token_used_at is not None:
+        log.warning("server %s: replayed callback from %s", server_id, source_ip)
+        raise unauthorized
+    if server.callback_token_expires_at is None or now >= server.callback_token_expires_at:
+        log.warning(
+            "server %s: callback after its deadline (%s) from %s",
+            server_id,
+            server.callback_token_expires_at,
+            source_ip,
+        )
+        raise unauthorized
+    if check_source and not _same_address(source_ip, server.ipv4):
+        log.warning(
+            "server %s: callback from %s, but the server's address is %s",
+            server_id,
+            source_ip,
+            server.ipv4,
+        )
+        raise unauthorized
+    pinned = parse_host_key(host_key)
+    if server.status != Status.CLOUD_INIT:
+        raise CallbackRejected(
+            f"server {server_id} is {server.status}, not waiting for cloud-init",
+            status=409,
+            code="conflict",
+        )
+    changes: dict[str, object] = {
+        "host_key": pinned,
+        "callback_token_used_at": now,
+        "callback_token_hash": None,
+        "retries": 0,
+        "deadline_at": None,
+    }
+    job = next_job(server, now) if next_job is not None else None
+    if job is not None:
+        changes["job_id"] = job
+    moved = transition(
+        server_id,
+        Status.CLOUD_INIT,
+        Status.INJECTING_SECRETS,
+        message="cloud-init finished; host key pinned",
+        actor="system",
+        changes=changes,
+        # The phase is entered at `now`: the job id above is stamped with it.
+        clock=ManualClock(now),
+        publish=publish,
+        row=server,  # now as written: no second read
+    )
+    if not moved:  # a concurrent callback won the compare-and-set
+        raise unauthorized
+    return server

@@ -1,0 +1,12 @@
+"""What every process stands on: settings, time, logging, Redis, development secrets.
+
+- `settings`, `settings_table`, `settings_parsing`: 12-factor settings.
+- `clock`: naive UTC time from an injectable clock.
+- `logs`: one logging setup, text or JSON, redacted.
+- `redis`: the Redis client every process uses (the embedded server is `cli`'s).
+- `dev_secrets`: the key ring, webhook secret and API key of a local data dir.
+- `runs`: the scheduled tasks' run summaries, kept in Redis.
+- `process`: whether a pid still runs.
+
+May import: `core.errors`, `core.security`.
+"""

@@ -1,0 +1,216 @@
+"""The data model (peewee): customers, subscriptions, servers, events, deliveries.
+
+Secret columns are `EncryptedField`s: they hold `Ciphertext` values only and
+refuse a plain string, so plaintext cannot be stored by accident. Seal and
+open them with `core.store.vault` (which binds each ciphertext to its row).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import peewee
+
+from core.platform.clock import utcnow
+from core.security.crypto import Ciphertext
+from core.store.db import database
+
+
+class EncryptedField(peewee.TextField):
+    """A column of `Ciphertext` values (AES-256-GCM, bound to table, row and field)."""
+
+    def db_value(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, Ciphertext):
+            return value.token
+        raise TypeError(
+            f"{self.model.__name__}.{self.name} is encrypted: assign a Ciphertext "
+            "(core.secrets.seal), never a plain value"
+        )
+
+    def python_value(self, value: Any) -> Ciphertext | None:
+        if value is None:
+            return None
+        return Ciphertext(str(value))
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+    def row_id(self) -> Any:
+        """The primary key's value (None before the first save)."""
+        return getattr(self, "_pk", None)
+
+
+class Customer(BaseModel):
+    """A paying customer, identified by the dashboard's external id."""
+
+    id = peewee.AutoField()
+
+    external_id = peewee.CharField(max_length=128, unique=True)
+    email = peewee.CharField(max_length=320)
+    telegram_bot_token = EncryptedField(null=True)
+    claude_credentials = EncryptedField(null=True)
+    # Where the grace-period warning is sent through the customer's own bot (optional).
+    telegram_chat_id = peewee.CharField(max_length=64, null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+
+class Subscription(BaseModel):
+    """The customer's subscription as the billing webhooks last reported it."""
+
+    id = peewee.AutoField()
+
+    customer = peewee.ForeignKeyField(
+        Customer, unique=True, backref="subscriptions", on_delete="CASCADE"
+    )
+    status = peewee.CharField(max_length=16)  # active, past_due, canceled, unpaid
+    current_period_end = peewee.DateTimeField(null=True)
+    lapsed_at = peewee.DateTimeField(null=True)
+    grace_until = peewee.DateTimeField(null=True)
+    warned_at = peewee.DateTimeField(null=True)
+    # When the billing side says the change that set the current state happened;
+    # webhooks arrive out of order, and an older event than this is ignored.
+    event_at = peewee.DateTimeField(null=True)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+
+class Server(BaseModel):
+    """A customer's VPS and where it is in its lifecycle (`core.domain.lifecycle`)."""
+
+    id = peewee.AutoField()
+
+    customer = peewee.ForeignKeyField(Customer, backref="servers", on_delete="RESTRICT")
+    customer_id: int  # peewee's accessor for the foreign key's raw value
+    status = peewee.CharField(max_length=24, default="pending", index=True)
+    attempt = peewee.IntegerField(default=0)
+    provider_id = peewee.BigIntegerField(null=True, index=True)
+    name = peewee.CharField(max_length=63, null=True, unique=True)
+    ipv4 = peewee.CharField(max_length=45, null=True)
+    ipv6 = peewee.CharField(max_length=64, null=True)
+    location = peewee.CharField(max_length=32)
+    server_type = peewee.CharField(max_length=32)
+    image = peewee.CharField(max_length=64)
+    ssh_private_key = EncryptedField(null=True)
+    ssh_public_key = peewee.TextField(null=True)
+    host_key = peewee.TextField(null=True)  # pinned from the cloud-init callback
+    callback_token_hash = peewee.CharField(max_length=64, null=True)
+    callback_token_expires_at = peewee.DateTimeField(null=True)
+    callback_token_used_at = peewee.DateTimeField(null=True)
+    last_error = peewee.TextField(null=True)
+    failed_phase = peewee.CharField(max_length=24, null=True)
+    deadline_at = peewee.DateTimeField(null=True)  # when the current phase times out
+    retries = peewee.IntegerField(default=0)  # transient-error retries in the current phase
+    # Of those, the waits for Hetzner's rate limit: the project's budget, not this
+    # server's trouble, so they do not use up the phase's retries (its time limit bounds them).
+    throttled = peewee.IntegerField(default=0)
+    # Set, and committed, before the create request goes out: a job that finds it
+    # set without a provider_id looks the server up by label before creating again.
+    create_requested_at = peewee.DateTimeField(null=True)
+    job_id = peewee.CharField(max_length=96, null=True)  # the server's current or next job
+    requested_by = peewee.CharField(max_length=64, default="webhook")
+    created_at = peewee.DateTimeField(default=utcnow, index=True)
+    updated_at = peewee.DateTimeField(default=utcnow)
+    status_changed_at = peewee.DateTimeField(default=utcnow)
+    creating_at = peewee.DateTimeField(null=True)
+    cloud_init_at = peewee.DateTimeField(null=True)
+    injecting_secrets_at = peewee.DateTimeField(null=True)
+    ready_at = peewee.DateTimeField(null=True)
+    failed_at = peewee.DateTimeField(null=True)
+    deprovisioning_at = peewee.DateTimeField(null=True)
+    deleted_at = peewee.DateTimeField(null=True)
+    provisioning_seconds = peewee.FloatField(null=True)  # created -> ready, against the SLA
+
+
+# At most one live (not deleted) server per customer, enforced by the database
+# itself so that two racing deploy webhooks cannot both create one.
+Server.add_index(
+    Server.index(
+        Server.customer,
+        unique=True,
+        where=(Server.status != "deleted"),
+        name="server_one_live_per_customer",
+    )
+)
+
+
+class Event(BaseModel):
+    """One entry of a server's timeline: the audit trail and the TUI's history."""
+
+    id = peewee.AutoField()
+
+    # None for fleet-level events (a scheduler run's summary).
+    server = peewee.ForeignKeyField(
+        Server, backref="events", on_delete="CASCADE", index=True, null=True
+    )
+    at = peewee.DateTimeField(default=utcnow, index=True)
+    kind = peewee.CharField(max_length=32)  # transition, retry, error, operator, cron, ...
+    message = peewee.TextField()
+    actor = peewee.CharField(max_length=96)  # system, webhook, cron, operator:NAME
+    from_status = peewee.CharField(max_length=24, null=True)
+    to_status = peewee.CharField(max_length=24, null=True)
+
+
+class WebhookDelivery(BaseModel):
+    """A webhook we accepted: its id guards against replays and makes retries idempotent.
+
+    A deploy is also the intake queue's entry (`core.domain.intake`): it is stored
+    `accepted` with its request sealed in `payload`, answered, and carried out
+    by a job, which records the outcome and erases the payload.
+    """
+
+    webhook_id = peewee.CharField(max_length=128, primary_key=True)
+    kind = peewee.CharField(max_length=32)
+    received_at = peewee.DateTimeField(default=utcnow, index=True)
+    body_sha256 = peewee.CharField(max_length=64)
+    response_status = peewee.IntegerField()
+    response_body = peewee.TextField()
+    # The intake of deploys (None for deliveries handled in the request).
+    state = peewee.CharField(max_length=16, null=True)  # accepted, done, refused, failed
+    customer_external_id = peewee.CharField(max_length=128, null=True)
+    payload = EncryptedField(null=True)  # the sealed request, until it is carried out
+    server_id = peewee.IntegerField(null=True)
+    created_server = peewee.BooleanField(null=True)
+    outcome_code = peewee.CharField(max_length=48, null=True)
+    outcome = peewee.TextField(null=True)
+    processed_at = peewee.DateTimeField(null=True)
+
+
+# The intake's queue: the deploys not yet carried out, found without a scan.
+WebhookDelivery.add_index(
+    WebhookDelivery.index(
+        WebhookDelivery.received_at,
+        where=(WebhookDelivery.state == "accepted"),
+        name="webhook_delivery_intake_queue",
+    )
+)
+
+
+class SchemaVersion(BaseModel):
+    """The schema version a database is at (one row), see `core.store.migrations`."""
+
+    id = peewee.AutoField()
+
+    version = peewee.IntegerField()
+    applied_at = peewee.DateTimeField(default=utcnow)
+
+
+#: Every table, in creation order.
+MODELS: tuple[type[BaseModel], ...] = (
+    Customer,
+    Subscription,
+    Server,
+    Event,
+    WebhookDelivery,
+    SchemaVersion,
+)
+#: Tables with encrypted columns, and those columns (key rotation walks them).
+ENCRYPTED_COLUMNS: dict[type[BaseModel], tuple[str, ...]] = {
+    Customer: ("telegram_bot_token", "claude_credentials"),
+    Server: ("ssh_private_key",),
+    WebhookDelivery: ("payload",),
+}
