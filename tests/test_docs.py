@@ -4,7 +4,7 @@ from pathlib import Path
 
 from core.platform.settings import settings_table_markdown
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_readme_settings_table_is_current() -> None:
