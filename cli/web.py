@@ -19,11 +19,13 @@ if TYPE_CHECKING:
 
 def app_factory(rt: Runtime | None = None) -> Litestar:
     """The web app on this process's settings (each uvicorn worker calls it)."""
+    from jobs.work import RQWork
     from webhook.app import create_app
     from webhook.context import WebContext
 
     rt = rt or runtime("web")
-    app = create_app(WebContext.build(rt.settings))
+    # The composition root: the web app reaches the job system through this port only.
+    app = create_app(WebContext.build(rt.settings, RQWork()))
     # Everything built so far lives as long as the process: out of the
     # collector's reach, full collections stay short. They were the deploy
     # webhook's latency tail: p99 85 ms without, 39-48 ms with (bench/webhook.py).

@@ -1,1 +1,15 @@
-"""rachel-cloud jobs."""
+"""rachel-cloud jobs: the work done outside requests, on RQ.
+
+- the job functions, one module per concern (`creating`, `deadlines`,
+  `injecting`, `deprovisioning`, `cleanup`, `intake`, and the scheduled
+  `grace`, `reconcile`, `sweeper`, `housekeeping`, `callback_poll`);
+- `registry`: every job function named once; each enqueue names its job there;
+- `queues` and `enqueue`: queues, job ids, and the public enqueue helpers the
+  CLI and the TUI use; `work`: the same for the web app, as `core`'s port;
+- `operator`: operator actions shared by the CLI and the TUI;
+- `cron`: the scheduled tasks; `worker`: the worker process;
+- `inspect`, `jobscan`: reading the queues (job views, the sweeper).
+
+May import: `core` (and RQ, Redis, peewee). Never `webhook`, `tui`, `sim` or
+`cli`: they reach the job system through `core`'s ports, wired by `cli`.
+"""

@@ -20,6 +20,7 @@ from core.store.models import Server
 from jobs.context import context
 from jobs.outcomes import describe
 from jobs.queues import FINISH, enqueue_step
+from jobs.registry import JobFunction
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def cleanup(server_id: int, retry: int = 0) -> str:
             enqueue_step(
                 ctx.redis,
                 FINISH,
-                "jobs.cleanup.cleanup",
+                JobFunction.CLEANUP,
                 server.id,
                 "cleanup",
                 attempt=server.attempt,

@@ -25,6 +25,7 @@ from jobs.context import JobContext, context
 from jobs.enqueue import create_rate_limit
 from jobs.outcomes import Requeue, retry_or_fail
 from jobs.queues import FINISH, START, enqueue_step
+from jobs.registry import JobFunction
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ def create_server(server_id: int) -> str:
         enqueue_step(
             ctx.redis,
             FINISH,
-            "jobs.deadlines.check_boot_deadline",
+            JobFunction.CHECK_BOOT_DEADLINE,
             server.id,
             "boot-deadline",
             attempt=server.attempt,
@@ -199,7 +200,7 @@ def _requeue(ctx: JobContext, server: Server) -> Requeue:
         enqueue_step(
             ctx.redis,
             START,
-            "jobs.creating.create_server",
+            JobFunction.CREATE_SERVER,
             server.id,
             "creating",
             attempt=server.attempt,

@@ -16,6 +16,7 @@ from core.store.models import Server
 from jobs.context import context
 from jobs.outcomes import fail
 from jobs.queues import FINISH, enqueue_step
+from jobs.registry import JobFunction
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def check_boot_deadline(server_id: int, attempt: int, check: int = 0) -> str:
             enqueue_step(
                 ctx.redis,
                 FINISH,
-                "jobs.deadlines.check_boot_deadline",
+                JobFunction.CHECK_BOOT_DEADLINE,
                 server_id,
                 "boot-deadline",
                 attempt=attempt,

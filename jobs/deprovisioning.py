@@ -19,6 +19,7 @@ from core.store.models import Server
 from jobs.context import JobContext, context
 from jobs.outcomes import describe, retry_words
 from jobs.queues import DEPROVISION, enqueue_step
+from jobs.registry import JobFunction
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def _retry(ctx: JobContext, server: Server, exc: HetznerError) -> str:
     enqueue_step(
         ctx.redis,
         DEPROVISION,
-        "jobs.deprovisioning.deprovision",
+        JobFunction.DEPROVISION,
         server.id,
         "deprovisioning",
         attempt=server.attempt,

@@ -29,6 +29,7 @@ from jobs.queues import (
     job_id,
     queue,
 )
+from jobs.registry import JobFunction
 
 #: Set while an intake job is queued and has not started: deploys stored
 #: meanwhile need no job of their own. Expires, so a lost job heals by itself.
@@ -56,7 +57,7 @@ def start_provisioning(
     return enqueue_step(
         connection,
         START,
-        "jobs.creating.create_server",
+        JobFunction.CREATE_SERVER,
         server.id,
         "creating",
         attempt=server.attempt,
@@ -118,7 +119,7 @@ def enqueue_injection(connection: redis.Redis, server: Server, *, record: bool =
     return enqueue_step(
         connection,
         FINISH,
-        "jobs.injecting.inject_secrets",
+        JobFunction.INJECT_SECRETS,
         server.id,
         INJECTION_STEP,
         attempt=server.attempt,
@@ -133,7 +134,7 @@ def start_deprovision(connection: redis.Redis, server: Server) -> str:
     return enqueue_step(
         connection,
         DEPROVISION,
-        "jobs.deprovisioning.deprovision",
+        JobFunction.DEPROVISION,
         server.id,
         "deprovisioning",
         attempt=server.attempt,
@@ -157,7 +158,7 @@ def request_intake(connection: redis.Redis) -> str | None:
     jid = f"intake-{time.time_ns()}"
     try:
         queue(connection, START).enqueue(
-            "jobs.intake.carry_out_deploys",
+            JobFunction.CARRY_OUT_DEPLOYS.path,
             job_id=jid,
             retry=Retry(max=CRASH_RETRIES, interval=CRASH_RETRY_INTERVALS),
             result_ttl=60,

@@ -23,6 +23,7 @@ from core.store.vault import reveal
 from jobs.context import JobContext, context
 from jobs.outcomes import Requeue, fail, retry_or_fail
 from jobs.queues import FINISH, enqueue_step, job_id, unschedule
+from jobs.registry import JobFunction
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ def _requeue(ctx: JobContext, server: Server) -> Requeue:
         enqueue_step(
             ctx.redis,
             FINISH,
-            "jobs.injecting.inject_secrets",
+            JobFunction.INJECT_SECRETS,
             server.id,
             "injecting_secrets",
             attempt=server.attempt,

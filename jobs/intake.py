@@ -32,7 +32,7 @@ BATCH = 25
 
 
 def carry_out_deploys(limit: int = 10_000) -> int:
-    """Carry out the stored deploys, oldest first; how many were handled.
+    """RQ job: carry out the stored deploys, oldest first; how many were handled.
 
     Args:
         limit: stop after about this many (the next job continues).

@@ -20,6 +20,7 @@ from core.security.redaction import redact
 from core.store.models import Server
 from jobs.context import JobContext
 from jobs.queues import FINISH, enqueue_step
+from jobs.registry import JobFunction
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def fail(
         enqueue_step(
             ctx.redis,
             FINISH,
-            "jobs.cleanup.cleanup",
+            JobFunction.CLEANUP,
             server_id,
             "cleanup",
             attempt=server.attempt,

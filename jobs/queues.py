@@ -24,6 +24,7 @@ from rq.rate_limit import RateLimit
 from rq.registry import ScheduledJobRegistry
 
 from core.store.models import Server
+from jobs.registry import JobFunction
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def queue(connection: redis.Redis, name: str) -> Queue:
 def enqueue_step(
     connection: redis.Redis,
     queue_name: str,
-    func: str,
+    func: JobFunction,
     server_id: int,
     step: str,
     *,
@@ -77,7 +78,7 @@ def enqueue_step(
     Args:
         connection: Redis.
         queue_name: one of the queues above.
-        func: dotted path of the job function (workers import it, callers need not).
+        func: the job function (workers import it, callers need not).
         server_id: the only state a job receives; it re-reads the row.
         step: the phase or step name, part of the job id.
         attempt: the server's provisioning attempt.
@@ -117,9 +118,9 @@ def enqueue_step(
             return jid
     try:
         if delay > 0:
-            q.enqueue_in(timedelta(seconds=delay), func, server_id, *extra_args, **options)
+            q.enqueue_in(timedelta(seconds=delay), func.path, server_id, *extra_args, **options)
         else:
-            q.enqueue(func, server_id, *extra_args, **options)
+            q.enqueue(func.path, server_id, *extra_args, **options)
     except DuplicateJobError:
         log.debug("server %s: %s already queued as %s", server_id, step, jid)
     if record:

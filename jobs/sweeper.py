@@ -41,6 +41,7 @@ from jobs.context import JobContext, context
 from jobs.enqueue import INTAKE_FLAG, create_rate_limit, request_intake
 from jobs.jobscan import live_jobs, started_executions
 from jobs.queues import DEPROVISION, FINISH, START, enqueue_step
+from jobs.registry import JobFunction
 from jobs.taskrun import task_run
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,7 @@ def resume(ctx: JobContext, server: Server, step: str) -> str:
         return enqueue_step(
             ctx.redis,
             START,
-            "jobs.creating.create_server",
+            JobFunction.CREATE_SERVER,
             server.id,
             "creating",
             attempt=server.attempt,
@@ -160,7 +161,7 @@ def resume(ctx: JobContext, server: Server, step: str) -> str:
         return enqueue_step(
             ctx.redis,
             FINISH,
-            "jobs.deadlines.check_boot_deadline",
+            JobFunction.CHECK_BOOT_DEADLINE,
             server.id,
             "boot-deadline",
             attempt=server.attempt,
@@ -173,7 +174,7 @@ def resume(ctx: JobContext, server: Server, step: str) -> str:
         return enqueue_step(
             ctx.redis,
             FINISH,
-            f"jobs.injecting.{'inject_secrets' if step == 'injecting_secrets' else 'finalize'}",
+            JobFunction.INJECT_SECRETS if step == "injecting_secrets" else JobFunction.FINALIZE,
             server.id,
             step,
             attempt=server.attempt,
@@ -184,7 +185,7 @@ def resume(ctx: JobContext, server: Server, step: str) -> str:
         return enqueue_step(
             ctx.redis,
             DEPROVISION,
-            "jobs.deprovisioning.deprovision",
+            JobFunction.DEPROVISION,
             server.id,
             "deprovisioning",
             attempt=server.attempt,

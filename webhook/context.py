@@ -1,9 +1,10 @@
-"""What the web app's handlers share: settings, key ring, verifier, API keys, Redis.
+"""What the web app's handlers share: settings, key ring, verifier, API keys, Redis, jobs.
 
 Built once per process (`WebContext.build`) and injected into handlers as the
 `ctx` dependency. The synchronous Redis client serves code running in worker
 threads (enqueueing, publishing); the asyncio client, created on start-up in
-the server's event loop, serves the SSE stream and the health checks.
+the server's event loop, serves the SSE stream and the health checks. The job
+system is reached through `core.domain.work.WorkQueue`, which `cli` provides.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import redis
 import redis.asyncio as aioredis
 from litestar.di import NamedDependency
 
+from core.domain.work import WorkQueue
 from core.platform.dev_secrets import api_keys, webhook_secrets
 from core.platform.redis import configured_url
 from core.platform.settings import Settings
 from core.security.crypto import KeyRing
 from core.security.signing import WebhookVerifier
 from core.store.vault import load_keyring
-from jobs.enqueue import request_intake
 from webhook.intake import IntakeWriter
 from webhook.observe import ResultCounts
 
@@ -46,6 +47,7 @@ class WebContext:
         redis_url: str,
         redis: redis.Redis,
         trusted_proxies: tuple[Network, ...],
+        work: WorkQueue,
     ) -> None:
         self.settings = settings
         self.keyring = keyring
@@ -54,13 +56,19 @@ class WebContext:
         self.redis_url = redis_url
         self.redis = redis
         self.trusted_proxies = trusted_proxies
+        self.work = work
         self.async_redis: aioredis.Redis | None = None
-        self.intake = IntakeWriter(keyring, lambda: request_intake(self.redis))
+        self.intake = IntakeWriter(keyring, lambda: work.request_intake(self.redis))
         self.results = ResultCounts()
 
     @classmethod
-    def build(cls, settings: Settings, url: str | None = None) -> WebContext:
-        """Everything from settings (`url` overrides the Redis URL, for tests).
+    def build(cls, settings: Settings, work: WorkQueue, url: str | None = None) -> WebContext:
+        """Everything from settings, and the job system's port.
+
+        Args:
+            settings: the process's settings.
+            work: the job system (`jobs.work.RQWork`, given by `cli`).
+            url: overrides the Redis URL (for tests).
 
         Raises:
             SettingsError: malformed secrets, keys or key ring.
@@ -74,6 +82,7 @@ class WebContext:
             redis_url=url,
             redis=redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10),
             trusted_proxies=tuple(ipaddress.ip_network(c) for c in settings.trusted_proxies),
+            work=work,
         )
 
     def aredis(self) -> aioredis.Redis:

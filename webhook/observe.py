@@ -1,4 +1,4 @@
-"""Observability helpers: webhook result counting and queue depths for `/metrics`."""
+"""Observability helpers: webhook result counting for `/metrics`."""
 
 from __future__ import annotations
 
@@ -11,10 +11,8 @@ import redis
 import redis.asyncio as aioredis
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from rq import Queue
 
 from core.domain.metrics import WEBHOOK_RESULTS_KEY
-from jobs.queues import WORKER_QUEUES
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +38,6 @@ def result_label(status: int, replayed: bool) -> str:
     if status >= 500:
         return "error"
     return _RESULTS.get(status, "invalid")
-
-
-def queue_depths(client: redis.Redis) -> dict[str, int]:
-    """Jobs waiting in each worker queue (RQ's own counts)."""
-    return {name: Queue(name, connection=client).count for name in WORKER_QUEUES}
 
 
 def count_results(app: ASGIApp) -> ASGIApp:

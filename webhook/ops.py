@@ -22,7 +22,6 @@ from core.store import db as core_db
 from core.store.db import connection
 from webhook.context import Ctx
 from webhook.errors import RequestRejected, responses
-from webhook.observe import queue_depths
 from webhook.structs import Health, Readiness
 
 log = logging.getLogger(__name__)
@@ -72,7 +71,7 @@ def _snapshot(ctx: Ctx) -> Snapshot:
         waiting = intake.pending()
     try:
         raw = ctx.redis.hgetall(WEBHOOK_RESULTS_KEY)
-        depths = queue_depths(ctx.redis)
+        depths = ctx.work.queue_depths(ctx.redis)
     except redis.RedisError as exc:
         raise RedisUnavailable(f"Redis does not answer: {exc}") from exc
     return Snapshot(

@@ -3,7 +3,8 @@
 These functions run in worker threads (peewee is synchronous), but for the
 deploy, which awaits the process's intake writer. Database work happens in
 one transaction per request; jobs are enqueued only after it committed,
-through `jobs.enqueue`, the one part of `jobs` the web app uses.
+through the context's `WorkQueue` (`core.domain.work`), the web app's only
+way to the job system.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from core.domain.lifecycle import STAMP_COLUMN, Status
 from core.security.redaction import redact
 from core.store.db import connection, current, write_transaction
 from core.store.models import Customer, Server
-from jobs.enqueue import after_callback, injection_job_id
 from webhook.context import WebContext
 from webhook.errors import not_found
 from webhook.structs import (
@@ -200,10 +200,10 @@ def callback(
             host_key,
             source_ip,
             publish=redis_publisher(ctx.redis),
-            next_job=injection_job_id,
+            next_job=ctx.work.injection_job_id,
         )
         try:
-            after_callback(ctx.redis, server, record=False)
+            ctx.work.after_callback(ctx.redis, server, record=False)
         except redis.RedisError as exc:
             log.warning(
                 "server %s: could not queue injection (%s); the sweeper will",

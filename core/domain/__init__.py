@@ -8,6 +8,7 @@
 - `backoff`: the retry policy.
 - `fleet`, `metrics`, `events`: what operators see: rows, counts, live messages.
 - `notify`: messages to customers.
+- `work`: the port through which the web app asks the job system for work.
 
 May import: any other room of `core`. Never Litestar, RQ or Textual.
 """

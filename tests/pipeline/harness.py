@@ -137,10 +137,11 @@ class WebServer:
         self._thread: threading.Thread | None = None
 
     def start(self, settings: Settings, redis_url: str) -> None:
+        from jobs.work import RQWork
         from webhook.app import create_app
         from webhook.context import WebContext
 
-        app = create_app(WebContext.build(settings, url=redis_url))
+        app = create_app(WebContext.build(settings, RQWork(), url=redis_url))
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

@@ -17,6 +17,7 @@ from core.platform.clock import ManualClock
 from core.store.models import Event
 from jobs import inspect
 from jobs.queues import DEPROVISION, FINISH, START, enqueue_step
+from jobs.registry import JobFunction
 from tests.tui.conftest import NOW, ago, seed_fleet
 
 PLANTED = "sk-ant-planted0123456789secret"
@@ -49,8 +50,12 @@ def test_fleet_statistics(db: peewee.Database) -> None:
 
 
 def test_queue_inspection_and_requeue(redis_client: redis.Redis) -> None:
-    enqueue_step(redis_client, FINISH, "jobs.x.y", 41, "injecting_secrets", record=False)
-    enqueue_step(redis_client, DEPROVISION, "jobs.x.y", 42, "deprovisioning", record=False)
+    enqueue_step(
+        redis_client, FINISH, JobFunction.INJECT_SECRETS, 41, "injecting_secrets", record=False
+    )
+    enqueue_step(
+        redis_client, DEPROVISION, JobFunction.DEPROVISION, 42, "deprovisioning", record=False
+    )
     infos = {q.name: q for q in inspect.queue_infos(redis_client)}
     assert list(infos) == [FINISH, DEPROVISION, START]
     assert infos[FINISH].queued == 1 and infos[START].queued == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import redis
 
 from jobs.queues import START, enqueue_step
+from jobs.registry import JobFunction
 from tests.tui.conftest import SIZE, loaded, wait_for
 from tui.screens.jobs import JobsScreen
 from tui.screens.server import ServerScreen
@@ -41,7 +42,7 @@ def test_server_screen(fleet, make_app, snap_compare) -> None:
 
 
 def test_jobs_screen(fleet, make_app, snap_compare, redis_client: redis.Redis) -> None:
-    enqueue_step(redis_client, START, "jobs.creating.create_server", 3, "creating", record=False)
+    enqueue_step(redis_client, START, JobFunction.CREATE_SERVER, 3, "creating", record=False)
 
     async def ready(pilot) -> None:
         await loaded(pilot)

@@ -27,6 +27,7 @@ from core.security.signing import sign
 from core.store.models import Customer
 from jobs.context import JobContext, use_context
 from jobs.queues import START
+from jobs.work import RQWork
 from tests import factories
 from tests.conftest import make_settings
 from webhook.app import create_app
@@ -131,7 +132,7 @@ def web_settings(tmp_path: Path, redis_server_url: str) -> Settings:
 
 @pytest.fixture
 def ctx(db: peewee.Database, redis_client: redis.Redis, web_settings: Settings) -> WebContext:
-    return WebContext.build(web_settings)
+    return WebContext.build(web_settings, RQWork())
 
 
 @pytest.fixture

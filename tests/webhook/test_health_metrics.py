@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from core.domain.metrics import WEBHOOK_RESULTS_KEY
 from core.platform.settings import Settings
 from core.store.db import database, init_database
+from jobs.work import RQWork
 from tests import factories
 from tests.webhook.conftest import Http
 from webhook.app import create_app
@@ -26,7 +27,7 @@ def test_healthz_and_readyz(tc: Http) -> None:
 
 
 def test_readyz_is_503_without_redis(db: peewee.Database, web_settings: Settings) -> None:
-    ctx = WebContext.build(web_settings, url="redis://127.0.0.1:1/0")
+    ctx = WebContext.build(web_settings, RQWork(), url="redis://127.0.0.1:1/0")
     with TestClient(create_app(ctx)) as client:
         response = client.get("/readyz")
         assert client.get("/healthz").status_code == 200
@@ -38,7 +39,7 @@ def test_readyz_is_503_without_redis(db: peewee.Database, web_settings: Settings
 def test_readyz_is_503_without_the_database(
     db: peewee.Database, web_settings: Settings, redis_client: redis.Redis
 ) -> None:
-    ctx = WebContext.build(web_settings)
+    ctx = WebContext.build(web_settings, RQWork())
     init_database("postgresql://nobody@127.0.0.1:1/none")
     try:
         with TestClient(create_app(ctx)) as client:

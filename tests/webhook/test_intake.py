@@ -19,6 +19,7 @@ from jobs import sweeper
 from jobs.context import JobContext
 from jobs.enqueue import INTAKE_FLAG
 from jobs.intake import carry_out_deploys
+from jobs.work import RQWork
 from tests.webhook.conftest import Http, Intake, active, deploy_payload, signed_headers
 from webhook.app import create_app
 from webhook.context import WebContext
@@ -54,7 +55,7 @@ def test_without_the_database_a_deploy_is_503_and_the_next_one_works(
     db: peewee.Database, web_settings: Settings, redis_client: redis.Redis
 ) -> None:
     active()
-    ctx = WebContext.build(web_settings)
+    ctx = WebContext.build(web_settings, RQWork())
     body = json.dumps(deploy_payload()).encode()
     with TestClient(create_app(ctx)) as client:
         init_database("postgresql://nobody@127.0.0.1:1/none")
@@ -75,7 +76,7 @@ def test_without_redis_the_deploy_is_kept_and_the_sweeper_queues_its_job(
     db: peewee.Database, web_settings: Settings, redis_client: redis.Redis
 ) -> None:
     active()
-    ctx = WebContext.build(web_settings, url="redis://127.0.0.1:1/0")
+    ctx = WebContext.build(web_settings, RQWork(), url="redis://127.0.0.1:1/0")
     body = json.dumps(deploy_payload()).encode()
     with TestClient(create_app(ctx)) as client:
         response = client.post("/webhooks/deploy", content=body, headers=signed_headers(body))
