@@ -121,7 +121,7 @@ class StateOnChange:
     sent (a discarded pipeline), so the next direct write always goes out.
     """
 
-    _state: str
+    _state: str  # RQ's own (set only through `jobs.rq_internals`)
     _state_written: str | None = None
 
     def set_state(self, state: str, pipeline: Any = None) -> None:
