@@ -58,7 +58,7 @@ def cron_command(list_only: bool, status: bool, run_task: str | None, name: str)
         + f" (queue {CRON_QUEUE}; workers run them)",
         err=True,
     )
-    scheduler.start()
+    scheduler.start()  # type: ignore[no-untyped-call]  # rq leaves CronScheduler.start unannotated
 
 
 def _print_status(conn: redis.Redis) -> None:

@@ -12,29 +12,21 @@ import logging
 import socket
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any
 
 import redis
-from rq.defaults import RQ_KEY_PREFIX
 from rq.intermediate_queue import IntermediateQueue
 from rq.rate_limit import RateLimitRegistry
 from rq.registry import DeferredJobRegistry, ScheduledJobRegistry, StartedJobRegistry
-from rq.utils import parse_composite_key, utcparse
 
 from core.domain.reconcile import ActiveJob, parse_job_id
 from core.domain.sweep import Execution
 from core.platform.process import process_alive
 from jobs.queues import WORKER_QUEUES, queue
+from jobs.rq_internals import job_statuses, started_entries, worker_record
 
 log = logging.getLogger(__name__)
 
 LIVE_STATUSES = frozenset({"queued", "scheduled", "deferred", "rate_limited", "started"})
-WORKER_PREFIX = f"{RQ_KEY_PREFIX}:worker:"
-JOB_PREFIX = f"{RQ_KEY_PREFIX}:job:"
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _candidate_ids(conn: redis.Redis) -> set[str]:
@@ -74,10 +66,7 @@ def live_jobs(conn: redis.Redis, also: Iterable[str] = ()) -> dict[int, list[Act
             case a job is between two of RQ's lists at the moment of reading.
     """
     ids = sorted(_candidate_ids(conn) | {jid for jid in also if jid})
-    pipe = conn.pipeline(transaction=False)
-    for jid in ids:
-        pipe.hget(f"{JOB_PREFIX}{jid}", "status")
-    statuses = pipe.execute() if ids else []
+    statuses = job_statuses(conn, ids)
     # Read after the statuses: a job that says "queued" but sits in no queue
     # was popped by a worker that died (SIGKILL) or whose reply a Redis restart
     # lost before RQ recorded it as started. RQ never runs it, yet its status
@@ -85,8 +74,7 @@ def live_jobs(conn: redis.Redis, also: Iterable[str] = ()) -> dict[int, list[Act
     # by the chaos run, tests/chaos). Such a job is not live.
     waiting = _waiting_ids(conn)
     found: dict[int, list[ActiveJob]] = defaultdict(list)
-    for jid, raw in zip(ids, statuses, strict=True):
-        status = _text(raw) if raw is not None else None
+    for jid, status in zip(ids, statuses, strict=True):
         if status not in LIVE_STATUSES:
             continue
         if status == "queued" and jid not in waiting:
@@ -105,20 +93,13 @@ def worker_liveness(conn: redis.Redis, name: str) -> tuple[bool | None, float | 
     for a worker on this host, when its process is gone; True when its
     process on this host runs; None (unknown) for a worker on another host.
     """
-    raw = conn.hmget(f"{WORKER_PREFIX}{name}", ["hostname", "pid", "last_heartbeat"])
-    values: list[Any] = list(raw)
-    hostname, pid, beat = (_text(v) if v is not None else None for v in values)
-    if hostname is None and pid is None and beat is None:
+    record = worker_record(conn, name)
+    if record is None:
         return False, None
-    heartbeat = None
-    if beat:
-        try:
-            heartbeat = utcparse(beat).timestamp()
-        except ValueError:
-            heartbeat = None
-    if hostname == socket.gethostname() and pid and pid.isdigit():
-        return process_alive(int(pid)), heartbeat
-    return None, heartbeat
+    pid = record.pid
+    if record.hostname == socket.gethostname() and pid and pid.isdigit():
+        return process_alive(int(pid)), record.last_heartbeat
+    return None, record.last_heartbeat
 
 
 def started_executions(conn: redis.Redis) -> dict[str, list[Execution]]:
@@ -126,18 +107,10 @@ def started_executions(conn: redis.Redis) -> dict[str, list[Execution]]:
     result: dict[str, list[Execution]] = {}
     workers: dict[str, tuple[bool | None, float | None]] = {}
     for name in WORKER_QUEUES:
-        registry = StartedJobRegistry(name, connection=conn)
-        entries: list[Any] = list(conn.zrange(registry.key, 0, -1, withscores=True))
         executions = []
-        for member, score in entries:
-            composite = _text(member)
-            job_id, _execution_id = parse_composite_key(composite)
-            data: list[Any] = conn.hmget(
-                f"{RQ_KEY_PREFIX}:execution:{composite}",
-                ["worker_name", "last_heartbeat"],
-            )
-            worker = _text(data[0]) if data[0] is not None else ""
-            beats = [float(_text(data[1]))] if data[1] is not None else []
+        for entry in started_entries(conn, name):
+            worker = entry.worker_name
+            beats = [entry.last_heartbeat] if entry.last_heartbeat is not None else []
             if worker and worker not in workers:
                 workers[worker] = worker_liveness(conn, worker)
             alive, worker_beat = workers.get(worker, (None, None))
@@ -145,10 +118,10 @@ def started_executions(conn: redis.Redis) -> dict[str, list[Execution]]:
                 beats.append(worker_beat)
             executions.append(
                 Execution(
-                    job_id=job_id,
-                    composite_key=composite,
+                    job_id=entry.job_id,
+                    composite_key=entry.composite_key,
                     worker_name=worker,
-                    expires_at=float(score),
+                    expires_at=entry.expires_at,
                     last_heartbeat=max(beats) if beats else None,
                     worker_alive=alive if worker else None,
                 )

@@ -21,10 +21,10 @@ from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError
 from rq.job import Job
 from rq.rate_limit import RateLimit
-from rq.registry import ScheduledJobRegistry
 
 from core.store.models import Server
 from jobs.registry import JobFunction
+from jobs.rq_internals import delete_if_scheduled
 
 log = logging.getLogger(__name__)
 
@@ -141,25 +141,16 @@ def record_jobs(queued: list[tuple[int, str]]) -> None:
     ).execute()
 
 
-# Only while the job still waits in the scheduled registry: once RQ's scheduler
-# has moved it to its queue, it runs (and finds nothing to do).
-_UNSCHEDULE = """
-if redis.call('zrem', KEYS[1], ARGV[1]) == 1 then
-  redis.call('del', KEYS[2])
-  return 1
-end
-return 0
-"""
-
-
 def unschedule(connection: redis.Redis, queue_name: str, jid: str) -> bool:
     """Drop a delayed job that has become pointless before it runs (one round trip).
+
+    Only while the job still waits to be scheduled: once RQ's scheduler has
+    moved it to its queue, it runs (and finds nothing to do).
 
     Returns:
         True when the job was still scheduled and is now gone.
     """
-    registry = ScheduledJobRegistry.key_template.format(queue_name)
-    return bool(connection.eval(_UNSCHEDULE, 2, registry, Job.key_for(jid), jid))
+    return delete_if_scheduled(connection, queue_name, jid)
 
 
 def fetch(connection: redis.Redis, jid: str) -> Job | None:

@@ -27,8 +27,6 @@ import logging
 import time
 from datetime import UTC, timedelta
 
-from rq.registry import StartedJobRegistry
-
 from core.domain import intake
 from core.domain.lifecycle import record_event
 from core.domain.reconcile import PHASE_STEPS, DbServer
@@ -42,6 +40,7 @@ from jobs.enqueue import INTAKE_FLAG, create_rate_limit, request_intake
 from jobs.jobscan import live_jobs, started_executions
 from jobs.queues import DEPROVISION, FINISH, START, enqueue_step
 from jobs.registry import JobFunction
+from jobs.rq_internals import expire_started
 from jobs.taskrun import task_run
 
 log = logging.getLogger(__name__)
@@ -105,10 +104,7 @@ def recover_abandoned(ctx: JobContext, summary: RunSummary) -> None:
             )
         if not dead:
             continue
-        registry = StartedJobRegistry(queue_name, connection=ctx.redis)
-        # Expire them now (only if still there: xx), then let RQ handle expired executions.
-        ctx.redis.zadd(registry.key, {e.composite_key: now - 1 for e in dead}, xx=True)
-        registry.cleanup(timestamp=now)
+        expire_started(ctx.redis, queue_name, [e.composite_key for e in dead], now)
         summary.acted["recovered"] += len(dead)
 
 

@@ -6,14 +6,11 @@ import gc
 import importlib
 import logging
 import pkgutil
-import socket
 import time
 from typing import Any
 
 import redis
 from rq import SimpleWorker, Worker
-from rq.registry import StartedJobRegistry
-from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
 from rq.worker.base import BaseWorker
 
 import jobs
@@ -22,13 +19,16 @@ from core.store import rows
 from core.store.db import connection
 from core.store.models import Customer, Server
 from jobs.context import JobContext, context, use_context
-from jobs.jobscan import (
-    WORKER_PREFIX,
-    _text,
-    started_executions,
-    worker_liveness,
-)
+from jobs.jobscan import started_executions, worker_liveness
 from jobs.queues import WORKER_QUEUES, queue
+from jobs.rq_internals import (
+    expire_started,
+    release_scheduler_lock,
+    scheduler_lock,
+    set_state_locally,
+    worker_key,
+    worker_registered,
+)
 
 log = logging.getLogger(__name__)
 
@@ -121,12 +121,12 @@ class StateOnChange:
     sent (a discarded pipeline), so the next direct write always goes out.
     """
 
-    _state: str
+    _state: str  # RQ's own (set only through `jobs.rq_internals`)
     _state_written: str | None = None
 
     def set_state(self, state: str, pipeline: Any = None) -> None:
         if pipeline is None and state == self._state_written:
-            self._state = state
+            set_state_locally(self, state)
             return
         super().set_state(state, pipeline=pipeline)  # type: ignore[misc]
         self._state_written = state if pipeline is None else None
@@ -185,26 +185,18 @@ def reclaim_name(conn: redis.Redis, name: str) -> bool:
         True when a dead predecessor was retired.
     """
     alive, _ = worker_liveness(conn, name)
-    key = f"{WORKER_PREFIX}{name}"
-    if alive is not False or not conn.exists(key) or conn.hexists(key, "death"):
+    if alive is not False or not worker_registered(conn, name):
         return False
     now = time.time()
     for queue_name, executions in started_executions(conn).items():
-        orphaned = [e for e in executions if e.worker_name == name]
+        orphaned = [e.composite_key for e in executions if e.worker_name == name]
         if orphaned:
-            registry = StartedJobRegistry(queue_name, connection=conn)
-            conn.zadd(registry.key, {e.composite_key: now - 1 for e in orphaned}, xx=True)
-            registry.cleanup(timestamp=now)
-    old = Worker.find_by_key(key, connection=conn)
+            expire_started(conn, queue_name, orphaned, now)
+    old = Worker.find_by_key(worker_key(name), connection=conn)
     if old is not None:
         old.register_death()  # type: ignore[no-untyped-call]
     log.warning("worker %s: its previous process is gone; retired its registration", name)
     return True
-
-
-_DELETE_IF_OWNER = (
-    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-)
 
 
 def release_dead_scheduler_locks(conn: redis.Redis) -> list[str]:
@@ -223,18 +215,14 @@ def release_dead_scheduler_locks(conn: redis.Redis) -> list[str]:
     """
     freed = []
     for name in WORKER_QUEUES:
-        lock = RQScheduler.get_locking_key(name)
-        owner = conn.get(lock)
-        if owner is None:
+        lock = scheduler_lock(conn, name)
+        if lock is None:
             continue
-        raw_host, raw_pid = conn.hmget(SCHEDULER_KEY_TEMPLATE % _text(owner), ["hostname", "pid"])
-        if raw_host is None or raw_pid is None or _text(raw_host) != socket.gethostname():
+        if lock.pid is None or not lock.on_this_host:
             continue  # another host's, or not registered yet: its lock expires by itself
-        pid = _text(raw_pid)
-        if not pid.isdigit() or int(pid) <= 0 or process_alive(int(pid)):
+        if not lock.pid.isdigit() or int(lock.pid) <= 0 or process_alive(int(lock.pid)):
             continue
-        # Delete only if the same dead owner still holds it (a live one may have just taken it).
-        if conn.eval(_DELETE_IF_OWNER, 1, lock, owner):
+        if release_scheduler_lock(conn, lock):
             freed.append(name)
     if freed:
         log.warning("freed the scheduler locks of a dead worker for %s", ", ".join(freed))

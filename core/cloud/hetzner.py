@@ -36,6 +36,7 @@ from hcloud.server_types import ServerType
 from hcloud.servers import Server
 from hcloud.ssh_keys import SSHKey
 
+from core.cloud.hcloud_internals import disable_sdk_retries, sdk_session
 from core.cloud.provider import (
     LABEL_ENV,
     LABEL_MANAGED,
@@ -108,11 +109,8 @@ class HetznerAdapter:
         return adapter
 
     def _instrument(self, endpoint: str) -> None:
-        # Pinned SDK internals (hcloud==2.27.0, tested): its retry loop sleeps in
-        # the caller's thread, and it drops the rate-limit headers we need.
-        base = self.client._client
-        base._retry_max_retries = 0
-        session = base._session
+        disable_sdk_retries(self.client)
+        session = sdk_session(self.client)
         session.hooks["response"].append(self._on_response)
         settle_environment(session, endpoint)
 

@@ -8,6 +8,7 @@ import time
 import pytest
 import redis
 
+from core.cloud.hcloud_internals import sdk_session
 from core.cloud.hetzner import HetznerAdapter
 from core.cloud.provider import LABEL_MANAGED, LABEL_SERVER, CreateSpec, HetznerError
 from sim.server import SimulatorServer
@@ -211,5 +212,5 @@ def test_a_ca_bundle_from_the_environment_is_kept(
 ) -> None:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
     adapter = HetznerAdapter.connect(sim.endpoint, sim.token, env="test")
-    session = adapter.client._client._session
+    session = sdk_session(adapter.client)
     assert session.verify == "/etc/ssl/certs/ca-certificates.crt" and not session.trust_env
