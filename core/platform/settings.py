@@ -17,11 +17,9 @@ Every value is parsed once, at load; an invalid one fails fast with a
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
 from urllib.parse import urlsplit
 
 from core.errors import SettingsError
@@ -50,7 +48,8 @@ HETZNER_ENDPOINT = "https://api.hetzner.cloud/v1"
 class Settings(DeclaredSettings):
     """The parsed, validated settings every control-plane process shares.
 
-    Build with `Settings.load()`; tests pass an explicit `environ`.
+    Build with `Settings.load()` (the environment over `.env`; tests pass an
+    explicit `environ`), which also refuses production without its secrets.
     """
 
     # Where things live.
@@ -398,25 +397,12 @@ class Settings(DeclaredSettings):
         parse_int(0, 65535),
     )
 
-    @classmethod
-    def load(
-        cls,
-        environ: Mapping[str, str] | None = None,
-        env_file: str | os.PathLike[str] | None = ".env",
-    ) -> Self:
-        """Read settings from `environ` (default: the process environment) and `.env`.
-
-        The environment wins over the `.env` file, so an operator can override
-        a deployed file for one run.
+    def check(self) -> None:
+        """Production (a token, a non-local endpoint) requires real secrets and HTTPS.
 
         Raises:
-            SettingsError: a value is invalid or a production requirement is missing.
+            SettingsError: a production requirement is missing.
         """
-        settings = super().load(environ, env_file)
-        settings._check_production()
-        return settings
-
-    def _check_production(self) -> None:
         if not self.is_production:
             return
         # Against the real cloud, development secrets kept in a local directory

@@ -157,11 +157,21 @@ class DeclaredSettings:
         a deployed file for one run. Every value is parsed here, once.
 
         Raises:
-            SettingsError: a value is invalid; the error names the variable.
+            SettingsError: a value is invalid, or `check` refuses the whole;
+                the error names the variable.
         """
         merged = read_environment(environ, env_file)
         values = {spec.attr: _parse(spec, merged) for spec in cls.specs()}
-        return cls(**values, source=merged)
+        loaded = cls(**values, source=merged)
+        loaded.check()
+        return loaded
+
+    def check(self) -> None:
+        """Checks across settings, after each one parsed; none here.
+
+        Raises:
+            SettingsError: the settings do not go together.
+        """
 
     @classmethod
     def table_markdown(cls) -> str:
