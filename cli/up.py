@@ -33,6 +33,7 @@ from core.platform.settings import Settings
 from core.store import migrations
 from core.store.db import connection, init_database
 from core.store.models import Server
+from sim.settings import SimSettings
 
 #: Simulated create, boot and cloud-init seconds.
 TIMINGS = {
@@ -85,8 +86,13 @@ def start_stack(settings: Settings, sink: Sink, *, workers: int, timing: str) ->
     """Prepare Redis and the database, then start and wait for every child.
 
     Raises:
+        SettingsError: a simulator setting is invalid.
         UpError: a port is taken or a child does not come up.
     """
+    if settings.uses_simulator:
+        # A bad simulator setting stops `up` here, naming it, like a bad setting
+        # of the control plane, not as a simulator child that never answers.
+        SimSettings.load(settings.source, env_file=None)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     owns_redis = not settings.redis_url
     redis_url = settings.redis_url or embedded_for(settings).acquire()

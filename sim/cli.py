@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
-from core.platform.settings import Settings
+from core.errors import SettingsError
 from sim.config import SimConfig
-from sim.faults import FaultError
 from sim.scratch import ScratchError, check_parent
 from sim.server import SimulatorError, bind_socket, serve_forever
+from sim.settings import SimSettings
 
 
 @click.command("sim")
@@ -26,14 +24,11 @@ def sim_command(host: str | None, port: int | None) -> None:
     development token) and the admin API at /_sim/. Timings and faults come
     from the RACHEL_SIM_* settings.
     """
-    # The simulator is the endpoint, so it is never "production": tell Settings
-    # so, or a set HCLOUD_TOKEN would demand the production-only secrets.
-    environ = {**os.environ, "HCLOUD_ENDPOINT": "http://127.0.0.1/v1"}
-    settings = Settings.load(environ)
     try:
-        config = SimConfig.from_settings(settings)
-    except FaultError as exc:
-        raise click.ClickException(f"RACHEL_SIM_FAULTS: {exc}") from None
+        config = SimConfig.from_settings(SimSettings.load())
+    except SettingsError as exc:
+        # A usage error of this command, like a bad option (exit 1).
+        raise click.ClickException(str(exc)) from None
     overrides = {"host": host or config.host, "port": config.port if port is None else port}
     config = SimConfig(**{**config.__dict__, **overrides})
     # Fail on a taken port or an unusable VPS directory before printing that we are up.

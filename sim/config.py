@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.platform.settings import SIMULATOR_DEV_TOKEN, Settings
-from sim.faults import Faults, parse_faults
+from core.platform.settings import SIMULATOR_DEV_TOKEN
+from sim.faults import Faults
+from sim.settings import SimSettings
 from sim.vps import CallbackPolicy
 
 
@@ -49,22 +50,18 @@ class SimConfig:
     seed: int | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> SimConfig:
-        """Build from `Settings.load()`; the token is HCLOUD_TOKEN or the dev token.
-
-        Raises:
-            sim.faults.FaultError: RACHEL_SIM_FAULTS is not a valid fault document.
-        """
+    def from_settings(cls, settings: SimSettings) -> SimConfig:
+        """Build from `SimSettings.load()`; the token is HCLOUD_TOKEN or the dev token."""
         return cls(
-            host=settings.sim_host,
-            port=settings.sim_port,
-            ssh_port=settings.sim_ssh_port,
-            token=settings.effective_hcloud_token,
-            create_seconds=settings.sim_create_seconds,
-            boot_seconds=settings.sim_boot_seconds,
-            cloud_init_seconds=settings.sim_cloud_init_seconds,
-            rate_limit=settings.sim_rate_limit,
-            rate_refill=settings.sim_rate_refill,
-            faults=parse_faults(settings.sim_faults),
-            vps_parent=Path(settings.sim_vps_dir) if settings.sim_vps_dir else None,
+            host=settings.host,
+            port=settings.port,
+            ssh_port=settings.ssh_port,
+            token=settings.token,
+            create_seconds=settings.create_seconds,
+            boot_seconds=settings.boot_seconds,
+            cloud_init_seconds=settings.cloud_init_seconds,
+            rate_limit=settings.rate_limit,
+            rate_refill=settings.rate_refill,
+            faults=settings.faults,
+            vps_parent=settings.vps_dir,
         )

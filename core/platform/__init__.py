@@ -1,6 +1,7 @@
 """What every process stands on: settings, time, logging, Redis, development secrets.
 
-- `settings`, `settings_table`, `settings_parsing`: 12-factor settings.
+- `settings`, `settings_spec`, `settings_parsing`: 12-factor settings, each
+  declared once as a typed field.
 - `clock`: naive UTC time from an injectable clock.
 - `logs`: one logging setup, text or JSON, redacted.
 - `redis`: the Redis client every process uses (the embedded server is `cli`'s).

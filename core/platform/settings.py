@@ -1,153 +1,417 @@
 """Settings: 12-factor configuration from the environment and an optional `.env`.
 
-`core.settings_table.SETTINGS` is the one place that documents every setting,
-its default and what it does (`core.platform.settings_parsing` holds the parsers); the
-README's settings table and `rachel-cloud settings --doc` are generated from
-it. With nothing set, every process runs on embedded defaults in the data
-directory: SQLite, an embedded Redis server and the Hetzner simulator.
+`Settings` declares every setting of the control plane once, as a typed field
+whose `setting(...)` carries its variable, default, documentation and parser
+(`core.platform.settings_spec`; the parsers are `core.platform.settings_parsing`).
+`SETTINGS`, the README's settings table and `rachel-cloud settings --doc` are
+generated from it. With nothing set, every process runs on embedded defaults in
+the data directory: SQLite, an embedded Redis server and the Hetzner simulator.
 
-Invalid values fail fast with a `SettingsError` that names the setting.
+The simulator declares its own settings (`sim.settings`); it shares the few
+the control plane needs to reach it (`RACHEL_SIM_HOST`, `RACHEL_SIM_PORT`,
+`RACHEL_SIM_SSH_PORT`), which are declared here.
+
+Every value is parsed once, at load; an invalid one fails fast with a
+`SettingsError` that names the setting.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
-from dotenv import dotenv_values
-
 from core.errors import SettingsError
-from core.platform.settings_parsing import parse_duration
-from core.platform.settings_table import SETTINGS
+from core.platform.settings_parsing import (
+    parse_bool,
+    parse_choice,
+    parse_cidrs,
+    parse_duration,
+    parse_int,
+    parse_list,
+    parse_name,
+    parse_optional_cidrs,
+    parse_path,
+    parse_phase_limits,
+    parse_url,
+)
+from core.platform.settings_spec import DeclaredSettings, Setting, setting
 
 #: The API key and the development token the simulator accepts when no
 #: `HCLOUD_TOKEN` is set. Not a secret: it only ever opens the local simulator.
 SIMULATOR_DEV_TOKEN = "rachel-cloud-simulator-dev-token"  # noqa: S105 - documented dev token
 HETZNER_ENDPOINT = "https://api.hetzner.cloud/v1"
 
-_BY_ATTR = {s.attr: s for s in SETTINGS}
-
 
 @dataclass(frozen=True)
-class Settings:
-    """The parsed, validated settings every process shares.
+class Settings(DeclaredSettings):
+    """The parsed, validated settings every control-plane process shares.
 
-    Build with `Settings.load()`; tests pass an explicit `environ`.
+    Build with `Settings.load()` (the environment over `.env`; tests pass an
+    explicit `environ`), which also refuses production without its secrets.
     """
 
-    data_dir: Path
-    database_url: str | None
-    redis_url: str | None
-    hcloud_token: str | None
-    hcloud_endpoint: str | None
-    master_keys: tuple[str, ...] | None
-    webhook_secrets: tuple[str, ...] | None
-    api_keys: tuple[str, ...] | None
-    public_url: str
-    web_host: str
-    web_port: int
-    access_log: bool
-    trusted_proxies: tuple[str, ...]
-    max_body_bytes: int
-    log_format: str
-    log_level: str
-    location: str
-    server_type: str
-    image: str
-    sla_seconds: float
-    grace_period_seconds: float
-    name_prefix: str
-    firewall_name: str
-    ssh_source_ranges: tuple[str, ...]
-    boot_timeout_seconds: float
-    inject_timeout_seconds: float
-    phase_retries: int
-    retry_base_seconds: float
-    create_concurrency: int
-    rate_limit_reserve: int
-    install_command: str
-    service_exec: str
-    worker_class: str
-    callback_dispatch: str
-    callback_poll_interval_seconds: float
-    grace_interval_seconds: float
-    grace_warning_seconds: float
-    notifications: str
-    telegram_api_url: str
-    reconcile_interval_seconds: float
-    reconcile_apply: bool
-    orphan_min_age_seconds: float
-    phase_limits: tuple[str, ...]
-    delivery_retention_seconds: float
-    sweep_interval_seconds: float
-    sweep_grace_seconds: float
-    abandoned_after_seconds: float
-    sim_host: str
-    sim_port: int
-    sim_ssh_port: int
-    sim_create_seconds: float
-    sim_boot_seconds: float
-    sim_cloud_init_seconds: float
-    sim_rate_limit: int
-    sim_rate_refill: float
-    sim_vps_dir: str
-    sim_faults: str
-    source: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # Where things live.
+    data_dir: Path = setting(
+        "RACHEL_DATA_DIR",
+        "./.rachel-cloud",
+        "Directory for the embedded defaults: SQLite database, embedded Redis, "
+        "development keys, logs.",
+        parse_path,
+    )
+    database_url: str | None = setting(
+        "DATABASE_URL",
+        None,
+        "Database URL: `postgresql://user:pass@host/db` or `sqlite:///path`. "
+        "Default: SQLite in the data directory.",
+        parse_url("sqlite", "postgresql", "postgres"),
+    )
+    redis_url: str | None = setting(
+        "REDIS_URL",
+        None,
+        "Redis URL (`redis://`, `rediss://` or `unix://`). Default: an embedded "
+        "redis-server in the data directory, shared by every local process.",
+        parse_url("redis", "rediss", "unix"),
+    )
 
-    @classmethod
-    def load(
-        cls,
-        environ: Mapping[str, str] | None = None,
-        env_file: str | os.PathLike[str] | None = ".env",
-    ) -> Settings:
-        """Read settings from `environ` (default: the process environment) and `.env`.
+    # The cloud.
+    hcloud_token: str | None = setting(
+        "HCLOUD_TOKEN",
+        None,
+        "Hetzner Cloud API token. Unset: the control plane talks to the simulator.",
+        secret=True,
+    )
+    hcloud_endpoint: str | None = setting(
+        "HCLOUD_ENDPOINT",
+        None,
+        "Hetzner Cloud API base URL. Default: the real API when HCLOUD_TOKEN is "
+        "set, else the simulator at http://127.0.0.1:4010/v1.",
+        parse_url("http", "https"),
+    )
 
-        The environment wins over the `.env` file, so an operator can override
-        a deployed file for one run.
+    # Secrets and auth.
+    master_keys: tuple[str, ...] | None = setting(
+        "RACHEL_MASTER_KEYS",
+        None,
+        "Key ring for secrets at rest: comma-separated `KEY_ID:BASE64KEY`, the last "
+        "one encrypts, all decrypt (`rachel-cloud keys generate`). Default: a "
+        "development key ring in the data directory; required with HCLOUD_TOKEN.",
+        parse_list,
+        secret=True,
+    )
+    webhook_secrets: tuple[str, ...] | None = setting(
+        "RACHEL_WEBHOOK_SECRETS",
+        None,
+        "Standard Webhooks signing secrets (`whsec_...`), comma-separated; any "
+        "one verifies, for rotation. Default: a development secret in the data "
+        "directory; required with HCLOUD_TOKEN.",
+        parse_list,
+        secret=True,
+    )
+    api_keys: tuple[str, ...] | None = setting(
+        "RACHEL_API_KEYS",
+        None,
+        "API keys for the status API, comma-separated. Default: a development "
+        "key in the data directory; required with HCLOUD_TOKEN.",
+        parse_list,
+        secret=True,
+    )
+    public_url: str = setting(
+        "RACHEL_PUBLIC_URL",
+        "http://127.0.0.1:8000",
+        "Base URL the VPSs call back to (cloud-init callback). Must be HTTPS in production.",
+        parse_url("http", "https"),
+    )
+
+    # Processes.
+    web_host: str = setting(
+        "RACHEL_WEB_HOST",
+        "127.0.0.1",
+        "Address `rachel-cloud web` binds.",
+    )
+    web_port: int = setting(
+        "RACHEL_WEB_PORT",
+        "8000",
+        "Port `rachel-cloud web` listens on.",
+        parse_int(1, 65535),
+    )
+    access_log: bool = setting(
+        "RACHEL_ACCESS_LOG",
+        "false",
+        "Whether `rachel-cloud web` logs a line per request (uvicorn's access log). Off: "
+        "at webhook rates it costs more than the request; errors and refusals are logged "
+        "either way, and the proxy in front usually keeps an access log.",
+        parse_bool,
+    )
+    trusted_proxies: tuple[str, ...] = setting(
+        "RACHEL_TRUSTED_PROXIES",
+        "",
+        "CIDR ranges of reverse proxies whose `X-Forwarded-For` the web app believes "
+        "(cloud-init callbacks are bound to the server's address). Empty: none, the "
+        "connection's address is the client's.",
+        parse_optional_cidrs,
+    )
+    max_body_bytes: int = setting(
+        "RACHEL_MAX_BODY_BYTES",
+        "65536",
+        "Largest request body the web app reads; larger requests get 413.",
+        parse_int(1024, 16 * 1024 * 1024),
+    )
+    log_format: str = setting(
+        "RACHEL_LOG_FORMAT",
+        "text",
+        "`text` (human-readable) or `json` (one JSON object per line).",
+        parse_choice("text", "json"),
+    )
+    log_level: str = setting(
+        "RACHEL_LOG_LEVEL",
+        "info",
+        "debug, info, warning or error.",
+        parse_choice("debug", "info", "warning", "error"),
+    )
+
+    # Provisioning.
+    location: str = setting(
+        "RACHEL_LOCATION",
+        "fsn1",
+        "Default Hetzner location for new servers.",
+    )
+    server_type: str = setting(
+        "RACHEL_SERVER_TYPE",
+        "cx23",
+        "Default Hetzner server type.",
+    )
+    image: str = setting(
+        "RACHEL_IMAGE",
+        "debian-12",
+        "Image new servers are created from.",
+    )
+    sla_seconds: float = setting(
+        "RACHEL_SLA",
+        "120s",
+        "Provisioning time target from deploy to ready.",
+        parse_duration,
+    )
+    grace_period_seconds: float = setting(
+        "RACHEL_GRACE_PERIOD",
+        "3d",
+        "How long a lapsed subscription keeps its server before deprovisioning.",
+        parse_duration,
+    )
+    name_prefix: str = setting(
+        "RACHEL_NAME_PREFIX",
+        "rachel",
+        "Prefix of server names (`<prefix>-<server id>`); distinct per environment "
+        "sharing one Hetzner project.",
+        parse_name,
+    )
+    firewall_name: str = setting(
+        "RACHEL_FIREWALL_NAME",
+        "rachel-cloud-ssh",
+        "Name of the shared firewall every server is created behind (SSH only).",
+    )
+    ssh_source_ranges: tuple[str, ...] = setting(
+        "RACHEL_SSH_SOURCE_RANGES",
+        "0.0.0.0/0,::/0",
+        "CIDR ranges the firewall admits SSH from (the workers' addresses, ideally).",
+        parse_cidrs,
+    )
+    boot_timeout_seconds: float = setting(
+        "RACHEL_BOOT_TIMEOUT",
+        "10m",
+        "How long a new server has to boot and call back before it is failed and cleaned up.",
+        parse_duration,
+    )
+    inject_timeout_seconds: float = setting(
+        "RACHEL_INJECT_TIMEOUT",
+        "60s",
+        "Time limit of one secret-injection attempt (SSH connect, write, restart).",
+        parse_duration,
+    )
+    phase_retries: int = setting(
+        "RACHEL_PHASE_RETRIES",
+        "6",
+        "Retries of a phase after transient errors (429, 5xx, network) before the "
+        "server is failed.",
+        parse_int(0, 100),
+    )
+    retry_base_seconds: float = setting(
+        "RACHEL_RETRY_BASE",
+        "2s",
+        "First retry delay; doubles per retry with full jitter, capped at 5 minutes.",
+        parse_duration,
+    )
+    create_concurrency: int = setting(
+        "RACHEL_CREATE_CONCURRENCY",
+        "20",
+        "Most server creations in flight at once per Hetzner project (RQ RateLimit).",
+        parse_int(1, 10_000),
+    )
+    rate_limit_reserve: int = setting(
+        "RACHEL_RATE_LIMIT_RESERVE",
+        "50",
+        "API requests kept in reserve: below this many remaining, new creates wait "
+        "for the bucket to refill so deprovisions and cleanups still get through.",
+        parse_int(0, 3600),
+    )
+    install_command: str = setting(
+        "RACHEL_INSTALL_COMMAND",
+        "pip3 install --break-system-packages rachel8",
+        "Shell command cloud-init runs to install Rachel8.",
+    )
+    service_exec: str = setting(
+        "RACHEL_SERVICE_EXEC",
+        "/usr/local/bin/rachel8",
+        "ExecStart of the Rachel8 systemd unit.",
+    )
+    worker_class: str = setting(
+        "RACHEL_WORKER_CLASS",
+        "simple",
+        "RQ worker kind: `simple` (jobs run in the worker process: 2.5x the throughput, "
+        "BENCHMARKS.md) or `fork` (a work horse forked per job: a job that crashes the "
+        "interpreter or leaks memory cannot take the worker with it).",
+        parse_choice("fork", "simple"),
+    )
+    callback_dispatch: str = setting(
+        "RACHEL_CALLBACK_DISPATCH",
+        "enqueue",
+        "How an accepted cloud-init callback starts the secret injection: `enqueue` (the "
+        "callback queues it at once) or `poll` (the design this replaced, kept as the "
+        "benchmarks' baseline: a cron task looks for called-back servers every "
+        "RACHEL_CALLBACK_POLL_INTERVAL).",
+        parse_choice("enqueue", "poll"),
+    )
+    callback_poll_interval_seconds: float = setting(
+        "RACHEL_CALLBACK_POLL_INTERVAL",
+        "5s",
+        "With RACHEL_CALLBACK_DISPATCH=poll: how often the database is polled for servers "
+        "whose callback came and whose injection is not queued yet.",
+        parse_duration,
+    )
+
+    # Scheduler (`rachel-cloud cron`).
+    grace_interval_seconds: float = setting(
+        "RACHEL_GRACE_INTERVAL",
+        "5m",
+        "How often the grace enforcer runs (warns, deprovisions lapsed subscriptions' servers).",
+        parse_duration,
+    )
+    grace_warning_seconds: float = setting(
+        "RACHEL_GRACE_WARNING",
+        "1d",
+        "How long before the end of the grace period the customer is warned.",
+        parse_duration,
+    )
+    notifications: str = setting(
+        "RACHEL_NOTIFICATIONS",
+        "auto",
+        "Customer notifications (grace warnings): `telegram` (through the customer's own "
+        "bot), `off` (logged only), or `auto`: telegram against real Hetzner, off with the "
+        "simulator.",
+        parse_choice("auto", "telegram", "off"),
+    )
+    telegram_api_url: str = setting(
+        "RACHEL_TELEGRAM_API_URL",
+        "https://api.telegram.org",
+        "Base URL of the Telegram Bot API the notifications are sent through.",
+        parse_url("http", "https"),
+    )
+    reconcile_interval_seconds: float = setting(
+        "RACHEL_RECONCILE_INTERVAL",
+        "5m",
+        "How often the reconciler compares Hetzner, the database and the job queues.",
+        parse_duration,
+    )
+    reconcile_apply: bool = setting(
+        "RACHEL_RECONCILE_APPLY",
+        "false",
+        "Whether the scheduled reconciler acts on what it finds (delete orphans, fail lost "
+        "servers, fail or re-enqueue stuck ones); false: report only.",
+        parse_bool,
+    )
+    orphan_min_age_seconds: float = setting(
+        "RACHEL_ORPHAN_MIN_AGE",
+        "30m",
+        "Safety age: the reconciler deletes an orphan VPS (ours by its labels, unknown to "
+        "the database) only when Hetzner created it at least this long ago.",
+        parse_duration,
+    )
+    phase_limits: Mapping[str, float] = setting(
+        "RACHEL_PHASE_LIMITS",
+        "pending=15m,creating=15m,injecting_secrets=15m,deprovisioning=30m",
+        "How long a server may stay in each in-flight phase (cloud_init has its boot "
+        "deadline) before the reconciler calls it stuck, as `phase=duration` pairs.",
+        parse_phase_limits,
+    )
+    delivery_retention_seconds: float = setting(
+        "RACHEL_DELIVERY_RETENTION",
+        "7d",
+        "How long webhook deliveries are remembered for idempotency (longer than the "
+        "dashboard retries a delivery); older ones are pruned hourly.",
+        parse_duration,
+    )
+    sweep_interval_seconds: float = setting(
+        "RACHEL_SWEEP_INTERVAL",
+        "15s",
+        "How often the sweeper re-enqueues accepted work whose job vanished and "
+        "recovers jobs of killed workers.",
+        parse_duration,
+    )
+    sweep_grace_seconds: float = setting(
+        "RACHEL_SWEEP_GRACE",
+        "30s",
+        "The sweeper leaves servers that changed status less than this long ago alone "
+        "(their next job is being enqueued).",
+        parse_duration,
+    )
+    abandoned_after_seconds: float = setting(
+        "RACHEL_ABANDONED_AFTER",
+        "40s",
+        "A started job whose worker has not sent a heartbeat for this long (or whose "
+        "worker process is gone, on the same host) is abandoned: RQ retries it.",
+        parse_duration,
+    )
+
+    # Where the local simulator is (development and tests only). `rachel-cloud
+    # sim` reads these too (`sim.settings`): declared here because the control
+    # plane must find the simulator without importing it.
+    sim_host: str = setting(
+        "RACHEL_SIM_HOST",
+        "127.0.0.1",
+        "Address of the simulator: `rachel-cloud sim` binds it, and the control plane "
+        "calls it there when HCLOUD_TOKEN is unset.",
+    )
+    sim_port: int = setting(
+        "RACHEL_SIM_PORT",
+        "4010",
+        "Port of the simulator: `rachel-cloud sim` listens on it, and the control plane "
+        "calls it there when HCLOUD_TOKEN is unset.",
+        parse_int(0, 65535),
+    )
+    sim_ssh_port: int = setting(
+        "RACHEL_SIM_SSH_PORT",
+        "2222",
+        "SSH port of every simulated VPS (each VPS has its own loopback address); the "
+        "secret injection connects to it unless the endpoint is the real Hetzner.",
+        parse_int(0, 65535),
+    )
+
+    def check(self) -> None:
+        """Production (a token, a non-local endpoint) requires real secrets and HTTPS.
 
         Raises:
-            SettingsError: a value is invalid or a production requirement is missing.
+            SettingsError: a production requirement is missing.
         """
-        merged: dict[str, str] = {}
-        if env_file is not None and Path(env_file).is_file():
-            for key, value in dotenv_values(env_file).items():
-                if value is not None:
-                    merged[key] = value
-        merged.update(os.environ if environ is None else environ)
-
-        values: dict[str, Any] = {}
-        for spec in SETTINGS:
-            raw = merged.get(spec.env)
-            if raw is not None and raw.strip() == "":
-                raw = None
-            if raw is None:
-                raw = spec.default
-            if raw is None:
-                values[spec.attr] = None
-                continue
-            try:
-                values[spec.attr] = spec.parse(raw)
-            except ValueError as exc:
-                raise SettingsError(spec.env, str(exc)) from None
-        values["data_dir"] = Path(values["data_dir"]).expanduser()
-        settings = cls(**values, source=merged)
-        settings._check_production()
-        return settings
-
-    def _check_production(self) -> None:
         if not self.is_production:
             return
         # Against the real cloud, development secrets kept in a local directory
         # would be both a leak and a single point of loss.
-        for attr in ("master_keys", "webhook_secrets", "api_keys"):
-            if not getattr(self, attr):
+        required = ("master_keys", "webhook_secrets", "api_keys")
+        for spec in self.specs():
+            if spec.attr in required and not getattr(self, spec.attr):
                 raise SettingsError(
-                    _BY_ATTR[attr].env,
-                    "required in production (HCLOUD_TOKEN set, real Hetzner endpoint)",
+                    spec.env, "required in production (HCLOUD_TOKEN set, real Hetzner endpoint)"
                 )
         if not self.public_url.startswith("https://"):
             raise SettingsError(
@@ -170,11 +434,7 @@ class Settings:
 
     def phase_limit(self, phase: str) -> float | None:
         """Seconds a server may stay in `phase` before it is stuck (None: no limit here)."""
-        for item in self.phase_limits:
-            name, _, duration = item.partition("=")
-            if name == phase:
-                return parse_duration(duration)
-        return None
+        return self.phase_limits.get(phase)
 
     @property
     def notifications_enabled(self) -> bool:
@@ -207,46 +467,11 @@ class Settings:
         """The database URL: the configured one, or SQLite in the data directory."""
         return self.database_url or f"sqlite:///{(self.data_dir / 'rachel-cloud.db').resolve()}"
 
-    def secret_values(self) -> list[str]:
-        """Every configured secret value, for the log redaction filter."""
-        found: list[str] = []
-        for spec in SETTINGS:
-            if not spec.secret:
-                continue
-            value = getattr(self, spec.attr)
-            if isinstance(value, str):
-                found.append(value)
-            elif isinstance(value, tuple):
-                for item in value:
-                    found.append(item)
-                    # A key ring entry is KEY_ID:KEY; the key alone is the secret.
-                    if ":" in item:
-                        found.append(item.split(":", 1)[1])
-        return [v for v in found if v]
 
-    def describe(self) -> list[tuple[str, str]]:
-        """(name, value) pairs for display, secrets masked."""
-        rows = []
-        for spec in SETTINGS:
-            value = getattr(self, spec.attr)
-            if value is None:
-                shown = "(embedded default)"
-            elif spec.secret:
-                shown = "(set, hidden)"
-            elif isinstance(value, tuple):
-                shown = ",".join(value)
-            else:
-                shown = str(value) if spec.env not in self.source else str(self.source[spec.env])
-            rows.append((spec.env, shown))
-        return rows
+#: Every setting of the control plane, in declaration order.
+SETTINGS: tuple[Setting, ...] = Settings.specs()
 
 
 def settings_table_markdown() -> str:
-    """The settings documentation as a Markdown table (README, `settings --doc`)."""
-    lines = ["| Setting | Default | What it does |", "|---|---|---|"]
-    for spec in SETTINGS:
-        default = f"`{spec.default}`" if spec.default not in (None, "") else "(embedded)"
-        if spec.default == "":
-            default = "(none)"
-        lines.append(f"| `{spec.env}` | {default} | {spec.doc} |")
-    return "\n".join(lines)
+    """The control plane's settings as a Markdown table (README, `settings --doc`)."""
+    return Settings.table_markdown()

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import MappingProxyType
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -114,10 +116,9 @@ def parse_optional_cidrs(text: str) -> tuple[str, ...]:
 PHASE_LIMIT_PHASES = ("pending", "creating", "injecting_secrets", "deprovisioning")
 
 
-def parse_phase_limits(text: str) -> tuple[str, ...]:
-    # Kept as validated `phase=duration` strings (`Settings.phase_limit` reads them),
-    # so that they display like every other list setting.
-    limits: dict[str, str] = {}
+def parse_phase_limits(text: str) -> Mapping[str, float]:
+    """Parse `phase=duration` pairs, one for every phase, into seconds per phase."""
+    limits: dict[str, float] = {}
     for item in parse_list(text):
         phase, sep, duration = item.partition("=")
         phase = phase.strip()
@@ -125,13 +126,17 @@ def parse_phase_limits(text: str) -> tuple[str, ...]:
             raise ValueError(
                 f"expected phase=duration pairs for {', '.join(PHASE_LIMIT_PHASES)}, got {item!r}"
             )
-        parse_duration(duration)
-        limits[phase] = duration.strip()
+        limits[phase] = parse_duration(duration)
     missing = [p for p in PHASE_LIMIT_PHASES if p not in limits]
     if missing:
         raise ValueError(f"missing a limit for {', '.join(missing)}")
-    return tuple(f"{p}={limits[p]}" for p in PHASE_LIMIT_PHASES)
+    # Read-only, so that the frozen settings cannot be changed through it.
+    return MappingProxyType({p: limits[p] for p in PHASE_LIMIT_PHASES})
 
 
 def parse_text(text: str) -> str:
     return text.strip()
+
+
+def parse_path(text: str) -> Path:
+    return Path(text.strip()).expanduser()

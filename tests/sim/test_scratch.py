@@ -14,10 +14,10 @@ import pytest
 from hcloud.images import Image
 from hcloud.server_types import ServerType
 
-from core.platform.settings import Settings
 from sim.config import SimConfig
 from sim.scratch import Scratch, ScratchError, check_parent, ram_backed_dir, sweep_stale
 from sim.server import SimulatorServer
+from sim.settings import SimSettings
 from tests.sim.conftest import REPO_ROOT, fast_client, free_port
 from tests.sim.helpers import key_pair, user_data, wait_for
 
@@ -96,10 +96,10 @@ def test_an_unusable_parent_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_settings_choose_the_scratch_parent(tmp_path: Path) -> None:
-    settings = Settings.load({"RACHEL_SIM_VPS_DIR": str(tmp_path)}, env_file=None)
+    settings = SimSettings.load({"RACHEL_SIM_VPS_DIR": str(tmp_path)}, env_file=None)
     config = SimConfig.from_settings(settings)
     assert config.vps_parent == tmp_path and config.vps_dir is None
-    assert SimConfig.from_settings(Settings.load({}, env_file=None)).vps_parent is None
+    assert SimConfig.from_settings(SimSettings.load({}, env_file=None)).vps_parent is None
 
 
 def test_sim_command_refuses_an_unusable_vps_dir(tmp_path: Path) -> None:

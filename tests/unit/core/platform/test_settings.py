@@ -1,11 +1,16 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from core.errors import SettingsError
-from core.platform.settings import SIMULATOR_DEV_TOKEN, Settings, settings_table_markdown
+from core.platform.settings import (
+    SETTINGS,
+    SIMULATOR_DEV_TOKEN,
+    Settings,
+    settings_table_markdown,
+)
 from core.platform.settings_parsing import parse_duration
-from core.platform.settings_table import SETTINGS
 
 
 def load(**env: str) -> Settings:
@@ -34,7 +39,7 @@ def test_nothing_set_means_embedded_defaults() -> None:
         ("RACHEL_LOG_FORMAT", "xml", "text, json"),
         ("RACHEL_GRACE_PERIOD", "three days", "duration"),
         ("RACHEL_PUBLIC_URL", "ftp://x", "http or https"),
-        ("RACHEL_SIM_RATE_REFILL", "-1", "from 0.0"),
+        ("RACHEL_SIM_PORT", "-1", "from 0 to 65535"),
     ],
 )
 def test_invalid_settings_fail_fast_naming_the_setting(
@@ -105,3 +110,26 @@ def test_every_setting_is_documented() -> None:
         assert f"`{spec.env}`" in table
         assert spec.doc.strip()
         assert hasattr(load(), spec.attr)
+
+
+def test_phase_limits_are_seconds_per_phase_parsed_at_load() -> None:
+    s = load(RACHEL_PHASE_LIMITS="creating=10m, pending=90s,injecting_secrets=1h,deprovisioning=2m")
+    assert dict(s.phase_limits) == {
+        "pending": 90,
+        "creating": 600,
+        "injecting_secrets": 3600,
+        "deprovisioning": 120,
+    }
+    assert s.phase_limit("creating") == 600 and s.phase_limit("cloud_init") is None
+    assert load().phase_limit("deprovisioning") == 30 * 60
+    with pytest.raises(SettingsError, match="RACHEL_PHASE_LIMITS: expected a duration"):
+        load(RACHEL_PHASE_LIMITS="pending=soon,creating=1m,injecting_secrets=1m,deprovisioning=1m")
+
+
+def test_declarations_are_the_dataclass_fields() -> None:
+    assert [spec.attr for spec in SETTINGS] == [
+        f.name for f in dataclasses.fields(Settings) if f.name != "source"
+    ]
+    assert len({spec.env for spec in SETTINGS}) == len(SETTINGS)
+    assert load().data_dir == Path(".rachel-cloud")
+    assert load(RACHEL_DATA_DIR="~/x").data_dir == Path.home() / "x"
