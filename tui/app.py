@@ -5,6 +5,10 @@ Threads: the UI thread only renders. Every database or Redis call runs in a
 `call_from_thread`. One long-running worker listens on the events channel
 (`tui.live`); a lost database or Redis shows a banner and the workers retry
 until it is back.
+
+The app is the only module that knows the screens by name (it imports them;
+they never import it). State they share is the app's `session` and reactive
+`connections`; what happens is said with `tui.messages`.
 """
 
 from __future__ import annotations
@@ -80,11 +84,6 @@ class RachelApp(App[None]):
         self.sub_title = f"{backend.actor}{'  [READ-ONLY]' if readonly else ''}"
 
     @property
-    def backend(self) -> Backend:
-        """The session's backend."""
-        return self.session.backend
-
-    @property
     def readonly(self) -> bool:
         """Actions are disabled for this session."""
         return self.session.readonly
@@ -138,7 +137,7 @@ class RachelApp(App[None]):
             if not stopped():
                 self.call_from_thread(self._on_live_connection, ok, reason)
 
-        listen(self.backend.redis, batch, connection, stopped)
+        listen(self.session.backend.redis, batch, connection, stopped)
 
     # -- actions ----------------------------------------------------------------
 
@@ -175,7 +174,7 @@ class RachelApp(App[None]):
         reason = "forced deprovision from the TUI"
         for server_id in ids:
             try:
-                done.append(self.backend.run_action(action, server_id, reason))
+                done.append(self.session.backend.run_action(action, server_id, reason))
             except Exception as exc:
                 refused.append(describe_error(exc))
         self.call_from_thread(self._report, action, done, refused, ids)
