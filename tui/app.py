@@ -5,27 +5,41 @@ Threads: the UI thread only renders. Every database or Redis call runs in a
 `call_from_thread`. One long-running worker listens on the events channel
 (`tui.live`); a lost database or Redis shows a banner and the workers retry
 until it is back.
+
+The app is the only module that knows the screens by name (it imports them;
+they never import it). State they share is the app's `session` and reactive
+`connections`; what happens is said with `tui.messages`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import ClassVar
 
-from textual import work
+from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.message import Message
 from textual.notifications import SeverityLevel
+from textual.reactive import reactive
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
 from tui.backend import Backend, describe_error
 from tui.cells import Row
 from tui.live import listen
+from tui.messages import (
+    ActionRequested,
+    ActionsFinished,
+    ConnectionChanged,
+    ConnectionReport,
+    ServersChanged,
+)
+from tui.screens.base import RachelScreen
 from tui.screens.confirm import ConfirmDestroy
 from tui.screens.fleet import FleetScreen
 from tui.screens.help import HelpScreen
-from tui.widgets import ConnectionBanner
+from tui.state import Connections, Session
 
 #: Action name -> (verb for notifications, palette title).
 ACTIONS: dict[str, tuple[str, str]] = {
@@ -36,7 +50,11 @@ ACTIONS: dict[str, tuple[str, str]] = {
 
 
 class RachelApp(App[None]):
-    """The fleet TUI."""
+    """The fleet TUI.
+
+    Its screens see it as a `ScreenHost` (`session`, `connections`); it sees them
+    as `RachelScreen`s. What they tell each other goes by messages.
+    """
 
     CSS_PATH = "styles/app.tcss"
     TITLE = "rachel-cloud"
@@ -44,6 +62,9 @@ class RachelApp(App[None]):
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "help", "Keys", key_display="?"),
     ]
+
+    #: Which connections are lost; every screen's banner shows it.
+    connections: reactive[Connections] = reactive(Connections, init=False)
 
     def __init__(
         self,
@@ -56,16 +77,16 @@ class RachelApp(App[None]):
         tick_seconds: float = 1.0,
     ) -> None:
         super().__init__()
-        self.backend = backend
-        self.readonly = readonly
+        self.session = Session(backend, readonly, refresh_seconds, summary_seconds, tick_seconds)
         self.live = live
-        self.refresh_seconds = refresh_seconds
-        self.summary_seconds = summary_seconds
-        self.tick_seconds = tick_seconds
-        self.lost: dict[str, str] = {}
         self.live_connected = False
         self.fleet = FleetScreen()
         self.sub_title = f"{backend.actor}{'  [READ-ONLY]' if readonly else ''}"
+
+    @property
+    def readonly(self) -> bool:
+        """Actions are disabled for this session."""
+        return self.session.readonly
 
     def get_default_screen(self) -> Screen[None]:
         return self.fleet
@@ -74,32 +95,31 @@ class RachelApp(App[None]):
         if self.live:
             self.listen_events()
 
+    def _broadcast(self, message: Callable[[], Message]) -> None:
+        """Post a fresh `message()` to every screen on the stack (a message is delivered once)."""
+        for screen in self.screen_stack:
+            screen.post_message(message())
+
     # -- connection state ---------------------------------------------------------
 
     def set_connection(self, kind: str, ok: bool, reason: str = "") -> None:
         """Record that `kind` ("database" or "redis") is reachable or lost."""
-        was_lost = kind in self.lost
-        if ok:
-            self.lost.pop(kind, None)
-        else:
-            self.lost[kind] = reason or "lost"
-        if was_lost != (not ok) or not ok:
-            for screen in self.screen_stack:
-                for banner in screen.query(ConnectionBanner):
-                    banner.show_lost(self.lost)
-        if ok and was_lost:
-            self.fleet.request_refresh()  # catch up on whatever was missed
+        self.connections = self.connections.update(kind, ok, reason)
+
+    @on(ConnectionReport)
+    def _connection_report(self, event: ConnectionReport) -> None:
+        self.set_connection(event.kind, event.ok, event.reason)
+
+    def watch_connections(self, before: Connections, now: Connections) -> None:
+        recovered = now.recovered_since(before)
+        self._broadcast(lambda: ConnectionChanged(now, recovered=recovered))
 
     def _on_live_connection(self, ok: bool, reason: str) -> None:
         self.live_connected = ok
         self.set_connection("redis", ok, reason)
 
     def _on_live_batch(self, ids: set[int]) -> None:
-        self.fleet.rows_changed(ids)
-        for screen in self.screen_stack:
-            server_id = getattr(screen, "server_id", None)
-            if server_id in ids and hasattr(screen, "reload"):
-                screen.reload()
+        self._broadcast(lambda: ServersChanged(ids))
 
     @work(thread=True, exclusive=True, group="live", exit_on_error=False)
     def listen_events(self) -> None:
@@ -117,9 +137,13 @@ class RachelApp(App[None]):
             if not stopped():
                 self.call_from_thread(self._on_live_connection, ok, reason)
 
-        listen(self.backend.redis, batch, connection, stopped)
+        listen(self.session.backend.redis, batch, connection, stopped)
 
     # -- actions ----------------------------------------------------------------
+
+    @on(ActionRequested)
+    def _action_requested(self, event: ActionRequested) -> None:
+        self.request_action(event.action, event.rows)
 
     def request_action(self, action: str, rows: Sequence[Row]) -> None:
         """Run `action` on `rows`, after confirmation where it destroys something."""
@@ -150,7 +174,7 @@ class RachelApp(App[None]):
         reason = "forced deprovision from the TUI"
         for server_id in ids:
             try:
-                done.append(self.backend.run_action(action, server_id, reason))
+                done.append(self.session.backend.run_action(action, server_id, reason))
             except Exception as exc:
                 refused.append(describe_error(exc))
         self.call_from_thread(self._report, action, done, refused, ids)
@@ -163,11 +187,8 @@ class RachelApp(App[None]):
         shown = lines[:8] + ([f"... and {len(lines) - 8} more"] if len(lines) > 8 else [])
         severity: SeverityLevel = "error" if not done else "warning" if refused else "information"
         self.notify("\n".join(shown), title=verb, severity=severity, timeout=8)
-        self.fleet.clear_marks()
-        self.fleet.rows_changed(set(ids))
-        for screen in self.screen_stack:
-            if getattr(screen, "server_id", None) in ids and hasattr(screen, "reload"):
-                screen.reload()
+        self._broadcast(lambda: ActionsFinished(action, ids))
+        self._broadcast(lambda: ServersChanged(ids))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.readonly and action in ACTIONS:
@@ -184,9 +205,7 @@ class RachelApp(App[None]):
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        commands = getattr(screen, "palette_commands", None)
-        if commands is not None:
-            for title, help_text, callback, is_action in commands():
-                if is_action and self.readonly:
-                    continue
-                yield SystemCommand(title, help_text, callback)
+        if isinstance(screen, RachelScreen):
+            for command in screen.palette_commands():
+                if not (command.is_action and self.readonly):
+                    yield SystemCommand(command.title, command.help, command.callback)

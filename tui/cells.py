@@ -96,6 +96,11 @@ def duration(seconds: float | None) -> str:
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
+def timestamp(value: object) -> str:
+    """A date and time to the second, "-" for none (the server and jobs tables)."""
+    return value.strftime("%Y-%m-%d %H:%M:%S") if isinstance(value, datetime) else "-"
+
+
 def phase_index(status: str) -> int:
     """How many provisioning phases a server in `status` has reached (0..4)."""
     try:

@@ -3,39 +3,36 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Collection
 from functools import partial
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Sparkline, Static
+from textual.widgets import DataTable, Input, Sparkline, Static
 from textual.worker import get_current_worker
 
-from tui.backend import Summary, classify
+from tui.backend import Summary
 from tui.cells import COLUMNS, SORTABLE, Row
 from tui.filters import QUICK_FILTERS, with_status_term
+from tui.messages import ActionsFinished, ConnectionChanged, ServersChanged
 from tui.model import FleetModel, TableDiff
+from tui.screens.base import PaletteCommand, ServerActionsScreen
 from tui.screens.jobs import JobsScreen
 from tui.screens.server import ServerScreen
+from tui.state import KINDS
 from tui.summary import summary_text
-from tui.widgets import ConnectionBanner, FleetTable
-
-if TYPE_CHECKING:
-    from tui.app import RachelApp
+from tui.widgets import FleetTable
 
 #: How often the screen checks whether a refresh is due (and retries a lost database).
 POLL_SECONDS = 2.0
 #: Rows drawn first when a fleet is larger (a few screens' worth, newest first).
 FIRST_PAGE = 200
 
-PaletteCommand = tuple[str, str, Callable[[], Any], bool]
 
-
-class FleetScreen(Screen[None]):
+class FleetScreen(ServerActionsScreen):
     """One row per server; `enter` opens it, `j` shows the job queues."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -69,39 +66,35 @@ class FleetScreen(Screen[None]):
         self.pages = 0  # first pages drawn before a large fleet's full load
         self.live_batches = 0  # live batches applied
 
-    @property
-    def rc(self) -> RachelApp:
-        return cast("RachelApp", self.app)
-
-    def compose(self) -> ComposeResult:
-        yield Header(icon="≡")
-        yield ConnectionBanner(id="banner")
+    def compose_body(self) -> ComposeResult:
         with Horizontal(id="summary-row"):
             yield Static(id="summary")
             yield Sparkline([], id="sparkline")
         yield Input(placeholder="filter: text, status:failed, loc:fsn1, !status:ready", id="filter")
         yield FleetTable(id="fleet")
-        yield Footer()
 
     def on_mount(self) -> None:
-        app = self.rc
-        self.model = FleetModel(app.backend.sla_seconds, app.backend.now())
-        self.query_one(ConnectionBanner).show_lost(app.lost)
+        session = self.session
+        self.model = FleetModel(self.backend.sla_seconds, self.backend.now())
         self.query_one("#filter", Input).display = False
         self.query_one(FleetTable).focus()
-        self.set_interval(min(POLL_SECONDS, app.refresh_seconds), self._poll)
-        self.set_interval(app.tick_seconds, self._tick)
+        self.set_interval(min(POLL_SECONDS, session.refresh_seconds), self._poll)
+        self.set_interval(session.tick_seconds, self._tick)
         self.request_refresh()
 
     # -- loading ------------------------------------------------------------------
 
     def _poll(self) -> None:
         now = time.monotonic()
-        app = self.rc
-        if "database" in app.lost or now - self._last_refresh >= app.refresh_seconds:
+        session = self.session
+        lost = "database" in self.host.connections.lost
+        if lost or now - self._last_refresh >= session.refresh_seconds:
             self.request_refresh()
-        elif now - self._last_summary >= app.summary_seconds:
+        elif now - self._last_summary >= session.summary_seconds:
             self.load_summary()
+
+    def reload(self) -> None:
+        self.request_refresh()
 
     def request_refresh(self) -> None:
         """Reload the whole fleet (the safety net under the live updates) and the summary."""
@@ -112,35 +105,31 @@ class FleetScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="fleet", exit_on_error=False)
     def load_fleet(self, include_deleted: bool) -> None:
-        app = self.rc
+        app, backend = self.app, self.backend
         try:
             if not self.refreshes and not self.pages:
                 # A large fleet's first screen is drawn before the rest is read
                 # and laid out (a 10,000-row load took ~2 s before anything showed).
-                page = app.backend.load_fleet(include_deleted, limit=FIRST_PAGE)
+                page = backend.load_fleet(include_deleted, limit=FIRST_PAGE)
                 if get_current_worker().is_cancelled:
                     return
                 if len(page) < FIRST_PAGE:  # that was the whole fleet
                     app.call_from_thread(self._apply_full, page, include_deleted)
                     return
                 app.call_from_thread(self._apply_page, page)
-            rows = app.backend.load_fleet(include_deleted)
+            rows = backend.load_fleet(include_deleted)
         except Exception as exc:
-            self._lost(exc)
+            self.report_error(exc)
             return
         if not get_current_worker().is_cancelled:
             app.call_from_thread(self._apply_full, rows, include_deleted)
-
-    def _lost(self, exc: Exception) -> None:
-        kind = classify(exc) or "database"
-        self.app.call_from_thread(self.rc.set_connection, kind, False, str(exc))
 
     def _apply_full(self, rows: list[Row], include_deleted: bool) -> None:
         if self.model is None:
             return
         self._loaded_deleted = include_deleted
-        self.rc.set_connection("database", True)
-        diff = self.model.replace(rows, self.rc.backend.now())
+        self.report_connection("database", True)
+        diff = self.model.replace(rows, self.backend.now())
         self.query_one(FleetTable).apply(diff, self.model)
         self.refreshes += 1
         self._show_summary()
@@ -148,48 +137,60 @@ class FleetScreen(Screen[None]):
     def _apply_page(self, rows: list[Row]) -> None:
         if self.model is None or self.refreshes:
             return  # the full load came first
-        self.rc.set_connection("database", True)
-        diff = self.model.replace(rows, self.rc.backend.now())
+        self.report_connection("database", True)
+        diff = self.model.replace(rows, self.backend.now())
         self.query_one(FleetTable).apply(diff, self.model)
         self.pages += 1
         self.notify(f"showing the newest {len(rows)} servers; loading the rest…", timeout=2)
 
-    def rows_changed(self, ids: set[int]) -> None:
+    def rows_changed(self, ids: Collection[int]) -> None:
         """Servers changed (live events, actions): re-read just those."""
         if ids:
             self.load_rows(sorted(ids))
 
+    @on(ServersChanged)
+    def _servers_changed(self, event: ServersChanged) -> None:
+        self.rows_changed(event.ids)
+
+    @on(ActionsFinished)
+    def _actions_finished(self) -> None:
+        self.clear_marks()
+
+    @on(ConnectionChanged)
+    def _catch_up(self, event: ConnectionChanged) -> None:
+        if event.recovered:
+            self.request_refresh()  # whatever changed while it was lost was missed
+
     @work(thread=True, group="rows", exit_on_error=False)
     def load_rows(self, ids: list[int]) -> None:
-        app = self.rc
+        app = self.app
         try:
-            rows = app.backend.load_rows(ids)
+            rows = self.backend.load_rows(ids)
         except Exception as exc:
-            self._lost(exc)
+            self.report_error(exc)
             return
         app.call_from_thread(self._apply_rows, rows, ids)
 
     def _apply_rows(self, rows: list[Row], ids: list[int]) -> None:
         if self.model is None:
             return
-        diff = self.model.upsert(rows, ids, self.rc.backend.now())
+        diff = self.model.upsert(rows, ids, self.backend.now())
         self.query_one(FleetTable).apply(diff, self.model)
         self.live_batches += 1
         self._show_summary()
 
     @work(thread=True, exclusive=True, group="summary", exit_on_error=False)
     def load_summary(self) -> None:
-        app = self.rc
-        summary, lost = app.backend.load_summary()
-        app.call_from_thread(self._apply_summary, summary, lost)
+        summary, lost = self.backend.load_summary()
+        self.app.call_from_thread(self._apply_summary, summary, lost)
 
     def _apply_summary(self, summary: Summary, lost: list[str]) -> None:
         self._last_summary = time.monotonic()
-        for kind in ("database", "redis"):
+        for kind in KINDS:
             if kind in lost:
-                self.rc.set_connection(kind, False, f"{kind} not answering")
+                self.report_connection(kind, False, f"{kind} not answering")
             elif kind == "database":
-                self.rc.set_connection(kind, True)
+                self.report_connection(kind, True)
         self.summary = summary
         if summary.recent:
             self.query_one(Sparkline).data = summary.recent
@@ -210,7 +211,7 @@ class FleetScreen(Screen[None]):
 
     def _tick(self) -> None:
         if self.model is not None:
-            self.query_one(FleetTable).apply(self.model.tick(self.rc.backend.now()), self.model)
+            self.query_one(FleetTable).apply(self.model.tick(self.backend.now()), self.model)
 
     # -- filter, sort, marks ------------------------------------------------------
 
@@ -311,15 +312,6 @@ class FleetScreen(Screen[None]):
             return []
         return self.model.targets(self.query_one(FleetTable).cursor_key())
 
-    def action_retry(self) -> None:
-        self.rc.request_action("retry", self.targets())
-
-    def action_reinject(self) -> None:
-        self.rc.request_action("reinject", self.targets())
-
-    def action_deprovision(self) -> None:
-        self.rc.request_action("deprovision", self.targets())
-
     def action_refresh(self) -> None:
         self.request_refresh()
 
@@ -335,33 +327,37 @@ class FleetScreen(Screen[None]):
     def action_jobs(self) -> None:
         self.app.push_screen(JobsScreen())
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("retry", "reinject", "deprovision") and self.rc.readonly:
-            return None
-        return True
-
     def palette_commands(self) -> list[PaletteCommand]:
-        """Every fleet action, for the command palette: (title, help, callback, is_action)."""
-        commands: list[PaletteCommand] = [
-            (
+        """Every fleet action, for the command palette."""
+        commands = [
+            PaletteCommand(
                 "Retry failed server(s)",
                 "r: marked servers, else the selected one",
                 self.action_retry,
                 True,
             ),
-            ("Re-inject secrets", "i: into ready servers", self.action_reinject, True),
-            ("Force deprovision", "D: destroys the VPS, asks first", self.action_deprovision, True),
-            ("Open server", "enter: timeline, events, jobs", self.action_open, False),
-            ("Jobs screen", "j: queues, workers, failed jobs", self.action_jobs, False),
-            ("Filter", "/: text or status:failed terms", self.action_filter, False),
-            ("Toggle deleted servers", "a", self.action_toggle_deleted, False),
-            ("Mark / unmark server", "space", self.action_mark, False),
-            ("Clear marks", "u", self.action_unmark, False),
-            ("Refresh now", "ctrl+r", self.action_refresh, False),
+            PaletteCommand(
+                "Re-inject secrets", "i: into ready servers", self.action_reinject, True
+            ),
+            PaletteCommand(
+                "Force deprovision",
+                "D: destroys the VPS, asks first",
+                self.action_deprovision,
+                True,
+            ),
+            PaletteCommand("Open server", "enter: timeline, events, jobs", self.action_open, False),
+            PaletteCommand(
+                "Jobs screen", "j: queues, workers, failed jobs", self.action_jobs, False
+            ),
+            PaletteCommand("Filter", "/: text or status:failed terms", self.action_filter, False),
+            PaletteCommand("Toggle deleted servers", "a", self.action_toggle_deleted, False),
+            PaletteCommand("Mark / unmark server", "space", self.action_mark, False),
+            PaletteCommand("Clear marks", "u", self.action_unmark, False),
+            PaletteCommand("Refresh now", "ctrl+r", self.action_refresh, False),
         ]
         for column in COLUMNS[1:]:
             commands.append(
-                (
+                PaletteCommand(
                     f"Sort by {column.label.lower()}",
                     "again to reverse",
                     partial(self.sort_by, column.key),
@@ -370,6 +366,8 @@ class FleetScreen(Screen[None]):
             )
         for key, term in QUICK_FILTERS.items():
             commands.append(
-                (f"Show {term or 'all'}", f"key {key}", partial(self.action_quick, key), False)
+                PaletteCommand(
+                    f"Show {term or 'all'}", f"key {key}", partial(self.action_quick, key), False
+                )
             )
         return commands

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import ClassVar
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, Static
+from textual.widgets import DataTable, Label, Static
 
-from tui.backend import JobView, QueueView, WorkerView, classify, describe_error
-from tui.widgets import ConnectionBanner, add_columns
-
-if TYPE_CHECKING:
-    from tui.app import RachelApp
+from tui.backend import JobView, QueueView, WorkerView, describe_error
+from tui.cells import timestamp
+from tui.screens.base import LoadingScreen, PaletteCommand
+from tui.widgets import add_columns
 
 REFRESH_SECONDS = 3.0
 
@@ -32,11 +30,7 @@ class JobsData:
     failed: Sequence[JobView]
 
 
-def _time(value: object) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if hasattr(value, "strftime") else "-"
-
-
-class JobsScreen(Screen[None]):
+class JobsScreen(LoadingScreen[JobsData]):
     """Queues and workers at the top, failed jobs and the selected traceback below."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -45,18 +39,14 @@ class JobsScreen(Screen[None]):
         Binding("ctrl+r", "reload", "Reload"),
     ]
 
+    WRITE_ACTIONS = frozenset({"requeue"})
+    LOAD_NEEDS = "redis"
+
     def __init__(self) -> None:
         super().__init__()
         self.data: JobsData | None = None
-        self.loads = 0
 
-    @property
-    def rc(self) -> RachelApp:
-        return cast("RachelApp", self.app)
-
-    def compose(self) -> ComposeResult:
-        yield Header(icon="≡")
-        yield ConnectionBanner(id="banner")
+    def compose_body(self) -> ComposeResult:
         with Horizontal(id="jobs-top"):
             with Vertical():
                 yield Label("Queues", classes="section")
@@ -67,10 +57,8 @@ class JobsScreen(Screen[None]):
         yield Label("Failed jobs", classes="section")
         yield DataTable(id="jobs-failed", cursor_type="row", zebra_stripes=True)
         yield Static("", id="jobs-traceback")
-        yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one(ConnectionBanner).show_lost(self.rc.lost)
         # Fixed widths: the layout does not jump as values change (and snapshots are stable).
         add_columns(
             self.query_one("#jobs-queues", DataTable),
@@ -89,27 +77,12 @@ class JobsScreen(Screen[None]):
         self.set_interval(REFRESH_SECONDS, self.reload)
         self.reload()
 
-    def reload(self) -> None:
-        """Read the queues again."""
-        self._load()
+    def load(self) -> JobsData:
+        ops = self.backend.operations
+        return JobsData(ops.queues(), ops.workers(), ops.failed_jobs())
 
-    def action_reload(self) -> None:
-        self.reload()
-
-    @work(thread=True, exclusive=True, group="jobs", exit_on_error=False)
-    def _load(self) -> None:
-        app = self.rc
-        ops = app.backend.operations
-        try:
-            data = JobsData(ops.queues(), ops.workers(), ops.failed_jobs())
-        except Exception as exc:
-            app.call_from_thread(app.set_connection, classify(exc) or "redis", False, str(exc))
-            return
-        app.call_from_thread(self._show, data)
-
-    def _show(self, data: JobsData) -> None:
-        self.loads += 1
-        self.rc.set_connection("redis", True)
+    def show(self, data: JobsData) -> None:
+        self.report_connection("redis", True)
         self.data = data
         queues = self.query_one("#jobs-queues", DataTable)
         queues.clear()
@@ -136,7 +109,7 @@ class JobsScreen(Screen[None]):
                 job.queue,
                 str(job.server_id or "-"),
                 job.step or "-",
-                _time(job.ended_at),
+                timestamp(job.ended_at),
                 key=job.id,
             )
         if selected is not None and selected in failed.rows:
@@ -164,7 +137,7 @@ class JobsScreen(Screen[None]):
             panel.update(Text(job.traceback or "(no traceback recorded)", style="red"))
 
     def action_requeue(self) -> None:
-        if self.rc.readonly:
+        if self.session.readonly:
             self.notify("read-only mode: actions are disabled", severity="warning")
             return
         jid = self._selected_id()
@@ -175,27 +148,20 @@ class JobsScreen(Screen[None]):
 
     @work(thread=True, group="requeue", exit_on_error=False)
     def _requeue(self, jid: str) -> None:
-        app = self.rc
+        app = self.app
         try:
-            job = app.backend.operations.requeue(jid)
+            job = self.backend.operations.requeue(jid)
             message, severity = f"job {job.id} requeued on {job.queue}", "information"
         except Exception as exc:
             message, severity = f"requeue refused: {describe_error(exc)}", "error"
         app.call_from_thread(self.notify, message, title="requeue", severity=severity)
         app.call_from_thread(self.reload)
 
-    def action_back(self) -> None:
-        self.app.pop_screen()
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "requeue" and self.rc.readonly:
-            return None
-        return True
-
-    def palette_commands(self) -> list[tuple[str, str, Callable[[], Any], bool]]:
-        """This screen's commands for the command palette."""
+    def palette_commands(self) -> list[PaletteCommand]:
         return [
-            ("Requeue failed job", "shift+r: the selected one", self.action_requeue, True),
-            ("Reload queues", "ctrl+r", self.action_reload, False),
-            ("Back to the fleet", "escape", self.action_back, False),
+            PaletteCommand(
+                "Requeue failed job", "shift+r: the selected one", self.action_requeue, True
+            ),
+            PaletteCommand("Reload queues", "ctrl+r", self.action_reload, False),
+            PaletteCommand("Back to the fleet", "escape", self.action_back, False),
         ]

@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import ClassVar
 
 from rich.text import Text
-from textual import work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, Static
+from textual.widgets import DataTable, Label, Static
 
-from tui.backend import ServerDetail, classify
-from tui.cells import STATUS_STYLE, duration, total_cell
+from tui.backend import ServerDetail
+from tui.cells import STATUS_STYLE, Row, duration, timestamp, total_cell
+from tui.messages import ServersChanged
+from tui.screens.base import LoadingScreen, PaletteCommand, ServerActionsScreen
 from tui.summary import phase_spans, timeline_text
-from tui.widgets import ConnectionBanner, add_columns
-
-if TYPE_CHECKING:
-    from tui.app import RachelApp
+from tui.widgets import add_columns
 
 
-def _time(value: object) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if hasattr(value, "strftime") else "-"
-
-
-class ServerScreen(Screen[None]):
+class ServerScreen(ServerActionsScreen, LoadingScreen[ServerDetail | None]):
     """Details of server `server_id`, reloaded on its live events."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -41,15 +34,8 @@ class ServerScreen(Screen[None]):
         super().__init__()
         self.server_id = server_id
         self.detail: ServerDetail | None = None
-        self.loads = 0  # completed loads (tests wait on it)
 
-    @property
-    def rc(self) -> RachelApp:
-        return cast("RachelApp", self.app)
-
-    def compose(self) -> ComposeResult:
-        yield Header(icon="≡")
-        yield ConnectionBanner(id="banner")
+    def compose_body(self) -> ComposeResult:
         with VerticalScroll(id="server-body"):
             yield Static(f"server {self.server_id}: loading…", id="server-head")
             yield Label("Phase timeline", classes="section")
@@ -60,10 +46,8 @@ class ServerScreen(Screen[None]):
             yield DataTable(id="server-jobs", cursor_type="row", zebra_stripes=True)
             yield Label("Events", classes="section")
             yield DataTable(id="server-events", cursor_type="row", zebra_stripes=True)
-        yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one(ConnectionBanner).show_lost(self.rc.lost)
         add_columns(
             self.query_one("#server-jobs", DataTable),
             ("JOB", 44),
@@ -82,39 +66,28 @@ class ServerScreen(Screen[None]):
         )
         self.reload()
 
-    def reload(self) -> None:
-        """Load the server again (live events and actions call this)."""
-        self._load()
+    def load(self) -> ServerDetail | None:
+        return self.backend.load_server(self.server_id)
 
-    def action_reload(self) -> None:
-        self.reload()
+    @on(ServersChanged)
+    def _servers_changed(self, event: ServersChanged) -> None:
+        if self.server_id in event.ids:
+            self.reload()
 
-    @work(thread=True, exclusive=True, group="server", exit_on_error=False)
-    def _load(self) -> None:
-        app = self.rc
-        try:
-            detail = app.backend.load_server(self.server_id)
-        except Exception as exc:
-            app.call_from_thread(app.set_connection, classify(exc) or "database", False, str(exc))
-            return
-        app.call_from_thread(self._show, detail)
-
-    def _show(self, detail: ServerDetail | None) -> None:
-        self.loads += 1
+    def show(self, detail: ServerDetail | None) -> None:
         self.detail = detail
         head = self.query_one("#server-head", Static)
         if detail is None:
             head.update(f"server {self.server_id} does not exist")
             return
-        app = self.rc
         s = detail.row.server
-        now = app.backend.now()
+        now = self.backend.now()
         text = Text()
         text.append(f"{s.name or '(unnamed)'}  ", style="bold")
         text.append(f"id {s.id}  customer {s.customer}  ")
         text.append(s.status, style=STATUS_STYLE.get(s.status, ""))
         text.append(f"  in phase {duration((now - s.status_changed_at).total_seconds())}  ")
-        total = total_cell(s, now, app.backend.sla_seconds)
+        total = total_cell(s, now, self.backend.sla_seconds)
         text.append("total ")
         text.append(total.text, style=total.style)
         text.append(
@@ -135,7 +108,7 @@ class ServerScreen(Screen[None]):
         events.clear()
         for e in reversed(detail.events):
             events.add_row(
-                _time(e.at),
+                timestamp(e.at),
                 e.kind,
                 e.actor,
                 Text(e.to_status or "", style=STATUS_STYLE.get(e.to_status or "", "")),
@@ -154,41 +127,23 @@ class ServerScreen(Screen[None]):
                 job.id,
                 job.queue,
                 Text(job.status, style=style),
-                _time(job.enqueued_at),
-                _time(job.ended_at),
+                timestamp(job.enqueued_at),
+                timestamp(job.ended_at),
             )
         if not detail.jobs:
             jobs.add_row("(none in Redis)", "", "", "", "")
 
-    def _act(self, action: str) -> None:
-        if self.detail is None:
-            self.notify("server not loaded yet", severity="warning")
-            return
-        self.rc.request_action(action, [self.detail.row])
+    def targets(self) -> list[Row] | None:
+        """This server, once loaded."""
+        return None if self.detail is None else [self.detail.row]
 
-    def action_retry(self) -> None:
-        self._act("retry")
-
-    def action_reinject(self) -> None:
-        self._act("reinject")
-
-    def action_deprovision(self) -> None:
-        self._act("deprovision")
-
-    def action_back(self) -> None:
-        self.app.pop_screen()
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("retry", "reinject", "deprovision") and self.rc.readonly:
-            return None
-        return True
-
-    def palette_commands(self) -> list[tuple[str, str, Callable[[], Any], bool]]:
-        """This screen's actions for the command palette."""
+    def palette_commands(self) -> list[PaletteCommand]:
         return [
-            ("Retry this server", "r", self.action_retry, True),
-            ("Re-inject secrets", "i", self.action_reinject, True),
-            ("Force deprovision this server", "D, asks first", self.action_deprovision, True),
-            ("Reload", "ctrl+r", self.action_reload, False),
-            ("Back to the fleet", "escape", self.action_back, False),
+            PaletteCommand("Retry this server", "r", self.action_retry, True),
+            PaletteCommand("Re-inject secrets", "i", self.action_reinject, True),
+            PaletteCommand(
+                "Force deprovision this server", "D, asks first", self.action_deprovision, True
+            ),
+            PaletteCommand("Reload", "ctrl+r", self.action_reload, False),
+            PaletteCommand("Back to the fleet", "escape", self.action_back, False),
         ]
