@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,9 +21,11 @@ from urllib.parse import unquote, urlparse, urlsplit
 import peewee
 from playhouse.db_url import connect as connect_url
 from playhouse.db_url import parseresult_to_dict
-from playhouse.pool import PooledDatabase, PooledPostgresqlDatabase
+from playhouse.pool import PooledDatabase
 
 from core.errors import DatabaseError
+from core.store import peewee_internals
+from core.store.peewee_internals import PingedPostgresPool
 
 log = logging.getLogger(__name__)
 
@@ -47,54 +47,9 @@ POOL_OPTIONS: dict[str, Any] = {"max_connections": 64, "stale_timeout": 300, "ti
 _fork_hook_installed = False
 
 
-class PingedPostgresPool(PooledPostgresqlDatabase):  # type: ignore[misc]
-    """A PostgreSQL connection pool that checks an idle connection before lending it.
-
-    A connection the server dropped (a restart, an idle timeout) is discarded
-    and replaced, as a fresh connection per use would have been. Connections
-    returned less than `PING_AFTER` seconds ago are lent without the round trip.
-    """
-
-    PING_AFTER = 1.0
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._returned: dict[int, float] = {}
-
-    def _close(self, conn: Any, close_conn: bool = False) -> None:
-        if close_conn:
-            self._returned.pop(id(conn), None)
-        else:
-            self._returned[id(conn)] = time.monotonic()
-        super()._close(conn, close_conn)
-
-    def _is_closed(self, conn: Any) -> bool:
-        if super()._is_closed(conn):
-            self._returned.pop(id(conn), None)
-            return True
-        if time.monotonic() - self._returned.get(id(conn), 0.0) < self.PING_AFTER:
-            return False
-        try:
-            with conn.cursor() as cursor:
-                cursor.execute("SELECT 1")
-        except Exception:
-            return True
-        return False
-
-
 def _forget_connection_after_fork() -> None:
-    obj = database.obj
-    if obj is not None:
-        # Reset, do not close: closing would send a terminate message on the
-        # parent's PostgreSQL socket, or finalise the parent's SQLite handle.
-        obj._state.reset()
-        if isinstance(obj, PooledDatabase):
-            # The parent's pooled connections are the parent's; another thread
-            # of the parent may have held the pool's lock at the fork.
-            obj._connections = []
-            obj._in_use = {}
-            obj._pool_lock = threading.RLock()
-            obj._pool_available = threading.Condition(obj._pool_lock)
+    if database.obj is not None:
+        peewee_internals.forget_connections(database.obj)
 
 
 def open_database(url: str) -> peewee.Database:
@@ -144,6 +99,10 @@ def init_database(url: str) -> peewee.Database:
     if isinstance(previous, PooledDatabase):
         previous.close_all()
     db = open_database(url)
+    try:
+        peewee_internals.check(db)
+    except peewee_internals.PeeweeInternalsChanged as exc:
+        raise DatabaseError(f"this peewee release is not supported: {exc}") from exc
     database.initialize(db)
     if not _fork_hook_installed and hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_forget_connection_after_fork)

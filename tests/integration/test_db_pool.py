@@ -8,7 +8,8 @@ import peewee
 import psycopg2
 import pytest
 
-from core.store.db import PingedPostgresPool, connection, init_database
+from core.store.db import connection, init_database
+from core.store.peewee_internals import PingedPostgresPool
 
 pytestmark = pytest.mark.postgres
 
