@@ -3,9 +3,9 @@
 It clears the "intake queued" flag before it reads, so every deploy stored
 before that moment is its to carry out and every deploy stored after it
 queues a job of its own. It claims deploys oldest first, a batch per
-transaction, carries each out in a savepoint, commits, and only then queues
-the new servers' creating phase (and re-injections), so a job never runs for
-a row another transaction cannot see yet.
+transaction, carries them out (`core.domain.carry_out`), commits, and only
+then queues the new servers' creating phase (and re-injections), so a job
+never runs for a row another transaction cannot see yet.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import logging
 import redis
 
 from core.domain import intake
+from core.domain.carry_out import carry_out
 from core.domain.events import redis_publisher
-from core.domain.intake_batch import carry_out_many
 from core.domain.lifecycle import Status, transition
 from core.store.db import connection, current, write_transaction
 from core.store.models import Server
@@ -57,7 +57,7 @@ def carry_out_deploys(limit: int = 10_000) -> int:
 def _batch(ctx: JobContext, size: int) -> list[intake.Outcome]:
     with write_transaction(current()):
         claimed = intake.claim(size)
-        outcomes = carry_out_many(claimed, ctx.keyring, ctx.settings, clock=ctx.clock)
+        outcomes = carry_out(claimed, ctx.keyring, ctx.settings, clock=ctx.clock)
     for delivery, outcome in zip(claimed, outcomes, strict=True):
         _log(outcome, delivery.customer_external_id)
     return outcomes

@@ -1,10 +1,12 @@
 """One mapping from errors to JSON error responses: `{"error": {"code", "message"}}`.
 
-Our errors (`RachelError`) carry their code; those raised for a request carry
-their HTTP status (`status`), the others are mapped by class below.
-Litestar's own errors (validation, 404, 405, body too large) get the same
-shape. Anything unexpected is a 500 `internal_error` whose message says
-nothing about the cause (the log has it, redacted).
+Our errors (`RachelError`) carry their code, never an HTTP status: the web
+app's own `RequestRejected` names its status, every other error is mapped by
+its class (and, where one class covers several answers, its code) in
+`_STATUSES`, the one place core's errors meet HTTP. Litestar's own errors
+(validation, 404, 405, body too large) get the same shape. Anything
+unexpected is a 500 `internal_error` whose message says nothing about the
+cause (the log has it, redacted).
 """
 
 from __future__ import annotations
@@ -17,8 +19,13 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
+from core.domain.callbacks import CallbackRejected
+from core.domain.deliveries import DeliveryConflict
+from core.domain.deploys import DeployRefused
+from core.domain.subscriptions import SubscriptionRejected
 from core.errors import DatabaseError, RachelError, RedisUnavailable, SettingsError
 from core.security.redaction import redact
+from core.security.signing import SignatureRejected
 from webhook.structs import ErrorBody, ErrorInfo
 
 log = logging.getLogger(__name__)
@@ -43,10 +50,22 @@ def not_found(what: str) -> RequestRejected:
     return RequestRejected(f"{what} not found", code="not_found", status=404)
 
 
-_BY_CLASS: tuple[tuple[type[RachelError], int], ...] = (
-    (DatabaseError, 503),
-    (RedisUnavailable, 503),
-    (SettingsError, 500),
+#: (class, code or None for any, HTTP status): the first row that matches wins.
+#: Unlisted errors are 503 when transient (retrying may work), else 500.
+_STATUSES: tuple[tuple[type[RachelError], str | None, int], ...] = (
+    # A signature problem is an authentication problem, whichever check failed.
+    (SignatureRejected, None, 401),
+    # 402, so that the sender retries once billing has caught up.
+    (DeployRefused, None, 402),
+    (DeliveryConflict, None, 409),
+    (SubscriptionRejected, None, 422),
+    (CallbackRejected, "unauthorized", 401),
+    (CallbackRejected, "not_found", 404),
+    (CallbackRejected, "conflict", 409),
+    (CallbackRejected, "invalid_host_key", 422),
+    (DatabaseError, None, 503),
+    (RedisUnavailable, None, 503),
+    (SettingsError, None, 500),
 )
 _HTTP_CODES = {
     400: "bad_request",
@@ -62,12 +81,11 @@ _HTTP_CODES = {
 
 def status_for(exc: RachelError) -> int:
     """The HTTP status of one of our errors."""
-    status = getattr(exc, "status", None)
-    if isinstance(status, int) and 400 <= status <= 599:
-        return status
-    for cls, mapped in _BY_CLASS:
-        if isinstance(exc, cls):
-            return mapped
+    if isinstance(exc, RequestRejected):
+        return exc.status
+    for cls, code, status in _STATUSES:
+        if isinstance(exc, cls) and code in (None, exc.code):
+            return status
     return 503 if exc.transient else 500
 
 

@@ -82,12 +82,13 @@ def _idempotent(
         if stored is not None:
             log.info("webhook %s (%s) repeated: stored answer", webhook_id, kind)
             return Answer(
-                msgspec.json.decode(stored.body, type=answer_type), stored.status, replayed=True
+                msgspec.json.decode(stored.body, type=answer_type), stored.code, replayed=True
             )
         try:
             with write_transaction(db):
                 result, status = work()
-                deliveries.record(webhook_id, kind, digest, status, encode(result))
+                answer = deliveries.StoredAnswer(status, encode(result))
+                deliveries.record(webhook_id, kind, digest, answer)
         except peewee.IntegrityError:
             continue  # a concurrent twin committed first (delivery or customer): look again
         return Answer(result, status)
@@ -111,11 +112,12 @@ async def deploy(
         status_url=deploy_url(ctx, webhook_id),
     )
     digest = deliveries.body_digest(body)
+    answer = deliveries.StoredAnswer(202, encode(accepted))
     admission = await ctx.intake.submit(
-        Submission(webhook_id, digest, req.customer_id, body, encode(accepted))
+        Submission(webhook_id, digest, req.customer_id, body, answer)
     )
     if admission.verdict == intake.ACCEPTED:
-        return Answer(accepted, 202)
+        return Answer(accepted, answer.code)
     if admission.refusal is not None:
         raise admission.refusal
     return await sync_to_thread(_replay, webhook_id, digest)
@@ -128,7 +130,7 @@ def _replay(webhook_id: str, digest: str) -> Answer[DeployAccepted]:
         raise deliveries.DeliveryConflict(f"webhook {webhook_id} raced with itself; retry it")
     log.info("webhook %s (deploy) repeated: stored answer", webhook_id)
     body = msgspec.json.decode(stored.body, type=DeployAccepted)
-    return Answer(body, stored.status, replayed=True)
+    return Answer(body, stored.code, replayed=True)
 
 
 def deploy_url(ctx: WebContext, webhook_id: str) -> str:

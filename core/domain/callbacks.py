@@ -39,15 +39,15 @@ _KEY_BLOB = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 class CallbackRejected(RachelError):
     """A callback that is refused; nothing was changed.
 
-    Attributes:
-        status: the HTTP status to answer with (401, 404, 409 or 422).
+    Its `code` says why: `not_found` (no such server), `unauthorized` (the
+    token), `conflict` (the server is not waiting for a callback) or
+    `invalid_host_key`.
     """
 
     code = "callback_rejected"
 
-    def __init__(self, message: str, *, status: int, code: str) -> None:
+    def __init__(self, message: str, *, code: str) -> None:
         super().__init__(message, code=code)
-        self.status = status
 
 
 def hash_token(token: str) -> str:
@@ -80,43 +80,38 @@ def parse_host_key(text: str) -> str:
     """Validate an OpenSSH ed25519 public key line; return it normalised (no comment).
 
     Raises:
-        CallbackRejected: 422 when it is not an ed25519 public key.
+        CallbackRejected: `invalid_host_key`, it is not an ed25519 public key.
     """
     if not isinstance(text, str) or len(text) > MAX_HOST_KEY_LENGTH:
         raise CallbackRejected(
             "host_key must be an OpenSSH ed25519 public key line",
-            status=422,
             code="invalid_host_key",
         )
     line = text.strip()
     if any(ord(c) < 32 or ord(c) == 127 for c in line):
         # One line: a second key, or anything else, smuggled after a newline is refused.
         raise CallbackRejected(
-            "host_key must be one OpenSSH public key line", status=422, code="invalid_host_key"
+            "host_key must be one OpenSSH public key line", code="invalid_host_key"
         )
     parts = line.split()
     if len(parts) < 2 or parts[0] != "ssh-ed25519":
-        raise CallbackRejected(
-            "host_key must start with ssh-ed25519", status=422, code="invalid_host_key"
-        )
+        raise CallbackRejected("host_key must start with ssh-ed25519", code="invalid_host_key")
     # The decoder below skips characters outside the base64 alphabet, so a blob
     # with a NUL or other junk appended decoded to a valid key, and the junk
     # was pinned with it (PostgreSQL then refused the NUL: a 500). Found by
     # tests/reliability/test_bad_input.py.
     if not _KEY_BLOB.fullmatch(parts[1]):
         raise CallbackRejected(
-            "host_key is not a valid ed25519 public key", status=422, code="invalid_host_key"
+            "host_key is not a valid ed25519 public key", code="invalid_host_key"
         )
     try:
         key = load_ssh_public_key(f"{parts[0]} {parts[1]}".encode("ascii"))
     except (ValueError, UnicodeEncodeError):
         raise CallbackRejected(
-            "host_key is not a valid ed25519 public key", status=422, code="invalid_host_key"
+            "host_key is not a valid ed25519 public key", code="invalid_host_key"
         ) from None
     if not isinstance(key, Ed25519PublicKey):
-        raise CallbackRejected(
-            "host_key is not an ed25519 key", status=422, code="invalid_host_key"
-        )
+        raise CallbackRejected("host_key is not an ed25519 key", code="invalid_host_key")
     return f"{parts[0]} {parts[1]}"
 
 
@@ -159,14 +154,15 @@ def accept_callback(
         The server, now in injecting_secrets (the caller enqueues the injection).
 
     Raises:
-        CallbackRejected: 404 unknown server; 401 wrong, reused, expired or foreign
-            token (one message for all, so that a prober learns nothing); 409 the
-            server is not waiting for a callback; 422 malformed host key.
+        CallbackRejected: `not_found` unknown server; `unauthorized` wrong, reused,
+            expired or foreign token (one message for all, so that a prober learns
+            nothing); `conflict` the server is not waiting for a callback;
+            `invalid_host_key` malformed host key.
     """
-    unauthorized = CallbackRejected("invalid callback token", status=401, code="unauthorized")
+    unauthorized = CallbackRejected("invalid callback token", code="unauthorized")
     server = rows.get(Server, server_id)
     if server is None:
-        raise CallbackRejected(f"server {server_id} not found", status=404, code="not_found")
+        raise CallbackRejected(f"server {server_id} not found", code="not_found")
     stored = server.callback_token_hash
     if not token or not stored or not hmac.compare_digest(hash_token(token), stored):
         log.warning(
@@ -197,7 +193,6 @@ def accept_callback(
     if server.status != Status.CLOUD_INIT:
         raise CallbackRejected(
             f"server {server_id} is {server.status}, not waiting for cloud-init",
-            status=409,
             code="conflict",
         )
     changes: dict[str, object] = {

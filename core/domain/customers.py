@@ -3,17 +3,26 @@
 A ciphertext is bound to its row id (`core.store.vault`), so a new customer's row is
 inserted first and its secrets sealed into it afterwards, inside one
 transaction: no reader ever sees a customer whose secrets are half written.
+
+A deploy brings the customer's details (`Details`); the intake stores those
+of many customers at once (`known`, `create`, `save`: one statement each).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import peewee
 
 from core.errors import CryptoError
 from core.platform.clock import SYSTEM_CLOCK, Clock
 from core.security.crypto import KeyRing
 from core.store.db import current
-from core.store.models import Customer
+from core.store.models import Customer, Subscription
 from core.store.vault import reveal, seal
 
 log = logging.getLogger(__name__)
@@ -47,9 +56,16 @@ def ensure(external_id: str, email: str | None = None, *, clock: Clock = SYSTEM_
     return customer
 
 
-def secrets_differ(
-    ring: KeyRing, customer: Customer, *, telegram_bot_token: str, claude_credentials: str
-) -> bool:
+@dataclass(frozen=True)
+class Details:
+    """What a deploy says about its customer: the email, and the credentials to seal."""
+
+    email: str
+    telegram_bot_token: str
+    claude_credentials: str
+
+
+def secrets_differ(ring: KeyRing, customer: Customer, details: Details) -> bool:
     """Whether these credentials differ from the ones stored (unreadable counts as differing)."""
     try:
         stored = (
@@ -58,40 +74,102 @@ def secrets_differ(
         )
     except CryptoError:
         return True
-    return stored != (telegram_bot_token, claude_credentials)
+    return stored != (details.telegram_bot_token, details.claude_credentials)
 
 
-def upsert(
-    ring: KeyRing,
-    external_id: str,
-    email: str,
-    *,
-    telegram_bot_token: str,
-    claude_credentials: str,
-    clock: Clock = SYSTEM_CLOCK,
-    known: Customer | None = None,
-) -> Customer:
-    """Create or update a customer and seal their secrets into the row.
+def known(external_ids: Collection[str]) -> dict[str, tuple[Customer, str | None]]:
+    """The customers we know among these, each with their subscription's status (None: none).
 
-    Runs in one transaction (a savepoint when the caller has one open).
-
-    Args:
-        known: the customer's row as the caller just read it in this
-            transaction (saves reading it again); None: look it up.
-
-    Returns:
-        The saved customer, its secret columns holding fresh ciphertexts.
+    One statement; the rows hold what `save` and `secrets_differ` need (not
+    the Telegram chat id).
     """
-    now = clock.now()
-    with current().atomic():
-        customer = known if known is not None else find(external_id)
-        if customer is None:
-            customer = Customer.create(
-                external_id=external_id, email=email, created_at=now, updated_at=now
-            )
-        customer.email = email
+    rows: Any = (
+        Customer.select(
+            Customer.id,
+            Customer.external_id,
+            Customer.created_at,
+            Customer.telegram_bot_token,
+            Customer.claude_credentials,
+            Subscription.status,
+        )
+        .join(Subscription, peewee.JOIN.LEFT_OUTER)
+        .where(Customer.external_id.in_(list(external_ids)))
+        .tuples()
+    )
+    return {
+        external_id: (
+            Customer(
+                id=row_id,
+                external_id=external_id,
+                created_at=created_at,
+                telegram_bot_token=token,
+                claude_credentials=credentials,
+            ),
+            status,
+        )
+        for row_id, external_id, created_at, token, credentials, status in rows
+    }
+
+
+def create(new: Sequence[tuple[str, str]], now: datetime) -> list[Customer]:
+    """Rows for customers we do not know yet, (external id, email) each, in one statement.
+
+    They hold no secrets yet: a ciphertext is bound to its row id, so `save`
+    seals them into the rows afterwards (in the caller's transaction).
+
+    Raises:
+        peewee.IntegrityError: a concurrent writer created one of them first.
+    """
+    if not new:
+        return []
+    rows = [
+        {"external_id": external_id, "email": email, "created_at": now, "updated_at": now}
+        for external_id, email in new
+    ]
+    inserted: Any = (
+        Customer.insert_many(rows).returning(Customer.external_id, Customer.id).tuples().execute()
+    )
+    ids: dict[str, int] = dict(inserted)
+    return [
+        Customer(id=ids[ext], external_id=ext, email=email, created_at=now, updated_at=now)
+        for ext, email in new
+    ]
+
+
+def save(ring: KeyRing, updates: Sequence[tuple[Customer, Details]], now: datetime) -> None:
+    """Every customer's email and freshly sealed credentials, in one statement.
+
+    The rows are updated in the order given (callers sort them by id, so two
+    writers lock rows in one order). An insert that conflicts on the id is the
+    portable (PostgreSQL and SQLite) way to update many rows with values of
+    their own; the rows exist, so it only ever updates, and only the columns a
+    deploy sets.
+    """
+    if not updates:
+        return
+    rows = []
+    for customer, details in updates:
+        customer.email = details.email
         customer.updated_at = now
-        seal(ring, customer, "telegram_bot_token", telegram_bot_token)
-        seal(ring, customer, "claude_credentials", claude_credentials)
-        customer.save()
-    return customer
+        seal(ring, customer, "telegram_bot_token", details.telegram_bot_token)
+        seal(ring, customer, "claude_credentials", details.claude_credentials)
+        rows.append(
+            {
+                Customer.id: customer.id,
+                Customer.external_id: customer.external_id,
+                Customer.email: customer.email,
+                Customer.created_at: customer.created_at,
+                Customer.updated_at: now,
+                Customer.telegram_bot_token: customer.telegram_bot_token,
+                Customer.claude_credentials: customer.claude_credentials,
+            }
+        )
+    set_from_row = [
+        Customer.email,
+        Customer.updated_at,
+        Customer.telegram_bot_token,
+        Customer.claude_credentials,
+    ]
+    Customer.insert_many(rows).on_conflict(
+        conflict_target=[Customer.id], preserve=set_from_row
+    ).execute()

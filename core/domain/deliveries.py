@@ -3,9 +3,13 @@
 A delivery we accepted is stored with the SHA-256 of its body and the answer
 we gave. The same id with the same body (the sender retrying) gets that answer
 again without doing anything twice; the same id with another body is a replay
-of a captured id with forged content, or a sender bug, and is refused (409).
-Only accepted deliveries are stored: a refused one changed nothing, and its
-retry (say, once the subscription is active) is evaluated afresh.
+of a captured id with forged content, or a sender bug, and is refused
+(`DeliveryConflict`). Only accepted deliveries are stored: a refused one
+changed nothing, and its retry (say, once the subscription is active) is
+evaluated afresh.
+
+The answer is the edge's: the web app chooses it (its response status and
+body) and core keeps it verbatim, never deciding or reading its code.
 """
 
 from __future__ import annotations
@@ -20,21 +24,22 @@ from core.store.models import WebhookDelivery
 
 
 class DeliveryConflict(RachelError):
-    """A `webhook-id` seen before with a different body.
-
-    Attributes:
-        status: 409.
-    """
+    """A `webhook-id` seen before with a different body."""
 
     code = "webhook_id_reused"
-    status = 409
 
 
 @dataclass(frozen=True)
 class StoredAnswer:
-    """The answer given to an earlier delivery with the same id and body."""
+    """The answer given to a delivery, kept for its repeats as the edge gave it.
 
-    status: int
+    Attributes:
+        code: the edge's code for the answer (the web app's response status),
+            stored in `WebhookDelivery.response_status`; opaque to core.
+        body: the answer's body (JSON).
+    """
+
+    code: int
     body: str
 
 
@@ -56,19 +61,13 @@ def lookup(webhook_id: str, kind: str, digest: str) -> StoredAnswer | None:
         return None
     if row.body_sha256 != digest or row.kind != kind:
         raise DeliveryConflict(f"webhook-id {webhook_id} was already used for a different delivery")
-    return StoredAnswer(status=row.response_status, body=row.response_body)
+    return StoredAnswer(code=row.response_status, body=row.response_body)
 
 
 def record(
-    webhook_id: str,
-    kind: str,
-    digest: str,
-    status: int,
-    body: str,
-    *,
-    clock: Clock = SYSTEM_CLOCK,
+    webhook_id: str, kind: str, digest: str, answer: StoredAnswer, *, clock: Clock = SYSTEM_CLOCK
 ) -> None:
-    """Store an accepted delivery and its answer (in the caller's transaction).
+    """Store an accepted delivery and the answer given to it (in the caller's transaction).
 
     Raises:
         peewee.IntegrityError: a concurrent delivery with this id was stored first.
@@ -78,8 +77,8 @@ def record(
         kind=kind,
         received_at=clock.now(),
         body_sha256=digest,
-        response_status=status,
-        response_body=body,
+        response_status=answer.code,
+        response_body=answer.body,
     ).execute()
 
 

@@ -3,18 +3,20 @@
 A deploy webhook does one thing before it is answered: `admit` stores it, in
 a transaction shared with every other deploy that arrived meanwhile (the web
 app's `IntakeWriter` batches them), as a `WebhookDelivery` in state
-`accepted` with the request sealed in its `payload`. The 202 therefore
+`accepted` with the request sealed in its `payload`. The answer therefore
 promises exactly what is durable: the deploy is recorded and will be carried
 out. A job (`jobs.intake`) then claims accepted deliveries in arrival order,
-carries each one out with `carry_out` (customer upsert, server row, what the
-request used to do inline), records the outcome on the delivery (`done` with
-the server, `refused`, or `failed`) and erases the payload. The status API
-shows a delivery's outcome at `/api/deploys/{webhook-id}`.
+carries them out with `core.domain.carry_out` (customer upsert, server row,
+what the request used to do inline), records the outcome on each delivery
+(`done` with the server, `refused`, or `failed`; `record_outcomes`) and
+erases the payload. The status API shows a delivery's outcome at
+`/api/deploys/{webhook-id}`.
 
 What stays synchronous is what the sender must hear now: a bad signature or
-body (4xx before anything is stored), a repeated delivery (the stored answer),
-a reused id (409), and a customer without an active subscription (402, so that
-the sender retries once billing has caught up, as before).
+body (refused before anything is stored), a repeated delivery (the stored
+answer), a reused id (`DeliveryConflict`), and a customer without an active
+subscription (`DeployRefused`, so that the sender retries once billing has
+caught up, as before).
 """
 
 from __future__ import annotations
@@ -28,22 +30,19 @@ from typing import Any
 import msgspec
 import peewee
 
-from core.domain import customers
-from core.domain.deploys import DeployRefused, refusal, request_deploy
-from core.domain.lifecycle import Status
+from core.domain.deliveries import StoredAnswer
+from core.domain.deploys import DeployRefused, refusal
 from core.errors import CryptoError
 from core.platform.clock import SYSTEM_CLOCK, Clock
-from core.platform.settings import Settings
-from core.security.crypto import Binding, Ciphertext, KeyRing
+from core.security.crypto import Binding, KeyRing
 from core.store.db import current, write_transaction
 from core.store.models import Customer, Server, Subscription, WebhookDelivery
+from core.store.vault import binding_for, reveal
 
 log = logging.getLogger(__name__)
 
 KIND = "deploy"
 ACCEPTED, DONE, REFUSED, FAILED = "accepted", "done", "refused", "failed"
-#: How a delivery's payload is bound (the row key is the webhook id).
-_TABLE = WebhookDelivery._meta.table_name
 
 
 class DeployOrder(msgspec.Struct, kw_only=True):
@@ -65,7 +64,7 @@ class Submission:
     digest: str  # SHA-256 of the body, for the replay check
     customer_id: str
     body: bytes  # the raw request (it holds secrets: sealed before it is stored)
-    answer: str  # the JSON of the 202 answer, stored for replays
+    answer: StoredAnswer  # the answer the web app gives, stored for replays
 
 
 @dataclass(frozen=True)
@@ -81,8 +80,8 @@ class Admission:
 
 
 def payload_binding(webhook_id: str) -> Binding:
-    """Where a delivery's sealed payload belongs."""
-    return Binding(_TABLE, webhook_id, "payload")
+    """Where a delivery's sealed payload belongs (the row key is the webhook id)."""
+    return binding_for(WebhookDelivery(webhook_id=webhook_id), "payload")
 
 
 def admit(
@@ -132,8 +131,8 @@ def admit(
                     "kind": KIND,
                     "received_at": now,
                     "body_sha256": s.digest,
-                    "response_status": 202,
-                    "response_body": s.answer,
+                    "response_status": s.answer.code,
+                    "response_body": s.answer.body,
                     "state": ACCEPTED,
                     "customer_external_id": s.customer_id,
                     "payload": ring.seal(s.body.decode("utf-8"), payload_binding(s.webhook_id)),
@@ -184,34 +183,6 @@ class Outcome:
     server: Server | None = field(default=None, repr=False, compare=False)
 
 
-def carry_out(
-    delivery: WebhookDelivery, ring: KeyRing, settings: Settings, *, clock: Clock = SYSTEM_CLOCK
-) -> Outcome:
-    """Do what the deploy asks, in a savepoint, and record the outcome on the delivery.
-
-    A refusal (the subscription lapsed since) and an unreadable payload are
-    outcomes, not errors: the delivery leaves the queue either way.
-
-    Raises:
-        peewee.PeeweeException: the database failed (the caller's transaction rolls back).
-    """
-    db = current()
-    outcome: Outcome | None = None
-    for _ in range(3):
-        try:
-            with db.atomic():
-                outcome = _carry_out(delivery, ring, settings)
-            break
-        except peewee.IntegrityError:
-            continue  # a concurrent deploy for this customer committed first: look again
-    if outcome is None:
-        outcome = Outcome(
-            delivery.webhook_id, FAILED, code="conflict", message="raced three times; giving up"
-        )
-    record_outcomes([outcome], clock.now())
-    return outcome
-
-
 def record_outcomes(outcomes: Sequence[Outcome], now: datetime) -> None:
     """Every outcome onto its delivery, the payload erased, in one statement."""
     if not outcomes:
@@ -241,49 +212,16 @@ def record_outcomes(outcomes: Sequence[Outcome], now: datetime) -> None:
 def open_order(delivery: WebhookDelivery, ring: KeyRing) -> DeployOrder | Outcome:
     """The deploy a delivery asks for, or the `failed` outcome when it cannot be read."""
     wid = delivery.webhook_id
-    sealed: Ciphertext | None = delivery.payload
-    if sealed is None:
-        return Outcome(wid, FAILED, code="payload_missing", message="the request was not stored")
     try:
-        return msgspec.json.decode(ring.open(sealed, payload_binding(wid)), type=DeployOrder)
+        payload = reveal(ring, delivery, "payload")
+        if payload is None:
+            return Outcome(
+                wid, FAILED, code="payload_missing", message="the request was not stored"
+            )
+        return msgspec.json.decode(payload, type=DeployOrder)
     except (CryptoError, msgspec.DecodeError, UnicodeDecodeError) as exc:
         # A wrong key ring or a tampered row: the operator sees why, nothing retries it.
         return Outcome(wid, FAILED, code="payload_unreadable", message=str(exc))
-
-
-def _carry_out(delivery: WebhookDelivery, ring: KeyRing, settings: Settings) -> Outcome:
-    wid = delivery.webhook_id
-    order = open_order(delivery, ring)
-    if isinstance(order, Outcome):
-        return order
-    known = customers.find(order.customer_id)
-    differ = known is not None and customers.secrets_differ(
-        ring,
-        known,
-        telegram_bot_token=order.telegram_bot_token,
-        claude_credentials=order.claude_credentials,
-    )
-    customer = customers.upsert(
-        ring,
-        order.customer_id,
-        order.email,
-        telegram_bot_token=order.telegram_bot_token,
-        claude_credentials=order.claude_credentials,
-        known=known,
-    )
-    try:
-        result = request_deploy(
-            customer,
-            settings,
-            location=order.location,
-            server_type=order.server_type,
-            actor="webhook",
-        )
-    except DeployRefused as exc:
-        return Outcome(wid, REFUSED, code=exc.code, message=exc.message)
-    server = result.server
-    reinject = differ and not result.created and server.status == Status.READY
-    return Outcome(wid, DONE, server.id, result.created, reinject, server=server)
 
 
 def pending(older_than: datetime | None = None) -> int:

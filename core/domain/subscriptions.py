@@ -40,14 +40,9 @@ EARLIEST = datetime(2000, 1, 1)
 
 
 class SubscriptionRejected(RachelError):
-    """A subscription event that cannot be recorded; nothing was changed.
-
-    Attributes:
-        status: the HTTP status to answer with (422).
-    """
+    """A well-formed subscription event that cannot be recorded; nothing was changed."""
 
     code = "invalid_subscription_event"
-    status = 422
 
 
 @dataclass(frozen=True)

@@ -56,12 +56,10 @@ def check_webhook_secret(secret: str) -> bytes:
 class SignatureRejected(RachelError):
     """A webhook whose signature headers are missing, stale, or do not verify.
 
-    Attributes:
-        status: 401, always (a signature problem is an authentication problem).
+    An authentication problem, whatever its `code` says failed.
     """
 
     code = "invalid_signature"
-    status = 401
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ import contextlib
 
 import peewee
 
+from core.domain.deliveries import StoredAnswer
 from core.domain.intake import Submission, admit, payload_binding
 from core.security.crypto import KeyRing, generate_key_entry, generate_ssh_keypair
 from core.store.models import Customer, Server, WebhookDelivery
@@ -76,7 +77,10 @@ def test_rotation_covers_deploys_waiting_in_the_intake(db: peewee.Database) -> N
     old, new = generate_key_entry(), generate_key_entry()
     factories.subscription(factories.customer(external_id="cus_rot"), "active")
     ids = [f"msg_{c}" for c in "edcba"]
-    admit([Submission(w, "0" * 64, "cus_rot", b'{"x": 1}', "{}") for w in ids], KeyRing([old]))
+    admit(
+        [Submission(w, "0" * 64, "cus_rot", b'{"x": 1}', StoredAnswer(202, "{}")) for w in ids],
+        KeyRing([old]),
+    )
     ring = KeyRing([old, new])
     report = rotate_all(ring, batch_size=2)
     assert report.rotated["webhook_delivery.payload"] == 5

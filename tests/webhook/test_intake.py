@@ -9,7 +9,7 @@ import peewee
 import redis
 from litestar.testing import TestClient
 
-from core.domain.deliveries import body_digest, prune
+from core.domain.deliveries import StoredAnswer, body_digest, prune
 from core.domain.intake import Submission, admit
 from core.platform.clock import utcnow
 from core.platform.settings import Settings
@@ -27,7 +27,7 @@ from webhook.context import WebContext
 
 def _submission(webhook_id: str, customer_id: str = "cus_web_1") -> Submission:
     body = json.dumps(deploy_payload(customer_id)).encode()
-    return Submission(webhook_id, body_digest(body), customer_id, body, "{}")
+    return Submission(webhook_id, body_digest(body), customer_id, body, StoredAnswer(202, "{}"))
 
 
 def test_admit_settles_a_batch_in_one_go(ctx: WebContext) -> None:

@@ -1,9 +1,9 @@
-"""A batch of stored deploys carried out together (`core.domain.intake_batch`).
+"""Stored deploys carried out together (`core.domain.carry_out`).
 
-The common deploys of a batch are written set-based; the rest (a customer
-without a row, a customer's second deploy in the batch, a conflict with a
-concurrent writer) one by one. Each test checks what the database and the
-queues hold afterwards, on SQLite and PostgreSQL.
+A batch is written set-based, in rounds of one deploy per customer (a
+customer's second deploy in the batch sees the first); a conflict with a
+concurrent writer is settled one by one. Each test checks what the database
+and the queues hold afterwards, on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -12,12 +12,14 @@ import json
 import logging
 from typing import Any
 
+import peewee
 import pytest
 import redis
 from rq import Queue
 
-from core.domain import intake_batch
-from core.domain.deliveries import body_digest
+from core.domain import deploys
+from core.domain.carry_out import carry_out
+from core.domain.deliveries import StoredAnswer, body_digest
 from core.domain.intake import Submission, admit
 from core.store.models import Customer, Event, Server, Subscription, WebhookDelivery
 from core.store.vault import reveal
@@ -33,7 +35,11 @@ def _store(ctx: WebContext, *deploys: tuple[str, dict[str, Any]]) -> None:
     batch = []
     for webhook_id, payload in deploys:
         body = json.dumps(payload).encode()
-        batch.append(Submission(webhook_id, body_digest(body), payload["customer_id"], body, "{}"))
+        batch.append(
+            Submission(
+                webhook_id, body_digest(body), payload["customer_id"], body, StoredAnswer(202, "{}")
+            )
+        )
     verdicts = admit(batch, ctx.keyring)
     assert {v.verdict for v in verdicts} == {"accepted"}
 
@@ -52,7 +58,7 @@ def _conflicts(caplog: pytest.LogCaptureFixture) -> int:
 def test_a_batch_creates_named_servers_records_jobs_and_outcomes(
     ctx: WebContext, intake: Intake, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="core.domain.intake_batch")
+    caplog.set_level(logging.INFO, logger="core.domain.carry_out")
     for i in range(4):
         active(f"cus_b{i}")
     active("cus_gone")
@@ -94,7 +100,7 @@ def test_a_batch_creates_named_servers_records_jobs_and_outcomes(
     # The lapsed customer's credentials were still stored, as a one-by-one deploy does.
     lapsed = Customer.get(external_id="cus_b3")
     assert reveal(ctx.keyring, lapsed, "telegram_bot_token") == "3:new-token"
-    # The customer without a row went the one-by-one way: known now, but no subscription.
+    # The customer without a row is known now, but has no subscription.
     assert outcomes["msg_loc"] == ("refused", None, None, "subscription_required", None)
     assert Customer.get(external_id="cus_gone").email == "cus_gone@example.com"
 
@@ -149,16 +155,24 @@ def test_a_conflict_with_a_concurrent_writer_is_settled_one_by_one(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="core.domain.intake_batch")
+    caplog.set_level(logging.INFO, logger="core.domain.carry_out")
     racer = active("cus_raced")
     active("cus_calm")
     _store(
         ctx, ("msg_raced", deploy_payload("cus_raced")), ("msg_calm", deploy_payload("cus_calm"))
     )
     # Another process creates cus_raced's server after the batch read the live servers:
-    # the read misses it, the insert meets the one-live-server index.
+    # the read misses it, the insert meets the one-live-server index. The next
+    # read (each deploy alone) sees it.
     theirs = factories.server(racer, status="creating")
-    monkeypatch.setattr(intake_batch, "_live_servers", lambda customer_ids: {})
+    reads: list[list[int]] = []
+    real = deploys.live_servers
+
+    def stale_once(customer_ids: list[int]) -> dict[int, tuple[int, str]]:
+        reads.append(customer_ids)
+        return {} if len(reads) == 1 else real(customer_ids)
+
+    monkeypatch.setattr(deploys, "live_servers", stale_once)
 
     assert carry_out_deploys() == 2
 
@@ -170,6 +184,37 @@ def test_a_conflict_with_a_concurrent_writer_is_settled_one_by_one(
     assert Server.select().count() == 2
     # The rolled-back batch left nothing behind: one event, for the calm server.
     assert [e.server_id for e in Event.select()] == [calm.id]
+
+
+def _statements(db: peewee.Database, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The SQL statements the database runs from now on (savepoints left out)."""
+    seen: list[str] = []
+    run = db.execute_sql
+
+    def counting(sql: str, params: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if not sql.lstrip().upper().startswith(("SAVEPOINT", "RELEASE", "ROLLBACK TO")):
+            seen.append(sql)
+        return run(sql, params, *args, **kwargs)
+
+    monkeypatch.setattr(db, "execute_sql", counting)
+    return seen
+
+
+@pytest.mark.parametrize("size", [1, 12])
+def test_a_batch_takes_the_same_statements_whatever_its_size(
+    ctx: WebContext, db: peewee.Database, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    for i in range(size):
+        active(f"cus_n{i}")
+    _store(ctx, *[(f"msg_n{i}", deploy_payload(f"cus_n{i}")) for i in range(size)])
+    claimed = list(WebhookDelivery.select().order_by(WebhookDelivery.webhook_id))
+    statements = _statements(db, monkeypatch)
+    with db.atomic():
+        outcomes = carry_out(claimed, ctx.keyring, ctx.settings)
+    assert [o.state for o in outcomes] == ["done"] * size
+    # Customers and subscriptions, customers' credentials, live servers, new
+    # servers, their names, their events, the deliveries' outcomes.
+    assert len(statements) == 7, statements
 
 
 def test_recording_a_batch_s_job_ids_keeps_a_newer_one(ctx: WebContext) -> None:
