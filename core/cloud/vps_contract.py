@@ -1,18 +1,47 @@
-"""What the control plane expects of a VPS, shared by cloud-init and the simulator.
+"""What the control plane expects of a VPS, shared by cloud-init, the injection and the simulator.
 
 A real VPS gets these through its `#cloud-config` user data; the simulator
 reads the same files from the user data it is given and acts on them as a
 real box would. Keeping the paths and formats in one module means the two can
-never drift apart.
+never drift apart. What Rachel8 itself requires (`../shared/rachel8/`) is
+not decided here: the simulator checks it with rules of its own, so a wrong
+belief of the control plane fails a test instead of a customer's bot.
 
-Bootstrap callback: cloud-init writes `BOOTSTRAP_ENV_PATH` (mode 0600) with
-`RACHEL_CALLBACK_URL` and `RACHEL_CALLBACK_TOKEN` lines, and the bootstrap
-script, as cloud-init's last step, POSTs
-`{"host_key": "<contents of HOST_KEY_PATH>"}` to that URL with the header
-`Authorization: Bearer <token>`, retrying until it gets a 2xx answer.
+## First boot
+cloud-init creates the Rachel8 user (no sudo, no password) and writes:
+- `INSTALL_ENV_PATH` (0644, no secret): `RACHEL8_REPO`, `RACHEL8_COMMIT`,
+  `BUN_VERSION`, `CLAUDE_CODE_VERSION` and `RACHEL_USER` lines;
+- the install script (`INSTALL_SCRIPT_PATH`), which runs `INSTALL_STEPS` in
+  order as that user where it can, stops at the first failure, and writes
+  the outcome as JSON to `INSTALL_RESULT_PATH`;
+- the Rachel8 unit (`SERVICE_UNIT_PATH`): enabled, not started (it has no
+  `.env` yet);
+- `BOOTSTRAP_ENV_PATH` (0600) with `RACHEL_CALLBACK_URL` and
+  `RACHEL_CALLBACK_TOKEN` lines, and the bootstrap script, which runs last.
+
+## The callback
+The bootstrap POSTs `{"host_key": "<contents of HOST_KEY_PATH>", "install":
+<the install result>}` to the callback URL with `Authorization: Bearer
+<token>`, retrying until it gets a 2xx answer. The install result is:
+
+    {"ok": true|false,
+     "failed_step": null | one of INSTALL_STEPS,
+     "exit_status": null | int,            # of the failed step
+     "log_tail": "...",                    # at most MAX_LOG_TAIL characters, token removed
+     "cloud_init": {"status": "...", "errors": ["...", ...]},   # at most MAX_CLOUD_INIT_ERRORS
+     "commit": null | "<40 hex>",          # what `git rev-parse HEAD` says in the clone
+     "versions": {"bun": "...", "claude_code": "..."}}
+
+## Injection
+`.env` in the clone (`Layout.env_path`) and the Claude credentials
+(`Layout.credentials_path`), both mode `SECRET_MODE` and owned by the user,
+each written to a temp file beside it and renamed over it. Then the unit is
+(re)started and watched (`systemctl show` with `SERVICE_PROPERTIES`).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 #: KEY=VALUE lines (shell-sourceable) with the callback URL and one-time token.
 BOOTSTRAP_ENV_PATH = "/etc/rachel-cloud/bootstrap.env"
@@ -23,8 +52,125 @@ CALLBACK_TOKEN_VAR = "RACHEL_CALLBACK_TOKEN"  # noqa: S105 - a variable name, no
 #: The SSH host public key the callback reports (OpenSSH one-line format).
 HOST_KEY_PATH = "/etc/ssh/ssh_host_ed25519_key.pub"
 
-#: The Rachel8 systemd unit and the secrets file it reads (EnvironmentFile=).
+#: What to install: KEY=VALUE lines, no secret.
+INSTALL_ENV_PATH = "/etc/rachel-cloud/install.env"
+REPO_VAR = "RACHEL8_REPO"
+COMMIT_VAR = "RACHEL8_COMMIT"
+BUN_VERSION_VAR = "BUN_VERSION"
+CLAUDE_CODE_VERSION_VAR = "CLAUDE_CODE_VERSION"
+USER_VAR = "RACHEL_USER"
+#: The install script and where it leaves its outcome (JSON, the format above).
+INSTALL_SCRIPT_PATH = "/usr/local/sbin/rachel-cloud-install"
+INSTALL_RESULT_PATH = "/var/lib/rachel-cloud/install.json"
+
+#: The install's steps, in order; a failure names one of these.
+STEP_PACKAGES = "packages"
+STEP_USER = "user"
+STEP_BUN = "bun"
+STEP_CLAUDE_CODE = "claude_code"
+STEP_CLONE = "clone"
+STEP_DEPENDENCIES = "dependencies"
+STEP_SHARED_FOLDER = "shared_folder"
+STEP_UNIT = "unit"
+INSTALL_STEPS = (
+    STEP_PACKAGES,
+    STEP_USER,
+    STEP_BUN,
+    STEP_CLAUDE_CODE,
+    STEP_CLONE,
+    STEP_DEPENDENCIES,
+    STEP_SHARED_FOLDER,
+    STEP_UNIT,
+)
+#: The Debian packages the install needs (the replaced service's list: voice
+#: messages need ffmpeg, native modules a compiler and cmake).
+PACKAGES = ("git", "curl", "unzip", "ca-certificates", "ffmpeg", "build-essential", "cmake")
+MAX_LOG_TAIL = 2000
+MAX_CLOUD_INIT_ERRORS = 5
+
+#: The Rachel8 systemd unit (a system unit with `User=`).
 SERVICE_UNIT = "rachel8.service"
 SERVICE_UNIT_PATH = "/etc/systemd/system/rachel8.service"
+#: `systemctl show -p ...`: what tells "running" from "crash-looping".
+SERVICE_PROPERTIES = ("ActiveState", "SubState", "NRestarts", "Result", "ExecMainStatus")
+SECRET_MODE = 0o600
+PRIVATE_DIR_MODE = 0o700
+
+#: Rachel8's `.env` keys.
+ENV_BOT_TOKEN = "TELEGRAM_BOT_TOKEN"  # noqa: S105 - a key name
+ENV_OWNER_ID = "OWNER_TELEGRAM_USER_ID"
+ENV_SHARED_FOLDER = "SHARED_FOLDER_PATH"
+ENV_AI_PROVIDER = "AI_PROVIDER"
+ENV_NODE_ENV = "NODE_ENV"
+ENV_LOG_LEVEL = "LOG_LEVEL"
+ENV_STT_PROVIDER = "STT_PROVIDER"
+ENV_GROQ_API_KEY = "GROQ_API_KEY"
+ENV_OPENAI_API_KEY = "OPENAI_API_KEY"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where Rachel8 lives on a VPS, for its user.
+
+    Attributes:
+        user: the unprivileged user Rachel8 runs as.
+    """
+
+    user: str = "rachel"
+
+    @property
+    def home(self) -> str:
+        return f"/home/{self.user}"
+
+    @property
+    def clone_dir(self) -> str:
+        """The git clone, Rachel8's working directory."""
+        return f"{self.home}/rachel8"
+
+    @property
+    def env_path(self) -> str:
+        """Rachel8's configuration, read from its working directory."""
+        return f"{self.clone_dir}/.env"
+
+    @property
+    def git_head_path(self) -> str:
+        """The clone's HEAD: the commit itself, since it is checked out detached."""
+        return f"{self.clone_dir}/.git/HEAD"
+
+    @property
+    def claude_dir(self) -> str:
+        return f"{self.home}/.claude"
+
+    @property
+    def credentials_path(self) -> str:
+        """The Claude Code CLI's OAuth credentials."""
+        return f"{self.claude_dir}/.credentials.json"
+
+    @property
+    def shared_dir(self) -> str:
+        """`SHARED_FOLDER_PATH`: the folder Rachel8 shares with its owner."""
+        return f"{self.home}/shared"
+
+    @property
+    def bin_dir(self) -> str:
+        """Bun's install directory's bin: `bun`, and `claude` (a Bun global)."""
+        return f"{self.home}/.bun/bin"
+
+    @property
+    def bun_path(self) -> str:
+        return f"{self.bin_dir}/bun"
+
+    @property
+    def claude_path(self) -> str:
+        return f"{self.bin_dir}/claude"
+
+    @property
+    def service_path_env(self) -> str:
+        """The unit's `PATH`: `bun` and `claude` resolve first."""
+        return f"{self.bin_dir}:/usr/local/bin:/usr/bin:/bin"
+
+
+# The layout before Rachel8 ran as published (a secrets file for a unit with a
+# dynamic user): kept only until the injection writes `.env` and the credentials.
 SECRETS_PATH = "/etc/rachel8/secrets.env"
-SECRETS_MODE = 0o600
+SECRETS_MODE = SECRET_MODE

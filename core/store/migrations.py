@@ -28,7 +28,7 @@ from playhouse.migrate import PostgresqlMigrator, SchemaMigrator, SqliteMigrator
 from core.errors import SchemaVersionError
 from core.platform.clock import utcnow
 from core.store.db import current
-from core.store.models import MODELS, SchemaVersion
+from core.store.models import MODELS, Customer, SchemaVersion, Server
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,34 @@ def _baseline(migrator: SchemaMigrator, db: peewee.Database) -> None:
     db.create_tables(MODELS)
 
 
+def _rachel8_as_published(migrator: SchemaMigrator, db: peewee.Database) -> None:
+    # What Rachel8 needs beyond a bot token and Claude credentials, and the
+    # commit each server runs. Existing customers get no owner id: their secrets
+    # cannot be injected again until a deploy gives one (core.cloud.rachel8).
+    # The columns come from the models, so the migration and a fresh schema agree.
+    from playhouse.migrate import migrate  # noqa: PLC0415 - only upgrades need it
+
+    columns = (
+        (Customer, "owner_telegram_user_id"),
+        (Customer, "stt_provider"),
+        (Customer, "stt_api_key"),
+        (Server, "rachel8_commit"),
+    )
+    migrate(
+        *(
+            migrator.add_column(model._meta.table_name, name, model._meta.fields[name])
+            for model, name in columns
+        )
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "baseline: customers, subscriptions, servers, events, deliveries", _baseline),
+    Migration(
+        2,
+        "Rachel8 as published: the owner's Telegram id, speech-to-text, the running commit",
+        _rachel8_as_published,
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 _LOCK_ID = zlib.crc32(b"rachel-cloud schema migration")

@@ -53,7 +53,13 @@ class Customer(BaseModel):
     external_id = peewee.CharField(max_length=128, unique=True)
     email = peewee.CharField(max_length=320)
     telegram_bot_token = EncryptedField(null=True)
+    # The `.credentials.json` document the Claude Code CLI reads (core.cloud.rachel8).
     claude_credentials = EncryptedField(null=True)
+    # The only Telegram user the bot answers. Null for customers from before
+    # Rachel8 ran as published: their secrets cannot be injected until it is given.
+    owner_telegram_user_id = peewee.BigIntegerField(null=True)
+    stt_provider = peewee.CharField(max_length=16, null=True)  # groq | openai
+    stt_api_key = EncryptedField(null=True)
     # Where the grace-period warning is sent through the customer's own bot (optional).
     telegram_chat_id = peewee.CharField(max_length=64, null=True)
     created_at = peewee.DateTimeField(default=utcnow)
@@ -124,6 +130,8 @@ class Server(BaseModel):
     deprovisioning_at = peewee.DateTimeField(null=True)
     deleted_at = peewee.DateTimeField(null=True)
     provisioning_seconds = peewee.FloatField(null=True)  # created -> ready, against the SLA
+    # The Rachel8 commit the VPS checked out (its callback) and then runs (the injection).
+    rachel8_commit = peewee.CharField(max_length=40, null=True)
 
 
 # At most one live (not deleted) server per customer, enforced by the database
@@ -210,7 +218,7 @@ MODELS: tuple[type[BaseModel], ...] = (
 )
 #: Tables with encrypted columns, and those columns (key rotation walks them).
 ENCRYPTED_COLUMNS: dict[type[BaseModel], tuple[str, ...]] = {
-    Customer: ("telegram_bot_token", "claude_credentials"),
+    Customer: ("telegram_bot_token", "claude_credentials", "stt_api_key"),
     Server: ("ssh_private_key",),
     WebhookDelivery: ("payload",),
 }

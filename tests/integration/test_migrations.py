@@ -65,3 +65,30 @@ def test_a_failing_migration_rolls_back(db: peewee.Database) -> None:
         migrations.upgrade(db, newer)
     assert migrations.database_version(db) == SCHEMA_VERSION
     assert not db.table_exists("half_done")
+
+
+def test_version_1_gains_what_rachel8_needs_keeping_its_customers(db: peewee.Database) -> None:
+    """A database of the release before Rachel8 ran as published upgrades in place."""
+    from playhouse.migrate import migrate
+
+    owner = factories.customer(email="before@example.com")
+    migrator = migrations._migrator(db)
+    migrate(
+        migrator.drop_column("customer", "owner_telegram_user_id"),
+        migrator.drop_column("customer", "stt_provider"),
+        migrator.drop_column("customer", "stt_api_key"),
+        migrator.drop_column("server", "rachel8_commit"),
+    )
+    SchemaVersion.delete().execute()
+    SchemaVersion.create(version=1)
+    with pytest.raises(SchemaVersionError, match="needs 2"):
+        migrations.check(db)
+    assert migrations.upgrade(db) == [2]
+    migrations.check(db)
+    assert {"owner_telegram_user_id", "stt_provider", "stt_api_key"} <= {
+        c.name for c in db.get_columns("customer")
+    }
+    assert "rachel8_commit" in {c.name for c in db.get_columns("server")}
+    kept = Customer.get_by_id(owner.id)
+    assert kept.email == "before@example.com"
+    assert kept.owner_telegram_user_id is None  # never given: injection refuses until it is
