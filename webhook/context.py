@@ -17,6 +17,7 @@ import redis
 import redis.asyncio as aioredis
 from litestar.di import NamedDependency
 
+from core.cloud.telegram import BotApi, TokenCheck
 from core.domain.work import WorkQueue
 from core.platform.dev_secrets import api_keys, webhook_secrets
 from core.platform.redis import configured_url
@@ -48,6 +49,7 @@ class WebContext:
         redis: redis.Redis,
         trusted_proxies: tuple[Network, ...],
         work: WorkQueue,
+        telegram: TokenCheck | None = None,
     ) -> None:
         self.settings = settings
         self.keyring = keyring
@@ -57,6 +59,8 @@ class WebContext:
         self.redis = redis
         self.trusted_proxies = trusted_proxies
         self.work = work
+        #: The deploy's bot token check (None: RACHEL_TELEGRAM_CHECK is off).
+        self.telegram = telegram
         self.async_redis: aioredis.Redis | None = None
         self.intake = IntakeWriter(keyring, lambda: work.request_intake(self.redis))
         self.results = ResultCounts()
@@ -83,6 +87,11 @@ class WebContext:
             redis=redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10),
             trusted_proxies=tuple(ipaddress.ip_network(c) for c in settings.trusted_proxies),
             work=work,
+            telegram=(
+                TokenCheck(BotApi(settings.telegram_api_url))
+                if settings.telegram_check_enabled
+                else None
+            ),
         )
 
     def aredis(self) -> aioredis.Redis:

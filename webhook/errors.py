@@ -19,6 +19,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
+from core.cloud.rachel8 import ConfigError
 from core.domain.callbacks import CallbackRejected
 from core.domain.deliveries import DeliveryConflict
 from core.domain.deploys import DeployRefused
@@ -59,6 +60,8 @@ _STATUSES: tuple[tuple[type[RachelError], str | None, int], ...] = (
     (DeployRefused, None, 402),
     (DeliveryConflict, None, 409),
     (SubscriptionRejected, None, 422),
+    # A value Rachel8 would refuse at start (and a bot token Telegram does not know).
+    (ConfigError, None, 422),
     (CallbackRejected, "unauthorized", 401),
     (CallbackRejected, "not_found", 404),
     (CallbackRejected, "conflict", 409),
@@ -95,6 +98,8 @@ def error_response(
     message: str,
     details: list[str] | None = None,
     headers: dict[str, str] | None = None,
+    *,
+    field: str | None = None,
 ) -> Response[ErrorBody]:
     """The JSON error response (message and details redacted)."""
     body = ErrorBody(
@@ -102,6 +107,7 @@ def error_response(
             code=code,
             message=redact(message),
             details=[redact(d) for d in details[:MAX_DETAILS]] if details else None,
+            field=field,
         )
     )
     return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
@@ -115,7 +121,8 @@ def handle_rachel_error(request: Request[Any, Any, Any], exc: RachelError) -> Re
     else:
         log.info("%s %s: %d %s", request.method, request.url.path, status, exc.code)
     headers = {"WWW-Authenticate": _challenge(request.url.path)} if status == 401 else None
-    return error_response(status, exc.code, exc.message, headers=headers)
+    field = exc.field if isinstance(exc, ConfigError) else None
+    return error_response(status, exc.code, exc.message, headers=headers, field=field)
 
 
 def _challenge(path: str) -> str:
@@ -187,7 +194,9 @@ def responses(*statuses: int) -> dict[int, ResponseSpec]:
         409: "Conflicts with the current state (webhook-id reused for another body; "
         "server not waiting for a callback).",
         413: "The request body is larger than RACHEL_MAX_BODY_BYTES.",
-        422: "Well-formed but unacceptable (host key, event time).",
+        422: "Well-formed but unacceptable: a deploy Rachel8 would refuse at start "
+        "(`invalid_rachel8_config`, `expired`, `credentials_form`, `telegram_token_rejected`; "
+        "`field` names the value), a host key, an event time.",
         500: "Internal error.",
         503: "A dependency (database, Redis) is unavailable.",
     }

@@ -10,6 +10,7 @@ way to the job system.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from litestar.concurrency import sync_to_thread
 
 from core.domain import customers, deliveries, intake, subscriptions
 from core.domain.callbacks import accept_callback
+from core.domain.deploy_order import DeployInput, OAuthTriple, check_order
 from core.domain.deploys import live_server
 from core.domain.events import redis_publisher
 from core.domain.intake import Submission
@@ -98,13 +100,22 @@ def _idempotent(
 async def deploy(
     ctx: WebContext, webhook_id: str, body: bytes, req: DeployRequest
 ) -> Answer[DeployAccepted]:
-    """Store the deploy for the intake job (see `core.domain.intake`) and answer 202.
+    """Check the deploy, store it for the intake job (see `core.domain.intake`), answer 202.
+
+    Rachel8's rules come first, then Telegram's word on the bot token (when
+    RACHEL_TELEGRAM_CHECK is on; a valid answer is remembered briefly, so a
+    retried delivery rarely asks again), then the store: a refused deploy
+    leaves nothing behind.
 
     Raises:
+        ConfigError: 422, a value Rachel8 would refuse, or a token Telegram rejects.
         DeployRefused: 402, the customer has no active subscription.
         DeliveryConflict: 409, the webhook-id was used for another delivery.
         DatabaseError: 503, nothing was stored.
     """
+    order = check_order(deploy_input(req), now_ms=int(time.time() * 1000))
+    if ctx.telegram is not None:
+        await ctx.telegram.check(order.telegram_bot_token, customer_id=req.customer_id)
     accepted = DeployAccepted(
         webhook_id=webhook_id,
         customer_id=req.customer_id,
@@ -113,14 +124,36 @@ async def deploy(
     )
     digest = deliveries.body_digest(body)
     answer = deliveries.StoredAnswer(202, encode(accepted))
+    sealed = msgspec.json.encode(order)
     admission = await ctx.intake.submit(
-        Submission(webhook_id, digest, req.customer_id, body, answer)
+        Submission(webhook_id, digest, req.customer_id, sealed, answer)
     )
     if admission.verdict == intake.ACCEPTED:
         return Answer(accepted, answer.code)
     if admission.refusal is not None:
         raise admission.refusal
     return await sync_to_thread(_replay, webhook_id, digest)
+
+
+def deploy_input(req: DeployRequest) -> DeployInput:
+    """The webhook's fields as `core.domain.deploy_order.check_order` takes them."""
+    oauth = req.claude_oauth
+    speech = req.speech_to_text
+    return DeployInput(
+        customer_id=req.customer_id,
+        email=req.email,
+        telegram_bot_token=req.telegram_bot_token,
+        owner_telegram_user_id=req.owner_telegram_user_id,
+        claude_oauth=(
+            OAuthTriple(oauth.access_token, oauth.refresh_token, oauth.expires_at, oauth.scopes)
+            if oauth is not None
+            else None
+        ),
+        claude_credentials=req.claude_credentials,
+        speech_to_text=(speech.provider, speech.api_key) if speech is not None else None,
+        location=req.location,
+        server_type=req.server_type,
+    )
 
 
 def _replay(webhook_id: str, digest: str) -> Answer[DeployAccepted]:

@@ -31,28 +31,104 @@ ProviderName = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{1,31}$", max_len
 SubscriptionStatus = Literal["active", "past_due", "canceled", "unpaid"]
 
 
+OAuthToken = Annotated[
+    str,
+    Meta(min_length=1, max_length=4096, description="An OAuth token (stored encrypted)."),
+]
+
+
+class ClaudeOAuth(Struct, forbid_unknown_fields=True, kw_only=True):
+    """The Claude Code CLI's OAuth credentials, field by field (`claudeAiOauth`)."""
+
+    access_token: Annotated[OAuthToken, Meta(examples=["sk-ant-oat01-..."])]
+    refresh_token: Annotated[OAuthToken, Meta(examples=["sk-ant-ort01-..."])]
+    expires_at: Annotated[
+        int,
+        Meta(
+            description="When the access token expires, ms since the epoch; must be in the "
+            "future (the VPS refreshes it from then on).",
+            examples=[1748658860401],
+        ),
+    ]
+    scopes: (
+        Annotated[
+            list[Annotated[str, Meta(min_length=1, max_length=64)]],
+            Meta(
+                max_length=32, description="Granted scopes; default user:inference, user:profile."
+            ),
+        ]
+        | None
+    ) = None
+
+
+class SpeechToText(Struct, forbid_unknown_fields=True, kw_only=True):
+    """Speech-to-text for the customer's voice messages."""
+
+    provider: Literal["groq", "openai"]
+    api_key: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=512,
+            description="The provider's API key, 8 to 512 letters, digits or `_-.:/+=@` "
+            "(stored encrypted).",
+        ),
+    ]
+
+
 class DeployRequest(Struct, forbid_unknown_fields=True, kw_only=True):
-    """`POST /webhooks/deploy`: give this customer their Rachel8 server."""
+    """`POST /webhooks/deploy`: give this customer their Rachel8 server.
+
+    Checked with Rachel8's own rules before anything is stored (422
+    `invalid_rachel8_config`, `expired`, `credentials_form` or
+    `telegram_token_rejected`, with `field` naming the value): a deploy
+    Rachel8 would refuse at start is refused here. The Claude credentials come
+    in exactly one of two forms, `claude_oauth` or `claude_credentials`.
+    """
 
     customer_id: CustomerId
     email: Email
     telegram_bot_token: Annotated[
         str,
         Meta(
-            pattern=r"^[0-9]{6,12}:[A-Za-z0-9_-]{30,64}$",
-            max_length=80,
-            description="The customer's Telegram bot token (stored encrypted).",
-        ),
-    ]
-    claude_credentials: Annotated[
-        str,
-        Meta(
             min_length=1,
-            max_length=16384,
-            description="The customer's Claude OAuth credentials, opaque text (usually the "
-            "JSON of credentials.json); stored encrypted.",
+            max_length=256,
+            description="The customer's Telegram bot token, as Rachel8 requires it: "
+            "`^\\d{8,}:[A-Za-z0-9_-]{35,}$` (stored encrypted). Checked with Telegram's "
+            "getMe when RACHEL_TELEGRAM_CHECK is on.",
+            examples=["7123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw0"],
         ),
     ]
+    owner_telegram_user_id: Annotated[
+        int,
+        Meta(
+            description="The owner's Telegram user id: the only user the bot answers. "
+            "A positive integer.",
+            examples=[123456789],
+        ),
+    ]
+    claude_oauth: Annotated[
+        ClaudeOAuth | None,
+        Meta(
+            description="The Claude credentials as the OAuth triple (or give claude_credentials)."
+        ),
+    ] = None
+    claude_credentials: (
+        Annotated[
+            str,
+            Meta(
+                min_length=1,
+                max_length=16384,
+                description="The Claude credentials as the text of `~/.claude/.credentials.json` "
+                '(`{"claudeAiOauth": {"accessToken", "refreshToken", "expiresAt", "scopes"}}`), '
+                "or give claude_oauth; stored encrypted.",
+            ),
+        ]
+        | None
+    ) = None
+    speech_to_text: Annotated[
+        SpeechToText | None, Meta(description="Optional speech-to-text for voice messages.")
+    ] = None
     location: Annotated[
         ProviderName | None, Meta(description="Hetzner location; default RACHEL_LOCATION.")
     ] = None
@@ -192,6 +268,8 @@ class ErrorInfo(Struct, kw_only=True, omit_defaults=True):
     code: str
     message: str
     details: list[str] | None = None
+    #: The request field at fault, when one is (`claude_oauth.expires_at`, say).
+    field: str | None = None
 
 
 class ErrorBody(Struct, kw_only=True):

@@ -64,7 +64,7 @@ class WebhookController(Controller):
         response_description="202: the deploy is stored and will be carried out; its "
         "outcome (the server, or why not) is at `status_url`. A repeated delivery gets "
         f"the same answer with `{REPLAYED_HEADER}: true`.",
-        responses=responses(400, 401, 402, 409, 413, 500, 503),
+        responses=responses(400, 401, 402, 409, 413, 422, 500, 503),
     )
     async def deploy(
         self,
@@ -76,7 +76,8 @@ class WebhookController(Controller):
         webhook_timestamp: WebhookTimestamp,
         webhook_signature: WebhookSignature,
     ) -> Response[DeployAccepted]:
-        """Store the deploy (secrets encrypted) for the intake job; answer once it is durable."""
+        """Check the deploy with Rachel8's rules (and Telegram), store it (secrets encrypted)
+        for the intake job; answer once it is durable."""
         answer = await services.deploy(ctx, webhook_id, body, data)
         return _respond(answer.body, answer.status, answer.replayed)
 

@@ -187,16 +187,24 @@ class SpeechToText:
     api_key: str = field(repr=False)
 
 
-def check_speech_to_text(provider: str, api_key: str) -> SpeechToText:
+def check_speech_to_text(
+    provider: str, api_key: str, *, field_names: tuple[str, str] = ("stt_provider", "stt_api_key")
+) -> SpeechToText:
     """Speech-to-text settings, checked.
+
+    Args:
+        provider: `groq` or `openai`.
+        api_key: that provider's key.
+        field_names: what an error calls the provider and the key (the webhook's names).
 
     Raises:
         ConfigError: an unknown provider, or a key that is empty or not plain text.
     """
+    provider_field, key_field = field_names
     if provider not in STT_PROVIDERS:
-        raise ConfigError("stt_provider", f"must be one of {', '.join(STT_PROVIDERS)}")
+        raise ConfigError(provider_field, f"must be one of {', '.join(STT_PROVIDERS)}")
     if not (8 <= len(api_key) <= 512) or not _PLAIN_VALUE.fullmatch(api_key):
-        raise ConfigError("stt_api_key", "must be 8 to 512 letters, digits or _-.:/+=@")
+        raise ConfigError(key_field, "must be 8 to 512 letters, digits or _-.:/+=@")
     return SpeechToText(provider, api_key)
 
 

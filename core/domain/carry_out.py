@@ -9,8 +9,8 @@ statements instead. A round holds at most one deploy per customer, in arrival
 order (a customer's second deploy waits for the next round and sees what the
 first one did, as the sender would expect). Whatever its size, a round takes
 one read of the customers with their subscriptions, one insert of those we do
-not know yet (only when there are any), one write of their emails and sealed
-credentials, one read of their live servers and the three statements of
+not know yet (only when there are any), one write of their emails, owner ids and
+sealed credentials, one read of their live servers and the three statements of
 `deploys.create_servers`; the outcomes of the whole batch are one more.
 
 Each round runs in a savepoint. If it conflicts with a concurrent writer
@@ -33,15 +33,8 @@ from datetime import datetime
 import peewee
 
 from core.domain import customers, deploys
-from core.domain.intake import (
-    DONE,
-    FAILED,
-    REFUSED,
-    DeployOrder,
-    Outcome,
-    open_order,
-    record_outcomes,
-)
+from core.domain.deploy_order import DeployOrder
+from core.domain.intake import DONE, FAILED, REFUSED, Outcome, open_order, record_outcomes
 from core.domain.lifecycle import Status
 from core.platform.clock import SYSTEM_CLOCK, Clock
 from core.platform.settings import Settings
@@ -186,4 +179,11 @@ def _deploy(orders: list[_Order], ring: KeyRing, settings: Settings, now: dateti
 
 
 def _details(order: DeployOrder) -> customers.Details:
-    return customers.Details(order.email, order.telegram_bot_token, order.claude_credentials)
+    return customers.Details(
+        order.email,
+        order.telegram_bot_token,
+        order.claude_credentials,
+        owner_telegram_user_id=order.owner_telegram_user_id,
+        stt_provider=order.stt_provider,
+        stt_api_key=order.stt_api_key,
+    )

@@ -3,7 +3,8 @@
 A deploy webhook does one thing before it is answered: `admit` stores it, in
 a transaction shared with every other deploy that arrived meanwhile (the web
 app's `IntakeWriter` batches them), as a `WebhookDelivery` in state
-`accepted` with the request sealed in its `payload`. The answer therefore
+`accepted` with its order (`core.domain.deploy_order`: the request checked with
+Rachel8's rules, the credentials normalised) sealed in its `payload`. The answer therefore
 promises exactly what is durable: the deploy is recorded and will be carried
 out. A job (`jobs.intake`) then claims accepted deliveries in arrival order,
 carries them out with `core.domain.carry_out` (customer upsert, server row,
@@ -31,6 +32,7 @@ import msgspec
 import peewee
 
 from core.domain.deliveries import StoredAnswer
+from core.domain.deploy_order import DeployOrder, register_order_secrets
 from core.domain.deploys import DeployRefused, refusal
 from core.errors import CryptoError
 from core.platform.clock import SYSTEM_CLOCK, Clock
@@ -45,17 +47,6 @@ KIND = "deploy"
 ACCEPTED, DONE, REFUSED, FAILED = "accepted", "done", "refused", "failed"
 
 
-class DeployOrder(msgspec.Struct, kw_only=True):
-    """What a stored deploy asks for (the web app validated it before storing)."""
-
-    customer_id: str
-    email: str
-    telegram_bot_token: str
-    claude_credentials: str
-    location: str | None = None
-    server_type: str | None = None
-
-
 @dataclass(frozen=True)
 class Submission:
     """One deploy delivery, verified and validated, on its way in."""
@@ -63,7 +54,8 @@ class Submission:
     webhook_id: str
     digest: str  # SHA-256 of the body, for the replay check
     customer_id: str
-    body: bytes  # the raw request (it holds secrets: sealed before it is stored)
+    #: The checked order, encoded (`DeployOrder`): it holds secrets, sealed before it is stored.
+    order: bytes
     answer: StoredAnswer  # the answer the web app gives, stored for replays
 
 
@@ -135,7 +127,7 @@ def admit(
                     "response_body": s.answer.body,
                     "state": ACCEPTED,
                     "customer_external_id": s.customer_id,
-                    "payload": ring.seal(s.body.decode("utf-8"), payload_binding(s.webhook_id)),
+                    "payload": ring.seal(s.order.decode("utf-8"), payload_binding(s.webhook_id)),
                 }
             )
         if rows:
@@ -218,7 +210,9 @@ def open_order(delivery: WebhookDelivery, ring: KeyRing) -> DeployOrder | Outcom
             return Outcome(
                 wid, FAILED, code="payload_missing", message="the request was not stored"
             )
-        return msgspec.json.decode(payload, type=DeployOrder)
+        order = msgspec.json.decode(payload, type=DeployOrder)
+        register_order_secrets(order)
+        return order
     except (CryptoError, msgspec.DecodeError, UnicodeDecodeError) as exc:
         # A wrong key ring or a tampered row: the operator sees why, nothing retries it.
         return Outcome(wid, FAILED, code="payload_unreadable", message=str(exc))

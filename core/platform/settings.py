@@ -314,8 +314,18 @@ class Settings(DeclaredSettings):
     telegram_api_url: str = setting(
         "RACHEL_TELEGRAM_API_URL",
         "https://api.telegram.org",
-        "Base URL of the Telegram Bot API the notifications are sent through.",
+        "Base URL of the Telegram Bot API the notifications and the deploy's bot token "
+        "check (RACHEL_TELEGRAM_CHECK) go through.",
         parse_url("http", "https"),
+    )
+    telegram_check: str = setting(
+        "RACHEL_TELEGRAM_CHECK",
+        "auto",
+        "Ask Telegram (`getMe`, through RACHEL_TELEGRAM_API_URL) whether a deploy's bot "
+        "token is valid before storing it: `on`, `off`, or `auto`: on against real Hetzner, "
+        "and with the simulator only when RACHEL_TELEGRAM_API_URL is set. A token Telegram "
+        "rejects is refused with 422; an unreachable Telegram does not block the deploy.",
+        parse_choice("auto", "on", "off"),
     )
     reconcile_interval_seconds: float = setting(
         "RACHEL_RECONCILE_INTERVAL",
@@ -442,6 +452,18 @@ class Settings(DeclaredSettings):
         if self.notifications == "auto":
             return self.is_production
         return self.notifications == "telegram"
+
+    @property
+    def telegram_check_enabled(self) -> bool:
+        """Whether deploys' bot tokens are checked with Telegram's `getMe`.
+
+        `auto` is on against real Hetzner; with the simulator it is on only when
+        RACHEL_TELEGRAM_API_URL was set (the simulator's Telegram, say), so that
+        tests and development never call the real Telegram unasked.
+        """
+        if self.telegram_check == "auto":
+            return self.is_production or "RACHEL_TELEGRAM_API_URL" in self.source
+        return self.telegram_check == "on"
 
     @property
     def uses_simulator(self) -> bool:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import peewee
 import pytest
 import redis
@@ -21,6 +22,8 @@ from litestar.testing import TestClient
 from rq import Queue
 from rq.job import Job
 
+from core.cloud.rachel8 import ClaudeCredentials
+from core.domain.deploy_order import check_order
 from core.platform.dev_secrets import generate_api_key, generate_webhook_secret
 from core.platform.settings import Settings
 from core.security.signing import sign
@@ -32,6 +35,8 @@ from tests import factories
 from tests.conftest import make_settings
 from webhook.app import create_app
 from webhook.context import WebContext
+from webhook.services import deploy_input
+from webhook.structs import DeployRequest
 
 OLD_SECRET = generate_webhook_secret()
 NEW_SECRET = generate_webhook_secret()
@@ -39,18 +44,36 @@ API_KEY = generate_api_key()
 PUBLIC_URL = "http://rachel.test"
 #: Planted secrets: they must never appear in a response, a log line, an event or Redis.
 BOT_TOKEN = "7123456789:AAH-planted-telegram-token-0123456789abcdef"
-CLAUDE = '{"claudeAiOauth":{"accessToken":"sk-ant-oat01-planted-claude-0123456789"}}'
+ACCESS_TOKEN = "sk-ant-oat01-planted-claude-access-0123456789"
+REFRESH_TOKEN = "sk-ant-ort01-planted-claude-refresh-0123456789"
+CLAUDE_OAUTH = {
+    "access_token": ACCESS_TOKEN,
+    "refresh_token": REFRESH_TOKEN,
+    "expires_at": factories.EXPIRES_AT_MS,
+}
+#: The document the triple above is stored as.
+CLAUDE = ClaudeCredentials(ACCESS_TOKEN, REFRESH_TOKEN, factories.EXPIRES_AT_MS).document()
+OWNER_ID = factories.OWNER_ID
 
 
 def deploy_payload(customer_id: str = "cus_web_1", **extra: Any) -> dict[str, Any]:
+    """A deploy Rachel8 would start with; `extra` replaces fields (None removes one)."""
     payload: dict[str, Any] = {
         "customer_id": customer_id,
         "email": f"{customer_id}@example.com",
         "telegram_bot_token": BOT_TOKEN,
-        "claude_credentials": CLAUDE,
+        "owner_telegram_user_id": OWNER_ID,
+        "claude_oauth": CLAUDE_OAUTH,
     }
     payload.update(extra)
-    return payload
+    return {k: v for k, v in payload.items() if v is not None}
+
+
+def sealed_order(payload: dict[str, Any]) -> bytes:
+    """What the web app seals for this payload: the checked order, encoded."""
+    request = msgspec.convert(payload, DeployRequest)
+    order = check_order(deploy_input(request), now_ms=int(time.time() * 1000))
+    return msgspec.json.encode(order)
 
 
 def active(customer_id: str = "cus_web_1") -> Customer:

@@ -26,7 +26,14 @@ from core.store.vault import reveal
 from jobs.intake import carry_out_deploys
 from jobs.queues import FINISH, START, record_jobs
 from tests import factories
-from tests.webhook.conftest import BOT_TOKEN, CLAUDE, Intake, active, deploy_payload
+from tests.webhook.conftest import (
+    BOT_TOKEN,
+    CLAUDE,
+    Intake,
+    active,
+    deploy_payload,
+    sealed_order,
+)
 from webhook.context import WebContext
 
 
@@ -37,7 +44,11 @@ def _store(ctx: WebContext, *deploys: tuple[str, dict[str, Any]]) -> None:
         body = json.dumps(payload).encode()
         batch.append(
             Submission(
-                webhook_id, body_digest(body), payload["customer_id"], body, StoredAnswer(202, "{}")
+                webhook_id,
+                body_digest(body),
+                payload["customer_id"],
+                sealed_order(payload),
+                StoredAnswer(202, "{}"),
             )
         )
     verdicts = admit(batch, ctx.keyring)
@@ -65,7 +76,7 @@ def test_a_batch_creates_named_servers_records_jobs_and_outcomes(
     _store(
         ctx,
         *[
-            (f"msg_{i}", deploy_payload(f"cus_b{i}", telegram_bot_token=f"{i}:new-token"))
+            (f"msg_{i}", deploy_payload(f"cus_b{i}", telegram_bot_token=factories.bot_token(i)))
             for i in range(4)
         ],
         ("msg_loc", deploy_payload("cus_gone", location="hel1")),
@@ -93,13 +104,13 @@ def test_a_batch_creates_named_servers_records_jobs_and_outcomes(
         assert (event.to_status, event.actor) == ("pending", "webhook")
         assert event.message.startswith("deploy accepted")
         owner = Customer.get_by_id(server.customer_id)
-        assert reveal(ctx.keyring, owner, "telegram_bot_token") == f"{i}:new-token"
+        assert reveal(ctx.keyring, owner, "telegram_bot_token") == factories.bot_token(i)
         assert reveal(ctx.keyring, owner, "claude_credentials") == CLAUDE
         assert owner.email == f"cus_b{i}@example.com"
     assert outcomes["msg_3"] == ("refused", None, None, "subscription_inactive", None)
     # The lapsed customer's credentials were still stored, as a one-by-one deploy does.
     lapsed = Customer.get(external_id="cus_b3")
-    assert reveal(ctx.keyring, lapsed, "telegram_bot_token") == "3:new-token"
+    assert reveal(ctx.keyring, lapsed, "telegram_bot_token") == factories.bot_token(3)
     # The customer without a row is known now, but has no subscription.
     assert outcomes["msg_loc"] == ("refused", None, None, "subscription_required", None)
     assert Customer.get(external_id="cus_gone").email == "cus_gone@example.com"
@@ -111,8 +122,8 @@ def test_a_customers_second_deploy_in_a_batch_sees_the_first(
     active("cus_twice")
     _store(
         ctx,
-        ("msg_first", deploy_payload("cus_twice", telegram_bot_token="1:first")),
-        ("msg_second", deploy_payload("cus_twice", telegram_bot_token="2:second")),
+        ("msg_first", deploy_payload("cus_twice", telegram_bot_token=factories.bot_token(1))),
+        ("msg_second", deploy_payload("cus_twice", telegram_bot_token=factories.bot_token(2))),
     )
     assert carry_out_deploys() == 2
     (server,) = Server.select()
@@ -120,7 +131,7 @@ def test_a_customers_second_deploy_in_a_batch_sees_the_first(
     assert outcomes["msg_first"] == ("done", server.id, True, None, None)
     assert outcomes["msg_second"] == ("done", server.id, False, None, None)
     owner = Customer.get(external_id="cus_twice")
-    assert reveal(ctx.keyring, owner, "telegram_bot_token") == "2:second"  # arrival order
+    assert reveal(ctx.keyring, owner, "telegram_bot_token") == factories.bot_token(2)  # in order
 
 
 def test_new_credentials_for_a_ready_server_are_re_injected(
@@ -131,6 +142,7 @@ def test_new_credentials_for_a_ready_server_are_re_injected(
     kept = {
         "telegram_bot_token": reveal(ctx.keyring, same, "telegram_bot_token"),
         "claude_credentials": reveal(ctx.keyring, same, "claude_credentials"),
+        "claude_oauth": None,
     }
     ready = {c.id: factories.server(c, status="ready") for c in (same, changed)}
     _store(
