@@ -14,6 +14,7 @@ import redis
 from rq.command import send_stop_job_command
 from rq.job import JobStatus
 
+from core.domain.customers import missing_message, missing_values
 from core.domain.deploys import request_deploy
 from core.domain.events import redis_publisher
 from core.domain.lifecycle import IN_FLIGHT, Status, retry_target, transition
@@ -49,6 +50,17 @@ def _server(server_id: int) -> Server:
     return server
 
 
+def _require_rachel8_values(customer: Customer) -> None:
+    """Refuse work that could only end at the injection: Rachel8 needs a value never given.
+
+    A customer from before the deploy webhook asked for the owner's Telegram
+    id has none; building them a server would cost money and fail.
+    """
+    missing = missing_values(customer)
+    if missing:
+        raise OperatorError(missing_message(customer, missing))
+
+
 def deploy(
     conn: redis.Redis, settings: Settings, external_id: str, actor: str, clock: Clock = SYSTEM_CLOCK
 ) -> Outcome:
@@ -57,6 +69,7 @@ def deploy(
         customer = Customer.get_or_none(Customer.external_id == external_id)
         if customer is None:
             raise OperatorError(f"no customer with id {external_id!r}")
+        _require_rachel8_values(customer)
         result = request_deploy(customer, settings, actor=actor, clock=clock)
         if result.created or (result.server.status == Status.PENDING and not result.server.job_id):
             start_provisioning(conn, settings, result.server)
@@ -79,6 +92,7 @@ def retry(
             raise OperatorError(
                 f"server {server_id} is {server.status}; only failed servers can be retried"
             )
+        _require_rachel8_values(server.customer)
         if server.provider_id is not None and server.failed_phase != Status.INJECTING_SECRETS:
             raise OperatorError(
                 f"server {server_id}: cleanup of Hetzner server "
@@ -123,6 +137,7 @@ def reinject(conn: redis.Redis, server_id: int, actor: str, clock: Clock = SYSTE
                 f"server {server_id} is {server.status}; secrets can be "
                 "re-injected into ready servers only"
             )
+        _require_rachel8_values(server.customer)
         moved = transition(
             server_id,
             Status.READY,

@@ -1,4 +1,5 @@
-"""The simulator's ASGI application: Hetzner API under `/v1`, admin under `/_sim`.
+"""The simulator's ASGI application: Hetzner API under `/v1`, admin under `/_sim`,
+the simulated Telegram Bot API under `/telegram` (`sim.telegram`).
 
 Plain ASGI rather than Litestar: every byte of every answer must be
 Hetzner's (error bodies for unknown routes, malformed ids and bad JSON,
@@ -22,7 +23,15 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
-from sim import admin, api_actions, api_catalog, api_firewalls, api_servers, api_ssh_keys
+from sim import (
+    admin,
+    api_actions,
+    api_catalog,
+    api_firewalls,
+    api_servers,
+    api_ssh_keys,
+    telegram,
+)
 from sim.engine import Simulator
 from sim.errors import ApiError
 from sim.http import Request, Response
@@ -49,6 +58,7 @@ API_ROUTES: list[Route] = order(
     ]
 )
 ADMIN_ROUTES: list[Route] = order(admin.ROUTES)
+TELEGRAM_ADMIN_ROUTES: list[Route] = order(telegram.ADMIN_ROUTES)
 
 
 class SimulatorApp:
@@ -56,6 +66,7 @@ class SimulatorApp:
 
     def __init__(self, sim: Simulator) -> None:
         self.sim = sim
+        self.telegram = telegram.TelegramSim()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -93,7 +104,10 @@ class SimulatorApp:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         path: str = scope["path"]
         host = headers.get("host", "127.0.0.1")
-        prefix = API_PREFIX if path.startswith(API_PREFIX + "/") else ADMIN_PREFIX
+        prefix = ADMIN_PREFIX
+        for candidate in (API_PREFIX, telegram.PREFIX):
+            if path.startswith(candidate + "/"):
+                prefix = candidate
         request = Request(
             method=scope["method"],
             path=path[len(prefix) :] if path.startswith(prefix + "/") else path,
@@ -110,6 +124,11 @@ class SimulatorApp:
             response = await self._api(request)
         elif path.startswith(ADMIN_PREFIX + "/"):
             response = await self._admin(request)
+        elif path.startswith(telegram.PREFIX + "/"):
+            # The token in the path is the Bot API's only credential: no bearer here.
+            response = self.telegram.answer(
+                request.method, request.path, telegram.parameters(request)
+            )
         else:
             response = _error(ApiError("not_found", f"no such path {path!r}; the API is under /v1"))
         await self._send(send, response)
@@ -145,9 +164,19 @@ class SimulatorApp:
     async def _admin(self, request: Request) -> Response:
         if not self._authorized(request):
             return _error(ApiError("unauthorized"))
+        if request.path.startswith(telegram.PREFIX + "/"):
+            route, params, path_exists = match(TELEGRAM_ADMIN_ROUTES, request.method, request.path)
+            if route is None:
+                return _route_missing(request, path_exists)
+            try:
+                return route.handler(self.telegram, request, **params)  # type: ignore[return-value]
+            except ApiError as exc:
+                return _error(exc)
         route, params, path_exists = match(ADMIN_ROUTES, request.method, request.path)
         if route is None:
             return _route_missing(request, path_exists)
+        if route.operation == "sim_reset":
+            self.telegram.reset()
         return await self._run(route, request, params)
 
     async def _run(self, route: Route, request: Request, params: dict[str, str]) -> Response:

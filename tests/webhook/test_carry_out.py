@@ -161,6 +161,59 @@ def test_new_credentials_for_a_ready_server_are_re_injected(
     assert outcomes["msg_changed"] == ("done", ready[changed.id].id, False, None, None)
 
 
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"owner_telegram_user_id": 987654321},
+        {"speech_to_text": {"provider": "groq", "api_key": "gsk_planted-0123456789"}},
+    ],
+    ids=["owner id", "speech-to-text"],
+)
+def test_a_new_owner_or_speech_to_text_for_a_ready_server_is_re_injected(
+    ctx: WebContext, intake: Intake, redis_client: redis.Redis, changes: dict[str, Any]
+) -> None:
+    owner = factories.paying_customer(ctx.keyring, external_id="cus_owner")
+    server = factories.server(owner, status="ready")
+    kept = {
+        "telegram_bot_token": reveal(ctx.keyring, owner, "telegram_bot_token"),
+        "claude_credentials": reveal(ctx.keyring, owner, "claude_credentials"),
+        "claude_oauth": None,
+    }
+    _store(ctx, ("msg_owner", deploy_payload("cus_owner", **kept, **changes)))
+    assert carry_out_deploys() == 1
+    assert Server.get_by_id(server.id).status == "injecting_secrets"
+    stored = Customer.get_by_id(owner.id)
+    if "owner_telegram_user_id" in changes:
+        assert stored.owner_telegram_user_id == 987654321
+    else:
+        assert stored.stt_provider == "groq"
+        assert reveal(ctx.keyring, stored, "stt_api_key") == "gsk_planted-0123456789"
+
+
+def test_a_deploy_stored_by_the_release_before_keeps_the_owner_id(
+    ctx: WebContext, intake: Intake
+) -> None:
+    owner = factories.paying_customer(ctx.keyring, external_id="cus_upgrade")
+    # The raw request as the previous release sealed it: no owner id, no STT.
+    old = json.dumps(
+        {
+            "customer_id": "cus_upgrade",
+            "email": "cus_upgrade@example.com",
+            "telegram_bot_token": BOT_TOKEN,
+            "claude_credentials": CLAUDE,
+        }
+    ).encode()
+    admit(
+        [Submission("msg_old", body_digest(old), "cus_upgrade", old, StoredAnswer(202, "{}"))],
+        ctx.keyring,
+    )
+    assert carry_out_deploys() == 1
+    assert _outcomes()["msg_old"][0] == "done"
+    stored = Customer.get_by_id(owner.id)
+    assert stored.owner_telegram_user_id == factories.OWNER_ID
+    assert reveal(ctx.keyring, stored, "telegram_bot_token") == BOT_TOKEN
+
+
 def test_a_conflict_with_a_concurrent_writer_is_settled_one_by_one(
     ctx: WebContext,
     intake: Intake,

@@ -48,7 +48,14 @@ def test_schema_documents_every_endpoint_and_its_errors(client: TestClient[Lites
                 ref = response["content"]["application/json"]["schema"]["$ref"]
                 assert ref == error_ref, (path, status)
     deploy = schema["paths"]["/webhooks/deploy"]["post"]
-    assert {"202", "400", "401", "402", "409", "413", "503"} <= set(deploy["responses"])
+    assert {"202", "400", "401", "402", "409", "413", "422", "503"} <= set(deploy["responses"])
+    assert "telegram_token_rejected" in deploy["responses"]["422"]["description"]
+    request = schema["components"]["schemas"]["DeployRequest"]
+    assert {"owner_telegram_user_id", "telegram_bot_token"} <= set(request["required"])
+    assert {"claude_oauth", "claude_credentials", "speech_to_text"} <= set(request["properties"])
+    oauth = schema["components"]["schemas"]["ClaudeOAuth"]
+    assert set(oauth["required"]) == {"access_token", "refresh_token", "expires_at"}
+    assert "field" in schema["components"]["schemas"]["ErrorInfo"]["properties"]
     headers = {p["name"] for p in deploy["parameters"] if p["in"] == "header"}
     assert headers == {"webhook-id", "webhook-timestamp", "webhook-signature"}
     assert schema["components"]["securitySchemes"]["apiKey"]["name"] == "X-API-Key"
