@@ -77,8 +77,13 @@ def requests_for(customers: list[str], secret: str, port: int) -> list[bytes]:
             {
                 "customer_id": cid,
                 "email": f"{cid}@bench.invalid",
-                "telegram_bot_token": "7000001:" + "A" * 35,
-                "claude_credentials": '{"refresh_token": "bench"}',
+                "telegram_bot_token": "70000001:" + "A" * 35,
+                "owner_telegram_user_id": 123456789,
+                "claude_oauth": {
+                    "access_token": "sk-ant-oat01-bench-0123456789",
+                    "refresh_token": "sk-ant-ort01-bench-0123456789",
+                    "expires_at": 4_102_444_800_000,  # 2100
+                },
             }
         ).encode()
         out.append(signed_request(port, "/webhooks/deploy", secret, body))

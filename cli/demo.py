@@ -2,7 +2,10 @@
 
 Each demo customer gets a signed subscription webhook (active) and a signed
 deploy webhook, sent over HTTP to `rachel-cloud web`. The secrets are
-well-formed fakes; nothing here bypasses the public API.
+well-formed fakes that pass every rule Rachel8 applies (a bot token of its
+pattern, a positive owner id, Claude credentials that expire in eight hours),
+so the web app accepts them, and the simulator's Telegram knows the token;
+nothing here bypasses the public API.
 """
 
 from __future__ import annotations
@@ -29,6 +32,26 @@ class DemoError(RachelError):
     code = "demo_error"
 
 
+#: How long the demo's Claude credentials are valid (the deploy refuses expired ones).
+CREDENTIALS_VALID_MS = 8 * 3600 * 1000
+
+
+def demo_deploy(customer_id: str, index: int) -> dict[str, object]:
+    """A deploy request with fresh, well-formed fake values Rachel8 would accept."""
+    return {
+        "customer_id": customer_id,
+        "email": f"{customer_id}@demo.rachel-cloud.invalid",
+        # Rachel8: at least 8 digits, a colon, at least 35 of A-Z a-z 0-9 _ -.
+        "telegram_bot_token": f"{70_000_000 + index}:{secrets.token_urlsafe(30)[:35]}",
+        "owner_telegram_user_id": 100_000_000 + index,
+        "claude_oauth": {
+            "access_token": "sk-ant-oat01-demo-" + secrets.token_urlsafe(24),
+            "refresh_token": "sk-ant-ort01-demo-" + secrets.token_urlsafe(24),
+            "expires_at": int(time.time() * 1000) + CREDENTIALS_VALID_MS,
+        },
+    }
+
+
 def demo_payloads(index: int) -> tuple[dict[str, object], dict[str, object]]:
     """(subscription event, deploy request) of demo customer number `index`."""
     customer_id = f"{DEMO_PREFIX}{index:04d}-{secrets.token_hex(2)}"
@@ -38,13 +61,7 @@ def demo_payloads(index: int) -> tuple[dict[str, object], dict[str, object]]:
         "occurred_at": datetime.now(UTC).isoformat(),
         "email": f"{customer_id}@demo.rachel-cloud.invalid",
     }
-    deploy: dict[str, object] = {
-        "customer_id": customer_id,
-        "email": f"{customer_id}@demo.rachel-cloud.invalid",
-        "telegram_bot_token": f"{7000000 + index}:{secrets.token_urlsafe(26)[:35]}",
-        "claude_credentials": json.dumps({"refresh_token": "demo-" + secrets.token_hex(16)}),
-    }
-    return subscription, deploy
+    return subscription, demo_deploy(customer_id, index)
 
 
 def send_signed(

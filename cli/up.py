@@ -124,6 +124,10 @@ def start_stack(settings: Settings, sink: Sink, *, workers: int, timing: str) ->
         "RACHEL_SIM_CLOUD_INIT_TIME": cloud_init,
         "PYTHONUNBUFFERED": "1",
     }
+    if settings.uses_simulator and "RACHEL_TELEGRAM_API_URL" not in settings.source:
+        # The simulator's Telegram: with its URL given, RACHEL_TELEGRAM_CHECK=auto
+        # is on, so the local stack checks bot tokens as production does.
+        env["RACHEL_TELEGRAM_API_URL"] = f"http://{settings.sim_host}:{settings.sim_port}/telegram"
     cli = [sys.executable, "-m", "cli.main"]
     specs = []
     if settings.uses_simulator:

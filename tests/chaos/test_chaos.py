@@ -47,6 +47,7 @@ from core.store.models import Server, WebhookDelivery
 from core.store.vault import load_keyring
 from jobs import reconcile, sweeper
 from jobs.context import JobContext, use_context
+from tests import factories
 from tests.chaos.rig import Figures, Stack, postgres_database, start_stack, stop_stack
 from tests.leaks import search_everything
 from tests.reliability.invariants import (
@@ -131,9 +132,13 @@ class Traffic:
         cancel_every = DEPLOYS // DEPROVISIONS
         for n in range(DEPLOYS):
             customer = f"cus_chaos_{n:04d}"
-            token = f"{8000000 + n}:CHAOS-planted-bot-token-{rng.getrandbits(64):016x}"
-            claude = json.dumps({"refresh_token": f"chaos-planted-claude-{rng.getrandbits(64):x}"})
-            self.planted += [token, claude]
+            token = f"{80000000 + n}:CHAOS-planted-bot-token-{rng.getrandbits(64):016x}"
+            oauth = {
+                "access_token": f"sk-ant-oat01-chaos-planted-{rng.getrandbits(64):x}",
+                "refresh_token": f"sk-ant-ort01-chaos-planted-{rng.getrandbits(64):x}",
+                "expires_at": factories.EXPIRES_AT_MS,
+            }
+            self.planted += [token, oauth["access_token"], oauth["refresh_token"]]
             self.subscription(customer, "active")
             answer = self.send(
                 "/webhooks/deploy",
@@ -141,7 +146,8 @@ class Traffic:
                     "customer_id": customer,
                     "email": f"{customer}@example.com",
                     "telegram_bot_token": token,
-                    "claude_credentials": claude,
+                    "owner_telegram_user_id": 100_000_000 + n,
+                    "claude_oauth": oauth,
                 },
             )
             self.deploys[customer] = str(answer["webhook_id"])

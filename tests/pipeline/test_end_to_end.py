@@ -138,12 +138,13 @@ def test_new_credentials_for_a_ready_server_are_re_injected(stack: Stack, web: W
     server, _ = deploy(stack)
     row = stack.wait_status(server.id, Status.READY)
     owner = row.customer
-    new_token = "7654321:" + "N" * 35
+    new_token = "76543210:" + "N" * 35
     payload = {
         "customer_id": owner.external_id,
         "email": owner.email,
         "telegram_bot_token": new_token,
-        "claude_credentials": '{"refresh_token": "new"}',
+        "owner_telegram_user_id": factories.OWNER_ID,
+        "claude_credentials": factories.claude_document("new"),
     }
     secret = webhook_secrets(stack.settings)[0]
     with httpx.Client(timeout=10) as client:

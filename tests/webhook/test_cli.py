@@ -11,9 +11,13 @@ import time
 from pathlib import Path
 
 import httpx
+import msgspec
 
+from core.domain.deploy_order import check_order
 from core.security.signing import WebhookVerifier
 from tests.webhook.conftest import NEW_SECRET, OLD_SECRET
+from webhook.services import deploy_input
+from webhook.structs import DeployRequest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -83,9 +87,19 @@ def test_webhook_sign_uses_the_development_secret_by_default(tmp_path: Path) -> 
     assert curl.stdout.startswith("curl ") and "--data-binary" in curl.stdout
 
 
+def test_webhook_sign_example_is_a_deploy_rachel8_accepts(tmp_path: Path) -> None:
+    out = _run(tmp_path, "webhook-sign", "--example")
+    assert out.returncode == 0, out.stderr
+    request = msgspec.json.decode(out.stdout.encode(), type=DeployRequest)
+    order = check_order(deploy_input(request), now_ms=int(time.time() * 1000))
+    assert order.owner_telegram_user_id > 0
+    assert "claudeAiOauth" in order.claude_credentials
+
+
 def test_webhook_sign_bad_input_is_a_message_not_a_traceback(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{nope")
     cases = [
+        (("webhook-sign",), {}, "or --example"),
         (("webhook-sign", str(tmp_path / "missing.json")), {}, "No such file"),
         (("webhook-sign", str(tmp_path / "bad.json")), {}, "is not a JSON document"),
         (
