@@ -70,6 +70,8 @@ def paying_customer(ring: KeyRing, n: int | None = None, **fields: object) -> Cu
 
 
 def planted_secrets(owner: Customer, ring: KeyRing) -> list[str]:
+    """The customer's stored secrets (bot token, credentials document, STT key if any),
+    then each OAuth token of the document on its own."""
     from core.cloud.rachel8 import parse_credentials_document
     from core.store.vault import reveal
 

@@ -111,13 +111,13 @@ def test_rotation_during_deploys_loses_nothing(stack: Stack) -> None:
     for owner in owners:
         fresh = Customer.get_by_id(owner.id)
         opened = [reveal(new_only, fresh, f) for f in ("telegram_bot_token", "claude_credentials")]
-        assert opened == planted[owner.id]
+        assert opened == planted[owner.id][:2]  # the stored token and document come first
     for server_id in ids:
         row = Server.get_by_id(server_id)
         assert reveal(new_only, row, "ssh_private_key")
         machine = stack.sim.vps(row.provider_id or 0)
         assert machine is not None
         written = (machine.root / vps.SECRETS_PATH.lstrip("/")).read_text()
-        token, claude = planted[row.customer_id]
+        token, claude = planted[row.customer_id][:2]
         assert written == env_file({"TELEGRAM_BOT_TOKEN": token, "CLAUDE_CREDENTIALS": claude})
     assert len(stack.provider_servers()) == len(ids), "a VPS was duplicated or lost"
