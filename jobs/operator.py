@@ -123,6 +123,15 @@ def reinject(conn: redis.Redis, server_id: int, actor: str, clock: Clock = SYSTE
                 f"server {server_id} is {server.status}; secrets can be "
                 "re-injected into ready servers only"
             )
+        owner = Customer.get_by_id(server.customer_id)
+        if owner.owner_telegram_user_id is None:
+            # From before Rachel8 ran as published: writing its .env without the
+            # owner would make Rachel8 exit at start, taking a running bot down.
+            raise OperatorError(
+                f"server {server_id}: customer {owner.external_id} never gave the owner's "
+                "Telegram user id, which Rachel8 needs; re-injection would stop their bot. "
+                "A deploy with owner_telegram_user_id re-injects by itself."
+            )
         moved = transition(
             server_id,
             Status.READY,

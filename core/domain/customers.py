@@ -18,7 +18,14 @@ from typing import Any
 
 import peewee
 
-from core.errors import CryptoError
+from core.cloud.rachel8 import (
+    Rachel8Config,
+    check_bot_token,
+    check_owner_id,
+    check_speech_to_text,
+    parse_credentials_document,
+)
+from core.errors import CryptoError, RachelError
 from core.platform.clock import SYSTEM_CLOCK, Clock
 from core.security.crypto import KeyRing
 from core.store.db import current
@@ -173,3 +180,50 @@ def save(ring: KeyRing, updates: Sequence[tuple[Customer, Details]], now: dateti
     Customer.insert_many(rows).on_conflict(
         conflict_target=[Customer.id], preserve=set_from_row
     ).execute()
+
+
+class CustomerIncomplete(RachelError):
+    """A customer lacks a value Rachel8 requires (from before it was collected)."""
+
+    code = "customer_incomplete"
+
+
+def rachel8_config(ring: KeyRing, customer: Customer, *, now: datetime) -> Rachel8Config:
+    """Everything the injection writes for this customer, opened and checked.
+
+    Raises:
+        CustomerIncomplete: a required value was never given (customers from before
+            Rachel8 ran as published have no owner id): a deploy must send it first.
+        ConfigError: a stored value Rachel8 would refuse.
+        CryptoError: a ciphertext cannot be opened.
+    """
+    token = reveal(ring, customer, "telegram_bot_token")
+    document = reveal(ring, customer, "claude_credentials")
+    owner_id: int | None = customer.owner_telegram_user_id
+    missing = [
+        name
+        for name, value in (
+            ("owner_telegram_user_id", owner_id),
+            ("telegram_bot_token", token),
+            ("claude_credentials", document),
+        )
+        if value is None
+    ]
+    if missing or owner_id is None or token is None or document is None:
+        raise CustomerIncomplete(
+            f"customer {customer.external_id} has no {', '.join(missing)}: "
+            "send a deploy with it before its secrets can be injected"
+        )
+    # An expired access token is fine here: the VPS's CLI refreshes it.
+    credentials = parse_credentials_document(document, now_ms=None)
+    speech = None
+    if customer.stt_provider:
+        key = reveal(ring, customer, "stt_api_key")
+        if key:
+            speech = check_speech_to_text(customer.stt_provider, key)
+    return Rachel8Config(
+        bot_token=check_bot_token(token),
+        owner_id=check_owner_id(owner_id),
+        credentials=credentials,
+        speech=speech,
+    )
