@@ -1,9 +1,15 @@
-"""Phase 3, injecting_secrets, and phase 4, finalize (ready).
+"""Phase 3, injecting_secrets, and phase 4, ready once Rachel8 stays up.
 
 Secrets are decrypted here, in memory, and nowhere else: the customer's
-Telegram bot token and Claude credentials, and the server's SSH key. They
-travel only inside the SSH session to the VPS, whose host key was pinned by
-its callback.
+Telegram bot token, Claude credentials and speech-to-text key, and the
+server's SSH key. They travel only inside the SSH session to the VPS, whose
+host key was pinned by its callback.
+
+The injection writes Rachel8's `.env` and credentials and restarts it
+(`core.cloud.injection`); `finalize` looks again after the settle period
+(RACHEL_SERVICE_SETTLE) and marks the server ready only if Rachel8 is still
+running and was never restarted meanwhile. No worker waits for that: the look
+is a job scheduled for then.
 """
 
 from __future__ import annotations
@@ -12,8 +18,12 @@ import logging
 
 import redis
 
-from core.cloud.ssh import SSHError, Target, inject
-from core.domain.lifecycle import Status, transition
+from core.cloud import vps_contract as vps
+from core.cloud.injection import check_service, inject
+from core.cloud.rachel8 import ConfigError
+from core.cloud.ssh import SSHError, Target
+from core.domain.customers import IncompleteConfig, rachel8_config
+from core.domain.lifecycle import Status, record_event, transition
 from core.errors import CryptoError
 from core.platform.logs import server_logger
 from core.store import rows
@@ -28,70 +38,128 @@ from jobs.registry import JobFunction
 log = logging.getLogger(__name__)
 
 
-def _secrets_env(ctx: JobContext, server: Server) -> dict[str, str]:
-    customer = rows.get_by_id(Customer, server.customer_id)
-    values = {
-        "TELEGRAM_BOT_TOKEN": reveal(ctx.keyring, customer, "telegram_bot_token"),
-        "CLAUDE_CREDENTIALS": reveal(ctx.keyring, customer, "claude_credentials"),
-    }
-    missing = [k for k, v in values.items() if not v]
-    if missing:
-        raise CryptoError(f"customer {customer.external_id} has no {', '.join(missing)}")
-    return {k: v for k, v in values.items() if v}
+def _target(ctx: JobContext, server: Server) -> Target | None:
+    """Where to connect; None when no address or pinned host key is recorded.
+
+    Raises:
+        CryptoError: the server's SSH key cannot be opened.
+    """
+    if not server.ipv4 or not server.host_key:
+        return None
+    private_key = reveal(ctx.keyring, server, "ssh_private_key")
+    if private_key is None:
+        raise CryptoError("the server has no SSH key")
+    return Target(
+        host=server.ipv4,
+        port=ctx.settings.vps_ssh_port,
+        host_key=server.host_key,
+        private_key=private_key,
+    )
+
+
+def _target_or_fail(ctx: JobContext, server: Server) -> Target | None:
+    """Where to connect, or None after failing the server that has no safe way in."""
+    try:
+        target = _target(ctx, server)
+    except CryptoError as exc:
+        fail(ctx, server.id, Status.INJECTING_SECRETS, f"{exc.code}: {exc.message}")
+        return None
+    if target is None:
+        fail(
+            ctx,
+            server.id,
+            Status.INJECTING_SECRETS,
+            "no address or pinned host key recorded; cannot connect safely",
+        )
+    return target
+
+
+def _layout(ctx: JobContext) -> vps.Layout:
+    return vps.Layout(ctx.settings.rachel8_user)
 
 
 def inject_secrets(server_id: int) -> str:
-    """RQ job: write the secrets file on the VPS, restart Rachel8, verify it runs."""
+    """RQ job: write Rachel8's configuration on the VPS, restart it, check it started."""
     ctx = context()
     with connection():
         server = rows.get(Server, server_id)
         if server is None or server.status != Status.INJECTING_SECRETS:
             return "skipped"
         slog = server_logger(log, server.id, "injecting_secrets", attempt=server.attempt)
-        if not server.ipv4 or not server.host_key:
-            fail(
-                ctx,
-                server.id,
-                Status.INJECTING_SECRETS,
-                "no address or pinned host key recorded; cannot connect safely",
-            )
+        target = _target_or_fail(ctx, server)
+        if target is None:
             return "failed"
         try:
-            private_key = reveal(ctx.keyring, server, "ssh_private_key")
-            if private_key is None:
-                raise CryptoError("the server has no SSH key")
-            env = _secrets_env(ctx, server)
-        except CryptoError as exc:
+            customer = rows.get_by_id(Customer, server.customer_id)
+            config = rachel8_config(ctx.keyring, customer)
+        except (CryptoError, IncompleteConfig, ConfigError) as exc:
             fail(ctx, server.id, Status.INJECTING_SECRETS, f"{exc.code}: {exc.message}")
             return "failed"
-        target = Target(
-            host=server.ipv4,
-            port=ctx.settings.vps_ssh_port,
-            host_key=server.host_key,
-            private_key=private_key,
-        )
         try:
-            inject(target, env, timeout=ctx.settings.inject_timeout_seconds)
+            injected = inject(
+                target, config, layout=_layout(ctx), timeout=ctx.settings.inject_timeout_seconds
+            )
         except SSHError as exc:
             return retry_or_fail(ctx, server, Status.INJECTING_SECRETS, exc, _requeue(ctx, server))
-        slog.info("secrets written to %s and Rachel8 restarted and active", server.ipv4)
-        # Marked ready in this job: a job of its own for one UPDATE cost a queue
-        # hop per provision (bench/provision.py). Should this worker die right
-        # here, RQ runs the injection again (idempotent), then this.
-        return _finalize(ctx, server)
+        Server.update(rachel8_commit=injected.commit).where(
+            (Server.id == server.id) & (Server.status == Status.INJECTING_SECRETS)
+        ).execute()
+        if injected.kept_vps_credentials:
+            record_event(
+                server.id,
+                "credentials",
+                "kept the Claude credentials on the VPS: they are newer than ours "
+                "(the VPS refreshed them itself)",
+                clock=ctx.clock,
+            )
+        settle = ctx.settings.service_settle_seconds
+        slog.info(
+            "Rachel8 %s configured on %s and started (%s); %s",
+            injected.commit[:12],
+            server.ipv4,
+            injected.state.describe(),
+            f"checking again in {settle:.0f}s" if settle > 0 else "marking ready",
+        )
+        if settle <= 0:
+            # Marked ready in this job: a job of its own for one UPDATE cost a
+            # queue hop per provision (bench/provision.py). Should this worker die
+            # right here, RQ runs the injection again (idempotent), then this.
+            return _finalize(ctx, server)
+        enqueue_step(
+            ctx.redis,
+            FINISH,
+            JobFunction.FINALIZE,
+            server.id,
+            "finalize",
+            attempt=server.attempt,
+            entry=server.status_changed_at,
+            delay=settle,
+        )
+        return "settling"
 
 
 def finalize(server_id: int) -> str:
-    """RQ job: mark the server ready and record its provisioning time against the SLA.
+    """RQ job: after the settle period, mark the server ready if Rachel8 stayed up.
 
-    The injection job does this itself; the job remains for the sweeper, which
-    resumes a server whose recorded job was a finalize of an earlier release.
+    Also what the sweeper resumes for a server whose recorded job was a finalize.
     """
     ctx = context()
     with connection():
         server = rows.get(Server, server_id)
         if server is None or server.status != Status.INJECTING_SECRETS:
             return "skipped"
+        if ctx.settings.service_settle_seconds > 0:
+            target = _target_or_fail(ctx, server)
+            if target is None:
+                return "failed"
+            try:
+                state = check_service(target, timeout=ctx.settings.inject_timeout_seconds)
+            except SSHError as exc:
+                requeue = _requeue(ctx, server, JobFunction.FINALIZE, "finalize")
+                return retry_or_fail(ctx, server, Status.INJECTING_SECRETS, exc, requeue)
+            server_logger(log, server.id, "injecting_secrets", attempt=server.attempt).info(
+                "Rachel8 stayed up on %s over the settle period (%s)", server.ipv4, state.describe()
+            )
         return _finalize(ctx, server)
 
 
@@ -136,14 +204,19 @@ def _finalize(ctx: JobContext, server: Server) -> str:
     return "ready"
 
 
-def _requeue(ctx: JobContext, server: Server) -> Requeue:
+def _requeue(
+    ctx: JobContext,
+    server: Server,
+    func: JobFunction = JobFunction.INJECT_SECRETS,
+    step: str = "injecting_secrets",
+) -> Requeue:
     def requeue(retry: int, delay: float) -> None:
         enqueue_step(
             ctx.redis,
             FINISH,
-            JobFunction.INJECT_SECRETS,
+            func,
             server.id,
-            "injecting_secrets",
+            step,
             attempt=server.attempt,
             entry=server.status_changed_at,
             retry=retry,

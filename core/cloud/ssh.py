@@ -1,11 +1,11 @@
-"""Secret injection over SSH (paramiko), against a pinned host key.
+"""SSH to a VPS (paramiko), against a pinned host key: sessions, commands, atomic writes.
 
 The VPS's host key was reported by its cloud-init callback and pinned; the
 client uses `RejectPolicy`, so a VPS that presents any other key (a
 man-in-the-middle, a replaced server) is refused rather than trusted on first
-use. The secrets file is written atomically over SFTP: a temporary file with
-mode 0600 set before any content is written, then renamed over the old one;
-then the service is restarted and must report `active`.
+use. Files are written atomically over SFTP: a temporary file created with
+its mode before any content is written, given to its owner, then renamed over
+the old one. What is written, and why, is `core.cloud.injection`'s.
 
 Errors become `SSHError`s that say whether a retry may help; messages never
 contain secret values.
@@ -19,13 +19,11 @@ import io
 import logging
 import secrets
 import socket
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import paramiko
 
-from core.cloud import vps_contract as vps
 from core.errors import RachelError
 from core.security.redaction import redact
 
@@ -54,19 +52,6 @@ class Target:
 
     def __repr__(self) -> str:
         return f"Target(host={self.host!r}, port={self.port})"
-
-
-def env_file(values: Mapping[str, str]) -> str:
-    """systemd EnvironmentFile text: KEY="value" lines, quoted and escaped."""
-    lines = []
-    for key, value in values.items():
-        if not key.replace("_", "").isalnum() or not key[0].isalpha():
-            raise ValueError(f"invalid environment variable name {key!r}")
-        escaped = (
-            value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("$", "\\$")
-        )
-        lines.append(f'{key}="{escaped}"\n')
-    return "".join(lines)
 
 
 def _pinned_key(host_key: str) -> paramiko.PKey:
@@ -98,7 +83,12 @@ def _transport(sock: Any, **kwargs: Any) -> paramiko.Transport:
     return transport
 
 
-def _client(target: Target, timeout: float) -> paramiko.SSHClient:
+def connect(target: Target, timeout: float) -> paramiko.SSHClient:
+    """An SSH session to the target, its host key checked against the pinned one.
+
+    Raises:
+        SSHError: `host_key_mismatch`, `ssh_auth_failed` (permanent) or `ssh_unreachable`.
+    """
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
     name = target.host if target.port == 22 else f"[{target.host}]:{target.port}"
@@ -152,15 +142,15 @@ def _client(target: Target, timeout: float) -> paramiko.SSHClient:
     return client
 
 
-def _run(client: paramiko.SSHClient, command: str, timeout: float) -> tuple[int, str, str]:
-    """Run a command; its exit status, standard output and error output (redacted)."""
+def run(client: paramiko.SSHClient, command: str, timeout: float) -> tuple[int, str, str]:
+    """Run a command; its exit status, standard output and error output (redacted, bounded)."""
     _, stdout, stderr = client.exec_command(command, timeout=timeout)
     status = stdout.channel.recv_exit_status()
     out, err = (s.read().decode("utf-8", "replace").strip() for s in (stdout, stderr))
     return status, redact(out)[-500:], redact(err)[-500:]
 
 
-class _SecretsSFTP(paramiko.SFTPClient):
+class SecretsSFTP(paramiko.SFTPClient):
     """paramiko's SFTP client, plus an exclusive create that sets the mode in the open."""
 
     def create_private(self, path: str, mode: int) -> paramiko.SFTPFile:
@@ -184,94 +174,35 @@ class _SecretsSFTP(paramiko.SFTPClient):
         return paramiko.SFTPFile(self, msg.get_binary(), "wx")
 
 
-def _write_atomically(sftp: _SecretsSFTP, path: str, content: str, mode: int) -> None:
+def write_atomically(
+    sftp: SecretsSFTP,
+    path: str,
+    content: str,
+    mode: int,
+    owner: tuple[int, int] | None = None,
+) -> None:
+    """Write `path` as a temp file beside it (created with `mode`, owned by `owner`), renamed over.
+
+    Raises:
+        OSError, paramiko.SSHException: the write failed; the temp file is gone.
+    """
     directory, name = path.rsplit("/", 1)
     temp = f"{directory}/.{name}.{secrets.token_hex(4)}.tmp"
-    try:
-        # Created with its mode, exclusively: the content never exists in a
-        # file others could read, nor in one someone else made.
-        handle = sftp.create_private(temp, mode)
-    except FileNotFoundError:
-        # First injection into a VPS whose image lacks the directory: one
-        # round trip more, instead of a stat before every injection.
-        sftp.mkdir(directory, mode=0o700)
-        handle = sftp.create_private(temp, mode)
+    # Created with its mode, exclusively: the content never exists in a file
+    # others could read, nor in one someone else made.
+    handle = sftp.create_private(temp, mode)
     try:
         with handle:
             handle.write(content.encode("utf-8"))
             # Not pipelined: paramiko's close discards a pipelined write's
             # status, and a full disk would rename an empty file over the secrets.
             handle.flush()
+        if owner is not None:
+            # Before the rename: the file is never the user's with other content,
+            # nor in place with root's ownership (which Rachel8 could not read).
+            sftp.chown(temp, *owner)
         sftp.posix_rename(temp, path)
     except (OSError, paramiko.SSHException):
         with contextlib.suppress(OSError, paramiko.SSHException):
             sftp.remove(temp)
         raise
-
-
-def _restart(client: paramiko.SSHClient, host: str, unit: str, timeout: float) -> None:
-    """Restart the unit and check it is active, in one command (one channel).
-
-    `systemctl is-active` prints the unit's state on standard output, and only
-    runs when the restart succeeded; what the restart says goes to standard
-    error (warnings included, which do not fail it).
-    """
-    status, out, err = _run(
-        client, f"systemctl restart {unit} && systemctl is-active {unit}", timeout
-    )
-    state = out.splitlines()[-1] if out else ""
-    if status == 0 and state == "active":
-        return
-    if state:
-        raise SSHError(
-            f"{host}: {unit} is not active after restart ({state})",
-            code="service_failed",
-            transient=False,
-        )
-    raise SSHError(
-        f"{host}: systemctl restart {unit} exited {status}: {err or out}",
-        code="service_failed",
-        transient=False,
-    )
-
-
-def inject(
-    target: Target,
-    secrets_env: Mapping[str, str],
-    *,
-    timeout: float = 30.0,
-    unit: str = vps.SERVICE_UNIT,
-) -> None:
-    """Write the secrets file, restart the service, check it is active.
-
-    Raises:
-        SSHError: transient when the VPS could not be reached; permanent for a
-            host key mismatch, a refused key, or a service that will not start.
-    """
-    client = _client(target, timeout)
-    try:
-        try:
-            transport = client.get_transport()
-            sftp = _SecretsSFTP.from_transport(transport) if transport is not None else None
-            if sftp is None:
-                raise paramiko.SSHException("the SSH session closed before SFTP started")
-            try:
-                _write_atomically(sftp, vps.SECRETS_PATH, env_file(secrets_env), vps.SECRETS_MODE)
-            finally:
-                sftp.close()
-        except (OSError, paramiko.SSHException) as exc:
-            raise SSHError(
-                f"{target.host}: writing the secrets file failed: {exc}",
-                code="sftp_failed",
-                transient=True,
-            ) from exc
-        try:
-            _restart(client, target.host, unit, timeout)
-        except (OSError, paramiko.SSHException) as exc:
-            raise SSHError(
-                f"{target.host}: running systemctl failed: {exc}",
-                code="ssh_unreachable",
-                transient=True,
-            ) from exc
-    finally:
-        client.close()

@@ -229,6 +229,18 @@ class Settings(DeclaredSettings):
         "Time limit of one secret-injection attempt (SSH connect, write, restart).",
         parse_duration,
     )
+    service_settle_seconds: float = setting(
+        "RACHEL_SERVICE_SETTLE",
+        "15s",
+        "How long Rachel8 must stay up after its secrets are injected (running, no automatic "
+        "restart) before the server is ready. 0 checks only that it started.",
+        parse_duration,
+    )
+    rachel8_user: str = setting(
+        "RACHEL8_USER",
+        "rachel",
+        "The unprivileged user Rachel8 runs as on each VPS.",
+    )
     phase_retries: int = setting(
         "RACHEL_PHASE_RETRIES",
         "6",

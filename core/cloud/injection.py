@@ -1,0 +1,308 @@
+"""Injecting a customer's Rachel8 configuration into their VPS, and watching it start.
+
+Over one SSH session (`core.cloud.ssh`, host key pinned):
+
+1. The user's uid and gid, from their home directory (the install made it).
+2. The Claude credentials already on the VPS, if any. The Claude Code CLI
+   refreshes its access token itself and may rotate the refresh token, so
+   after a while the VPS's copy is newer than the one the dashboard gave us:
+   writing ours over it would log the customer out. Ours is written only
+   when the VPS has none, an unreadable one, or one that expires no later
+   than ours (`ClaudeCredentials.newer_than`: the expiry moves forward with
+   every refresh, and a customer who signs in again gives us a later one).
+3. `.env` in the clone and `~/.claude/.credentials.json`: mode 0600, owned by
+   the user, each a temp file renamed over the old one.
+4. The commit the clone has checked out (its detached HEAD).
+5. `systemctl restart`, then `systemctl show`: a unit that crashed at once
+   is told from one that runs. It must then stay up (same state, no
+   automatic restart) over the settle period; `check_service` is that second
+   look, made by a later job so that no worker waits.
+
+Errors are `SSHError`s: transient when the VPS could not be reached,
+permanent when the VPS breaks the contract or Rachel8 will not run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from dataclasses import dataclass
+
+import paramiko
+
+from core.cloud import vps_contract as vps
+from core.cloud.rachel8 import ClaudeCredentials, ConfigError, Rachel8Config
+from core.cloud.rachel8 import parse_credentials_document as parse_credentials
+from core.cloud.ssh import SecretsSFTP, SSHError, Target, connect, run, write_atomically
+
+log = logging.getLogger(__name__)
+
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+#: A credentials document is a few hundred bytes; anything far larger is not one.
+_MAX_CREDENTIALS_BYTES = 64 * 1024
+_JOURNAL_LINES = 15
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """The unit as `systemctl show` reports it.
+
+    Attributes:
+        active: ActiveState (`active`, `activating`, `failed`, `inactive`...).
+        sub: SubState (`running`, `auto-restart`, `dead`, `failed`...).
+        restarts: NRestarts, automatic restarts since the unit was last started by hand.
+        result: Result (`success`, `exit-code`, `start-limit-hit`...).
+        exit_status: ExecMainStatus, the main process's last exit status.
+    """
+
+    active: str
+    sub: str
+    restarts: int
+    result: str
+    exit_status: int
+
+    @property
+    def running(self) -> bool:
+        """Up, and not between two automatic restarts."""
+        return self.active == "active" and self.sub == "running" and self.result == "success"
+
+    def describe(self) -> str:
+        """`failed (exit-code, status 1, 2 restarts)`: for events and logs."""
+        return (
+            f"{self.active}/{self.sub} ({self.result}, exit status {self.exit_status}, "
+            f"{self.restarts} automatic restart{'s' if self.restarts != 1 else ''})"
+        )
+
+
+@dataclass(frozen=True)
+class Injected:
+    """What an injection found and did.
+
+    Attributes:
+        commit: the Rachel8 commit the VPS has checked out.
+        state: the unit right after the restart.
+        kept_vps_credentials: the VPS's own credentials were newer, and kept.
+    """
+
+    commit: str
+    state: ServiceState
+    kept_vps_credentials: bool
+
+
+def parse_show(text: str) -> ServiceState:
+    """`systemctl show -p ...` output (Key=value lines) as a `ServiceState`.
+
+    Raises:
+        ValueError: a property is missing or not what systemd prints.
+    """
+    values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    missing = [name for name in vps.SERVICE_PROPERTIES if name not in values]
+    if missing:
+        raise ValueError(f"systemctl show did not report {', '.join(missing)}")
+    return ServiceState(
+        active=values["ActiveState"],
+        sub=values["SubState"],
+        restarts=int(values["NRestarts"] or 0),
+        result=values["Result"],
+        exit_status=int(values["ExecMainStatus"] or 0),
+    )
+
+
+def _show_command(unit: str) -> str:
+    properties = " ".join(f"-p {name}" for name in vps.SERVICE_PROPERTIES)
+    return f"systemctl show {unit} {properties}"
+
+
+def _service_state(
+    client: paramiko.SSHClient, host: str, command: str, timeout: float
+) -> ServiceState:
+    status, out, err = run(client, command, timeout)
+    if status != 0:
+        raise SSHError(
+            f"{host}: `{command.split(' &&', maxsplit=1)[0]}` exited {status}: {err or out}",
+            code="service_failed",
+            transient=False,
+        )
+    try:
+        return parse_show(out)
+    except ValueError as exc:
+        raise SSHError(f"{host}: {exc}", code="vps_contract", transient=False) from exc
+
+
+def _journal(client: paramiko.SSHClient, unit: str, timeout: float) -> str:
+    """The unit's last journal lines (redacted by `run`), for the failure's reason."""
+    with contextlib.suppress(OSError, paramiko.SSHException):
+        _, out, _ = run(client, f"journalctl -u {unit} -n {_JOURNAL_LINES} --no-pager", timeout)
+        return out
+    return ""
+
+
+def _not_running(host: str, unit: str, state: ServiceState, journal: str) -> SSHError:
+    tail = f"; its log: {journal[-400:]}" if journal else ""
+    return SSHError(
+        f"{host}: Rachel8 is not running: {unit} is {state.describe()}{tail}",
+        code="service_failed",
+        transient=False,
+    )
+
+
+def _owner(sftp: SecretsSFTP, host: str, layout: vps.Layout) -> tuple[int, int]:
+    try:
+        home = sftp.stat(layout.home)
+    except FileNotFoundError as exc:
+        raise SSHError(
+            f"{host}: {layout.home} does not exist: the install did not create {layout.user}",
+            code="vps_contract",
+            transient=False,
+        ) from exc
+    if home.st_uid is None or home.st_gid is None or home.st_uid == 0:
+        raise SSHError(
+            f"{host}: {layout.home} is not owned by an unprivileged user",
+            code="vps_contract",
+            transient=False,
+        )
+    return home.st_uid, home.st_gid
+
+
+def _read_small(sftp: SecretsSFTP, path: str) -> str | None:
+    try:
+        with sftp.open(path, "r") as handle:
+            data = handle.read(_MAX_CREDENTIALS_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    if len(data) > _MAX_CREDENTIALS_BYTES:
+        return ""  # not a credentials document: replaced like an unreadable one
+    return bytes(data).decode("utf-8", "replace")
+
+
+def _vps_credentials(sftp: SecretsSFTP, host: str, path: str) -> ClaudeCredentials | None:
+    text = _read_small(sftp, path)
+    if text is None:
+        return None
+    try:
+        return parse_credentials(text, now_ms=None)
+    except ConfigError as exc:
+        log.warning("%s: the credentials on the VPS are unreadable (%s); replacing them", host, exc)
+        return None
+
+
+def _ensure_private_dir(sftp: SecretsSFTP, path: str, owner: tuple[int, int]) -> None:
+    try:
+        sftp.stat(path)
+    except FileNotFoundError:
+        sftp.mkdir(path, mode=vps.PRIVATE_DIR_MODE)
+        sftp.chown(path, *owner)
+
+
+def _checked_out(sftp: SecretsSFTP, host: str, layout: vps.Layout) -> str:
+    head = (_read_small(sftp, layout.git_head_path) or "").strip()
+    if not _COMMIT.fullmatch(head):
+        raise SSHError(
+            f"{host}: {layout.clone_dir} has no detached commit checked out ({head[:60]!r})",
+            code="vps_contract",
+            transient=False,
+        )
+    return head
+
+
+def _write_files(
+    sftp: SecretsSFTP, target: Target, config: Rachel8Config, layout: vps.Layout
+) -> tuple[str, bool]:
+    owner = _owner(sftp, target.host, layout)
+    commit = _checked_out(sftp, target.host, layout)
+    on_vps = _vps_credentials(sftp, target.host, layout.credentials_path)
+    keep = on_vps is not None and on_vps.newer_than(config.credentials)
+    write_atomically(sftp, layout.env_path, config.env(layout), vps.SECRET_MODE, owner)
+    if not keep:
+        _ensure_private_dir(sftp, layout.claude_dir, owner)
+        write_atomically(
+            sftp,
+            layout.credentials_path,
+            config.credentials.document(),
+            vps.SECRET_MODE,
+            owner,
+        )
+    return commit, keep
+
+
+def inject(
+    target: Target,
+    config: Rachel8Config,
+    *,
+    layout: vps.Layout,
+    timeout: float = 30.0,
+    unit: str = vps.SERVICE_UNIT,
+) -> Injected:
+    """Write `.env` and the credentials, restart Rachel8, check it did not crash at once.
+
+    Raises:
+        SSHError: transient when the VPS could not be reached or a write failed;
+            permanent for a host key mismatch, a refused key, a VPS without the
+            install the contract promises, or a Rachel8 that will not run.
+    """
+    client = connect(target, timeout)
+    try:
+        try:
+            transport = client.get_transport()
+            sftp = SecretsSFTP.from_transport(transport) if transport is not None else None
+            if sftp is None:
+                raise paramiko.SSHException("the SSH session closed before SFTP started")
+            try:
+                commit, kept = _write_files(sftp, target, config, layout)
+            finally:
+                sftp.close()
+        except FileNotFoundError as exc:
+            raise SSHError(
+                f"{target.host}: {exc.filename or 'a directory'} is missing: the install "
+                f"did not leave {layout.clone_dir} as the contract says",
+                code="vps_contract",
+                transient=False,
+            ) from exc
+        except (OSError, paramiko.SSHException) as exc:
+            raise SSHError(
+                f"{target.host}: writing Rachel8's configuration failed: {exc}",
+                code="sftp_failed",
+                transient=True,
+            ) from exc
+        try:
+            state = _service_state(
+                client, target.host, f"systemctl restart {unit} && {_show_command(unit)}", timeout
+            )
+            if not state.running:
+                raise _not_running(target.host, unit, state, _journal(client, unit, timeout))
+        except (OSError, paramiko.SSHException) as exc:
+            raise SSHError(
+                f"{target.host}: running systemctl failed: {exc}",
+                code="ssh_unreachable",
+                transient=True,
+            ) from exc
+        return Injected(commit=commit, state=state, kept_vps_credentials=kept)
+    finally:
+        client.close()
+
+
+def check_service(
+    target: Target, *, timeout: float = 30.0, unit: str = vps.SERVICE_UNIT
+) -> ServiceState:
+    """The settle check: Rachel8 still runs and was not restarted since the injection.
+
+    Raises:
+        SSHError: transient when the VPS could not be reached; `service_failed`
+            when the unit is down, crash-looping or was restarted automatically.
+    """
+    client = connect(target, timeout)
+    try:
+        try:
+            state = _service_state(client, target.host, _show_command(unit), timeout)
+            if not state.running or state.restarts:
+                raise _not_running(target.host, unit, state, _journal(client, unit, timeout))
+        except (OSError, paramiko.SSHException) as exc:
+            raise SSHError(
+                f"{target.host}: running systemctl failed: {exc}",
+                code="ssh_unreachable",
+                transient=True,
+            ) from exc
+        return state
+    finally:
+        client.close()
