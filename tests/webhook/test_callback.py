@@ -327,3 +327,12 @@ def test_an_install_report_with_a_wrong_token_gets_the_same_answer(web: httpx.Cl
     failed = _install(ok=False, failed_step="bun", exit_status=1)
     response = _report(web, server.id, "not-the-token", failed)
     _rejected(web, server, response, 401, "unauthorized", before)
+
+
+def test_the_reported_steps_are_the_contracts() -> None:
+    from typing import get_args
+
+    from core.cloud.vps_contract import INSTALL_STEPS
+    from webhook.structs import InstallStep
+
+    assert get_args(InstallStep) == INSTALL_STEPS
