@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import getpass
 import json
+from dataclasses import replace
 
 import click
 
 from cli.common import runtime
-from core.cloud.cloudinit import SAMPLE_TOKEN, CloudConfigInput, callback_url, render
+from core.cloud.cloudinit import (
+    SAMPLE_TOKEN,
+    CloudConfigInput,
+    Rachel8Install,
+    callback_url,
+    render,
+)
 from core.domain.fleet import fleet_rows
+from core.platform.settings import Settings
 from core.security.crypto import generate_ssh_keypair
 from core.store.db import connection
 from core.store.models import Server
@@ -129,13 +137,15 @@ def user_data_command(server_id: int | None) -> None:
 
     The one-time callback token is never printed (it is only stored hashed);
     a placeholder stands in its place. No customer secret is ever in user data.
+    The sample needs nothing but the settings: no database, no data directory.
     """
-    rt = runtime("cli")
-    settings = rt.settings
     if server_id is None:
+        settings = Settings.load()
         key = generate_ssh_keypair("sample").public_openssh
         hostname, url = f"{settings.name_prefix}-sample", callback_url(settings.public_url, "ID")
+        install = Rachel8Install.from_settings(settings)
     else:
+        settings = runtime("cli").settings
         with connection():
             server = Server.get_or_none(Server.id == server_id)
         if server is None:
@@ -147,6 +157,9 @@ def user_data_command(server_id: int | None) -> None:
             )
         key, hostname = server.ssh_public_key, server.name or f"server-{server_id}"
         url = callback_url(settings.public_url, server_id)
+        install = Rachel8Install.from_settings(settings)
+        if server.rachel8_commit:  # the commit it was created with, not today's setting
+            install = replace(install, commit=server.rachel8_commit)
     click.echo(
         render(
             CloudConfigInput(
@@ -154,8 +167,7 @@ def user_data_command(server_id: int | None) -> None:
                 authorized_key=key,
                 callback_url=url,
                 callback_token=SAMPLE_TOKEN,
-                install_command=settings.install_command,
-                service_exec=settings.service_exec,
+                install=install,
             )
         ),
         nl=False,

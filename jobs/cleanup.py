@@ -18,9 +18,8 @@ from core.store import rows
 from core.store.db import connection
 from core.store.models import Server
 from jobs.context import context
+from jobs.enqueue import enqueue_cleanup
 from jobs.outcomes import describe
-from jobs.queues import FINISH, enqueue_step
-from jobs.registry import JobFunction
 
 log = logging.getLogger(__name__)
 
@@ -55,19 +54,7 @@ def cleanup(server_id: int, retry: int = 0) -> str:
                 retry, ctx.settings.retry_base_seconds, floor=exc.retry_after or 0.0
             )
             slog.warning("cleanup: %s; retrying in %.1fs", describe(exc), wait)
-            enqueue_step(
-                ctx.redis,
-                FINISH,
-                JobFunction.CLEANUP,
-                server.id,
-                "cleanup",
-                attempt=server.attempt,
-                entry=server.status_changed_at,
-                retry=retry + 1,
-                delay=wait,
-                record=False,
-                extra_args=(retry + 1,),
-            )
+            enqueue_cleanup(ctx.redis, server, retry=retry + 1, delay=wait)
             return "retrying"
         # Only clear what we deleted, and only if nobody retried the server meanwhile.
         (

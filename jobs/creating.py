@@ -9,9 +9,10 @@ boot deadline is a scheduled check, not a sleeping worker.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import timedelta
 
-from core.cloud.cloudinit import CloudConfigInput, callback_url, render
+from core.cloud.cloudinit import CloudConfigInput, Rachel8Install, callback_url, render
 from core.cloud.provider import CreateSpec, HetznerError
 from core.domain.callbacks import hash_token, issue_token
 from core.domain.lifecycle import Status, transition
@@ -63,14 +64,19 @@ def _user_data(ctx: JobContext, server: Server) -> str:
         server.ssh_public_key = pair.public_openssh
     token = _callback_token(ctx, server)
     issue_token(server, ctx.settings.boot_timeout_seconds, ctx.clock, token=token)
+    install = Rachel8Install.from_settings(ctx.settings)
+    # The commit is fixed per attempt, like the token: a retried create that
+    # adopts the VPS of an earlier run expects the commit that VPS was given,
+    # and the callback checks the VPS checked out exactly this one.
+    if server.create_requested_at is None or not server.rachel8_commit:
+        server.rachel8_commit = install.commit
     return render(
         CloudConfigInput(
             hostname=server.name or f"{ctx.settings.name_prefix}-{server.id}",
             authorized_key=server.ssh_public_key or "",
             callback_url=callback_url(ctx.settings.public_url, server.id),
             callback_token=token,
-            install_command=ctx.settings.install_command,
-            service_exec=ctx.settings.service_exec,
+            install=replace(install, commit=server.rachel8_commit),
         )
     )
 
@@ -82,6 +88,7 @@ _SAVED_BEFORE_CREATE = [
     Server.callback_token_expires_at,
     Server.callback_token_used_at,
     Server.create_requested_at,
+    Server.rachel8_commit,
 ]
 
 

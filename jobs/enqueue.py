@@ -129,6 +129,30 @@ def enqueue_injection(connection: redis.Redis, server: Server, *, record: bool =
     )
 
 
+def enqueue_cleanup(
+    connection: redis.Redis, server: Server, *, retry: int = 0, delay: float = 0.0
+) -> str:
+    """Queue the cleanup of a failed server (idempotent for its failure and retry).
+
+    Args:
+        retry: the cleanup's own retry number (0: the first try).
+        delay: seconds to wait first (0: now).
+    """
+    return enqueue_step(
+        connection,
+        FINISH,
+        JobFunction.CLEANUP,
+        server.id,
+        "cleanup",
+        attempt=server.attempt,
+        entry=server.status_changed_at,
+        retry=retry,
+        delay=delay,
+        record=False,
+        extra_args=(retry,) if retry else (),
+    )
+
+
 def start_deprovision(connection: redis.Redis, server: Server) -> str:
     """Queue the deletion of a server that is in deprovisioning."""
     return enqueue_step(

@@ -19,8 +19,7 @@ from core.platform.logs import server_logger
 from core.security.redaction import redact
 from core.store.models import Server
 from jobs.context import JobContext
-from jobs.queues import FINISH, enqueue_step
-from jobs.registry import JobFunction
+from jobs.enqueue import enqueue_cleanup
 
 log = logging.getLogger(__name__)
 
@@ -105,15 +104,5 @@ def fail(
         server_logger(log, server_id, phase.value).error(
             "failed: %s; cleanup queued, retry allowed (rachel-cloud retry %s)", message, server_id
         )
-        server = Server.get_by_id(server_id)
-        enqueue_step(
-            ctx.redis,
-            FINISH,
-            JobFunction.CLEANUP,
-            server_id,
-            "cleanup",
-            attempt=server.attempt,
-            entry=server.status_changed_at,
-            record=False,
-        )
+        enqueue_cleanup(ctx.redis, Server.get_by_id(server_id))
     return moved

@@ -35,6 +35,10 @@ class RQWork:
         """See `jobs.enqueue.after_callback`."""
         return enqueue.after_callback(connection, server, record=record)
 
+    def after_failure(self, connection: redis.Redis, server: Server) -> str:
+        """See `jobs.enqueue.enqueue_cleanup`."""
+        return enqueue.enqueue_cleanup(connection, server)
+
     def queue_depths(self, connection: redis.Redis) -> dict[str, int]:
         """Jobs waiting in each worker queue (RQ's own counts)."""
         return {name: Queue(name, connection=connection).count for name in WORKER_QUEUES}

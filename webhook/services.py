@@ -28,6 +28,7 @@ from core.domain.callbacks import accept_callback
 from core.domain.deploy_order import DeployInput, OAuthTriple, check_order
 from core.domain.deploys import live_server
 from core.domain.events import redis_publisher
+from core.domain.install_outcome import InstallOutcome
 from core.domain.intake import Submission
 from core.domain.lifecycle import STAMP_COLUMN, Status
 from core.security.redaction import redact
@@ -37,9 +38,11 @@ from webhook.context import WebContext
 from webhook.errors import not_found
 from webhook.structs import (
     CallbackAccepted,
+    CloudInitCallback,
     DeployAccepted,
     DeployRequest,
     DeployStatus,
+    InstallReport,
     PhaseTiming,
     ServerStatus,
     SubscriptionEvent,
@@ -224,28 +227,60 @@ def subscription(
         return _idempotent(webhook_id, "subscription", body, SubscriptionRecorded, work)
 
 
+def install_outcome(report: InstallReport | None) -> InstallOutcome | None:
+    """The domain's view of a validated install report."""
+    if report is None:
+        return None
+    return InstallOutcome(
+        ok=report.ok,
+        failed_step=report.failed_step,
+        exit_status=report.exit_status,
+        log_tail=report.log_tail,
+        cloud_init_status=report.cloud_init.status,
+        cloud_init_errors=tuple(report.cloud_init.errors),
+        commit=report.commit,
+        bun_version=report.versions.bun,
+        claude_code_version=report.versions.claude_code,
+    )
+
+
 def callback(
-    ctx: WebContext, server_id: int, token: str, host_key: str, source_ip: str | None
+    ctx: WebContext,
+    server_id: int,
+    token: str,
+    data: CloudInitCallback,
+    source_ip: str | None,
 ) -> CallbackAccepted:
-    """Accept a cloud-init callback and queue the secret injection."""
+    """Accept a cloud-init callback; queue the secret injection, or the failed server's cleanup."""
+    report = data.install
     with connection():
         server = accept_callback(
             server_id,
             token,
-            host_key,
+            data.host_key,
             source_ip,
             publish=redis_publisher(ctx.redis),
             next_job=ctx.work.injection_job_id,
+            install=install_outcome(report),
         )
+        failed = server.status == Status.FAILED
         try:
-            ctx.work.after_callback(ctx.redis, server, record=False)
+            if failed:
+                ctx.work.after_failure(ctx.redis, server)
+            else:
+                ctx.work.after_callback(ctx.redis, server, record=False)
         except redis.RedisError as exc:
+            # A lost injection is re-queued by the sweeper; a lost cleanup leaves
+            # a VPS the reconciler reports (a failed server keeps its provider id).
             log.warning(
-                "server %s: could not queue injection (%s); the sweeper will",
+                "server %s: could not queue its %s (%s)",
                 server_id,
+                "cleanup" if failed else "injection; the sweeper will",
                 exc,
                 extra={"server_id": server_id},
             )
+    if failed:
+        return CallbackAccepted(server_id=server.id, status=server.status, reason=server.last_error)
     return CallbackAccepted(server_id=server.id, status=server.status)
 
 

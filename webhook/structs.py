@@ -195,6 +195,52 @@ class SubscriptionRecorded(Struct, kw_only=True):
     current_period_end: datetime | None
 
 
+InstallStep = Literal[
+    "packages", "user", "bun", "claude_code", "clone", "dependencies", "shared_folder", "unit"
+]  # fmt: skip
+Commit = Annotated[str, Meta(pattern=r"^[0-9a-f]{40}$", description="A full git commit id.")]
+Version = Annotated[str, Meta(max_length=64)]
+
+
+class CloudInitState(Struct, forbid_unknown_fields=True, kw_only=True):
+    """`cloud-init status --format json` on the VPS, bounded."""
+
+    status: Annotated[str, Meta(max_length=64)]
+    errors: Annotated[list[Annotated[str, Meta(max_length=500)]], Meta(max_length=5)] = []
+
+
+class InstalledVersions(Struct, forbid_unknown_fields=True, kw_only=True):
+    """The versions the install found (None: that step was not reached)."""
+
+    bun: Version | None = None
+    claude_code: Version | None = None
+
+
+class InstallReport(Struct, forbid_unknown_fields=True, kw_only=True):
+    """The outcome of the VPS's install steps (`core.cloud.vps_contract`)."""
+
+    ok: bool
+    failed_step: Annotated[
+        InstallStep | None,
+        Meta(description="The step that failed (None when ok, or when none ran)."),
+    ] = None
+    exit_status: Annotated[int, Meta(ge=-255, le=255)] | None = None
+    log_tail: Annotated[
+        str,
+        Meta(max_length=2000, description="The end of the failed step's output, token removed."),
+    ] = ""
+    cloud_init: CloudInitState
+    commit: Annotated[
+        Commit | None, Meta(description="What `git rev-parse HEAD` says in the clone.")
+    ] = None
+    versions: InstalledVersions = msgspec.field(default_factory=InstalledVersions)
+
+    def __post_init__(self) -> None:
+        # msgspec turns this into a 400 validation error, like any malformed field.
+        if self.ok and self.failed_step is not None:
+            raise ValueError("install.failed_step must be null when install.ok is true")
+
+
 class CloudInitCallback(Struct, forbid_unknown_fields=True, kw_only=True):
     """`POST /callbacks/cloud-init/{server_id}`: cloud-init finished on the VPS."""
 
@@ -206,13 +252,23 @@ class CloudInitCallback(Struct, forbid_unknown_fields=True, kw_only=True):
             description="The VPS's SSH host public key, one OpenSSH line (ssh-ed25519 ...).",
         ),
     ]
+    install: Annotated[
+        InstallReport | None,
+        Meta(
+            description="The install's outcome. Omitted only by VPSs built before install "
+            "reports existed; such a callback is taken as a successful install."
+        ),
+    ] = None
 
 
-class CallbackAccepted(Struct, kw_only=True):
-    """The callback was accepted; secret injection is queued."""
+class CallbackAccepted(Struct, kw_only=True, omit_defaults=True):
+    """The callback was recorded: `status` is `injecting_secrets` (secret injection is
+    queued) or `failed` (the install failed or checked out another commit: `reason`
+    says why, and the VPS is being deleted; the VPS need not call again)."""
 
     server_id: int
     status: str
+    reason: str | None = None
 
 
 class PhaseTiming(Struct, kw_only=True):

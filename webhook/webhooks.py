@@ -119,7 +119,7 @@ class CallbackController(Controller):
         "/cloud-init/{server_id:int}",
         status_code=200,
         sync_to_thread=True,
-        summary="cloud-init finished: report the SSH host key",
+        summary="cloud-init finished: report the SSH host key and the install's outcome",
         security=[{"callbackToken": []}],
         responses=responses(400, 401, 404, 409, 413, 422, 500, 503),
     )
@@ -130,10 +130,12 @@ class CallbackController(Controller):
         data: JSONBody[CloudInitCallback],
         server_id: Annotated[int, Parameter(ge=1, le=2**31 - 1)],
     ) -> CallbackAccepted:
-        """Accept the one-time bearer token, pin the host key, queue secret injection."""
+        """Accept the one-time bearer token; pin the host key and queue secret injection,
+        or, when the install failed, fail the server and queue its cleanup (200 either
+        way: the VPS has nothing more to report)."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise RequestRejected("a Bearer token is required", code="unauthorized", status=401)
         peer = request.client.host if request.client else None
         source = client_address(peer, request.headers.get("x-forwarded-for"), ctx.trusted_proxies)
-        return services.callback(ctx, server_id, token.strip(), data.host_key, source)
+        return services.callback(ctx, server_id, token.strip(), data, source)

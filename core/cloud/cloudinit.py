@@ -1,36 +1,79 @@
-"""The `#cloud-config` user data of a server.
+"""The `#cloud-config` user data of a server: the one place it is rendered.
 
 It holds no customer secret, by construction: its inputs are the server's
-public key, the callback URL and one-time token, and the install settings.
-What it does on first boot:
+public key, the callback URL and one-time token, and what to install (the
+`RACHEL8_*` settings). What it does on first boot (`core.cloud.vps_contract`):
 - authorises the server's own public key for root, with password logins off
   (Hetzner issues no root password either: servers are created with a key);
-- installs Rachel8 and its systemd unit (enabled, started only once the
-  secrets are injected);
-- last, runs the bootstrap script, which POSTs the VPS's SSH host key to the
-  callback URL with the bearer token, retrying until it gets a 2xx answer.
-The paths are those of `core.cloud.vps_contract`, which the simulator reads too.
+- creates the Rachel8 user (no sudo, locked password);
+- writes the install manifest, the install script, the Rachel8 unit, the
+  bootstrap env and the bootstrap script;
+- runs the install (named steps, stops at the first failure, records the
+  outcome), then the bootstrap, which reports the host key and that outcome
+  to the callback URL with the bearer token, whatever the install did.
+The scripts are `core.cloud.vps_scripts`; the simulator reads the same paths.
 """
 
 from __future__ import annotations
 
 import json
+import posixpath
 import shlex
 from dataclasses import dataclass
 
 import yaml
 
 from core.cloud import vps_contract as vps
+from core.cloud import vps_scripts
 from core.errors import RachelError
+from core.platform.settings import Settings
 
 MAX_USER_DATA_BYTES = 32 * 1024
 SAMPLE_TOKEN = "<one-time token, issued when the server is created>"  # noqa: S105
+#: Where the install's full output stays on the VPS (root only), for an operator.
+INSTALL_LOG_PATH = "/var/log/rachel-cloud-install.log"
+BUN_INSTALLER_URL = "https://bun.sh/install"
+CLAUDE_CODE_PACKAGE = "@anthropic-ai/claude-code"
 
 
 class UserDataError(RachelError):
     """User data that cannot be built (too large, bad input)."""
 
     code = "user_data_error"
+
+
+@dataclass(frozen=True)
+class Rachel8Install:
+    """What a VPS installs (the `RACHEL8_*` settings, validated there).
+
+    Attributes:
+        repo_url: the git repository to clone.
+        commit: the full commit id to check out.
+        bun_version: Bun's version, x.y.z.
+        claude_code_version: the Claude Code CLI's version, x.y.z.
+        user: the Linux user Rachel8 runs as.
+    """
+
+    repo_url: str
+    commit: str
+    bun_version: str
+    claude_code_version: str
+    user: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Rachel8Install:
+        """What the settings say new servers install."""
+        return cls(
+            repo_url=settings.rachel8_repo_url,
+            commit=settings.rachel8_commit,
+            bun_version=settings.rachel8_bun_version,
+            claude_code_version=settings.rachel8_claude_code_version,
+            user=settings.rachel8_user,
+        )
+
+    @property
+    def layout(self) -> vps.Layout:
+        return vps.Layout(self.user)
 
 
 @dataclass(frozen=True)
@@ -41,99 +84,141 @@ class CloudConfigInput:
     authorized_key: str
     callback_url: str
     callback_token: str
-    install_command: str
-    service_exec: str
+    install: Rachel8Install
 
 
-BOOTSTRAP_SCRIPT = """#!/bin/sh
-# rachel-cloud bootstrap: report this VPS's SSH host key to the control plane.
-set -u
-. {env_path}
-key=$(cat {host_key_path})
-body=$(printf '{{"host_key": "%s"}}' "$key")
-delay=2
-while :; do
-  code=$(curl -sS -o /dev/null -w '%{{http_code}}' --max-time 15 -X POST \\
-    -H "Authorization: Bearer $RACHEL_CALLBACK_TOKEN" \\
-    -H 'Content-Type: application/json' --data "$body" "$RACHEL_CALLBACK_URL") || code=000
-  case "$code" in
-    2??) echo "rachel-cloud: callback accepted"; exit 0 ;;
-  esac
-  echo "rachel-cloud: callback answered $code, retrying in ${{delay}}s" >&2
-  sleep "$delay"
-  [ "$delay" -lt 60 ] && delay=$((delay * 2))
-done
-"""
+def service_unit(layout: vps.Layout) -> str:
+    """The Rachel8 system unit: Rachel8's own restart policy, as its user, from its clone.
 
-
-def service_unit(service_exec: str) -> str:
-    """The Rachel8 systemd unit: reads its secrets from the 0600 environment file."""
+    `HOME` and `PATH` make `bun` and `claude` (a Bun global) resolve, and make
+    the Claude Code CLI find its credentials in `~/.claude`.
+    """
     return (
         "[Unit]\n"
         "Description=Rachel8 personal assistant (managed by rachel-cloud)\n"
         "After=network-online.target\n"
-        "Wants=network-online.target\n\n"
+        "Wants=network-online.target\n"
+        "StartLimitIntervalSec=120\n"
+        "StartLimitBurst=3\n\n"
         "[Service]\n"
-        f"EnvironmentFile={vps.SECRETS_PATH}\n"
-        f"ExecStart={service_exec}\n"
+        "Type=simple\n"
+        f"User={layout.user}\n"
+        f"Group={layout.user}\n"
+        f"WorkingDirectory={layout.clone_dir}\n"
+        f"Environment=HOME={layout.home}\n"
+        f"Environment=PATH={layout.service_path_env}\n"
+        f"ExecStart={layout.bun_path} run src/index.ts\n"
         "Restart=on-failure\n"
-        "RestartSec=5\n"
-        "DynamicUser=yes\n"
-        "NoNewPrivileges=yes\n"
-        "ProtectSystem=strict\n"
-        "ProtectHome=yes\n\n"
+        "RestartSec=10\n"
+        "NoNewPrivileges=yes\n\n"
         "[Install]\n"
         "WantedBy=multi-user.target\n"
     )
 
 
 def _env_line(name: str, value: str) -> str:
-    # Sourced by /bin/sh: quote so that no value can run as a command.
+    # Sourced by /bin/sh and read by shlex: quote so that no value can run as a command.
     return f"{name}={shlex.quote(value)}\n"
+
+
+def install_manifest(install: Rachel8Install) -> str:
+    """`INSTALL_ENV_PATH`: what to install, one shell-quoted KEY=VALUE line each."""
+    return (
+        _env_line(vps.REPO_VAR, install.repo_url)
+        + _env_line(vps.COMMIT_VAR, install.commit)
+        + _env_line(vps.BUN_VERSION_VAR, install.bun_version)
+        + _env_line(vps.CLAUDE_CODE_VERSION_VAR, install.claude_code_version)
+        + _env_line(vps.USER_VAR, install.user)
+    )
+
+
+def install_script(layout: vps.Layout) -> str:
+    """The install script, its constants those of the contract and `layout`."""
+    return vps_scripts.render(
+        vps_scripts.INSTALL,
+        {
+            "INSTALL_ENV": vps.INSTALL_ENV_PATH,
+            "BOOTSTRAP_ENV": vps.BOOTSTRAP_ENV_PATH,
+            "RESULT": vps.INSTALL_RESULT_PATH,
+            "LOG_PATH": INSTALL_LOG_PATH,
+            "TOKEN_VAR": vps.CALLBACK_TOKEN_VAR,
+            "REPO_VAR": vps.REPO_VAR,
+            "COMMIT_VAR": vps.COMMIT_VAR,
+            "BUN_VERSION_VAR": vps.BUN_VERSION_VAR,
+            "CLAUDE_CODE_VERSION_VAR": vps.CLAUDE_CODE_VERSION_VAR,
+            "USER_VAR": vps.USER_VAR,
+            "STEPS": vps.INSTALL_STEPS,
+            "PACKAGES": vps.PACKAGES,
+            "UNIT": vps.SERVICE_UNIT,
+            "UNIT_PATH": vps.SERVICE_UNIT_PATH,
+            "HOME": layout.home,
+            "CLONE_DIR": layout.clone_dir,
+            "SHARED_DIR": layout.shared_dir,
+            "BUN_DIR": posixpath.dirname(layout.bin_dir),
+            "BUN_PATH": layout.bun_path,
+            "CLAUDE_PATH": layout.claude_path,
+            "PATH_ENV": layout.service_path_env,
+            "BUN_INSTALLER_URL": BUN_INSTALLER_URL,
+            "CLAUDE_CODE_PACKAGE": CLAUDE_CODE_PACKAGE,
+            "MAX_LOG_TAIL": vps.MAX_LOG_TAIL,
+            "MAX_CLOUD_INIT_ERRORS": vps.MAX_CLOUD_INIT_ERRORS,
+        },
+    )
+
+
+def bootstrap_script() -> str:
+    """The bootstrap script, its constants those of the contract."""
+    return vps_scripts.render(
+        vps_scripts.BOOTSTRAP,
+        {
+            "BOOTSTRAP_ENV": vps.BOOTSTRAP_ENV_PATH,
+            "HOST_KEY_PATH": vps.HOST_KEY_PATH,
+            "RESULT": vps.INSTALL_RESULT_PATH,
+            "URL_VAR": vps.CALLBACK_URL_VAR,
+            "TOKEN_VAR": vps.CALLBACK_TOKEN_VAR,
+        },
+    )
+
+
+def _file(path: str, mode: str, content: str) -> dict[str, str]:
+    return {"path": path, "permissions": mode, "owner": "root:root", "content": content}
 
 
 def build_cloud_config(data: CloudConfigInput) -> dict[str, object]:
     """The cloud-config as a dict (validated against cloud-init's schema in tests)."""
     if not data.authorized_key.startswith("ssh-ed25519 "):
         raise UserDataError("the authorised key must be an ssh-ed25519 public key")
+    layout = data.install.layout
     return {
         "hostname": data.hostname,
         "ssh_pwauth": False,
         "disable_root": False,
         "users": [
-            {"name": "root", "lock_passwd": True, "ssh_authorized_keys": [data.authorized_key]}
+            {"name": "root", "lock_passwd": True, "ssh_authorized_keys": [data.authorized_key]},
+            # No `sudo` and no `groups`: an unprivileged user (the install checks it).
+            {
+                "name": layout.user,
+                "lock_passwd": True,
+                "shell": "/bin/bash",
+                "homedir": layout.home,
+            },
         ],
-        "package_update": False,
-        "packages": ["curl", "python3-pip"],
         "write_files": [
-            {
-                "path": vps.BOOTSTRAP_ENV_PATH,
-                "permissions": "0600",
-                "owner": "root:root",
-                "content": _env_line(vps.CALLBACK_URL_VAR, data.callback_url)
+            _file(vps.INSTALL_ENV_PATH, "0644", install_manifest(data.install)),
+            _file(vps.INSTALL_SCRIPT_PATH, "0700", install_script(layout)),
+            _file(vps.SERVICE_UNIT_PATH, "0644", service_unit(layout)),
+            _file(
+                vps.BOOTSTRAP_ENV_PATH,
+                "0600",
+                _env_line(vps.CALLBACK_URL_VAR, data.callback_url)
                 + _env_line(vps.CALLBACK_TOKEN_VAR, data.callback_token),
-            },
-            {
-                "path": vps.BOOTSTRAP_SCRIPT_PATH,
-                "permissions": "0700",
-                "owner": "root:root",
-                "content": BOOTSTRAP_SCRIPT.format(
-                    env_path=vps.BOOTSTRAP_ENV_PATH, host_key_path=vps.HOST_KEY_PATH
-                ),
-            },
-            {
-                "path": vps.SERVICE_UNIT_PATH,
-                "permissions": "0644",
-                "owner": "root:root",
-                "content": service_unit(data.service_exec),
-            },
+            ),
+            _file(vps.BOOTSTRAP_SCRIPT_PATH, "0700", bootstrap_script()),
         ],
+        # One command, so the bootstrap reports even when the install failed
+        # (whatever cloud-init does with a failing runcmd line).
         "runcmd": [
-            ["install", "-d", "-m", "0700", "/etc/rachel8"],
-            ["sh", "-c", data.install_command],
-            ["systemctl", "daemon-reload"],
-            ["systemctl", "enable", vps.SERVICE_UNIT],
-            [vps.BOOTSTRAP_SCRIPT_PATH],
+            ["sh", "-c", f"{vps.INSTALL_SCRIPT_PATH}; exec {vps.BOOTSTRAP_SCRIPT_PATH}"],
         ],
     }
 

@@ -3,9 +3,12 @@
 The token is issued when the server is created and travels in its user data
 (it opens nothing but this callback). Only its SHA-256 is stored. It is valid
 once, for one server, until the boot deadline, and only from the IPv4 address
-Hetzner assigned to that server. Accepting it pins the VPS's SSH host key and
-moves the server from cloud_init to injecting_secrets in one compare-and-set;
-whatever is wrong, nothing changes.
+Hetzner assigned to that server. The callback carries the install's outcome
+(`core.domain.install_outcome`). A good install at the server's commit pins the
+VPS's SSH host key and moves the server from cloud_init to injecting_secrets in
+one compare-and-set; a failed one, or another commit, spends the token and
+moves it to failed at once, with the reason (the caller queues the cleanup).
+Whatever is wrong with the request itself, nothing changes.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from datetime import datetime, timedelta
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 
+from core.domain.install_outcome import InstallOutcome, failure_reason
 from core.domain.lifecycle import Publisher, Status, transition
 from core.errors import RachelError
 from core.platform.clock import SYSTEM_CLOCK, Clock, ManualClock
@@ -134,8 +138,9 @@ def accept_callback(
     clock: Clock = SYSTEM_CLOCK,
     publish: Publisher | None = None,
     next_job: Callable[[Server, datetime], str | None] | None = None,
+    install: InstallOutcome | None = None,
 ) -> Server:
-    """Verify a cloud-init callback and advance the server to injecting_secrets.
+    """Verify a cloud-init callback; advance the server to injecting_secrets, or fail it.
 
     Args:
         server_id: from the URL.
@@ -149,9 +154,13 @@ def accept_callback(
         next_job: given the server and the moment it enters injecting_secrets,
             the id the caller will queue its injection under (None: none),
             recorded by the transition itself rather than by an UPDATE after.
+        install: the install's outcome (None: a VPS that reports none, taken as
+            a good install).
 
     Returns:
-        The server, now in injecting_secrets (the caller enqueues the injection).
+        The server, now in injecting_secrets (the caller enqueues the injection)
+        or, when the install failed or checked out another commit than
+        `Server.rachel8_commit`, failed (the caller enqueues the cleanup).
 
     Raises:
         CallbackRejected: `not_found` unknown server; `unauthorized` wrong, reused,
@@ -195,6 +204,9 @@ def accept_callback(
             f"server {server_id} is {server.status}, not waiting for cloud-init",
             code="conflict",
         )
+    reason = failure_reason(install, server.rachel8_commit) if install is not None else None
+    if reason is not None:
+        return _fail(server, reason, now, publish, unauthorized)
     changes: dict[str, object] = {
         "host_key": pinned,
         "callback_token_used_at": now,
@@ -202,6 +214,10 @@ def accept_callback(
         "retries": 0,
         "deadline_at": None,
     }
+    installed = ""
+    if install is not None:
+        changes["rachel8_commit"] = install.commit
+        installed = f"{install.describe()} installed; "
     job = next_job(server, now) if next_job is not None else None
     if job is not None:
         changes["job_id"] = job
@@ -209,7 +225,7 @@ def accept_callback(
         server_id,
         Status.CLOUD_INIT,
         Status.INJECTING_SECRETS,
-        message="cloud-init finished; host key pinned",
+        message=f"cloud-init finished; {installed}host key pinned",
         actor="system",
         changes=changes,
         # The phase is entered at `now`: the job id above is stamped with it.
@@ -219,4 +235,44 @@ def accept_callback(
     )
     if not moved:  # a concurrent callback won the compare-and-set
         raise unauthorized
+    return server
+
+
+def _fail(
+    server: Server,
+    reason: str,
+    now: datetime,
+    publish: Publisher | None,
+    unauthorized: CallbackRejected,
+) -> Server:
+    """Spend the token and fail the server at once: waiting for the boot deadline, or
+    injecting secrets into a box without a working Rachel8, would help nobody."""
+    phase = Status.CLOUD_INIT
+    moved = transition(
+        server.id,
+        phase,
+        Status.FAILED,
+        message=f"{phase} failed: {reason}",
+        actor="system",
+        changes={
+            "callback_token_used_at": now,
+            "callback_token_hash": None,
+            "deadline_at": None,
+            "last_error": reason,
+            "failed_phase": phase.value,
+        },
+        clock=ManualClock(now),
+        publish=publish,
+        row=server,
+    )
+    if not moved:  # a concurrent callback won the compare-and-set
+        raise unauthorized
+    log.error(
+        "server %s: %s failed: %s; cleanup follows, retry allowed (rachel-cloud retry %s)",
+        server.id,
+        phase,
+        reason,
+        server.id,
+        extra={"server_id": server.id, "phase": phase.value},
+    )
     return server

@@ -51,6 +51,14 @@ class WorkQueue(Protocol):
         """
         ...
 
+    def after_failure(self, connection: redis.Redis, server: Server) -> str:
+        """Queue the cleanup (the deletion of the VPS) of a server that just failed.
+
+        Returns:
+            The job id.
+        """
+        ...
+
     def queue_depths(self, connection: redis.Redis) -> dict[str, int]:
         """Jobs waiting in each worker queue, by queue name (for `/metrics`)."""
         ...

@@ -23,6 +23,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from core.errors import SettingsError
+from core.platform.install_parsing import (
+    parse_commit,
+    parse_linux_user,
+    parse_repo_url,
+    parse_version,
+)
 from core.platform.settings_parsing import (
     parse_bool,
     parse_choice,
@@ -267,15 +273,39 @@ class Settings(DeclaredSettings):
         "for the bucket to refill so deprovisions and cleanups still get through.",
         parse_int(0, 3600),
     )
-    install_command: str = setting(
-        "RACHEL_INSTALL_COMMAND",
-        "pip3 install --break-system-packages rachel8",
-        "Shell command cloud-init runs to install Rachel8.",
+    rachel8_repo_url: str = setting(
+        "RACHEL8_REPO_URL",
+        "https://github.com/polly3223/Rachel8.git",
+        "Git repository every VPS clones Rachel8 from (`https://`, `ssh://` or `git://` URL, "
+        "or `user@host:path`).",
+        parse_repo_url,
     )
-    service_exec: str = setting(
-        "RACHEL_SERVICE_EXEC",
-        "/usr/local/bin/rachel8",
-        "ExecStart of the Rachel8 systemd unit.",
+    rachel8_commit: str = setting(
+        "RACHEL8_COMMIT",
+        "63f162e9302a66344772ab23653789f701c7bcf9",
+        "The Rachel8 commit new servers check out: a full 40-hex-digit commit id (a branch or "
+        "tag is refused: it moves). The cloud-init callback must report this very commit.",
+        parse_commit,
+    )
+    rachel8_bun_version: str = setting(
+        "RACHEL8_BUN_VERSION",
+        "1.4.5",
+        "Bun version (x.y.z) installed on new servers, with Bun's official installer.",
+        parse_version,
+    )
+    rachel8_claude_code_version: str = setting(
+        "RACHEL8_CLAUDE_CODE_VERSION",
+        "2.1.332",
+        "Claude Code CLI version (x.y.z, npm `@anthropic-ai/claude-code`) installed on new "
+        "servers; Rachel8 drives Claude through it.",
+        parse_version,
+    )
+    rachel8_user: str = setting(
+        "RACHEL8_USER",
+        "rachel",
+        "Linux user Rachel8 runs as on each VPS (no sudo, no password; never root or another "
+        "account the image has).",
+        parse_linux_user,
     )
     worker_class: str = setting(
         "RACHEL_WORKER_CLASS",

@@ -130,7 +130,8 @@ class Server(BaseModel):
     deprovisioning_at = peewee.DateTimeField(null=True)
     deleted_at = peewee.DateTimeField(null=True)
     provisioning_seconds = peewee.FloatField(null=True)  # created -> ready, against the SLA
-    # The Rachel8 commit the VPS checked out (its callback) and then runs (the injection).
+    # The Rachel8 commit of the server: the one its user data pins (set when it is
+    # created), which its callback must report checked out, and then runs (the injection).
     rachel8_commit = peewee.CharField(max_length=40, null=True)
 
 

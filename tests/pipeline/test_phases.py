@@ -61,6 +61,16 @@ def test_creating_makes_one_vps_with_one_create_call(stack: Stack) -> None:
     assert kinds == [(None, "pending"), ("pending", "creating"), ("creating", "cloud_init")]
 
 
+def test_the_server_records_the_commit_its_user_data_pins(stack: Stack) -> None:
+    server = deploy(stack)
+    row = stack.wait_status(server.id, Status.CLOUD_INIT)
+    assert row.rachel8_commit == stack.settings.rachel8_commit
+    simulator = stack.sim.simulator
+    with simulator.lock:
+        user_data = simulator.store.servers[row.provider_id or 0].user_data or ""
+    assert f"RACHEL8_COMMIT={row.rachel8_commit}\n" in user_data
+
+
 def test_a_job_run_twice_changes_nothing(stack: Stack) -> None:
     server = deploy(stack)
     stack.wait_status(server.id, Status.CLOUD_INIT)

@@ -16,10 +16,11 @@ import asyncssh
 import pytest
 
 from core.cloud import vps_contract as vps
-from core.cloud.cloudinit import CloudConfigInput, render
+from core.cloud.cloudinit import CloudConfigInput, Rachel8Install, render
 from core.cloud.hetzner import HetznerAdapter
 from core.cloud.provider import CreateSpec
 from core.cloud.ssh import SSHError, Target, _client, _SecretsSFTP, env_file, inject
+from core.platform.settings import Settings
 from core.security.crypto import SSHKeyPair, generate_ssh_keypair
 from sim.server import SimulatorServer
 
@@ -41,8 +42,7 @@ def boot(
             authorized_key=pair.public_openssh,
             callback_url=f"http://127.0.0.1:{_closed_port()}/callbacks/cloud-init/{server_id}",
             callback_token="unused",
-            install_command="true",
-            service_exec="/usr/local/bin/rachel8",
+            install=Rachel8Install.from_settings(Settings.load(environ={}, env_file=None)),
         )
     )
     if not with_unit:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import httpx
@@ -18,7 +18,7 @@ from core.security.crypto import generate_ssh_keypair
 from core.store.models import Event, Server
 from jobs.queues import FINISH
 from tests import factories
-from tests.webhook.conftest import Served
+from tests.webhook.conftest import BOT_TOKEN, Served
 
 HOST_KEY = generate_ssh_keypair("host").public_openssh
 
@@ -174,3 +174,165 @@ def test_trusted_proxy_forwarded_address_is_used(
                 proxy, server.id, token, **{"X-Forwarded-For": "203.0.113.9, 198.51.100.7"}
             )
     assert response.status_code == 200, response.text
+
+
+# --- the install outcome -------------------------------------------------------
+
+COMMIT = "63f162e9302a66344772ab23653789f701c7bcf9"
+OLDER = "4303627f1cb709be417de6bc7da447987bba8dbc"
+
+
+def _install(**fields: Any) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "ok": True,
+        "failed_step": None,
+        "exit_status": None,
+        "log_tail": "",
+        "cloud_init": {"status": "running", "errors": []},
+        "commit": COMMIT,
+        "versions": {"bun": "1.4.5", "claude_code": "2.1.332"},
+    }
+    report.update(fields)
+    return report
+
+
+def _report(
+    web: httpx.Client, server_id: int, token: str, install: Any, **extra: Any
+) -> httpx.Response:
+    return web.post(
+        f"/callbacks/cloud-init/{server_id}",
+        json={"host_key": HOST_KEY, "install": install, **extra},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+
+def _with_commit(commit: str = COMMIT) -> tuple[Server, str]:
+    server, token = _waiting()
+    Server.update(rachel8_commit=commit, deadline_at=utcnow() + timedelta(minutes=10)).where(
+        Server.id == server.id
+    ).execute()
+    return server, token
+
+
+def _events(server_id: int) -> list[str]:
+    query = Event.select().where(Event.server == server_id).order_by(Event.id)
+    return [e.message for e in query]
+
+
+def test_a_good_install_at_the_servers_commit_goes_on_to_injection(
+    web: httpx.Client, redis_client: redis.Redis
+) -> None:
+    server, token = _with_commit()
+    response = _report(web, server.id, token, _install())
+    assert response.status_code == 200, response.text
+    assert response.json() == {"server_id": server.id, "status": "injecting_secrets"}
+    fresh = Server.get_by_id(server.id)
+    assert (fresh.status, fresh.rachel8_commit) == ("injecting_secrets", COMMIT)
+    assert Queue(FINISH, connection=redis_client).job_ids == [fresh.job_id]
+    assert f"Rachel8 {COMMIT}, Bun 1.4.5, Claude Code 2.1.332 installed" in _events(server.id)[-1]
+
+
+def test_a_failed_step_fails_the_server_at_once_and_queues_its_cleanup(
+    web: httpx.Client, redis_client: redis.Redis
+) -> None:
+    server, token = _with_commit()
+    tail = (
+        "Cloning into '/home/rachel/rachel8'...\n"
+        + "x" * 3000
+        + (f"\nremote: leaked {BOT_TOKEN}\nfatal: repository not found\n")
+    )
+    install = _install(
+        ok=False,
+        failed_step="clone",
+        exit_status=128,
+        log_tail=tail[-2000:],
+        commit=None,
+        cloud_init={"status": "running", "errors": ["write_files: permission denied"]},
+    )
+    response = _report(web, server.id, token, install)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["status"] == "failed"
+    assert answer["reason"].startswith("install failed at step 'clone' (exit 128)")
+    fresh = Server.get_by_id(server.id)
+    assert (fresh.status, fresh.failed_phase) == ("failed", "cloud_init")
+    assert fresh.last_error == answer["reason"]
+    assert "cloud-init running: write_files: permission denied" in fresh.last_error
+    assert fresh.last_error.endswith("fatal: repository not found")  # the end is kept
+    assert "\n" not in fresh.last_error and len(fresh.last_error) <= 1500
+    assert BOT_TOKEN not in fresh.last_error and BOT_TOKEN not in response.text
+    assert fresh.deadline_at is None  # the boot deadline has nothing left to check
+    assert fresh.host_key is None  # nothing to inject into: not pinned
+    assert _events(server.id)[-1] == f"cloud_init failed: {fresh.last_error}"
+    assert Queue(FINISH, connection=redis_client).job_ids == [
+        f"srv{server.id}-cleanup-a{fresh.attempt}-e"
+        f"{int(fresh.status_changed_at.replace(tzinfo=UTC).timestamp() * 1000)}-r0"
+    ]
+    # The token is spent: the VPS's next retry (there should be none) changes nothing.
+    before = _snapshot(server.id)
+    _rejected(web, server, _report(web, server.id, token, install), 401, "unauthorized", before)
+
+
+def test_a_report_of_no_step_at_all_fails_the_server(web: httpx.Client) -> None:
+    server, token = _with_commit()
+    install = _install(ok=False, commit=None, log_tail="the install left no readable outcome")
+    response = _report(web, server.id, token, install)
+    assert response.json()["reason"] == (
+        "install failed before any step ran: the install left no readable outcome"
+    )
+
+
+def test_another_commit_than_the_servers_fails_it(
+    web: httpx.Client, redis_client: redis.Redis
+) -> None:
+    server, token = _with_commit()
+    response = _report(web, server.id, token, _install(commit=OLDER))
+    assert response.status_code == 200, response.text
+    reason = f"install checked out Rachel8 commit {OLDER}, expected {COMMIT}"
+    assert response.json() == {"server_id": server.id, "status": "failed", "reason": reason}
+    fresh = Server.get_by_id(server.id)
+    assert (fresh.status, fresh.last_error, fresh.rachel8_commit) == ("failed", reason, COMMIT)
+    assert [j for j in Queue(FINISH, connection=redis_client).job_ids if "-cleanup-" in j]
+
+
+@pytest.mark.parametrize(
+    "install",
+    [
+        _install(failed_step="compile"),  # not a step
+        _install(ok=True, failed_step="clone"),  # contradicts itself
+        _install(commit="main"),
+        _install(commit=COMMIT.upper()),
+        _install(log_tail="x" * 2001),
+        _install(cloud_init={"status": "done", "errors": ["e"] * 6}),
+        _install(cloud_init={"status": "done", "errors": [], "extended_status": "x"}),
+        _install(versions={"bun": "1.4.5", "node": "22"}),
+        _install(surprise=True),
+        {"ok": False},  # no cloud_init
+        "ok",
+    ],
+)
+def test_a_malformed_install_report_is_400_and_changes_nothing(
+    web: httpx.Client, install: Any
+) -> None:
+    server, token = _with_commit()
+    before = _snapshot(server.id)
+    response = _report(web, server.id, token, install)
+    _rejected(web, server, response, 400, "validation_error", before)
+    assert _report(web, server.id, token, _install()).status_code == 200  # token not spent
+
+
+def test_an_install_report_with_a_wrong_token_gets_the_same_answer(web: httpx.Client) -> None:
+    server, _ = _with_commit()
+    before = _snapshot(server.id)
+    failed = _install(ok=False, failed_step="bun", exit_status=1)
+    response = _report(web, server.id, "not-the-token", failed)
+    _rejected(web, server, response, 401, "unauthorized", before)
+
+
+def test_the_reported_steps_are_the_contracts() -> None:
+    from typing import get_args
+
+    from core.cloud.vps_contract import INSTALL_STEPS
+    from webhook.structs import InstallStep
+
+    assert get_args(InstallStep) == INSTALL_STEPS

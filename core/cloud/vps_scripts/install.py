@@ -1,0 +1,319 @@
+#!/usr/bin/python3
+"""rachel-cloud install: Rachel8 as its own setup installs it, one named step at a time.
+
+Run once by cloud-init, as root, before the bootstrap. It reads what to install
+from the manifest (INSTALL_ENV), runs STEPS in order, stops at the first that
+fails, and writes the outcome (JSON) to RESULT for the bootstrap to report.
+The full output of every step is kept in LOG_PATH (0600) for an operator.
+Python 3 is on every cloud-init image (cloud-init is Python); the standard
+library only.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import pwd
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from typing import Callable
+
+# <shared> (core.cloud.vps_scripts splices common.py's block here)
+from core.cloud.vps_scripts.common import read_env
+
+# </shared>
+
+# <constants> (core.cloud.vps_scripts renders them from core.cloud.vps_contract)
+INSTALL_ENV = "/etc/rachel-cloud/install.env"
+BOOTSTRAP_ENV = "/etc/rachel-cloud/bootstrap.env"
+RESULT = "/var/lib/rachel-cloud/install.json"
+LOG_PATH = "/var/log/rachel-cloud-install.log"
+TOKEN_VAR = "RACHEL_CALLBACK_TOKEN"  # noqa: S105 - a variable name
+REPO_VAR = "RACHEL8_REPO"
+COMMIT_VAR = "RACHEL8_COMMIT"
+BUN_VERSION_VAR = "BUN_VERSION"
+CLAUDE_CODE_VERSION_VAR = "CLAUDE_CODE_VERSION"
+USER_VAR = "RACHEL_USER"
+STEPS = ["packages", "user", "bun", "claude_code", "clone", "dependencies", "shared_folder", "unit"]
+PACKAGES = ["git", "curl", "unzip", "ca-certificates", "ffmpeg", "build-essential", "cmake"]
+UNIT = "rachel8.service"
+UNIT_PATH = "/etc/systemd/system/rachel8.service"
+HOME = "/home/rachel"
+CLONE_DIR = "/home/rachel/rachel8"
+SHARED_DIR = "/home/rachel/shared"
+BUN_DIR = "/home/rachel/.bun"
+BUN_PATH = "/home/rachel/.bun/bin/bun"
+CLAUDE_PATH = "/home/rachel/.bun/bin/claude"
+PATH_ENV = "/home/rachel/.bun/bin:/usr/local/bin:/usr/bin:/bin"
+BUN_INSTALLER_URL = "https://bun.sh/install"
+CLAUDE_CODE_PACKAGE = "@anthropic-ai/claude-code"
+MAX_LOG_TAIL = 2000
+MAX_CLOUD_INIT_ERRORS = 5
+# </constants>
+
+#: One command's time limit: a hung mirror or registry fails its step, not the boot deadline.
+COMMAND_TIMEOUT = 900
+APT_ATTEMPTS = 3
+APT_RETRY_SECONDS = 15
+MAX_ERROR_LENGTH = 500
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+class StepFailed(Exception):
+    """A step's command failed; `status` is its exit status (None: no process ran)."""
+
+    def __init__(self, status: int | None, reason: str = "") -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def run(argv: list[str], out: list[str], cwd: str | None = None) -> str:
+    """Run `argv`, its output appended to `out`; return it stripped.
+
+    Raises:
+        StepFailed: the command exited non-zero, timed out (124) or could not run (127).
+    """
+    out.append("$ " + " ".join(shlex.quote(arg) for arg in argv) + "\n")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", LANG="C.UTF-8")
+    try:
+        proc = subprocess.run(  # noqa: S603 - our own commands, no shell
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=COMMAND_TIMEOUT,
+            env=env,
+            cwd=cwd,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        partial = exc.output.decode("utf-8", "replace") if isinstance(exc.output, bytes) else ""
+        out.append(partial + f"\ntimed out after {COMMAND_TIMEOUT}s\n")
+        raise StepFailed(124, f"{argv[0]} timed out") from None
+    except OSError as exc:
+        out.append(f"cannot run {argv[0]}: {exc}\n")
+        raise StepFailed(127, f"cannot run {argv[0]}") from None
+    text = proc.stdout.decode("utf-8", "replace")
+    out.append(text if text.endswith("\n") or not text else text + "\n")
+    if proc.returncode != 0:
+        raise StepFailed(proc.returncode, f"{argv[0]} exited {proc.returncode}")
+    return text.strip()
+
+
+class Install:
+    """The steps, for the user and versions of the manifest; `versions` as found."""
+
+    def __init__(self, manifest: dict[str, str]) -> None:
+        self.user = manifest.get(USER_VAR, "")
+        self.repo = manifest.get(REPO_VAR, "")
+        self.commit = manifest.get(COMMIT_VAR, "")
+        self.bun_version = manifest.get(BUN_VERSION_VAR, "")
+        self.claude_code_version = manifest.get(CLAUDE_CODE_VERSION_VAR, "")
+        self.versions: dict[str, str | None] = {"bun": None, "claude_code": None}
+        self.steps: dict[str, Callable[[list[str]], None]] = {
+            "packages": self.packages,
+            "user": self.check_user,
+            "bun": self.bun,
+            "claude_code": self.claude_code,
+            "clone": self.clone,
+            "dependencies": self.dependencies,
+            "shared_folder": self.shared_folder,
+            "unit": self.unit,
+        }
+
+    def as_user(self, *argv: str) -> list[str]:
+        """`argv` run as the Rachel8 user, in a clean environment where `bun` resolves."""
+        return [
+            "runuser", "-u", self.user, "--", "env", "-i", f"HOME={HOME}", f"PATH={PATH_ENV}",
+            f"BUN_INSTALL={BUN_DIR}", "LANG=C.UTF-8", "GIT_TERMINAL_PROMPT=0", *argv,
+        ]  # fmt: skip
+
+    def packages(self, out: list[str]) -> None:
+        # DPkg::Lock::Timeout waits for a concurrent apt (unattended-upgrades at
+        # first boot); the retries ride out a mirror that failed for a moment.
+        apt = ["apt-get", "-o", "DPkg::Lock::Timeout=300", "-o", "Acquire::Retries=3"]
+        for attempt in range(1, APT_ATTEMPTS + 1):
+            try:
+                run([*apt, "update"], out)
+                run([*apt, "install", "-y", "--no-install-recommends", *PACKAGES], out)
+                return
+            except StepFailed:
+                if attempt == APT_ATTEMPTS:
+                    raise
+                out.append(f"apt attempt {attempt} failed; again in {APT_RETRY_SECONDS}s\n")
+                time.sleep(APT_RETRY_SECONDS)
+
+    def check_user(self, out: list[str]) -> None:
+        try:
+            entry = pwd.getpwnam(self.user)
+        except KeyError:
+            raise StepFailed(1, f"user {self.user!r} does not exist") from None
+        if entry.pw_uid == 0 or entry.pw_dir != HOME:
+            raise StepFailed(1, f"user {self.user!r} is uid {entry.pw_uid}, home {entry.pw_dir}")
+        groups = {g.gr_name for g in grp.getgrall() if self.user in g.gr_mem}
+        groups.add(grp.getgrgid(entry.pw_gid).gr_name)
+        privileged = sorted(groups & {"sudo", "admin", "wheel", "root"})
+        if privileged:
+            raise StepFailed(1, f"user {self.user!r} is in {', '.join(privileged)}")
+        if not os.path.isdir(HOME) or os.stat(HOME).st_uid != entry.pw_uid:
+            raise StepFailed(1, f"{HOME} is missing or not owned by {self.user}")
+        out.append(f"user {self.user}: uid {entry.pw_uid}, groups {', '.join(sorted(groups))}\n")
+
+    def bun(self, out: list[str]) -> None:
+        handle, installer = tempfile.mkstemp(prefix="bun-install-", suffix=".sh")
+        os.close(handle)
+        try:
+            run(["curl", "-fsSL", "--retry", "5", "-o", installer, BUN_INSTALLER_URL], out)
+            os.chmod(installer, 0o644)  # the user runs it
+            run(self.as_user("bash", installer, f"bun-v{self.bun_version}"), out)
+        finally:
+            os.unlink(installer)
+        found = run(self.as_user(BUN_PATH, "--version"), out)
+        self.versions["bun"] = found[:64]
+        if found != self.bun_version:
+            raise StepFailed(1, f"bun reports {found!r}, expected {self.bun_version}")
+
+    def claude_code(self, out: list[str]) -> None:
+        package = f"{CLAUDE_CODE_PACKAGE}@{self.claude_code_version}"
+        run(self.as_user(BUN_PATH, "add", "-g", package), out)
+        words = run(self.as_user(CLAUDE_PATH, "--version"), out).split()
+        found = words[0] if words else ""
+        self.versions["claude_code"] = found[:64]
+        if found != self.claude_code_version:
+            raise StepFailed(1, f"claude reports {found!r}, expected {self.claude_code_version}")
+
+    def clone(self, out: list[str]) -> None:
+        if os.path.isdir(os.path.join(CLONE_DIR, ".git")):
+            run(self.as_user("git", "-C", CLONE_DIR, "fetch", "--quiet", "origin"), out)
+        else:
+            run(self.as_user("git", "clone", "--quiet", "--", self.repo, CLONE_DIR), out)
+        git = ["git", "-C", CLONE_DIR, "-c", "advice.detachedHead=false"]
+        run(self.as_user(*git, "checkout", "--quiet", "--detach", self.commit), out)
+        head = run(self.as_user(*git, "rev-parse", "HEAD"), out)
+        if head != self.commit:
+            raise StepFailed(1, f"HEAD is {head}, expected {self.commit}")
+
+    def dependencies(self, out: list[str]) -> None:
+        run(self.as_user(BUN_PATH, "install", "--frozen-lockfile"), out, cwd=CLONE_DIR)
+
+    def shared_folder(self, out: list[str]) -> None:
+        run(["mkdir", "-p", SHARED_DIR], out)
+        run(["chown", f"{self.user}:{self.user}", SHARED_DIR], out)
+        run(["chmod", "0700", SHARED_DIR], out)
+
+    def unit(self, out: list[str]) -> None:
+        if not os.path.isfile(UNIT_PATH):
+            raise StepFailed(1, f"{UNIT_PATH} is missing")
+        run(["systemctl", "daemon-reload"], out)
+        # Enabled, not started: Rachel8 has no .env until the control plane injects it.
+        run(["systemctl", "enable", UNIT], out)
+
+    def head(self) -> str | None:
+        """The commit checked out in the clone, if there is a clone."""
+        if not os.path.isdir(os.path.join(CLONE_DIR, ".git")):
+            return None
+        try:
+            found = run(self.as_user("git", "-C", CLONE_DIR, "rev-parse", "HEAD"), [])
+        except StepFailed:
+            return None
+        return found if _COMMIT.fullmatch(found) else None
+
+
+def without_token(text: str, token: str) -> str:
+    """`text` with the callback token masked (a command may have echoed its environment)."""
+    return text.replace(token, "[redacted]") if token else text
+
+
+def scrub(text: str, token: str) -> str:
+    """`text` without the callback token, at most MAX_LOG_TAIL characters from its end."""
+    return without_token(text, token)[-MAX_LOG_TAIL:]
+
+
+def cloud_init_status(token: str) -> dict[str, object]:
+    """cloud-init's own view (`running` while it runs us) and its first errors."""
+    try:
+        proc = subprocess.run(
+            ["cloud-init", "status", "--format", "json"],  # noqa: S607 - on PATH by design
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            timeout=60,
+            check=False,  # it exits non-zero when it has errors to report
+        )
+        data = json.loads(proc.stdout.decode("utf-8", "replace"))
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return {"status": "unknown", "errors": []}
+    if not isinstance(data, dict):
+        return {"status": "unknown", "errors": []}
+    errors = data.get("errors")
+    listed = errors if isinstance(errors, list) else []
+    return {
+        "status": scrub(str(data.get("status", "unknown")), token)[:64],
+        "errors": [
+            scrub(str(error), token)[:MAX_ERROR_LENGTH] for error in listed[:MAX_CLOUD_INIT_ERRORS]
+        ],
+    }
+
+
+def install(manifest: dict[str, str], token: str, log: list[str]) -> dict[str, object]:
+    """Run the steps in order; the outcome in the format of core.cloud.vps_contract."""
+    job = Install(manifest)
+    failed: str | None = None
+    status: int | None = None
+    tail = ""
+    for name in STEPS:
+        out: list[str] = []
+        started = time.monotonic()
+        try:
+            job.steps[name](out)
+        except StepFailed as exc:
+            failed, status = name, exc.status
+            out.append(f"step {name} failed: {exc.reason}\n")
+        except Exception:  # an unforeseen error is the step's failure, reported
+            failed = name
+            out.append(traceback.format_exc())
+        log.append(f"== {name} ({time.monotonic() - started:.1f}s)\n" + "".join(out))
+        if failed is not None:
+            tail = "".join(out)
+            break
+    return {
+        "ok": failed is None,
+        "failed_step": failed,
+        "exit_status": status,
+        "log_tail": scrub(tail, token),
+        "cloud_init": cloud_init_status(token),
+        "commit": job.head(),
+        "versions": job.versions,
+    }
+
+
+def write_private(path: str, text: str, mode: int) -> None:
+    """Write `path` atomically (a temp file beside it, renamed over it)."""
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    temp = f"{path}.tmp"
+    with open(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "w") as handle:
+        handle.write(text)
+    os.replace(temp, path)
+
+
+def main() -> int:
+    """Install, record the outcome; exit 0 only when every step succeeded."""
+    token = read_env(BOOTSTRAP_ENV).get(TOKEN_VAR, "")
+    log: list[str] = []
+    result = install(read_env(INSTALL_ENV), token, log)
+    write_private(LOG_PATH, without_token("".join(log), token), 0o600)
+    write_private(RESULT, json.dumps(result, indent=1) + "\n", 0o600)
+    where = "every step succeeded" if result["ok"] else f"failed at {result['failed_step']}"
+    print(f"rachel-cloud install: {where}; outcome in {RESULT}, log in {LOG_PATH}")
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
