@@ -242,11 +242,6 @@ class Settings(DeclaredSettings):
         "restart) before the server is ready. 0 checks only that it started.",
         parse_duration,
     )
-    rachel8_user: str = setting(
-        "RACHEL8_USER",
-        "rachel",
-        "The unprivileged user Rachel8 runs as on each VPS.",
-    )
     phase_retries: int = setting(
         "RACHEL_PHASE_RETRIES",
         "6",
