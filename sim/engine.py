@@ -288,6 +288,7 @@ class Simulator:
         cloud_init_started = time.monotonic()
         await asyncio.sleep(self.config.cloud_init_seconds)
         # The install runs within cloud-init's time: it adds file writes, not a delay.
+        vps.install_fail = server.faults.install_fail  # as set now, per server too
         await asyncio.to_thread(vps.run_cloud_init)
         vps.cloud_init_done = True
         if server.faults.no_callback:

@@ -113,6 +113,13 @@ class InstallRun:
     def _owned(self, account: Account) -> tuple[int, int]:
         return account.uid, account.gid
 
+    def _program(self, account: Account, name: str, what: str) -> None:
+        """An executable in Bun's bin directory, the user's (what the installers leave)."""
+        bin_dir = contract.Layout(account.name).bin_dir
+        self.fs.makedirs(bin_dir, 0o755, self._owned(account))
+        text = f"#!/bin/sh\n# {what}\n".encode()
+        self.fs.write(f"{bin_dir}/{name}", text, 0o755, owner=self._owned(account))
+
     # -- the steps, in INSTALL_STEPS order ---------------------------------
 
     def packages_step(self) -> str:
@@ -147,14 +154,7 @@ class InstallRun:
                 "error: Failed to download bun from "
                 f'"{BUN_RELEASES}/bun-v{version}/bun-linux-x64.zip"\n',
             )
-        owner = self._owned(account)
-        self.fs.makedirs(f"{account.home}/.bun/bin", 0o755, owner)
-        self.fs.write(
-            f"{account.home}/.bun/bin/bun",
-            f"#!/bin/sh\n# bun {version}\n".encode(),
-            0o755,
-            owner=owner,
-        )
+        self._program(account, "bun", f"bun {version}")
         self.versions["bun"] = version
         return (
             "######## 100.0%\nbun was installed successfully to ~/.bun/bin/bun\n"
@@ -177,12 +177,7 @@ class InstallRun:
         self.fs.makedirs(package_dir, 0o755, owner)
         manifest = json.dumps({"name": "@anthropic-ai/claude-code", "version": version})
         self.fs.write(f"{package_dir}/package.json", manifest.encode(), 0o644, owner=owner)
-        self.fs.write(
-            f"{account.home}/.bun/bin/claude",
-            f"#!/bin/sh\n# Claude Code {version}\n".encode(),
-            0o755,
-            owner=owner,
-        )
+        self._program(account, "claude", f"Claude Code {version}")
         self.versions["claude_code"] = version
         return (
             f"bun add v{self.versions['bun']}\n\n"

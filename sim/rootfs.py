@@ -72,9 +72,9 @@ class RootFs:
                 return False
         return False
 
-    def virtual_of(self, real: str | Path) -> str:
+    def virtual_of(self, real: str | bytes | Path) -> str:
         """The VPS path of a real path below the root."""
-        relative = os.path.relpath(real, self.root)
+        relative = os.path.relpath(os.fsdecode(real), self.root)
         return "/" if relative == "." else "/" + relative
 
     def write(

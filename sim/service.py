@@ -21,16 +21,22 @@ STATUS_NAMES = {0: "SUCCESS", 1: "FAILURE", 200: "CHDIR", 203: "EXEC", 217: "USE
 
 
 class Clock:
-    """Simulated seconds since the VPS booted; `scale` real seconds each."""
+    """Simulated seconds since the VPS booted; `scale` real seconds each.
 
-    def __init__(self, scale: float = 1.0) -> None:
+    Attributes:
+        scale: real seconds per simulated second.
+        source: the real clock (monotonic seconds).
+    """
+
+    def __init__(self, scale: float = 1.0, source: Callable[[], float] = time.monotonic) -> None:
         self.scale = scale
-        self._started = time.monotonic()
+        self.source = source
+        self._started = source()
         self._wall = time.time()
 
     def now(self) -> float:
         """Simulated seconds elapsed."""
-        return (time.monotonic() - self._started) / self.scale
+        return (self.source() - self._started) / self.scale
 
     def wall(self, at: float) -> float:
         """The simulated wall-clock time (epoch seconds) of `at`."""

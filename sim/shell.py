@@ -243,14 +243,21 @@ class Shell:
             mode = int(args[0], 8)
         except ValueError:
             return Result(1, stderr=f"chmod: only octal modes are supported, got '{args[0]}'\n")
+        missing = self._missing("chmod", args[1:])
+        if missing is not None:
+            return missing
         for name in args[1:]:
-            path = self.fs.real(name, self.cwd)
-            if not path.exists():
-                return Result(
-                    1, stderr=f"chmod: cannot access '{name}': No such file or directory\n"
-                )
-            path.chmod(mode)
+            self.fs.real(name, self.cwd).chmod(mode)
         return Result(0)
+
+    def _missing(self, command: str, names: list[str]) -> Result | None:
+        """The error for the first operand that does not exist, as coreutils words it."""
+        for name in names:
+            if not self.fs.real(name, self.cwd).exists():
+                return Result(
+                    1, stderr=f"{command}: cannot access '{name}': No such file or directory\n"
+                )
+        return None
 
     def _chown(self, args: list[str]) -> Result:
         recursive = "-R" in args
@@ -261,12 +268,11 @@ class Shell:
             uid, gid = self.fs.accounts.resolve(operands[0])
         except KeyError as exc:
             return Result(1, stderr=f"chown: {exc.args[0]}\n")
+        missing = self._missing("chown", operands[1:])
+        if missing is not None:
+            return missing
         for name in operands[1:]:
             path = self.fs.real(name, self.cwd)
-            if not path.exists():
-                return Result(
-                    1, stderr=f"chown: cannot access '{name}': No such file or directory\n"
-                )
             virtual = self.fs.virtual(name, self.cwd)
             self.fs.owners.set(virtual, uid, gid)
             if recursive and path.is_dir():
