@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 from sim.units import UnitFile
 
+#: Journal lines kept per unit (journald rotates; a unit restarting forever must not grow).
+JOURNAL_LINES = 2000
 #: `status=N/NAME` as systemd prints exit statuses it knows.
 STATUS_NAMES = {0: "SUCCESS", 1: "FAILURE", 200: "CHDIR", 203: "EXEC", 217: "USER"}
 
@@ -86,7 +88,7 @@ class Service:
     clock: Clock
     launch: Callable[[UnitFile], Launch]
     next_pid: Callable[[], int]
-    journal: list[JournalEntry] = field(default_factory=list)
+    journal: deque[JournalEntry] = field(default_factory=lambda: deque(maxlen=JOURNAL_LINES))
     active_state: str = "inactive"
     sub_state: str = "dead"
     result: str = "success"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from sim.service import Clock, JournalEntry, Service
 
@@ -12,10 +13,10 @@ def _stamp(clock: Clock, at: float) -> str:
 
 
 def journal_lines(
-    entries: list[JournalEntry], count: int | None, output: str, hostname: str, clock: Clock
+    entries: Sequence[JournalEntry], count: int | None, output: str, hostname: str, clock: Clock
 ) -> str:
     """`journalctl` lines: `short` (`Mon DD HH:MM:SS host ident[pid]: msg`) or `cat`."""
-    chosen = entries[-count:] if count else entries
+    chosen = list(entries)[-count:] if count else list(entries)
     if output == "cat":
         return "".join(f"{e.message}\n" for e in chosen)
     return "".join(
