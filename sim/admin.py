@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from core.cloud.vps_contract import INSTALL_STEPS
 from sim import faults as faults_module
 from sim.api_servers import get_server
 from sim.engine import Simulator
@@ -39,15 +40,25 @@ def clear_faults(sim: Simulator, req: Request) -> Response:
 
 
 def put_server_faults(sim: Simulator, req: Request, id: str) -> Response:
-    """PUT /_sim/servers/{id}/faults: per-server faults of an existing server."""
+    """PUT /_sim/servers/{id}/faults: per-server faults of an existing server.
+
+    `never_running`, `no_callback`, `ssh_refuse` are booleans; `install_fail`
+    names the install step to fail (or null), effective if the install has
+    not run yet.
+    """
     server = get_server(sim, id)
     try:
-        update = msgspec.convert(req.json(), dict[str, bool])
+        update = msgspec.convert(req.json(), dict[str, bool | str | None])
     except msgspec.ValidationError as exc:
         raise ApiError("invalid_input", str(exc)) from None
     for name, value in update.items():
-        if name not in ("never_running", "no_callback", "ssh_refuse"):
+        if name == "install_fail":
+            if value is not None and value not in INSTALL_STEPS:
+                raise ApiError("invalid_input", f"install_fail: unknown install step {value!r}")
+        elif name not in ("never_running", "no_callback", "ssh_refuse"):
             raise ApiError("invalid_input", f"unknown server fault {name!r}")
+        elif not isinstance(value, bool):
+            raise ApiError("invalid_input", f"{name} must be true or false")
         setattr(server.faults, name, value)
     return Response(200, {"server_id": server.id, "faults": msgspec.to_builtins(server.faults)})
 

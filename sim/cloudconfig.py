@@ -1,10 +1,11 @@
 """The part of cloud-init a simulated VPS performs: `#cloud-config` parsing.
 
-Only what the control plane relies on is acted upon: `write_files` and the
-authorised keys (`users[].ssh_authorized_keys` and top-level
-`ssh_authorized_keys`). Anything else (`runcmd`, `packages`...) is accepted
-and ignored, as the simulated box has nothing to install. Like cloud-init, a
-broken document does not crash the box: it is recorded in `errors`.
+Only what the control plane relies on is read: `write_files` (with `owner`
+and `defer`), `users` (name, sudo, groups, shell, home, keys), top-level
+`ssh_authorized_keys`, `packages` and `runcmd`. What the VPS does with them
+(and the install `runcmd` starts) is `sim.vps`'s and `sim.install`'s part.
+Like cloud-init, a broken document does not crash the box: it is recorded
+in `errors`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import gzip
+import re
 import shlex
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +33,22 @@ class WriteFile:
     content: bytes
     permissions: int = 0o644
     append: bool = False
+    #: `user:group`, resolved when the file is written (so the user must exist then).
+    owner: str = "root:root"
+    #: Written after users are created (cloud-init's `write_files_deferred`).
+    defer: bool = False
+
+
+@dataclass(frozen=True)
+class UserSpec:
+    """One `users:` entry cloud-init creates."""
+
+    name: str
+    sudo_rule: str | None = None
+    groups: tuple[str, ...] = ()
+    shell: str | None = None
+    home: str | None = None
+    create_home: bool = True
 
 
 @dataclass
@@ -39,6 +57,10 @@ class CloudConfig:
 
     write_files: list[WriteFile] = field(default_factory=list)
     authorized_keys: dict[str, list[str]] = field(default_factory=dict)
+    users: list[UserSpec] = field(default_factory=list)
+    packages: list[str] = field(default_factory=list)
+    #: Each command as cloud-init gives it: a list is an argv, a string runs in `sh -c`.
+    runcmd: list[list[str] | str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     def add_keys(self, user: str, keys: list[str]) -> None:
@@ -92,8 +114,33 @@ def _parse_write_files(entries: Any, config: CloudConfig) -> None:
             config.errors.append(f"write_files[{index}]: {exc}")
             continue
         config.write_files.append(
-            WriteFile(entry["path"], content, mode, bool(entry.get("append", False)))
+            WriteFile(
+                entry["path"],
+                content,
+                mode,
+                bool(entry.get("append", False)),
+                str(entry.get("owner") or "root:root"),
+                bool(entry.get("defer", False)),
+            )
         )
+
+
+def _sudo_rule(value: Any) -> str | None:
+    # cloud-init: a rule string, a list of rules, or false/null for none.
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    if isinstance(value, list):
+        rules = [str(v) for v in value if v]
+        return ", ".join(rules) or None
+    return None
+
+
+def _groups(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(g.strip() for g in value.split(",") if g.strip())
+    if isinstance(value, list | dict):
+        return tuple(str(g).strip() for g in value if str(g).strip())
+    return ()
 
 
 def _parse_users(users: Any, config: CloudConfig) -> None:
@@ -101,8 +148,42 @@ def _parse_users(users: Any, config: CloudConfig) -> None:
         config.errors.append("users is not a list")
         return
     for entry in users:
-        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
-            config.add_keys(entry["name"], _key_list(entry.get("ssh_authorized_keys")))
+        # "default" is the image's default user: root on Hetzner's images.
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            continue
+        name = entry["name"]
+        config.add_keys(name, _key_list(entry.get("ssh_authorized_keys")))
+        if name == DEFAULT_USER:
+            continue
+        config.users.append(
+            UserSpec(
+                name,
+                _sudo_rule(entry.get("sudo")),
+                _groups(entry.get("groups")),
+                entry.get("shell") if isinstance(entry.get("shell"), str) else None,
+                entry.get("homedir") if isinstance(entry.get("homedir"), str) else None,
+                not entry.get("no_create_home", False),
+            )
+        )
+
+
+def _parse_runcmd(commands: Any, config: CloudConfig) -> None:
+    if not isinstance(commands, list):
+        config.errors.append("runcmd is not a list")
+        return
+    for command in commands:
+        if isinstance(command, list):
+            config.runcmd.append([str(part) for part in command])
+        elif isinstance(command, str):
+            config.runcmd.append(command)
+
+
+def runs(command: list[str] | str, program: str) -> bool:
+    """Whether a runcmd entry runs `program` (as its argv or within its shell text)."""
+    # A word of its own: `sh -c 'prog >log 2>&1'` runs it, `cat prog.log` does not.
+    word = re.compile(rf"(^|[\s;&|(]){re.escape(program)}($|[\s;&|)<>])")
+    parts = command if isinstance(command, list) else [command]
+    return any(word.search(part) for part in parts)
 
 
 #: libyaml's parser when PyYAML has it: the same documents, and a tenth of the
@@ -129,6 +210,11 @@ def parse_user_data(user_data: str | None) -> CloudConfig:
         _parse_write_files(document["write_files"], config)
     if "users" in document:
         _parse_users(document["users"], config)
+    if "runcmd" in document:
+        _parse_runcmd(document["runcmd"], config)
+    packages = document.get("packages")
+    if isinstance(packages, list):
+        config.packages.extend(str(p) for p in packages if isinstance(p, str))
     top_level = _key_list(document.get("ssh_authorized_keys"))
     if top_level:
         config.add_keys(DEFAULT_USER, top_level)

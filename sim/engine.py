@@ -260,6 +260,8 @@ class Simulator:
                 base_dir=self._vps_dir(),
                 user_data=server.user_data,
                 api_keys=server.public_keys,
+                install_fail=server.faults.install_fail,
+                time_scale=self.config.time_scale,
             )
         finally:
             with self._builds_done:
@@ -285,6 +287,9 @@ class Simulator:
             return
         cloud_init_started = time.monotonic()
         await asyncio.sleep(self.config.cloud_init_seconds)
+        # The install runs within cloud-init's time: it adds file writes, not a delay.
+        vps.install_fail = server.faults.install_fail  # as set now, per server too
+        await asyncio.to_thread(vps.run_cloud_init)
         vps.cloud_init_done = True
         if server.faults.no_callback:
             return

@@ -11,6 +11,7 @@ Faults are a JSON document (setting `RACHEL_SIM_FAULTS`, or `PUT /_sim/faults`):
   "never_running": 1.0,
   "no_callback": {"rate": 0, "names": ["rc-7-*"]},
   "ssh_refuse": 0.5,
+  "install_fail": {"step": "clone", "rate": 1.0, "names": ["rc-9-*"]},
   "seed": 42
 }
 ```
@@ -26,6 +27,11 @@ Faults are a JSON document (setting `RACHEL_SIM_FAULTS`, or `PUT /_sim/faults`):
   a server is created, as a probability or `{"rate": p, "names": [globs]}`:
   the server stays `initializing`, its cloud-init never calls back, its SSH
   port refuses connections.
+- `install_fail`: the Rachel8 install (`core.cloud.vps_contract.INSTALL_STEPS`)
+  fails at `step` on the servers it hits: those matching `names`, and others
+  with probability `rate` (default 1 without `names`, else 0). The step
+  prints a plausible error and exits non-zero; later steps do not run, and
+  the bootstrap still calls back, reporting the failure.
 - `seed`: makes the random decisions reproducible.
 """
 
@@ -37,6 +43,7 @@ from dataclasses import dataclass
 
 import msgspec
 
+from core.cloud.vps_contract import INSTALL_STEPS
 from sim.errors import ERROR_STATUS
 
 
@@ -63,6 +70,21 @@ class ServerFault(msgspec.Struct, forbid_unknown_fields=True):
     names: list[str] = msgspec.field(default_factory=list)
 
 
+class InstallFault(msgspec.Struct, forbid_unknown_fields=True):
+    """Make one install step fail: on servers matching `names`, or by probability."""
+
+    step: str
+    rate: float | None = None
+    names: list[str] = msgspec.field(default_factory=list)
+
+    @property
+    def effective_rate(self) -> float:
+        """`rate`, defaulting to 1 alone and to 0 beside `names`."""
+        if self.rate is not None:
+            return self.rate
+        return 0.0 if self.names else 1.0
+
+
 class Faults(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=False):
     """Every fault the simulator can inject (see the module docstring)."""
 
@@ -73,6 +95,7 @@ class Faults(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=False):
     never_running: float | ServerFault = 0.0
     no_callback: float | ServerFault = 0.0
     ssh_refuse: float | ServerFault = 0.0
+    install_fail: InstallFault | None = None
     seed: int | None = None
 
 
@@ -102,6 +125,13 @@ def validate(faults: Faults) -> Faults:
     for name in ("never_running", "no_callback", "ssh_refuse"):
         value = getattr(faults, name)
         _check_rate(name, value.rate if isinstance(value, ServerFault) else value)
+    if faults.install_fail is not None:
+        if faults.install_fail.step not in INSTALL_STEPS:
+            raise FaultError(
+                f"install_fail.step: unknown step {faults.install_fail.step!r} "
+                f"(one of {', '.join(INSTALL_STEPS)})"
+            )
+        _check_rate("install_fail", faults.install_fail.effective_rate)
     if faults.rate_limit_burst < 0:
         raise FaultError("rate_limit_burst must not be negative")
     if faults.action_delay < 0:
@@ -163,6 +193,8 @@ class ServerFaults:
     never_running: bool = False
     no_callback: bool = False
     ssh_refuse: bool = False
+    #: The install step this server's install fails at, if any.
+    install_fail: str | None = None
 
 
 def decide_server_faults(faults: Faults, server_name: str, rng: random.Random) -> ServerFaults:
@@ -171,4 +203,15 @@ def decide_server_faults(faults: Faults, server_name: str, rng: random.Random) -
         never_running=server_fault_applies(faults.never_running, server_name, rng.random()),
         no_callback=server_fault_applies(faults.no_callback, server_name, rng.random()),
         ssh_refuse=server_fault_applies(faults.ssh_refuse, server_name, rng.random()),
+        # Rolled only when configured, so seeded runs without it draw as they always did.
+        install_fail=_install_fail(
+            faults.install_fail, server_name, rng.random() if faults.install_fail else 1.0
+        ),
     )
+
+
+def _install_fail(fault: InstallFault | None, server_name: str, roll: float) -> str | None:
+    if fault is None:
+        return None
+    hit = server_fault_applies(ServerFault(fault.effective_rate, fault.names), server_name, roll)
+    return fault.step if hit else None

@@ -75,6 +75,13 @@ class SimSettings(DeclaredSettings):
         "costs a fifth of the CPU it costs on a disk), else the system temp directory.",
         parse_vps_dir,
     )
+    time_scale: float = setting(
+        "RACHEL_SIM_TIME_SCALE",
+        "1",
+        "Real seconds per simulated second of a VPS's systemd timers (Rachel8's "
+        "RestartSec=10, its start limit, its start-up): 0.01 runs a crash loop 100 times faster.",
+        parse_float(0.0001, 1000.0),
+    )
     faults: Faults = setting(
         "RACHEL_SIM_FAULTS",
         "",

@@ -1,23 +1,33 @@
 """The commands a simulated VPS runs over SSH exec, confined to its root.
 
-A small, honest subset: what the control plane uses (`systemctl`, `true`,
-`cat`, `test`, `stat -c`, `ls`, `mkdir -p`, `mv`, `rm`, `chmod`, `echo`),
-joined with `;`, `&&` and `||`. Anything else exits 127 as an unknown
+A small, honest subset: what the control plane uses (`systemctl`,
+`journalctl`, `true`, `cat`, `test`, `stat -c`, `ls`, `mkdir -p`, `mv`,
+`rm`, `chmod`, `chown`, `echo`), joined with `;`, `&&` and `||`. Owners are
+the VPS's virtual ones (`sim.owners`): new directories belong to the
+session's user, `mv` carries ownership, `rm` drops it. Anything else exits 127 as an unknown
 command does in a real shell, so a control plane relying on more fails in
 tests instead of in production.
 """
 
 from __future__ import annotations
 
+import functools
+import re
 import shlex
 import shutil
 import stat as stat_module
 from collections.abc import Callable
 
+from sim.accounts import ROOT
 from sim.rootfs import PathEscape, RootFs
 from sim.systemd import Result, Systemd
 
 _OPERATORS = (";", "&&", "||")
+
+
+def _field(fields: dict[str, str], match: re.Match[str]) -> str:
+    """One `stat -c` directive's value; unknown directives are printed as given."""
+    return fields.get(match.group(1), match.group(0))
 
 
 class Shell:
@@ -29,10 +39,14 @@ class Shell:
         cwd: the working directory (the user's home).
     """
 
-    def __init__(self, fs: RootFs, systemd: Systemd, cwd: str = "/root") -> None:
+    def __init__(
+        self, fs: RootFs, systemd: Systemd, cwd: str = "/root", user: str = "root"
+    ) -> None:
         self.fs = fs
         self.systemd = systemd
         self.cwd = cwd
+        account = fs.accounts.get(user) or ROOT
+        self._owner = (account.uid, account.gid)
         self._commands: dict[str, Callable[[list[str]], Result]] = {
             "true": lambda _a: Result(0),
             "false": lambda _a: Result(1),
@@ -45,7 +59,9 @@ class Shell:
             "mv": self._mv,
             "rm": self._rm,
             "chmod": self._chmod,
+            "chown": self._chown,
             "systemctl": self.systemd.systemctl,
+            "journalctl": self.systemd.journalctl,
         }
 
     def run(self, line: str) -> Result:
@@ -129,16 +145,20 @@ class Shell:
             if not path.exists():
                 return Result(1, stderr=f"stat: cannot statx '{name}': No such file or directory\n")
             info = path.stat()
+            uid, gid = self.fs.owners.get(self.fs.virtual(name, self.cwd))
             fields = {
-                "%a": format(stat_module.S_IMODE(info.st_mode), "o"),
-                "%s": str(info.st_size),
-                "%n": name,
-                "%U": "root",
-                "%G": "root",
+                "a": format(stat_module.S_IMODE(info.st_mode), "o"),
+                "s": str(info.st_size),
+                "n": name,
+                "u": str(uid),
+                "g": str(gid),
+                "U": self.fs.accounts.user_name(uid),
+                "G": self.fs.accounts.group_name(gid),
+                "F": "directory" if path.is_dir() else "regular file",
+                "%": "%",
             }
-            line = fmt
-            for key, value in fields.items():
-                line = line.replace(key, value)
+            # One pass, so a value holding `%` is never expanded again.
+            line = re.sub(r"%(.)", functools.partial(_field, fields), fmt)
             out.append(line + "\n")
         return Result(0, "".join(out))
 
@@ -172,8 +192,15 @@ class Shell:
             path = self.fs.real(name, self.cwd)
             if path.exists() and not parents:
                 return Result(1, stderr=f"mkdir: cannot create directory '{name}': File exists\n")
-            path.mkdir(parents=parents, exist_ok=parents)
-            if mode is not None:
+            if not parents and not path.parent.is_dir():
+                return Result(
+                    1,
+                    stderr=f"mkdir: cannot create directory '{name}': No such file or directory\n",
+                )
+            virtual = self.fs.virtual(name, self.cwd)
+            existed = path.is_dir()
+            self.fs.makedirs(virtual, 0o755, self._owner)
+            if mode is not None and not existed:
                 path.chmod(mode)
         return Result(0)
 
@@ -184,9 +211,12 @@ class Shell:
         source, dest = (self.fs.real(n, self.cwd) for n in names)
         if not source.exists():
             return Result(1, stderr=f"mv: cannot stat '{names[0]}': No such file or directory\n")
+        virtual_dest = self.fs.virtual(names[1], self.cwd)
         if dest.is_dir():
             dest = dest / source.name
+            virtual_dest = f"{virtual_dest.rstrip('/')}/{source.name}"
         source.replace(dest)
+        self.fs.owners.move(self.fs.virtual(names[0], self.cwd), virtual_dest)
         return Result(0)
 
     def _rm(self, args: list[str]) -> Result:
@@ -198,8 +228,10 @@ class Shell:
                 if not recursive:
                     return Result(1, stderr=f"rm: cannot remove '{name}': Is a directory\n")
                 shutil.rmtree(path)
+                self.fs.owners.drop(self.fs.virtual(name, self.cwd))
             elif path.exists() or path.is_symlink():
                 path.unlink()
+                self.fs.owners.drop(self.fs.virtual(name, self.cwd))
             elif not force:
                 return Result(1, stderr=f"rm: cannot remove '{name}': No such file or directory\n")
         return Result(0)
@@ -211,11 +243,39 @@ class Shell:
             mode = int(args[0], 8)
         except ValueError:
             return Result(1, stderr=f"chmod: only octal modes are supported, got '{args[0]}'\n")
+        missing = self._missing("chmod", args[1:])
+        if missing is not None:
+            return missing
         for name in args[1:]:
-            path = self.fs.real(name, self.cwd)
-            if not path.exists():
+            self.fs.real(name, self.cwd).chmod(mode)
+        return Result(0)
+
+    def _missing(self, command: str, names: list[str]) -> Result | None:
+        """The error for the first operand that does not exist, as coreutils words it."""
+        for name in names:
+            if not self.fs.real(name, self.cwd).exists():
                 return Result(
-                    1, stderr=f"chmod: cannot access '{name}': No such file or directory\n"
+                    1, stderr=f"{command}: cannot access '{name}': No such file or directory\n"
                 )
-            path.chmod(mode)
+        return None
+
+    def _chown(self, args: list[str]) -> Result:
+        recursive = "-R" in args
+        operands = [a for a in args if not a.startswith("-")]
+        if len(operands) < 2:
+            return Result(1, stderr="chown: missing operand\n")
+        try:
+            uid, gid = self.fs.accounts.resolve(operands[0])
+        except KeyError as exc:
+            return Result(1, stderr=f"chown: {exc.args[0]}\n")
+        missing = self._missing("chown", operands[1:])
+        if missing is not None:
+            return missing
+        for name in operands[1:]:
+            path = self.fs.real(name, self.cwd)
+            virtual = self.fs.virtual(name, self.cwd)
+            self.fs.owners.set(virtual, uid, gid)
+            if recursive and path.is_dir():
+                for child in path.rglob("*"):
+                    self.fs.owners.set(self.fs.virtual_of(child), uid, gid)
         return Result(0)

@@ -1,17 +1,18 @@
 """The SSH server of one simulated VPS (asyncssh): key auth, exec and SFTP.
 
-Exec runs through `sim.shell.Shell` and SFTP is chrooted to the VPS root, so
-nothing a client does over SSH touches the host outside that directory.
+Exec runs through `sim.shell.Shell` and SFTP (`sim.sftp`) is chrooted to the
+VPS root, so nothing a client does over SSH touches the host outside that
+directory.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 import asyncssh
 
 from sim.rootfs import RootFs
+from sim.sftp import VpsSFTPServer
 from sim.shell import Shell
 from sim.systemd import Systemd
 
@@ -64,7 +65,10 @@ def _make_process_handler(
             process.exit(1)
             return
         user = process.get_extra_info("username") or "root"
-        result = Shell(fs, systemd, home_of(user)).run(command)
+        account = fs.accounts.get(user)
+        result = Shell(fs, systemd, account.home if account else home_of(user), user=user).run(
+            command
+        )
         if result.stdout:
             process.stdout.write(result.stdout)
         if result.stderr:
@@ -79,7 +83,7 @@ async def listen(
     host: str,
     port: int,
     host_key: asyncssh.SSHKey,
-    root: Path,
+    fs: RootFs,
     systemd: Systemd,
     authorized: Callable[[], Mapping[str, set[bytes]]],
     connections: set[asyncssh.SSHServerConnection],
@@ -92,11 +96,9 @@ async def listen(
         connections: filled with the open connections, so they can be cut
             when the server powers off or is deleted.
     """
-    fs = RootFs(root)
-    chroot = str(fs.root).encode()
 
     def sftp_factory(chan: asyncssh.SSHServerChannel[bytes]) -> asyncssh.SFTPServer:
-        return asyncssh.SFTPServer(chan, chroot=chroot)
+        return VpsSFTPServer(chan, fs)
 
     return await asyncssh.listen(
         host=host,

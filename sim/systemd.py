@@ -1,20 +1,31 @@
-"""The slice of systemd a simulated VPS emulates: units the control plane restarts.
+"""The slice of systemd a simulated VPS emulates: `systemctl` and `journalctl` for its units.
 
-`restart` succeeds only when the unit file exists and every non-optional
-`EnvironmentFile=` it names exists, which is what makes a real restart of
-Rachel8 fail when the secrets file was not written. Exit codes and messages
-follow systemctl's.
+Every unit is a `sim.service.Service` (Type=simple): a start forks and
+returns 0 at once, whatever the process then does, so a crash is seen only
+through `show`, `is-active` or the journal, as on a real box. What the main
+process does is Rachel8's start (`sim.rachel8_service`) for Rachel8's
+`bun run src/index.ts` unit, and "keeps running" for any other unit. Before
+that, a non-optional `EnvironmentFile=` that is missing fails the start
+(Result=resources), as systemd does. Exit codes and messages follow
+systemctl's.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from sim.rachel8_service import Rachel8Start, is_rachel8
 from sim.rootfs import PathEscape, RootFs
+from sim.service import Clock, Launch, Service
+from sim.systemd_text import journal_lines, status_text
+from sim.units import UnitFile, parse_unit
 
 UNIT_DIRS = ("/etc/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system")
 _ACTIONS = ("start", "restart", "try-restart", "reload-or-restart")
+#: Options that take a value (`-p X`, `--property X`).
+_VALUED = {"-p", "--property", "-n", "--lines", "-o", "--output", "-u", "--unit", "-t", "--type"}
 
 
 @dataclass
@@ -31,18 +42,56 @@ def unit_name(name: str) -> str:
     return name if "." in name else f"{name}.service"
 
 
-@dataclass
+def split_args(args: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """Words and options (`--name=value`, `--name value`, `-p value`, `-pvalue`, flags)."""
+    words: list[str] = []
+    options: dict[str, list[str]] = {}
+    it = iter(args)
+    for arg in it:
+        if arg.startswith("--") and "=" in arg:
+            name, _, value = arg.partition("=")
+            options.setdefault(name, []).append(value)
+        elif arg in _VALUED:
+            options.setdefault(arg, []).append(next(it, ""))
+        elif arg[:2] in _VALUED and len(arg) > 2 and not arg.startswith("--"):
+            options.setdefault(arg[:2], []).append(arg[2:])
+        elif arg.startswith("-") and arg != "-":
+            options.setdefault(arg, [])
+        else:
+            words.append(arg)
+    return words, options
+
+
 class Systemd:
-    """Unit states of one VPS.
+    """The units of one VPS.
 
     Attributes:
-        states: unit -> `active`, `failed` or `inactive`.
+        services: unit name -> its runtime state, once loaded.
         enabled: units enabled with `systemctl enable`.
     """
 
-    fs: RootFs
-    states: dict[str, str] = field(default_factory=dict)
-    enabled: set[str] = field(default_factory=set)
+    def __init__(
+        self, fs: RootFs, *, hostname: str = "localhost", clock: Clock | None = None
+    ) -> None:
+        self.fs = fs
+        self.hostname = hostname
+        self.clock = clock or Clock()
+        self.services: dict[str, Service] = {}
+        self.enabled: set[str] = set()
+        self._pids = itertools.count(1200)
+
+    @property
+    def states(self) -> dict[str, str]:
+        """unit -> ActiveState (`active`, `activating`, `failed`, `inactive`)."""
+        return {name: self.active_state(name) for name in self.services}
+
+    def active_state(self, name: str) -> str:
+        """The unit's ActiveState now."""
+        service = self.services.get(unit_name(name))
+        if service is None:
+            return "inactive"
+        service.advance()
+        return service.active_state
 
     def _unit_file(self, unit: str) -> str | None:
         for directory in UNIT_DIRS:
@@ -54,72 +103,155 @@ class Systemd:
                 return None
         return None
 
-    def _missing_environment_files(self, unit_path: str) -> list[str]:
+    def _load(self, unit: str) -> UnitFile | None:
+        path = self._unit_file(unit)
+        if path is None:
+            return None
+        return parse_unit(path, self.fs.real(path, "/").read_text(errors="replace"))
+
+    def _launch(self, unit: UnitFile) -> Launch:
+        if is_rachel8(unit):
+            return Rachel8Start(self.fs)(unit)
+        return Launch()
+
+    def _service(self, name: str, unit: UnitFile) -> Service:
+        service = self.services.get(name)
+        if service is None:
+            service = Service(name, unit, self.clock, self._launch, lambda: next(self._pids))
+            self.services[name] = service
+        return service
+
+    def _missing_environment_files(self, unit: UnitFile) -> list[str]:
         missing = []
-        text = self.fs.real(unit_path, "/").read_text(errors="replace")
-        for line in text.splitlines():
-            key, sep, value = line.strip().partition("=")
-            if not sep or key.strip() != "EnvironmentFile":
-                continue
-            value = value.strip()
-            # A leading "-" makes the file optional, as in systemd.
-            if not value or value.startswith("-"):
-                continue
+        for path, optional in unit.environment_files:
             try:
-                exists = self.fs.real(value, "/").is_file()
+                exists = self.fs.real(path, "/").is_file()
             except PathEscape:
                 exists = False
-            if not exists:
-                missing.append(value)
+            if not exists and not optional:
+                missing.append(path)
         return missing
 
     def start(self, verb: str, name: str) -> Result:
-        """`systemctl start|restart <unit>`."""
+        """`systemctl start|restart <unit>`: 0 once the process is forked (Type=simple)."""
         unit = unit_name(name)
-        path = self._unit_file(unit)
-        if path is None:
+        loaded = self._load(unit)
+        if loaded is None:
             return Result(5, stderr=f"Failed to {verb} {unit}: Unit {unit} not found.\n")
-        missing = self._missing_environment_files(path)
+        service = self._service(unit, loaded)
+        if verb == "try-restart" and service.active_state != "active":
+            return Result(0)
+        see = f'See "systemctl status {unit}" and "journalctl -xeu {unit}" for details.\n'
+        missing = self._missing_environment_files(loaded)
         if missing:
-            self.states[unit] = "failed"
+            service.unit = loaded
+            service.fail_resources(
+                "Failed to load environment files: No such file or directory "
+                f"({', '.join(missing)})"
+            )
             return Result(
                 1,
                 stderr=(
-                    f"Job for {unit} failed because the control process exited with error code.\n"
-                    f'See "systemctl status {unit}" and "journalctl -xeu {unit}" for details.\n'
+                    f"Job for {unit} failed because of unavailable resources or another "
+                    f"system error.\n{see}"
+                    # Said in the journal on a real box; here too, for whoever reads stderr.
                     f"(simulated: failed to load environment files: {', '.join(missing)})\n"
                 ),
             )
-        self.states[unit] = "active"
+        if not service.start(loaded, restart=verb != "start"):
+            return Result(
+                1,
+                stderr=(
+                    f"Job for {unit} failed because start of the service was attempted too "
+                    f'often.\n{see}To force a start use "systemctl reset-failed {unit}"\n'
+                    f'followed by "systemctl start {unit}" again.\n'
+                ),
+            )
         return Result(0)
 
     def stop(self, name: str) -> Result:
         """`systemctl stop <unit>`."""
         unit = unit_name(name)
-        if self._unit_file(unit) is None and unit not in self.states:
+        if self._unit_file(unit) is None and unit not in self.services:
             return Result(5, stderr=f"Failed to stop {unit}: Unit {unit} not loaded.\n")
-        self.states[unit] = "inactive"
+        if unit in self.services:
+            self.services[unit].stop()
         return Result(0)
 
-    def is_active(self, names: list[str]) -> Result:
+    def is_active(self, names: str | list[str], quiet: bool = False) -> Result:
         """`systemctl is-active <unit>...`: prints each state; 0 only if all are active."""
-        states = [self.states.get(unit_name(n), "inactive") for n in names]
+        states = [self.active_state(n) for n in ([names] if isinstance(names, str) else names)]
         ok = all(s == "active" for s in states)
-        return Result(0 if ok else 3, stdout="".join(f"{s}\n" for s in states))
+        return Result(0 if ok else 3, "" if quiet else "".join(f"{s}\n" for s in states))
 
     def enable(self, names: list[str], now: bool) -> Result:
         """`systemctl enable [--now] <unit>...`."""
+        out = []
         for name in names:
             unit = unit_name(name)
-            if self._unit_file(unit) is None:
+            path = self._unit_file(unit)
+            if path is None:
                 return Result(
                     1, stderr=f"Failed to enable unit: Unit file {unit} does not exist.\n"
                 )
+            if unit not in self.enabled:
+                wants = f"/etc/systemd/system/multi-user.target.wants/{unit}"
+                out.append(f"Created symlink {wants} → {path}.\n")
             self.enabled.add(unit)
             if now:
                 started = self.start("start", unit)
                 if started.exit_status:
                     return started
+        return Result(0, stderr="".join(out))
+
+    def properties(self, name: str) -> dict[str, str]:
+        """`systemctl show <unit>`'s properties (LoadState=not-found for an unknown unit)."""
+        unit = unit_name(name)
+        service = self.services.get(unit)
+        if service is None:
+            loaded = self._load(unit)
+            if loaded is None:
+                return {
+                    "Result": "success", "MainPID": "0", "NRestarts": "0", "ExecMainCode": "0",
+                    "ExecMainStatus": "0", "Id": unit, "LoadState": "not-found",
+                    "ActiveState": "inactive", "SubState": "dead", "UnitFileState": "",
+                }  # fmt: skip
+            service = self._service(unit, loaded)
+        props = service.properties()
+        props["UnitFileState"] = "enabled" if unit in self.enabled else "disabled"
+        return props
+
+    def show(self, units: list[str], options: dict[str, list[str]]) -> Result:
+        """`systemctl show [-p A -p B | --property=A,B] [--value] <unit>...`."""
+        wanted = [
+            p
+            for value in options.get("-p", []) + options.get("--property", [])
+            for p in value.split(",")
+            if p
+        ]
+        blocks = []
+        for name in units:
+            props = self.properties(name)
+            # systemd prints in its own order, not the order asked for.
+            chosen = [(k, v) for k, v in props.items() if not wanted or k in wanted]
+            lines = [v if "--value" in options else f"{k}={v}" for k, v in chosen]
+            blocks.append("".join(f"{line}\n" for line in lines))
+        return Result(0, "\n".join(blocks))
+
+    def _status(self, units: list[str]) -> Result:
+        unit = unit_name(units[0])
+        if unit not in self.services and self._unit_file(unit) is None:
+            return Result(4, stderr=f"Unit {unit} could not be found.\n")
+        props = self.properties(unit)
+        service = self.services[unit]
+        text = status_text(props, service, self.hostname, self.clock)
+        return Result(0 if props["ActiveState"] == "active" else 3, text)
+
+    def _reset_failed(self, units: list[str]) -> Result:
+        for name in units or list(self.services):
+            service = self.services.get(unit_name(name))
+            if service is not None:
+                service.reset_failed()
         return Result(0)
 
     def _each(self, units: list[str], run: Callable[[str], Result]) -> Result:
@@ -134,11 +266,6 @@ class Systemd:
         ok = all(s == "enabled" for s in states)
         return Result(0 if ok else 1, stdout="".join(f"{s}\n" for s in states))
 
-    def _status(self, units: list[str]) -> Result:
-        unit = unit_name(units[0])
-        state = self.states.get(unit, "inactive")
-        return Result(0 if state == "active" else 3, stdout=f"{unit}\n   Active: {state}\n")
-
     def _disable(self, units: list[str]) -> Result:
         self.enabled.difference_update(unit_name(u) for u in units)
         return Result(0)
@@ -148,20 +275,23 @@ class Systemd:
 
     def systemctl(self, args: list[str]) -> Result:
         """Run `systemctl` with `args` (options may come anywhere)."""
-        flags = {a for a in args if a.startswith("-")}
-        words = [a for a in args if not a.startswith("-")]
+        words, options = split_args(args)
         if not words:
             return Result(1, stderr="systemctl: a command is required (simulated systemctl)\n")
         verb, units = words[0], words[1:]
         if verb == "daemon-reload":
             return Result(0)
+        if verb == "reset-failed":
+            return self._reset_failed(units)
+        quiet = "-q" in options or "--quiet" in options
         verbs: dict[str, Callable[[list[str]], Result]] = {
-            "enable": lambda u: self.enable(u, "--now" in flags),
+            "enable": lambda u: self.enable(u, "--now" in options),
             "disable": self._disable,
             "stop": lambda u: self._each(u, self.stop),
-            "is-active": self.is_active,
+            "is-active": lambda u: self.is_active(u, quiet),
             "is-enabled": self._is_enabled,
             "status": self._status,
+            "show": lambda u: self.show(u, options),
         }
         handler = verbs.get(verb)
         if verb in _ACTIONS:
@@ -171,3 +301,36 @@ class Systemd:
         if not units:
             return Result(1, stderr=f"Too few arguments for {verb}.\n")
         return handler(units)
+
+    def journal(self, name: str, lines: int | None = None) -> list[str]:
+        """The unit's journal as `journalctl -o cat` prints it (last `lines` lines)."""
+        service = self.services.get(unit_name(name))
+        if service is None:
+            return []
+        service.advance()
+        messages = [entry.message for entry in service.journal]
+        return messages[-lines:] if lines else messages
+
+    def journalctl(self, args: list[str]) -> Result:
+        """`journalctl -u <unit> [-n N] [-o cat|short] [--no-pager]`."""
+        _words, options = split_args(args)
+        units = options.get("-u", []) + options.get("--unit", [])
+        count_text = (options.get("-n") or options.get("--lines") or [""])[-1]
+        if count_text and not count_text.isdigit():
+            return Result(1, stderr=f"Failed to parse lines '{count_text}'.\n")
+        count = int(count_text) if count_text else None
+        output = (options.get("-o") or options.get("--output") or ["short"])[-1]
+        entries = [
+            (entry, unit_name(u))
+            for u in units
+            if unit_name(u) in self.services
+            for entry in self._advanced(unit_name(u)).journal
+        ]
+        entries.sort(key=lambda pair: pair[0].at)
+        text = journal_lines([e for e, _ in entries], count, output, self.hostname, self.clock)
+        return Result(0, text or "-- No entries --\n")
+
+    def _advanced(self, unit: str) -> Service:
+        service = self.services[unit]
+        service.advance()
+        return service

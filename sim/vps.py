@@ -1,5 +1,10 @@
-"""One simulated VPS: its root directory, host key, authorised keys, SSH
-server and the bootstrap callback its cloud-init makes.
+"""One simulated VPS: its root directory, host key, users, authorised keys,
+SSH server, the Rachel8 install its cloud-init runs and the bootstrap callback.
+
+cloud-init's order is kept: `write_files` (owners must exist already), then
+`users`, then deferred `write_files`, and at the end (`run_cloud_init`) the
+runcmd's install script, before the bootstrap calls back with the host key
+and the install's result.
 """
 
 from __future__ import annotations
@@ -21,11 +26,23 @@ import asyncssh
 
 from core.cloud import vps_contract
 from sim import curl, sshd
-from sim.cloudconfig import DEFAULT_USER, parse_env_file, parse_user_data
+from sim.cloudconfig import (
+    DEFAULT_USER,
+    CloudConfig,
+    WriteFile,
+    parse_env_file,
+    parse_user_data,
+    runs,
+)
+from sim.install import InstallRun
 from sim.rootfs import RootFs
+from sim.service import Clock
 from sim.systemd import Systemd
 
 log = logging.getLogger(__name__)
+
+#: Journal lines of the Rachel8 unit `/_sim/vps` shows.
+JOURNAL_TAIL = 20
 
 
 @functools.cache
@@ -83,6 +100,8 @@ class Vps:
         base_dir: Path | None,
         user_data: str | None,
         api_keys: list[str],
+        install_fail: str | None = None,
+        time_scale: float = 1.0,
     ) -> None:
         self.server_id = server_id
         self.name = name
@@ -90,7 +109,14 @@ class Vps:
         self.ssh_port = ssh_port
         self.root = Path(tempfile.mkdtemp(prefix=f"rachel-sim-vps-{server_id}-", dir=base_dir))
         self.fs = RootFs(self.root)
-        self.systemd = Systemd(self.fs)
+        self.systemd = Systemd(self.fs, hostname=name, clock=Clock(time_scale))
+        #: A fault: the install step that fails on this VPS.
+        self.install_fail = install_fail
+        #: The install's result (the contract's JSON), once the install ran.
+        self.install_result: dict[str, Any] | None = None
+        #: Packages installed (cloud-config `packages:` and the install's).
+        self.packages: list[str] = []
+        self._config = CloudConfig()
         self.host_key = asyncssh.generate_private_key("ssh-ed25519", comment=f"root@{name}")
         self.authorized: dict[str, set[bytes]] = {}
         self.cloud_config_errors: list[str] = []
@@ -119,28 +145,103 @@ class Vps:
                 self.cloud_config_errors.append(f"ignored invalid key for {user}")
                 continue
             self.authorized.setdefault(user, set()).add(key.public_data)
-            home = sshd.home_of(user)
+            account = self.fs.accounts.get(user)
+            home = account.home if account else sshd.home_of(user)
+            owner = (account.uid, account.gid) if account else None
+            self.fs.makedirs(f"{home}/.ssh", 0o700, owner)
             self.fs.write(
-                f"{home}/.ssh/authorized_keys", (line.strip() + "\n").encode(), 0o600, append=True
+                f"{home}/.ssh/authorized_keys",
+                (line.strip() + "\n").encode(),
+                0o600,
+                append=True,
+                owner=owner,
             )
 
     def _install(self, user_data: str | None, api_keys: list[str]) -> None:
         # What the image and cloud-init leave behind before sshd starts.
         for directory in ("root", "etc/ssh", "tmp", "etc/systemd/system"):
             (self.root / directory).mkdir(parents=True, exist_ok=True)
+        self.fs.real("/root", "/").chmod(0o700)
         private = self.host_key.export_private_key("openssh")
         self.fs.write("/etc/ssh/ssh_host_ed25519_key", private, 0o600)
         self.fs.write(vps_contract.HOST_KEY_PATH, (self.host_public_key + "\n").encode(), 0o644)
         self._authorize(DEFAULT_USER, api_keys)
-        config = parse_user_data(user_data)
+        config = self._config = parse_user_data(user_data)
         self.cloud_config_errors.extend(config.errors)
+        self._write_files([f for f in config.write_files if not f.defer])
+        for spec in config.users:
+            try:
+                account = self.fs.accounts.add(
+                    spec.name,
+                    home=spec.home,
+                    shell=spec.shell,
+                    sudo_rule=spec.sudo_rule,
+                    groups=spec.groups,
+                )
+            except ValueError as exc:
+                self.cloud_config_errors.append(f"users {spec.name}: {exc}")
+                continue
+            if spec.create_home:
+                # useradd -m on Ubuntu 24.04: HOME_MODE 0750.
+                self.fs.makedirs(account.home, 0o750, (account.uid, account.gid))
         for user, keys in config.authorized_keys.items():
             self._authorize(user, keys)
-        for item in config.write_files:
+        self._write_files([f for f in config.write_files if f.defer])
+        self.packages.extend(config.packages)
+
+    def _write_files(self, items: list[WriteFile]) -> None:
+        for item in items:
             try:
+                owner = self.fs.accounts.resolve(item.owner)
+            except KeyError as exc:
+                # cloud-init writes the file, fails to chown it and abandons the module.
                 self.fs.write(item.path, item.content, item.permissions, append=item.append)
+                self.cloud_config_errors.append(
+                    f"write_files {item.path}: owner {item.owner}: {exc.args[0]}"
+                )
+                return
+            try:
+                self.fs.write(
+                    item.path, item.content, item.permissions, append=item.append, owner=owner
+                )
             except OSError as exc:
                 self.cloud_config_errors.append(f"write_files {item.path}: {exc}")
+
+    def run_cloud_init(self) -> None:
+        """cloud-init's final stage: run the install where runcmd runs it (blocking I/O)."""
+        script = vps_contract.INSTALL_SCRIPT_PATH
+        for command in self._config.runcmd:
+            if not runs(command, script):
+                continue
+            real = self.fs.real(script, "/")
+            direct = (command[0] if isinstance(command, list) else command.split()[0]) == script
+            if not real.is_file():
+                self.cloud_config_errors.append(f"runcmd: {script}: not found")
+            elif direct and not self.fs.mode(script) & 0o100:
+                self.cloud_config_errors.append(f"runcmd: {script}: Permission denied")
+            else:
+                self._run_install()
+            return
+
+    def _run_install(self) -> None:
+        manifest_file = self.fs.real(vps_contract.INSTALL_ENV_PATH, "/")
+        manifest = (
+            parse_env_file(manifest_file.read_text(errors="replace"))
+            if manifest_file.is_file()
+            else {}
+        )
+        run = InstallRun(self.fs, self.systemd, manifest, self.install_fail, self.packages)
+        self.install_result = run.run(self.cloud_config_errors)
+        outcome = self.install_result
+        if outcome["ok"]:
+            log.info("VPS %s: Rachel8 installed at %s", self.name, outcome["commit"])
+        else:
+            log.info(
+                "VPS %s: the Rachel8 install failed at step %s (exit %s); the callback reports it",
+                self.name,
+                outcome["failed_step"],
+                outcome["exit_status"],
+            )
 
     def authorized_keys(self) -> Mapping[str, set[bytes]]:
         """user -> public key blobs allowed to log in."""
@@ -153,7 +254,7 @@ class Vps:
                 host=self.ip,
                 port=self.ssh_port,
                 host_key=self.host_key,
-                root=self.root,
+                fs=self.fs,
                 systemd=self.systemd,
                 authorized=self.authorized_keys,
                 connections=self.connections,
@@ -177,7 +278,8 @@ class Vps:
         return parse_env_file(path.read_text(errors="replace"))
 
     async def run_callback(self, policy: CallbackPolicy) -> bool:
-        """Do what the bootstrap script does last: POST the host key, retrying.
+        """Do what the bootstrap script does last: POST the host key and the install's
+        result (when the install wrote one), retrying.
 
         Sent from the VPS's own address, because the control plane binds the
         token to the IP the provider assigned. Returns True on a 2xx answer.
@@ -190,7 +292,14 @@ class Vps:
         if not url or not token:
             return False
         host_key_file = self.fs.real(vps_contract.HOST_KEY_PATH, "/")
-        body = json.dumps({"host_key": host_key_file.read_text().strip()}).encode()
+        document: dict[str, Any] = {"host_key": host_key_file.read_text().strip()}
+        result_file = self.fs.real(vps_contract.INSTALL_RESULT_PATH, "/")
+        if result_file.is_file():
+            try:
+                document["install"] = json.loads(result_file.read_text())
+            except ValueError:
+                log.warning("VPS %s: its install result is not JSON; not reported", self.name)
+        body = json.dumps(document).encode()
         self.callback.url = url
         delay = policy.first_delay
         for attempt in range(1, policy.max_attempts + 1):
@@ -239,7 +348,21 @@ class Vps:
             "host_key": self.host_public_key,
             "authorized_users": sorted(self.authorized),
             "cloud_init_done": self.cloud_init_done,
-            "units": dict(self.systemd.states),
+            "units": self.systemd.states,
+            "users": [
+                {
+                    "name": a.name,
+                    "uid": a.uid,
+                    "gid": a.gid,
+                    "home": a.home,
+                    "shell": a.shell,
+                    "sudo": a.has_sudo,
+                }
+                for a in self.fs.accounts.all()
+            ],
+            "packages": list(self.packages),
+            "install": self.install_result,
+            "rachel8": self._rachel8_state(),
             "cloud_config_errors": list(self.cloud_config_errors),
             "callback": {
                 "url": self.callback.url,
@@ -249,3 +372,13 @@ class Vps:
                 "succeeded": self.callback.succeeded,
             },
         }
+
+    def _rachel8_state(self) -> dict[str, Any] | None:
+        unit = vps_contract.SERVICE_UNIT
+        if unit not in self.systemd.services:
+            return {"loaded": False, "enabled": unit in self.systemd.enabled}
+        props = self.systemd.properties(unit)
+        state: dict[str, Any] = {key: props[key] for key in vps_contract.SERVICE_PROPERTIES}
+        state |= {"loaded": True, "enabled": unit in self.systemd.enabled}
+        state["journal_tail"] = self.systemd.journal(unit, JOURNAL_TAIL)
+        return state

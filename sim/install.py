@@ -1,0 +1,306 @@
+"""The Rachel8 install a simulated VPS performs when its runcmd runs the install script.
+
+What the real script does (`core.cloud.vps_contract`: `INSTALL_STEPS` in
+order, stopping at the first failure) is emulated step by step, checking the
+contract as a real Ubuntu box would: the packages, the unprivileged user,
+Bun and Claude Code at versions that exist, the clone of the Rachel8
+repository at a commit that exists (`sim.rachel8`), `bun install`, the
+shared folder and the unit. The outcome is written to `INSTALL_RESULT_PATH`
+in the contract's format, which the bootstrap then reports.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.cloud import vps_contract as contract
+from sim import rachel8
+from sim.accounts import Account
+from sim.rootfs import RootFs
+from sim.systemd import Systemd
+
+log = logging.getLogger(__name__)
+
+BUN_RELEASES = "https://github.com/oven-sh/bun/releases/download"
+#: Where the output of every step goes, as the script's `tee` would leave it.
+INSTALL_LOG_PATH = "/var/log/rachel-cloud-install.log"
+
+
+class StepFailed(Exception):
+    """A step exited non-zero; `output` is what it printed."""
+
+    def __init__(self, exit_status: int, output: str) -> None:
+        super().__init__(output)
+        self.exit_status = exit_status
+        self.output = output
+
+
+#: What each step prints when a fault makes it fail (exit status, output):
+#: the classic ways each one fails on a real box.
+FAULT_OUTPUT: dict[str, tuple[int, str]] = {
+    contract.STEP_PACKAGES: (
+        100,
+        "E: Failed to fetch http://archive.ubuntu.com/ubuntu/pool/main/f/ffmpeg/"
+        "ffmpeg_6.1.1-3ubuntu5_amd64.deb  Temporary failure resolving 'archive.ubuntu.com'\n"
+        "E: Unable to fetch some archives, maybe run apt-get update or try with --fix-missing?\n",
+    ),
+    contract.STEP_USER: (1, "useradd: cannot lock /etc/passwd; try again later.\n"),
+    contract.STEP_BUN: (
+        1,
+        "curl: (6) Could not resolve host: github.com\n"
+        'error: Failed to download bun from "https://github.com/oven-sh/bun/releases"\n',
+    ),
+    contract.STEP_CLAUDE_CODE: (
+        1,
+        "error: GET https://registry.npmjs.org/@anthropic-ai%2fclaude-code - 503\n",
+    ),
+    contract.STEP_CLONE: (
+        128,
+        "fatal: unable to access 'https://github.com/polly3223/Rachel8.git/': "
+        "Could not resolve host: github.com\n",
+    ),
+    contract.STEP_DEPENDENCIES: (
+        1,
+        "error: lockfile had changes, but lockfile is frozen\n"
+        "note: try re-running without --frozen-lockfile and commit the updated lockfile\n",
+    ),
+    contract.STEP_SHARED_FOLDER: (1, "mkdir: cannot create directory: No space left on device\n"),
+    contract.STEP_UNIT: (1, "Failed to enable unit: Access denied\n"),
+}
+
+
+@dataclass
+class InstallRun:
+    """One run of the install script.
+
+    Attributes:
+        manifest: the install manifest's values.
+        fail_step: a fault makes this step fail.
+        packages: packages installed so far (the box's dpkg database).
+        log: everything the steps printed.
+    """
+
+    fs: RootFs
+    systemd: Systemd
+    manifest: Mapping[str, str]
+    fail_step: str | None = None
+    packages: list[str] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
+    versions: dict[str, str | None] = field(
+        default_factory=lambda: {"bun": None, "claude_code": None}
+    )
+    commit: str | None = None
+
+    def _value(self, name: str) -> str:
+        value = self.manifest.get(name, "").strip()
+        if not value:
+            raise StepFailed(
+                1, f"rachel-cloud-install: {name} is not set in {contract.INSTALL_ENV_PATH}\n"
+            )
+        return value
+
+    def _user(self) -> Account:
+        name = self._value(contract.USER_VAR)
+        account = self.fs.accounts.get(name)
+        if account is None:
+            raise StepFailed(1, f"id: '{name}': no such user\n")
+        return account
+
+    def _owned(self, account: Account) -> tuple[int, int]:
+        return account.uid, account.gid
+
+    def _program(self, account: Account, name: str, what: str) -> None:
+        """An executable in Bun's bin directory, the user's (what the installers leave)."""
+        bin_dir = contract.Layout(account.name).bin_dir
+        self.fs.makedirs(bin_dir, 0o755, self._owned(account))
+        text = f"#!/bin/sh\n# {what}\n".encode()
+        self.fs.write(f"{bin_dir}/{name}", text, 0o755, owner=self._owned(account))
+
+    # -- the steps, in INSTALL_STEPS order ---------------------------------
+
+    def packages_step(self) -> str:
+        wanted = [p for p in contract.PACKAGES if p not in self.packages]
+        self.packages.extend(wanted)
+        lines = [f"Setting up {name} ..." for name in wanted]
+        return (
+            "\n".join(["Reading package lists...", *lines, "Processing triggers for man-db ..."])
+            + "\n"
+        )
+
+    def user_step(self) -> str:
+        account = self._user()
+        if account.has_sudo:
+            why = account.sudo_rule or ", ".join(account.groups) or "uid 0"
+            raise StepFailed(
+                1,
+                f"rachel-cloud-install: {account.name} can use sudo ({why}); "
+                "Rachel8 must run as an unprivileged user\n",
+            )
+        if not self.fs.real(account.home, "/").is_dir():
+            raise StepFailed(1, f"rachel-cloud-install: {account.home} does not exist\n")
+        return f"uid={account.uid}({account.name}) gid={account.gid}({account.name})\n"
+
+    def bun_step(self) -> str:
+        account = self._user()
+        version = self._value(contract.BUN_VERSION_VAR)
+        if version not in rachel8.BUN_VERSIONS:
+            raise StepFailed(
+                1,
+                "curl: (22) The requested URL returned error: 404\n"
+                "error: Failed to download bun from "
+                f'"{BUN_RELEASES}/bun-v{version}/bun-linux-x64.zip"\n',
+            )
+        self._program(account, "bun", f"bun {version}")
+        self.versions["bun"] = version
+        return (
+            "######## 100.0%\nbun was installed successfully to ~/.bun/bin/bun\n"
+            f"bun --version: {version}\n"
+        )
+
+    def claude_code_step(self) -> str:
+        account = self._user()
+        version = self._value(contract.CLAUDE_CODE_VERSION_VAR)
+        if not self.fs.real(f"{account.home}/.bun/bin/bun", "/").is_file():
+            raise StepFailed(127, "sh: 1: bun: not found\n")
+        if version not in rachel8.CLAUDE_CODE_VERSIONS:
+            raise StepFailed(
+                1,
+                f'error: No version matching "{version}" found for specifier '
+                '"@anthropic-ai/claude-code" (but package exists)\n',
+            )
+        owner = self._owned(account)
+        package_dir = f"{account.home}/.bun/install/global/node_modules/@anthropic-ai/claude-code"
+        self.fs.makedirs(package_dir, 0o755, owner)
+        manifest = json.dumps({"name": "@anthropic-ai/claude-code", "version": version})
+        self.fs.write(f"{package_dir}/package.json", manifest.encode(), 0o644, owner=owner)
+        self._program(account, "claude", f"Claude Code {version}")
+        self.versions["claude_code"] = version
+        return (
+            f"bun add v{self.versions['bun']}\n\n"
+            f"installed @anthropic-ai/claude-code@{version} with binaries:\n - claude\n"
+        )
+
+    def clone_step(self) -> str:
+        account = self._user()
+        layout = contract.Layout(account.name)
+        repo = self._value(contract.REPO_VAR)
+        commit = self._value(contract.COMMIT_VAR)
+        if not rachel8.known_repository(repo):
+            raise StepFailed(
+                128,
+                f"Cloning into '{layout.clone_dir}'...\nremote: Repository not found.\n"
+                f"fatal: repository '{repo}' not found\n",
+            )
+        clone = self.fs.real(layout.clone_dir, "/")
+        if clone.exists() and any(clone.iterdir()):
+            raise StepFailed(
+                128,
+                f"fatal: destination path '{layout.clone_dir}' already exists "
+                "and is not an empty directory.\n",
+            )
+        release = rachel8.RELEASES.get(commit)
+        if release is None:
+            raise StepFailed(
+                128,
+                f"Cloning into '{layout.clone_dir}'...\nfatal: reference is not a tree: {commit}\n",
+            )
+        owner = self._owned(account)
+        self.fs.makedirs(f"{layout.clone_dir}/.git", 0o755, owner)
+        for path, text in release.files().items():
+            self.fs.makedirs(f"{layout.clone_dir}/{path}".rsplit("/", 1)[0], 0o755, owner)
+            self.fs.write(f"{layout.clone_dir}/{path}", text.encode(), 0o644, owner=owner)
+        self.fs.write(layout.git_head_path, f"{commit}\n".encode(), 0o644, owner=owner)
+        self.fs.write(
+            f"{layout.clone_dir}/.git/config",
+            f'[remote "origin"]\n\turl = {repo}\n'.encode(),
+            0o644,
+            owner=owner,
+        )
+        self.commit = commit
+        return (
+            f"Cloning into '{layout.clone_dir}'...\nHEAD is now at {commit[:7]} {release.subject}\n"
+        )
+
+    def dependencies_step(self) -> str:
+        account = self._user()
+        layout = contract.Layout(account.name)
+        if not self.fs.real(f"{layout.clone_dir}/bun.lock", "/").is_file():
+            raise StepFailed(1, "error: lockfile not found; --frozen-lockfile needs one\n")
+        owner = self._owned(account)
+        lines = [f"bun install v{self.versions['bun']}", ""]
+        for name, version in rachel8.DEPENDENCIES:
+            package_dir = f"{layout.clone_dir}/node_modules/{name}"
+            self.fs.makedirs(package_dir, 0o755, owner)
+            text = json.dumps({"name": name, "version": version}).encode()
+            self.fs.write(f"{package_dir}/package.json", text, 0o644, owner=owner)
+            lines.append(f"+ {name}@{version}")
+        lines += ["", f"{len(rachel8.DEPENDENCIES)} packages installed"]
+        return "\n".join(lines) + "\n"
+
+    def shared_folder_step(self) -> str:
+        account = self._user()
+        shared = contract.Layout(account.name).shared_dir
+        self.fs.makedirs(shared, contract.PRIVATE_DIR_MODE, self._owned(account))
+        return f"install: creating directory '{shared}'\n"
+
+    def unit_step(self) -> str:
+        enabled = self.systemd.systemctl(["enable", contract.SERVICE_UNIT])
+        if enabled.exit_status:
+            raise StepFailed(enabled.exit_status, enabled.stdout + enabled.stderr)
+        return enabled.stdout + enabled.stderr
+
+    # -- the run -------------------------------------------------------------
+
+    def run(self, cloud_init_errors: list[str]) -> dict[str, Any]:
+        """Run every step in order and write the result; returns it."""
+        steps: dict[str, Callable[[], str]] = {
+            contract.STEP_PACKAGES: self.packages_step,
+            contract.STEP_USER: self.user_step,
+            contract.STEP_BUN: self.bun_step,
+            contract.STEP_CLAUDE_CODE: self.claude_code_step,
+            contract.STEP_CLONE: self.clone_step,
+            contract.STEP_DEPENDENCIES: self.dependencies_step,
+            contract.STEP_SHARED_FOLDER: self.shared_folder_step,
+            contract.STEP_UNIT: self.unit_step,
+        }
+        failed: str | None = None
+        exit_status: int | None = None
+        for name in contract.INSTALL_STEPS:
+            self.log.append(f"==> {name}\n")
+            try:
+                if name == self.fail_step:
+                    raise StepFailed(*FAULT_OUTPUT[name])
+                self.log.append(steps[name]())
+            except StepFailed as exc:
+                self.log.append(exc.output)
+                self.log.append(
+                    f"rachel-cloud-install: step {name} failed (exit {exc.exit_status})\n"
+                )
+                failed, exit_status = name, exc.exit_status
+                break
+        return self._finish(failed, exit_status, cloud_init_errors)
+
+    def _finish(
+        self, failed: str | None, exit_status: int | None, errors: list[str]
+    ) -> dict[str, Any]:
+        text = "".join(self.log)
+        result: dict[str, Any] = {
+            "ok": failed is None,
+            "failed_step": failed,
+            "exit_status": exit_status,
+            "log_tail": text[-contract.MAX_LOG_TAIL :],
+            # The script runs inside cloud-init's runcmd: cloud-init is still running.
+            "cloud_init": {
+                "status": "running",
+                "errors": list(errors[: contract.MAX_CLOUD_INIT_ERRORS]),
+            },
+            "commit": self.commit,
+            "versions": dict(self.versions),
+        }
+        self.fs.write(INSTALL_LOG_PATH, text.encode(), 0o640)
+        self.fs.write(contract.INSTALL_RESULT_PATH, (json.dumps(result) + "\n").encode(), 0o644)
+        return result

@@ -1,0 +1,56 @@
+"""Who owns each file of a simulated VPS: virtual ownership.
+
+The simulator runs as whatever host user started it and must not `chown`
+real files, so a VPS keeps its own map of path -> (uid, gid). A path with
+no entry belongs to root, as everything an image ships does. Renames carry
+ownership with the file (and, for a directory, everything below it);
+removal drops it.
+"""
+
+from __future__ import annotations
+
+import threading
+
+Owner = tuple[int, int]
+ROOT_OWNER: Owner = (0, 0)
+
+
+def _below(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+class Owners:
+    """path (absolute, normalised VPS path) -> (uid, gid)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._map: dict[str, Owner] = {}
+
+    def get(self, path: str) -> Owner:
+        """The owner of `path` (root unless recorded otherwise)."""
+        with self._lock:
+            return self._map.get(path, ROOT_OWNER)
+
+    def set(self, path: str, uid: int, gid: int) -> None:
+        """`chown uid:gid path`; -1 keeps that id, as chown(2) does."""
+        with self._lock:
+            old_uid, old_gid = self._map.get(path, ROOT_OWNER)
+            owner = (old_uid if uid == -1 else uid, old_gid if gid == -1 else gid)
+            if owner == ROOT_OWNER:
+                self._map.pop(path, None)
+            else:
+                self._map[path] = owner
+
+    def move(self, source: str, dest: str) -> None:
+        """rename(2): `dest` (and what was below it) is replaced by `source`'s tree."""
+        with self._lock:
+            for path in [p for p in self._map if _below(p, dest)]:
+                del self._map[path]
+            for path in [p for p in self._map if _below(p, source)]:
+                self._map[dest + path[len(source) :]] = self._map.pop(path)
+
+    def drop(self, path: str) -> None:
+        """`path` and everything below it are gone."""
+        with self._lock:
+            for known in [p for p in self._map if _below(p, path)]:
+                del self._map[known]
