@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import zlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.store.models import Customer, Server, Subscription
 
@@ -89,3 +89,21 @@ def planted_secrets(owner: Customer, ring: KeyRing) -> list[str]:
         credentials = parse_credentials_document(document, now_ms=None)
         found += [credentials.access_token, credentials.refresh_token]
     return found
+
+
+RACHEL8_COMMIT = "63f162e9302a66344772ab23653789f701c7bcf9"
+
+
+def install_report(**fields: Any) -> dict[str, Any]:
+    """A VPS's install report as its bootstrap sends it (a good install unless `fields` say)."""
+    report: dict[str, Any] = {
+        "ok": True,
+        "failed_step": None,
+        "exit_status": None,
+        "log_tail": "",
+        "cloud_init": {"status": "running", "errors": []},
+        "commit": RACHEL8_COMMIT,
+        "versions": {"bun": "1.4.5", "claude_code": "2.1.332"},
+    }
+    report.update(fields)
+    return report

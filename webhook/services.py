@@ -227,10 +227,8 @@ def subscription(
         return _idempotent(webhook_id, "subscription", body, SubscriptionRecorded, work)
 
 
-def install_outcome(report: InstallReport | None) -> InstallOutcome | None:
+def install_outcome(report: InstallReport) -> InstallOutcome:
     """The domain's view of a validated install report."""
-    if report is None:
-        return None
     return InstallOutcome(
         ok=report.ok,
         failed_step=report.failed_step,

@@ -253,12 +253,9 @@ class CloudInitCallback(Struct, forbid_unknown_fields=True, kw_only=True):
         ),
     ]
     install: Annotated[
-        InstallReport | None,
-        Meta(
-            description="The install's outcome. Omitted only by VPSs built before install "
-            "reports existed; such a callback is taken as a successful install."
-        ),
-    ] = None
+        InstallReport,
+        Meta(description="The install's outcome: what the install script left on the VPS."),
+    ]
 
 
 class CallbackAccepted(Struct, kw_only=True, omit_defaults=True):

@@ -13,7 +13,9 @@ Over one SSH session (`core.cloud.ssh`, host key pinned):
 3. `.env` in the clone and `~/.claude/.credentials.json`: mode 0600, owned by
    the user, each a temp file renamed over the old one.
 4. The commit the clone has checked out (its detached HEAD).
-5. `systemctl restart`, then `systemctl show`: a unit that crashed at once
+5. `systemctl reset-failed` (a unit that crash-looped before has used up its
+   start limit, which counts manual starts too), `systemctl restart`, then
+   `systemctl show`: a unit that crashed at once
    is told from one that runs. It must then stay up (same state, no
    automatic restart) over the settle period; `check_service` is that second
    look, made by a later job so that no worker waits.
@@ -267,7 +269,7 @@ def inject(
             ) from exc
         try:
             state = _service_state(
-                client, target.host, f"systemctl restart {unit} && {_show_command(unit)}", timeout
+                client, target.host, f"systemctl reset-failed {unit}; systemctl restart {unit} && {_show_command(unit)}", timeout
             )
             if not state.running:
                 raise _not_running(target.host, unit, state, _journal(client, unit, timeout))

@@ -134,11 +134,11 @@ def accept_callback(
     host_key: str,
     source_ip: str | None,
     *,
+    install: InstallOutcome,
     check_source: bool = True,
     clock: Clock = SYSTEM_CLOCK,
     publish: Publisher | None = None,
     next_job: Callable[[Server, datetime], str | None] | None = None,
-    install: InstallOutcome | None = None,
 ) -> Server:
     """Verify a cloud-init callback; advance the server to injecting_secrets, or fail it.
 
@@ -154,8 +154,7 @@ def accept_callback(
         next_job: given the server and the moment it enters injecting_secrets,
             the id the caller will queue its injection under (None: none),
             recorded by the transition itself rather than by an UPDATE after.
-        install: the install's outcome (None: a VPS that reports none, taken as
-            a good install).
+        install: the install's outcome, as the VPS reported it.
 
     Returns:
         The server, now in injecting_secrets (the caller enqueues the injection)
@@ -204,7 +203,7 @@ def accept_callback(
             f"server {server_id} is {server.status}, not waiting for cloud-init",
             code="conflict",
         )
-    reason = failure_reason(install, server.rachel8_commit) if install is not None else None
+    reason = failure_reason(install, server.rachel8_commit)
     if reason is not None:
         return _fail(server, reason, now, publish, unauthorized)
     changes: dict[str, object] = {

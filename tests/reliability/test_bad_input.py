@@ -219,7 +219,8 @@ def test_hostile_host_keys_are_refused_and_leave_the_token_usable(
     auth = {"Authorization": f"Bearer {token}"}
     url = f"/callbacks/cloud-init/{server.id}"
     for host_key in HOSTILE_HOST_KEYS:
-        response = web.post(url, json={"host_key": host_key}, headers=auth)
+        body = {"host_key": host_key, "install": factories.install_report()}
+        response = web.post(url, json=body, headers=auth)
         _assert_clear_error(response, f"host_key {str(host_key)[:30]!r}")
         assert response.status_code in (400, 413, 422), response.text
     for extra in ({"host_key": HOSTILE_HOST_KEYS[3], "status": "ready"}, {}, {"hostkey": "x"}):
@@ -227,7 +228,9 @@ def test_hostile_host_keys_are_refused_and_leave_the_token_usable(
     assert state(redis_client) == before, "a refused callback changed something"
     # The token was not consumed by any of them: the genuine callback still works.
     genuine = generate_ssh_keypair("host").public_openssh
-    ok = web.post(url, json={"host_key": genuine}, headers=auth)
+    ok = web.post(
+        url, json={"host_key": genuine, "install": factories.install_report()}, headers=auth
+    )
     assert ok.status_code == 200, ok.text
     assert state(redis_client) != before
 

@@ -41,6 +41,7 @@ from rq.job import Job
 
 from core.domain.callbacks import CallbackRejected, accept_callback
 from core.domain.deploys import DeployRefused
+from core.domain.install_outcome import InstallOutcome
 from core.domain.lifecycle import IN_FLIGHT, Status
 from core.domain.subscriptions import record_change
 from core.store.models import MODELS, Server
@@ -182,7 +183,9 @@ def make_machine(stack: Stack) -> type[RuleBasedStateMachine]:
             if machine is None:
                 return
             token = self.token(server)
-            accept_callback(server.id, token, machine.host_public_key, server.ipv4)
+            accept_callback(
+                server.id, token, machine.host_public_key, server.ipv4, install=_good(server)
+            )
             after_callback(stack.redis, Server.get_by_id(server.id))
             self.used_tokens.append((server.id, token))
 
@@ -195,7 +198,13 @@ def make_machine(stack: Stack) -> type[RuleBasedStateMachine]:
                 token = "forged-" + token[::-1]
             before = Server.get_or_none(Server.id == server_id)
             with pytest.raises(CallbackRejected):
-                accept_callback(server_id, token, "ssh-ed25519 AAAA", "127.0.0.1")
+                accept_callback(
+                    server_id,
+                    token,
+                    "ssh-ed25519 AAAA",
+                    "127.0.0.1",
+                    install=InstallOutcome(ok=True),
+                )
             after = Server.get_or_none(Server.id == server_id)
             assert (before and before.__data__) == (after and after.__data__)
 
@@ -255,6 +264,11 @@ def make_machine(stack: Stack) -> type[RuleBasedStateMachine]:
     return Lifecycle
 
 
+def _good(server: Server) -> InstallOutcome:
+    """What a VPS that installed the server's commit reports."""
+    return InstallOutcome(ok=True, cloud_init_status="running", commit=server.rachel8_commit)
+
+
 def settle(stack: Stack, rounds: int = 40) -> None:
     """Let the system finish: callbacks the VPSs would make, jobs, the sweeper, the reconciler."""
     for _ in range(rounds):
@@ -263,7 +277,13 @@ def settle(stack: Stack, rounds: int = 40) -> None:
             token = stack.ring.derive_token(f"callback/{server.id}/{server.attempt}")
             if machine is not None:
                 with contextlib.suppress(CallbackRejected):
-                    accept_callback(server.id, token, machine.host_public_key, server.ipv4)
+                    accept_callback(
+                        server.id,
+                        token,
+                        machine.host_public_key,
+                        server.ipv4,
+                        install=_good(server),
+                    )
                     after_callback(stack.redis, Server.get_by_id(server.id))
         stack.worker().work(burst=True, with_scheduler=True, logging_level="ERROR")
         sweeper.run(stack.ctx)

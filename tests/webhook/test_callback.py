@@ -30,6 +30,13 @@ def web(app: Litestar) -> Iterator[httpx.Client]:
         yield client
 
 
+COMMIT = "63f162e9302a66344772ab23653789f701c7bcf9"
+OLDER = "4303627f1cb709be417de6bc7da447987bba8dbc"
+
+
+_install = factories.install_report
+
+
 def _waiting(ipv4: str = "127.0.0.1", ttl: float = 600) -> tuple[Server, str]:
     server = factories.server(status="cloud_init", ipv4=ipv4)
     token = issue_token(server, ttl)
@@ -48,7 +55,9 @@ def _call(
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     return web.post(
-        f"/callbacks/cloud-init/{server_id}", json={"host_key": host_key}, headers=headers
+        f"/callbacks/cloud-init/{server_id}",
+        json={"host_key": host_key, "install": _install()},
+        headers=headers,
     )
 
 
@@ -151,7 +160,7 @@ def test_unknown_field_and_bad_id_are_400(web: httpx.Client) -> None:
     server, token = _waiting()
     response = web.post(
         f"/callbacks/cloud-init/{server.id}",
-        json={"host_key": HOST_KEY, "extra": 1},
+        json={"host_key": HOST_KEY, "install": _install(), "extra": 1},
         headers={"Authorization": f"Bearer {token}"},
     )
     assert response.status_code == 400
@@ -177,23 +186,6 @@ def test_trusted_proxy_forwarded_address_is_used(
 
 
 # --- the install outcome -------------------------------------------------------
-
-COMMIT = "63f162e9302a66344772ab23653789f701c7bcf9"
-OLDER = "4303627f1cb709be417de6bc7da447987bba8dbc"
-
-
-def _install(**fields: Any) -> dict[str, Any]:
-    report: dict[str, Any] = {
-        "ok": True,
-        "failed_step": None,
-        "exit_status": None,
-        "log_tail": "",
-        "cloud_init": {"status": "running", "errors": []},
-        "commit": COMMIT,
-        "versions": {"bun": "1.4.5", "claude_code": "2.1.332"},
-    }
-    report.update(fields)
-    return report
 
 
 def _report(
@@ -336,3 +328,19 @@ def test_the_reported_steps_are_the_contracts() -> None:
     from webhook.structs import InstallStep
 
     assert get_args(InstallStep) == INSTALL_STEPS
+
+
+def test_a_callback_without_an_install_report_is_400_and_changes_nothing(
+    web: httpx.Client,
+) -> None:
+    """Every VPS reports its install; a body without one is not a callback of ours."""
+    server, token = _with_commit()
+    before = _snapshot(server.id)
+    response = web.post(
+        f"/callbacks/cloud-init/{server.id}",
+        json={"host_key": HOST_KEY},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "validation_error"
+    assert _snapshot(server.id) == before
