@@ -39,8 +39,13 @@ from rq.job import Job
 from core.cloud import vps_contract as vps
 from core.store.models import ENCRYPTED_COLUMNS, MODELS, Event
 
-#: Where the secrets legitimately live on a VPS.
-SECRETS_FILE = vps.SECRETS_PATH.lstrip("/")
+#: Where the secrets legitimately live on a VPS: Rachel8's `.env` and the Claude
+#: credentials (for any user name: the paths end the same way).
+_LAYOUT = vps.Layout()
+SECRETS_FILES = (
+    _LAYOUT.env_path.removeprefix(_LAYOUT.home),
+    _LAYOUT.credentials_path.removeprefix(_LAYOUT.home),
+)
 
 
 @dataclass
@@ -171,11 +176,11 @@ def files_text(paths: Iterable[Path]) -> str:
 
 
 def vps_text(roots: Iterable[Path]) -> str:
-    """Every file of the given VPS root filesystems except the secrets file."""
+    """Every file of the given VPS root filesystems except Rachel8's two secret files."""
     chunks = []
     for root in roots:
         for path in sorted(root.rglob("*")):
-            if path.is_file() and not str(path).endswith(SECRETS_FILE):
+            if path.is_file() and not str(path).endswith(SECRETS_FILES):
                 with contextlib.suppress(OSError):
                     chunks.append(path.read_text(errors="replace"))
     return "\n".join(chunks)

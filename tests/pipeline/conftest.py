@@ -16,7 +16,7 @@ from tests.pipeline.harness import WebServer
 @pytest.fixture
 def sim() -> Iterator[SimulatorServer]:
     """A fast simulator on an ephemeral port (VPS SSH on port 2222 of their own addresses)."""
-    with SimulatorServer(SimConfig(seed=7)) as server:
+    with SimulatorServer(SimConfig(seed=7, time_scale=0.01)) as server:
         yield server
 
 

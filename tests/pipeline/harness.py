@@ -87,6 +87,9 @@ def build_stack(
         RACHEL_PUBLIC_URL=public_url,
         RACHEL_BOOT_TIMEOUT=env.pop("RACHEL_BOOT_TIMEOUT", "5s"),
         RACHEL_RETRY_BASE=env.pop("RACHEL_RETRY_BASE", "0.05s"),
+        # Long enough to see the simulated Rachel8 (at the simulator's test time
+        # scale) crash and be restarted, short enough for a test.
+        RACHEL_SERVICE_SETTLE=env.pop("RACHEL_SERVICE_SETTLE", "0.3s"),
         RACHEL_NAME_PREFIX="test",
         **env,
     )

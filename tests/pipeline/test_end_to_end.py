@@ -2,13 +2,12 @@
 
 A search of logs, events, database columns, Redis (every key and value, job
 arguments and results included) and the user data finds none of the planted
-customer secrets, anywhere but in the secrets file on the VPS itself.
+customer secrets, anywhere but in Rachel8's `.env` and credentials on the VPS itself.
 """
 
 from __future__ import annotations
 
 import logging
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +17,7 @@ import pytest
 import redis
 
 from cli.demo import send_signed
-from core.cloud import vps_contract as vps
-from core.cloud.ssh import env_file
+from core.cloud.rachel8 import parse_credentials_document
 from core.domain.lifecycle import Status
 from core.platform.dev_secrets import webhook_secrets
 from core.store.models import Event, Server, WebhookDelivery
@@ -27,6 +25,7 @@ from jobs import operator
 from sim.server import SimulatorServer
 from tests import factories
 from tests.leaks import search_everything
+from tests.pipeline import rachel8_vps
 from tests.pipeline.harness import Stack, WebServer, served_stack
 
 
@@ -59,12 +58,22 @@ def test_deploy_reaches_ready_with_the_secrets_on_the_vps(stack: Stack) -> None:
     machine = stack.sim.vps(row.provider_id or 0)
     assert machine is not None
     assert row.host_key.split()[:2] == machine.host_public_key.split()[:2]
-    secrets_file = machine.root / vps.SECRETS_PATH.lstrip("/")
-    assert secrets_file.read_text() == env_file(
-        {"TELEGRAM_BOT_TOKEN": planted[0], "CLAUDE_CREDENTIALS": planted[1]}
+    env = rachel8_vps.env(machine)
+    assert env["TELEGRAM_BOT_TOKEN"] == planted[0]
+    assert env["OWNER_TELEGRAM_USER_ID"] == str(factories.OWNER_ID)
+    assert env["AI_PROVIDER"] == "claudecode"
+    assert env["SHARED_FOLDER_PATH"] == rachel8_vps.LAYOUT.shared_dir
+    credentials = rachel8_vps.read(machine, rachel8_vps.LAYOUT.credentials_path)
+    assert parse_credentials_document(credentials.text, now_ms=None) == (
+        parse_credentials_document(planted[1], now_ms=None)
     )
-    assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
-    assert machine.systemd.is_active(vps.SERVICE_UNIT)
+    uid, gid = rachel8_vps.user_ids(machine)
+    for path in (rachel8_vps.LAYOUT.env_path, rachel8_vps.LAYOUT.credentials_path):
+        written = rachel8_vps.read(machine, path)
+        assert (written.mode, written.uid, written.gid) == (0o600, uid, gid), path
+    unit = rachel8_vps.service(machine)
+    assert (unit["ActiveState"], unit["SubState"], unit["NRestarts"]) == ("active", "running", "0")
+    assert row.rachel8_commit == stack.settings.rachel8_commit
     steps = [
         (e.from_status, e.to_status)
         for e in Event.select().where(Event.server == row.id).order_by(Event.id)
@@ -165,7 +174,7 @@ def test_new_credentials_for_a_ready_server_are_re_injected(stack: Stack, web: W
     assert [e.actor for e in row.events if e.to_status == "injecting_secrets"][-1] == "webhook"
     machine = stack.sim.vps(row.provider_id or 0)
     assert machine is not None
-    assert new_token in (machine.root / vps.SECRETS_PATH.lstrip("/")).read_text()
+    assert rachel8_vps.env(machine)["TELEGRAM_BOT_TOKEN"] == new_token
     # The same credentials again change nothing.
     with httpx.Client(timeout=10) as client:
         send_signed(client, f"{web.url}/webhooks/deploy", secret, payload)
