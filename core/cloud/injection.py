@@ -268,8 +268,9 @@ def inject(
                 transient=True,
             ) from exc
         try:
+            restart = f"systemctl reset-failed {unit}; systemctl restart {unit}"
             state = _service_state(
-                client, target.host, f"systemctl reset-failed {unit}; systemctl restart {unit} && {_show_command(unit)}", timeout
+                client, target.host, f"{restart} && {_show_command(unit)}", timeout
             )
             if not state.running:
                 raise _not_running(target.host, unit, state, _journal(client, unit, timeout))
