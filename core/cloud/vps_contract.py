@@ -168,9 +168,3 @@ class Layout:
     def service_path_env(self) -> str:
         """The unit's `PATH`: `bun` and `claude` resolve first."""
         return f"{self.bin_dir}:/usr/local/bin:/usr/bin:/bin"
-
-
-# The layout before Rachel8 ran as published (a secrets file for a unit with a
-# dynamic user): kept only until the injection writes `.env` and the credentials.
-SECRETS_PATH = "/etc/rachel8/secrets.env"
-SECRETS_MODE = SECRET_MODE

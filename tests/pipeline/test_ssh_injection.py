@@ -1,10 +1,10 @@
-"""Secret injection with paramiko into a simulated VPS (a real SSH server on loopback)."""
+"""Injecting Rachel8's configuration with paramiko into a simulated VPS (real SSH on loopback)."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import shutil
+import os
 import socket
 import stat
 import threading
@@ -18,11 +18,16 @@ import pytest
 from core.cloud import vps_contract as vps
 from core.cloud.cloudinit import CloudConfigInput, Rachel8Install, render
 from core.cloud.hetzner import HetznerAdapter
+from core.cloud.injection import inject
 from core.cloud.provider import CreateSpec
-from core.cloud.ssh import SSHError, Target, _client, _SecretsSFTP, env_file, inject
+from core.cloud.rachel8 import ClaudeCredentials, Rachel8Config, parse_credentials_document
+from core.cloud.ssh import SecretsSFTP, SSHError, Target, connect
 from core.platform.settings import Settings
 from core.security.crypto import SSHKeyPair, generate_ssh_keypair
 from sim.server import SimulatorServer
+from sim.vps import Vps
+from tests import factories
+from tests.pipeline import rachel8_vps
 
 
 def _closed_port() -> int:
@@ -66,62 +71,115 @@ def boot(
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         machine = sim.vps(server.id)
-        if machine is not None and machine.ssh_listening:
+        if machine is not None and machine.ssh_listening and machine.install_result is not None:
             assert server.ipv4 == machine.ip
             return pair, machine.ip, machine.host_public_key
         time.sleep(0.02)
     raise AssertionError("the VPS's SSH never came up")
 
 
-SECRETS = {
-    "TELEGRAM_BOT_TOKEN": "123456:planted-telegram-token",
-    "CLAUDE_CREDENTIALS": '{"refresh_token": "planted \\"quoted\\" $HOME"}',
-}
+LAYOUT = rachel8_vps.LAYOUT
+CONFIG = Rachel8Config(
+    bot_token=factories.bot_token("inject"),
+    owner_id=factories.OWNER_ID,
+    credentials=ClaudeCredentials(
+        "sk-ant-oat01-planted-access", "sk-ant-ort01-planted-refresh", factories.EXPIRES_AT_MS
+    ),
+)
 
 
-def test_inject_writes_0600_atomically_and_starts_the_service(
+def _inject(ip: str, host_key: str, pair: SSHKeyPair, config: Rachel8Config = CONFIG) -> str:
+    """Inject and return the commit the VPS runs."""
+    target = Target(ip, 2222, host_key, pair.private_openssh)
+    return inject(target, config, layout=LAYOUT, timeout=10).commit
+
+
+def _machine(sim: SimulatorServer, adapter: HetznerAdapter) -> Vps:
+    return next(v for v in [sim.vps(s.id) for s in adapter.list_managed()] if v)
+
+
+def test_inject_writes_both_files_as_the_user_and_starts_rachel8(
     sim: SimulatorServer, adapter: HetznerAdapter
 ) -> None:
     pair, ip, host_key = boot(sim, adapter, 1)
-    inject(Target(ip, 2222, host_key, pair.private_openssh), SECRETS, timeout=10)
-    machine = next(v for v in [sim.vps(s.id) for s in adapter.list_managed()] if v)
-    path = machine.root / vps.SECRETS_PATH.lstrip("/")
-    assert path.read_text() == env_file(SECRETS)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert [p.name for p in path.parent.iterdir()] == ["secrets.env"], "no temp file left"
-    assert machine.systemd.is_active(vps.SERVICE_UNIT)
-    # A second injection replaces the file in place.
-    inject(
-        Target(ip, 2222, host_key, pair.private_openssh),
-        {**SECRETS, "TELEGRAM_BOT_TOKEN": "654321:new-token"},
-        timeout=10,
-    )
-    assert "654321:new-token" in path.read_text()
+    machine = _machine(sim, adapter)
+    commit = _inject(ip, host_key, pair)
+    assert commit == machine.fs.real(LAYOUT.git_head_path, "/").read_text().strip()
+    uid, gid = rachel8_vps.user_ids(machine)
+    assert rachel8_vps.read(machine, LAYOUT.env_path).text == CONFIG.env(LAYOUT)
+    credentials = rachel8_vps.read(machine, LAYOUT.credentials_path)
+    assert credentials.text == CONFIG.credentials.document()
+    for path in (LAYOUT.env_path, LAYOUT.credentials_path, LAYOUT.claude_dir):
+        written = rachel8_vps.read(machine, path) if path != LAYOUT.claude_dir else None
+        owner = machine.fs.owners.get(path)
+        assert (owner[0], owner[1]) == (uid, gid), path
+        if written is not None:
+            assert written.mode == 0o600, path
+    claude_dir = machine.fs.real(LAYOUT.claude_dir, "/")
+    assert stat.S_IMODE(claude_dir.stat().st_mode) == 0o700
+    assert sorted(os.listdir(claude_dir)) == [".credentials.json"], "no temp file left"
+    assert not [n for n in os.listdir(machine.fs.real(LAYOUT.clone_dir, "/")) if n.endswith(".tmp")]
+    unit = rachel8_vps.service(machine)
+    assert (unit["ActiveState"], unit["SubState"]) == ("active", "running")
+    # A second injection replaces .env in place.
+    other = Rachel8Config("87654321:" + "N" * 35, 7, CONFIG.credentials)
+    _inject(ip, host_key, pair, other)
+    assert rachel8_vps.env(machine)["TELEGRAM_BOT_TOKEN"] == "87654321:" + "N" * 35
 
 
-def test_inject_creates_the_secrets_directory_when_the_image_lacks_it(
+def test_newer_credentials_on_the_vps_are_kept_and_older_ones_replaced(
     sim: SimulatorServer, adapter: HetznerAdapter
 ) -> None:
     pair, ip, host_key = boot(sim, adapter, 5)
-    machine = next(v for v in [sim.vps(s.id) for s in adapter.list_managed()] if v)
-    directory = machine.root / vps.SECRETS_PATH.lstrip("/").rsplit("/", 1)[0]
-    shutil.rmtree(directory, ignore_errors=True)
-    inject(Target(ip, 2222, host_key, pair.private_openssh), SECRETS, timeout=10)
-    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
-    assert (directory / "secrets.env").read_text() == env_file(SECRETS)
-    assert machine.systemd.is_active(vps.SERVICE_UNIT)
+    machine = _machine(sim, adapter)
+    _inject(ip, host_key, pair)
+    # The VPS's CLI refreshed its token: a later expiry than ours.
+    refreshed = ClaudeCredentials(
+        "sk-ant-oat01-refreshed", "sk-ant-ort01-rotated", CONFIG.credentials.expires_at_ms + 1
+    )
+    path = machine.fs.real(LAYOUT.credentials_path, "/")
+    path.write_text(refreshed.document())
+    target = Target(ip, 2222, host_key, pair.private_openssh)
+    injected = inject(target, CONFIG, layout=LAYOUT, timeout=10)
+    assert injected.kept_vps_credentials
+    assert parse_credentials_document(path.read_text(), now_ms=None) == refreshed
+    # A customer who signs in again gives us credentials later than the VPS's.
+    newer = Rachel8Config(
+        CONFIG.bot_token,
+        CONFIG.owner_id,
+        ClaudeCredentials("sk-ant-oat01-new", "sk-ant-ort01-new", refreshed.expires_at_ms + 1),
+    )
+    assert not inject(target, newer, layout=LAYOUT, timeout=10).kept_vps_credentials
+    assert path.read_text() == newer.credentials.document()
+    # An unreadable document on the VPS is replaced.
+    path.write_text("{not json")
+    assert not inject(target, CONFIG, layout=LAYOUT, timeout=10).kept_vps_credentials
+    assert path.read_text() == CONFIG.credentials.document()
+
+
+def test_a_vps_without_the_install_is_refused_without_writing(
+    sim: SimulatorServer, adapter: HetznerAdapter
+) -> None:
+    pair, ip, host_key = boot(sim, adapter, 8)
+    machine = _machine(sim, adapter)
+    other = vps.Layout("nobody")  # a user the install did not create
+    with pytest.raises(SSHError) as info:
+        inject(Target(ip, 2222, host_key, pair.private_openssh), CONFIG, layout=other, timeout=10)
+    assert info.value.code == "vps_contract" and not info.value.transient
+    assert "/home/nobody" in str(info.value)
+    assert not machine.fs.real(LAYOUT.env_path, "/").exists()
 
 
 def test_the_temp_file_is_created_with_its_mode_and_never_reused(
     sim: SimulatorServer, adapter: HetznerAdapter
 ) -> None:
     pair, ip, host_key = boot(sim, adapter, 7)
-    machine = next(v for v in [sim.vps(s.id) for s in adapter.list_managed()] if v)
-    client = _client(Target(ip, 2222, host_key, pair.private_openssh), timeout=10)
+    machine = _machine(sim, adapter)
+    client = connect(Target(ip, 2222, host_key, pair.private_openssh), timeout=10)
     try:
         transport = client.get_transport()
         assert transport is not None
-        sftp = _SecretsSFTP.from_transport(transport)
+        sftp = SecretsSFTP.from_transport(transport)
         assert sftp is not None
         with sftp.create_private("/tmp/.s.tmp", 0o600):
             # Before a byte is written, the file already has its mode.
@@ -139,7 +197,7 @@ def test_the_session_is_encrypted_with_aes_gcm(
     sim: SimulatorServer, adapter: HetznerAdapter
 ) -> None:
     pair, ip, host_key = boot(sim, adapter, 6)
-    client = _client(Target(ip, 2222, host_key, pair.private_openssh), timeout=10)
+    client = connect(Target(ip, 2222, host_key, pair.private_openssh), timeout=10)
     try:
         transport = client.get_transport()
         assert transport is not None
@@ -155,7 +213,7 @@ def test_a_different_host_key_is_refused(sim: SimulatorServer, adapter: HetznerA
     pair, ip, _ = boot(sim, adapter, 2)
     impostor = generate_ssh_keypair().public_openssh
     with pytest.raises(SSHError) as info:
-        inject(Target(ip, 2222, impostor, pair.private_openssh), SECRETS, timeout=10)
+        inject(Target(ip, 2222, impostor, pair.private_openssh), CONFIG, layout=LAYOUT, timeout=10)
     assert info.value.code == "host_key_mismatch" and not info.value.transient
 
 
@@ -163,22 +221,18 @@ def test_a_key_the_vps_does_not_know_is_refused(
     sim: SimulatorServer, adapter: HetznerAdapter
 ) -> None:
     _, ip, host_key = boot(sim, adapter, 3)
+    stranger = generate_ssh_keypair().private_openssh
     with pytest.raises(SSHError) as info:
-        inject(
-            Target(ip, 2222, host_key, generate_ssh_keypair().private_openssh), SECRETS, timeout=10
-        )
+        inject(Target(ip, 2222, host_key, stranger), CONFIG, layout=LAYOUT, timeout=10)
     assert info.value.code == "ssh_auth_failed" and not info.value.transient
 
 
 def test_refused_ssh_is_transient(sim: SimulatorServer, adapter: HetznerAdapter) -> None:
     sim.set_faults({"ssh_refuse": 1.0})
     pair = generate_ssh_keypair()
+    target = Target("127.0.0.1", _closed_port(), pair.public_openssh, pair.private_openssh)
     with pytest.raises(SSHError) as info:
-        inject(
-            Target("127.0.0.1", _closed_port(), pair.public_openssh, pair.private_openssh),
-            SECRETS,
-            timeout=3,
-        )
+        inject(target, CONFIG, layout=LAYOUT, timeout=3)
     assert info.value.code == "ssh_unreachable" and info.value.transient
 
 
@@ -187,23 +241,37 @@ def test_missing_unit_fails_the_service_start(
 ) -> None:
     pair, ip, host_key = boot(sim, adapter, 4, with_unit=False)
     with pytest.raises(SSHError) as info:
-        inject(Target(ip, 2222, host_key, pair.private_openssh), SECRETS, timeout=10)
+        _inject(ip, host_key, pair)
     assert info.value.code == "service_failed" and not info.value.transient
     assert "planted" not in str(info.value)
 
 
 class _FullDisk(asyncssh.SFTPServer):
-    """An SFTP server on a disk with no room left: every write fails."""
+    """An SFTP server on a disk with no room left: every write fails.
+
+    Its files are root's on the host; the home reports the Rachel8 user's ids,
+    as a real VPS's would.
+    """
+
+    def stat(self, path: bytes) -> asyncssh.SFTPAttrs:
+        attrs = asyncssh.SFTPAttrs.from_local(os.stat(self.map_path(path)))
+        attrs.uid = attrs.gid = 1000
+        return attrs
 
     def write(self, file_obj: object, offset: int, data: bytes) -> int:
         raise asyncssh.SFTPFailure("No space left on device")
+
+
+COMMIT = "63f162e9302a66344772ab23653789f701c7bcf9"
 
 
 @pytest.fixture
 def full_disk_vps(tmp_path: Path) -> Iterator[tuple[Path, int, str, SSHKeyPair]]:
     """A real SSH server on loopback whose disk is full; yields (root, port, host key, our key)."""
     root = tmp_path / "vps"
-    (root / vps.SECRETS_PATH.lstrip("/")).parent.mkdir(parents=True)
+    head = root / LAYOUT.git_head_path.lstrip("/")
+    head.parent.mkdir(parents=True)
+    head.write_text(COMMIT + "\n")
     ours = generate_ssh_keypair()
     host_key = asyncssh.generate_private_key("ssh-ed25519")
     authorized = asyncssh.import_authorized_keys(ours.public_openssh)
@@ -232,15 +300,16 @@ def full_disk_vps(tmp_path: Path) -> Iterator[tuple[Path, int, str, SSHKeyPair]]
     thread.join(5)
 
 
-def test_a_failed_write_keeps_the_old_secrets_and_leaves_no_temp_file(
+def test_a_failed_write_keeps_the_old_configuration_and_leaves_no_temp_file(
     full_disk_vps: tuple[Path, int, str, SSHKeyPair],
 ) -> None:
     root, port, host_key, ours = full_disk_vps
-    secrets_file = root / vps.SECRETS_PATH.lstrip("/")
-    secrets_file.write_text("TELEGRAM_BOT_TOKEN=the-old-one\n")
+    env_file = root / LAYOUT.env_path.lstrip("/")
+    env_file.write_text("TELEGRAM_BOT_TOKEN=the-old-one\n")
+    target = Target("127.0.0.1", port, host_key, ours.private_openssh)
     with pytest.raises(SSHError) as info:
-        inject(Target("127.0.0.1", port, host_key, ours.private_openssh), SECRETS, timeout=10)
+        inject(target, CONFIG, layout=LAYOUT, timeout=10)
     assert info.value.code == "sftp_failed" and info.value.transient
     assert "No space left" in str(info.value) and "planted" not in str(info.value)
-    assert secrets_file.read_text() == "TELEGRAM_BOT_TOKEN=the-old-one\n"
-    assert [p.name for p in secrets_file.parent.iterdir()] == ["secrets.env"], "no temp file left"
+    assert env_file.read_text() == "TELEGRAM_BOT_TOKEN=the-old-one\n"
+    assert sorted(p.name for p in env_file.parent.iterdir()) == [".env", ".git"], "no temp file"

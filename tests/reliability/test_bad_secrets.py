@@ -59,7 +59,7 @@ def _failed_cleanly(stack: Stack, server_id: int, reason: str) -> Server:
     machine_id = row.provider_id
     stack.drain(lambda: stack.provider_servers() == [], what="cleanup of the VPS")
     machine = stack.sim.vps(machine_id or 0)
-    assert machine is None or not (machine.root / vps.SECRETS_PATH.lstrip("/")).exists()
+    assert machine is None or not machine.fs.real(vps.Layout().env_path, "/").exists()
     return row
 
 

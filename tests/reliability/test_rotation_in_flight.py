@@ -20,8 +20,6 @@ import pytest
 import redis
 from rq import Queue
 
-from core.cloud import vps_contract as vps
-from core.cloud.ssh import env_file
 from core.domain.lifecycle import Status
 from core.security.crypto import KeyRing, generate_key_entry
 from core.store.models import ENCRYPTED_COLUMNS, Customer, Server
@@ -31,6 +29,7 @@ from jobs.context import JobContext, use_context
 from jobs.queues import START
 from sim.server import SimulatorServer
 from tests import factories
+from tests.pipeline import rachel8_vps
 from tests.pipeline.harness import Stack, served_stack
 from tests.reliability.test_lifecycle_machine import Crash
 
@@ -117,7 +116,7 @@ def test_rotation_during_deploys_loses_nothing(stack: Stack) -> None:
         assert reveal(new_only, row, "ssh_private_key")
         machine = stack.sim.vps(row.provider_id or 0)
         assert machine is not None
-        written = (machine.root / vps.SECRETS_PATH.lstrip("/")).read_text()
         token, claude = planted[row.customer_id][:2]
-        assert written == env_file({"TELEGRAM_BOT_TOKEN": token, "CLAUDE_CREDENTIALS": claude})
+        assert rachel8_vps.env(machine)["TELEGRAM_BOT_TOKEN"] == token
+        assert rachel8_vps.read(machine, rachel8_vps.LAYOUT.credentials_path).text == claude
     assert len(stack.provider_servers()) == len(ids), "a VPS was duplicated or lost"

@@ -104,15 +104,15 @@ def test_vps_callback_ssh_sftp_and_services(
         assert run(ssh, "mkdir -p /etc/rachel8")[0] == 0
         with sftp.open("/etc/rachel8/secrets.env.tmp", "w") as handle:
             handle.write("TELEGRAM_BOT_TOKEN=planted\n")
-        sftp.chmod("/etc/rachel8/secrets.env.tmp", vps_contract.SECRETS_MODE)
-        sftp.posix_rename("/etc/rachel8/secrets.env.tmp", vps_contract.SECRETS_PATH)
+        sftp.chmod("/etc/rachel8/secrets.env.tmp", 0o600)
+        sftp.posix_rename("/etc/rachel8/secrets.env.tmp", "/etc/rachel8/secrets.env")
         with pytest.raises(OSError):
             sftp.open("/../../etc/passwd")
         sftp.close()
         on_disk = vps.root / "etc/rachel8/secrets.env"
         assert on_disk.read_text() == "TELEGRAM_BOT_TOKEN=planted\n"
 
-        assert run(ssh, f"stat -c %a {vps_contract.SECRETS_PATH}") == (0, "600\n", "")
+        assert run(ssh, f"stat -c %a {'/etc/rachel8/secrets.env'}") == (0, "600\n", "")
         assert run(ssh, "test -f /etc/rachel8/secrets.env && echo yes") == (0, "yes\n", "")
         assert run(ssh, "systemctl daemon-reload && systemctl restart rachel8") == (0, "", "")
         assert run(ssh, "systemctl is-active rachel8") == (0, "active\n", "")
