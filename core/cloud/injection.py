@@ -10,6 +10,7 @@ Over one SSH session (`core.cloud.ssh`, host key pinned):
    when the VPS has none, an unreadable one, or one that expires no later
    than ours (`ClaudeCredentials.newer_than`: the expiry moves forward with
    every refresh, and a customer who signs in again gives us a later one).
+   Kept credentials still get the user as owner and mode 0600.
 3. `.env` in the clone and `~/.claude/.credentials.json`: mode 0600, owned by
    the user, each a temp file renamed over the old one.
 4. The commit the clone has checked out (its detached HEAD).
@@ -43,7 +44,13 @@ log = logging.getLogger(__name__)
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 #: A credentials document is a few hundred bytes; anything far larger is not one.
 _MAX_CREDENTIALS_BYTES = 64 * 1024
-_JOURNAL_LINES = 15
+_JOURNAL_LINES = 40
+#: The most of a unit's output a failure's reason quotes.
+_JOURNAL_CHARS = 600
+#: `journalctl -o short`: `Mon DD HH:MM:SS host ident[pid]: message`.
+_JOURNAL_LINE = re.compile(
+    r"^\S+\s+\S+\s+\S+\s+\S+\s+(?P<ident>[^\s\[]+)\[(?P<pid>\d+)\]: ?(?P<message>.*)$"
+)
 
 
 @dataclass(frozen=True)
@@ -140,8 +147,26 @@ def _journal(client: paramiko.SSHClient, unit: str, timeout: float) -> str:
     return ""
 
 
+def last_output(journal: str) -> str:
+    """What the unit's last process printed (`journalctl -o short` lines), on one line.
+
+    Why Rachel8 exited is in its own lines ("Invalid environment configuration:
+    ..."), which systemd's own lines about the exit and the restarts follow and,
+    in a plain tail, push out. Those of the last process that is not systemd
+    (its pid; `(bun)` for a failure before the exec) are kept; a journal in
+    another format is given as its tail.
+    """
+    entries = [m for m in map(_JOURNAL_LINE.match, journal.splitlines()) if m is not None]
+    own = [m for m in entries if m["ident"] != "systemd"]
+    if not own:
+        return " | ".join(journal.strip().splitlines())[-_JOURNAL_CHARS:]
+    pid = own[-1]["pid"]
+    text = " | ".join(m["message"].strip() for m in own if m["pid"] == pid)
+    return text[-_JOURNAL_CHARS:]
+
+
 def _not_running(host: str, unit: str, state: ServiceState, journal: str) -> SSHError:
-    tail = f"; its log: {journal[-400:]}" if journal else ""
+    tail = f"; its last output: {last_output(journal)}" if journal.strip() else ""
     return SSHError(
         f"{host}: Rachel8 is not running: {unit} is {state.describe()}{tail}",
         code="service_failed",
@@ -216,7 +241,12 @@ def _write_files(
     on_vps = _vps_credentials(sftp, target.host, layout.credentials_path)
     keep = on_vps is not None and on_vps.newer_than(config.credentials)
     write_atomically(sftp, layout.env_path, config.env(layout), vps.SECRET_MODE, owner)
-    if not keep:
+    if keep:
+        # Kept, but still Rachel8's to read and no one else's: whoever touched the
+        # file on the box may have left another owner or mode, which Rachel8 refuses.
+        sftp.chmod(layout.credentials_path, vps.SECRET_MODE)
+        sftp.chown(layout.credentials_path, *owner)
+    else:
         _ensure_private_dir(sftp, layout.claude_dir, owner)
         write_atomically(
             sftp,

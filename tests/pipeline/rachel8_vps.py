@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import stat
 from dataclasses import dataclass
 
@@ -42,3 +43,34 @@ def user_ids(machine: Vps) -> tuple[int, int]:
 def service(machine: Vps) -> dict[str, str]:
     """The Rachel8 unit's properties, as `systemctl show` prints them."""
     return machine.systemd.properties(vps.SERVICE_UNIT)
+
+
+def journal(machine: Vps) -> list[str]:
+    """Every line the Rachel8 unit logged, as `journalctl -u` prints them."""
+    return machine.systemd.journal(vps.SERVICE_UNIT)
+
+
+def write(machine: Vps, path: str, text: str, mode: int, owner: tuple[int, int]) -> None:
+    """Put a file on the VPS as a program running there would (not through the control plane)."""
+    machine.fs.write(path, text.encode(), mode, owner=owner)
+
+
+def remove(machine: Vps, path: str) -> None:
+    """`rm -rf path` on the VPS."""
+    real = machine.fs.real(path, "/")
+    if real.is_dir():
+        shutil.rmtree(real)
+    else:
+        real.unlink()
+    machine.fs.owners.drop(path)
+
+
+def set_unit_environment(machine: Vps, name: str, value: str) -> None:
+    """Add `Environment=NAME=value` to the Rachel8 unit, as an administrator's edit would.
+
+    systemd passes it to the process, where it wins over `.env` (Bun keeps
+    variables the environment already has).
+    """
+    real = machine.fs.real(vps.SERVICE_UNIT_PATH, "/")
+    text = real.read_text().replace("[Service]\n", f"[Service]\nEnvironment={name}={value}\n", 1)
+    real.write_text(text)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.cloud.injection import ServiceState, parse_show
+from core.cloud.injection import ServiceState, last_output, parse_show
 
 RUNNING = "ActiveState=active\nSubState=running\nNRestarts=0\nResult=success\nExecMainStatus=0\n"
 
@@ -42,3 +42,41 @@ def test_describe_says_state_result_and_restarts() -> None:
     assert (
         state.describe() == "failed/failed (start-limit-hit, exit status 1, 3 automatic restarts)"
     )
+
+
+CRASH_LOOP_JOURNAL = """\
+Dec 06 11:06:47 test-1 bun[1200]: Rachel8 is running (polling mode)
+Dec 06 11:06:47 test-1 systemd[1]: Started rachel8.service - Rachel8.
+Dec 06 11:06:47 test-1 bun[1201]: Invalid environment configuration:
+Dec 06 11:06:47 test-1 bun[1201]:   AI_PROVIDER: Invalid enum value. Expected 'claudecode'
+Dec 06 11:06:47 test-1 bun[1201]: Run the setup wizard to fix: bun run setup
+Dec 06 11:06:47 vps systemd[1]: rachel8.service: Main process exited, code=exited, status=1/FAILURE
+Dec 06 11:06:47 test-1 systemd[1]: rachel8.service: Failed with result 'exit-code'.
+Dec 06 11:06:58 test-1 systemd[1]: rachel8.service: Scheduled restart job, restart counter is at 1.
+Dec 06 11:06:58 test-1 systemd[1]: rachel8.service: Start request repeated too quickly.
+Dec 06 11:06:58 test-1 systemd[1]: rachel8.service: Failed with result 'start-limit-hit'.
+Dec 06 11:06:58 test-1 systemd[1]: Failed to start rachel8.service - Rachel8.
+"""
+
+
+def test_the_last_output_is_what_the_last_process_printed_not_systemd_s_lines() -> None:
+    assert last_output(CRASH_LOOP_JOURNAL) == (
+        "Invalid environment configuration: | AI_PROVIDER: Invalid enum value. Expected "
+        "'claudecode' | Run the setup wizard to fix: bun run setup"
+    )
+
+
+def test_a_failure_before_the_exec_is_the_forked_child_s_line() -> None:
+    journal = (
+        "Dec 06 11:06:47 test-1 systemd[1]: Started rachel8.service.\n"
+        "Dec 06 11:06:47 test-1 (bun)[1201]: rachel8.service: Failed at step USER spawning "
+        "/home/rachel/.bun/bin/bun: No such process\n"
+    )
+    assert last_output(journal).endswith(
+        "Failed at step USER spawning /home/rachel/.bun/bin/bun: No such process"
+    )
+
+
+def test_a_journal_in_another_format_is_given_as_its_tail() -> None:
+    assert last_output("-- No entries --\n") == "-- No entries --"
+    assert len(last_output("x" * 5000)) == 600
