@@ -258,6 +258,35 @@ def _write_files(
     return commit, keep
 
 
+def _running_unit(
+    client: paramiko.SSHClient,
+    host: str,
+    unit: str,
+    command: str,
+    timeout: float,
+    *,
+    restarted_ok: bool = True,
+) -> ServiceState:
+    """Run `command` (ending in `systemctl show`) and insist the unit runs.
+
+    `restarted_ok` False also refuses a unit systemd restarted automatically
+    since it was last started by hand: it crashed in between.
+
+    Raises:
+        SSHError: `service_failed` with the unit's state and last output, or
+            `ssh_unreachable` (transient) when the command could not run.
+    """
+    try:
+        state = _service_state(client, host, command, timeout)
+        if not state.running or (state.restarts and not restarted_ok):
+            raise _not_running(host, unit, state, _journal(client, unit, timeout))
+    except (OSError, paramiko.SSHException) as exc:
+        raise SSHError(
+            f"{host}: running systemctl failed: {exc}", code="ssh_unreachable", transient=True
+        ) from exc
+    return state
+
+
 def inject(
     target: Target,
     config: Rachel8Config,
@@ -297,19 +326,10 @@ def inject(
                 code="sftp_failed",
                 transient=True,
             ) from exc
-        try:
-            restart = f"systemctl reset-failed {unit}; systemctl restart {unit}"
-            state = _service_state(
-                client, target.host, f"{restart} && {_show_command(unit)}", timeout
-            )
-            if not state.running:
-                raise _not_running(target.host, unit, state, _journal(client, unit, timeout))
-        except (OSError, paramiko.SSHException) as exc:
-            raise SSHError(
-                f"{target.host}: running systemctl failed: {exc}",
-                code="ssh_unreachable",
-                transient=True,
-            ) from exc
+        restart = f"systemctl reset-failed {unit}; systemctl restart {unit}"
+        state = _running_unit(
+            client, target.host, unit, f"{restart} && {_show_command(unit)}", timeout
+        )
         return Injected(commit=commit, state=state, kept_vps_credentials=kept)
     finally:
         client.close()
@@ -326,16 +346,8 @@ def check_service(
     """
     client = connect(target, timeout)
     try:
-        try:
-            state = _service_state(client, target.host, _show_command(unit), timeout)
-            if not state.running or state.restarts:
-                raise _not_running(target.host, unit, state, _journal(client, unit, timeout))
-        except (OSError, paramiko.SSHException) as exc:
-            raise SSHError(
-                f"{target.host}: running systemctl failed: {exc}",
-                code="ssh_unreachable",
-                transient=True,
-            ) from exc
-        return state
+        return _running_unit(
+            client, target.host, unit, _show_command(unit), timeout, restarted_ok=False
+        )
     finally:
         client.close()
