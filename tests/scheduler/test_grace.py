@@ -146,7 +146,7 @@ def test_lapse_warning_then_deprovision_at_the_deadline(
     assert summary.acted == {"warn": 1}
     assert len(telegram.requests) == 1
     path, body = telegram.requests[0]
-    assert path == f"/bot{700000 + owner.id}:planted-bot-token-{owner.id:06d}/sendMessage"
+    assert path == f"/bot{factories.bot_token(f'{owner.id:06d}')}/sendMessage"
     assert body["chat_id"] == "4242" and "will be deleted on 2026-03-04" in body["text"]
     assert Subscription.get(Subscription.customer == owner).warned_at == clock.now()
     grace.run(ctx)

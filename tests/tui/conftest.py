@@ -17,9 +17,12 @@ from textual.pilot import Pilot
 from cli.tui import operations
 from core.platform.clock import ManualClock
 from core.platform.settings import Settings
+from core.security.crypto import KeyRing, generate_key_entry
 from core.store import migrations
 from core.store.db import init_database
 from core.store.models import Customer, Event, Server
+from core.store.vault import seal
+from tests import factories
 from tests.conftest import make_settings
 from tui.app import RachelApp
 from tui.backend import Backend
@@ -29,6 +32,8 @@ from tui.backend import Backend
 pytest_textual_snapshot.SVGImageExtension.file_extension = "svg"
 
 NOW = datetime(2026, 1, 1, 12, 0, 0)
+#: Seals the seeded customers' secrets; the TUI never opens them.
+_RING = KeyRing([generate_key_entry()])
 OPERATOR = "operator:alice"
 SIZE = (160, 40)
 
@@ -87,7 +92,16 @@ def make_server(
 
     Times are seconds before NOW; `path` is (status, seconds ago) for each transition.
     """
-    owner = Customer.create(external_id=f"cus_{n:03d}", email=f"c{n}@example.com", created_at=NOW)
+    owner = Customer.create(
+        external_id=f"cus_{n:03d}",
+        email=f"c{n}@example.com",
+        created_at=NOW,
+        owner_telegram_user_id=factories.OWNER_ID,
+    )
+    # A customer with all Rachel8 needs: operators' retries and re-injects refuse others.
+    seal(_RING, owner, "telegram_bot_token", factories.bot_token(f"tui-{n}"))
+    seal(_RING, owner, "claude_credentials", factories.claude_document(f"tui-{n}"))
+    owner.save()
     values: dict[str, object] = {
         "customer": owner,
         "name": f"rachel-{n}",
