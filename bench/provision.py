@@ -280,6 +280,9 @@ def run_one(args: argparse.Namespace, size: int, mode: str) -> dict[str, Any]:
             "RACHEL_CALLBACK_POLL_INTERVAL": args.poll_interval,
             "RACHEL_WORKER_CLASS": args.worker_class,
             "RACHEL_LOG_LEVEL": args.log_level,
+            # The settle period is a deliberate wait, not control-plane work: off by
+            # default so the figures compare with earlier runs (--settle to include it).
+            "RACHEL_SERVICE_SETTLE": args.settle,
         }
         if args.redis_url:  # else the stack starts an embedded redis-server of its own
             env["REDIS_URL"] = args.redis_url
@@ -387,6 +390,12 @@ def main(argv: list[str] | None = None) -> int:
         "--rate", type=float, default=0, help="deploys per second (0: all at once, a burst)"
     )
     parser.add_argument("--timings", default="0s,0s,0s", help="simulated create,boot,cloud-init")
+    parser.add_argument(
+        "--settle",
+        default="0s",
+        help="RACHEL_SERVICE_SETTLE: how long Rachel8 must stay up before ready (0s: checked "
+        "once at the injection; production's 15s adds a scheduled second SSH look)",
+    )
     parser.add_argument("--poll-interval", default="5s", help="the baseline's polling interval")
     parser.add_argument("--database", choices=["postgres", "sqlite"], default="postgres")
     parser.add_argument("--pg-admin-url", default=c.PG_ADMIN_URL)

@@ -56,7 +56,9 @@ class Simulator:
         self.loop: asyncio.AbstractEventLoop | None = None
         seed = config.seed if config.seed is not None else config.faults.seed
         self._rng = random.Random(seed)  # noqa: S311 - fault dice, not secrets
-        self.addresses = AddressPool(config.ssh_port, random.Random(seed))  # noqa: S311
+        # Not from the seed: two simulators seeded alike (parallel test runs) must
+        # not hand out the same addresses, or one's SSH clients reach the other's VPSs.
+        self.addresses = AddressPool(config.ssh_port)
         self._tasks: dict[int, set[asyncio.Task[None]]] = {}
         #: This simulator's own directory for VPS roots (when config.vps_dir is unset).
         self._scratch: Scratch | None = None
