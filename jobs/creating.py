@@ -111,6 +111,16 @@ def _callback_token(ctx: JobContext, server: Server) -> str:
     return ctx.keyring.derive_token(purpose)
 
 
+def _project_objects(ctx: JobContext) -> tuple[int, int]:
+    """The ids of the shared firewall and the fleet SSH key (cached, else looked up or made)."""
+    settings = ctx.settings
+    firewall_id = ctx.hetzner.ensure_firewall(settings.firewall_name, settings.ssh_source_ranges)
+    key_id = ctx.hetzner.ensure_fleet_key(
+        f"{settings.name_prefix}-{FLEET_KEY_NAME_SUFFIX}", _fleet_public_key
+    )
+    return firewall_id, key_id
+
+
 def _fleet_public_key() -> str:
     # Only there so Hetzner issues no root password; nobody keeps the private half.
     return generate_ssh_keypair(comment="rachel-cloud-fleet (no private key kept)").public_openssh
@@ -131,12 +141,7 @@ def create_server(server_id: int) -> str:
             maybe_exists = server.create_requested_at is not None
             if not maybe_exists:
                 hetzner.require_budget(settings.rate_limit_reserve)
-            firewall_id = hetzner.ensure_firewall(
-                settings.firewall_name, settings.ssh_source_ranges
-            )
-            key_id = hetzner.ensure_fleet_key(
-                f"{settings.name_prefix}-{FLEET_KEY_NAME_SUFFIX}", _fleet_public_key
-            )
+            firewall_id, key_id = _project_objects(ctx)
             if not maybe_exists:
                 # Committed before the request: if we die after Hetzner created
                 # the VPS, the next run looks it up instead of making a second.
@@ -158,6 +163,7 @@ def create_server(server_id: int) -> str:
                 ),
                 firewall_id,
                 key_id,
+                refresh=lambda: _project_objects(ctx),
             )
         except HetznerError as exc:
             return retry_or_fail(ctx, server, Status.CREATING, exc, _requeue(ctx, server))

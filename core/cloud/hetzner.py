@@ -53,6 +53,28 @@ log = logging.getLogger(__name__)
 _CACHE_TTL_SECONDS = 86400
 
 
+#: The request fields of a server create that name our cached project objects.
+_CACHED_FIELDS = frozenset({"ssh_keys", "firewalls"})
+
+
+def stale_reference(error: HetznerError) -> bool:
+    """Whether a failed create says a firewall or SSH key it named does not exist.
+
+    Hetzner answers `invalid_input` naming the field (`ssh_keys`, `firewalls`)
+    in `details.fields`; `not_found` is read the same way. Other invalid input
+    (user data too long, an unknown image) is not about the cache.
+    """
+    if error.code == "not_found":
+        return True
+    if error.code != "invalid_input":
+        return False
+    details = getattr(error.__cause__, "details", None)
+    fields = details.get("fields") if isinstance(details, dict) else None
+    if isinstance(fields, list):
+        return any(isinstance(f, dict) and f.get("name") in _CACHED_FIELDS for f in fields)
+    return any(f"'{name}'" in error.message for name in _CACHED_FIELDS)
+
+
 def settle_environment(session: requests.Session, endpoint: str) -> None:
     """Read the proxy and CA bundle settings from the environment once, not per request.
 
@@ -287,9 +309,24 @@ class HetznerAdapter:
         return ProviderServer.from_bound(servers[0]) if servers else None
 
     def create_server(
-        self, spec: CreateSpec, firewall_id: int, ssh_key_id: int
+        self,
+        spec: CreateSpec,
+        firewall_id: int,
+        ssh_key_id: int,
+        *,
+        refresh: Callable[[], tuple[int, int]] | None = None,
     ) -> tuple[ProviderServer, bool]:
         """Create the server, or adopt it if an earlier attempt already did.
+
+        Args:
+            spec: the server to create.
+            firewall_id: the shared firewall, as cached.
+            ssh_key_id: the fleet SSH key, as cached.
+            refresh: when Hetzner answers that the firewall or the key named in
+                the request does not exist (deleted in the console, or ids cached
+                by a previous simulator), the cache is dropped, this is called
+                for fresh ids (looked up again, recreated if gone) and the create
+                is tried once more with them.
 
         Returns:
             (the server, True when it was adopted rather than created now).
@@ -302,6 +339,28 @@ class HetznerAdapter:
             found = self.find_server(spec.server_id)
             if found is not None:
                 return found, True
+        try:
+            return self._create_or_adopt(spec, firewall_id, ssh_key_id)
+        except HetznerError as exc:
+            if not stale_reference(exc):
+                raise
+            self.forget_cached()
+            if refresh is None:
+                raise
+            log.warning(
+                "server %s: Hetzner no longer knows the cached firewall %s or SSH key %s (%s); "
+                "looking them up again and retrying the create once",
+                spec.server_id,
+                firewall_id,
+                ssh_key_id,
+                exc,
+            )
+            firewall_id, ssh_key_id = refresh()
+            return self._create_or_adopt(spec, firewall_id, ssh_key_id)
+
+    def _create_or_adopt(
+        self, spec: CreateSpec, firewall_id: int, ssh_key_id: int
+    ) -> tuple[ProviderServer, bool]:
         try:
             response = self._call(
                 "create server",
@@ -319,8 +378,6 @@ class HetznerAdapter:
             )
         except HetznerError as exc:
             if exc.code != "uniqueness_error":
-                if exc.code in ("not_found", "invalid_input"):
-                    self.forget_cached()  # maybe our cached firewall or key was deleted
                 raise
             found = self.find_server(spec.server_id)
             if found is not None:
