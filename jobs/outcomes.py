@@ -2,9 +2,11 @@
 
 Transient errors (429, 5xx, `locked`, `conflict`, network, SSH unreachable)
 are retried with exponential backoff and full jitter, up to the configured
-number of retries per phase; each retry is an Event. A permanent error, or a
-phase out of retries, fails the server (compare-and-set, with the error and the
-failed phase recorded) and queues its cleanup.
+number of retries per phase; each retry is an Event. A permanent error, a
+phase out of retries, or a phase past its time limit (RACHEL_PHASE_LIMITS,
+enforced here whatever RACHEL_RECONCILE_APPLY says, rate-limit waits included)
+fails the server (compare-and-set, with the error and the failed phase
+recorded) and queues its cleanup.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ def retry_or_fail(
     message = describe(exc)
     transient = bool(getattr(exc, "transient", False))
     settings = ctx.settings
+    limit = settings.phase_limit(phase.value)
+    waited = max(0.0, (ctx.clock.now() - server.status_changed_at).total_seconds())
     decision = backoff.decide(
         server.retries,
         server.throttled,
@@ -51,6 +55,8 @@ def retry_or_fail(
         code=getattr(exc, "code", None),
         base=settings.retry_base_seconds,
         hint=float(getattr(exc, "retry_after", 0.0) or 0.0),
+        waited=waited,
+        limit=limit,
     )
     if decision.retry:
         retry, wait = server.retries + 1, decision.wait
@@ -71,7 +77,15 @@ def retry_or_fail(
         slog.warning("%s; %s", message, what)
         requeue(retry, wait)
         return f"retry {retry} in {wait:.1f}s"
-    why = "permanent error" if not transient else f"out of retries ({settings.phase_retries})"
+    if decision.past_limit:
+        why = (
+            f"past the {phase} limit of {limit:.0f}s after {waited:.0f}s, "
+            f"{decision.used} retries and {server.throttled} rate-limit waits"
+        )
+    elif not transient:
+        why = "permanent error"
+    else:
+        why = f"out of retries ({settings.phase_retries})"
     fail(ctx, server.id, phase, f"{message} ({why})")
     return "failed"
 

@@ -388,7 +388,9 @@ class Settings(DeclaredSettings):
         "RACHEL_PHASE_LIMITS",
         "pending=15m,creating=15m,injecting_secrets=15m,deprovisioning=30m",
         "How long a server may stay in each in-flight phase (cloud_init has its boot "
-        "deadline) before the reconciler calls it stuck, as `phase=duration` pairs.",
+        "deadline), as `phase=duration` pairs. creating and injecting_secrets fail by "
+        "themselves at their limit, rate-limit waits included; the reconciler calls any "
+        "phase stuck past it.",
         parse_phase_limits,
     )
     delivery_retention_seconds: float = setting(
