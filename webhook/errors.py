@@ -63,7 +63,6 @@ _STATUSES: tuple[tuple[type[RachelError], str | None, int], ...] = (
     # A value Rachel8 would refuse at start (and a bot token Telegram does not know).
     (ConfigError, None, 422),
     (CallbackRejected, "unauthorized", 401),
-    (CallbackRejected, "not_found", 404),
     (CallbackRejected, "conflict", 409),
     (CallbackRejected, "invalid_host_key", 422),
     (DatabaseError, None, 503),
