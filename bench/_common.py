@@ -17,11 +17,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import httpx
 import psycopg2
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -197,3 +198,48 @@ def ensure_repo_on_path() -> None:
     here = str(Path(__file__).resolve().parent)
     sys.path[:] = [p for p in sys.path if str(Path(p or ".").resolve()) != here]
     sys.path.insert(0, str(REPO))
+
+
+@contextlib.contextmanager
+def serve(
+    argv: list[str], env: dict[str, str], port: int, log: Path, cwd: Path | None = None
+) -> Iterator[int]:
+    """Run a server in its own process group (in `cwd`) until the block ends."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{argv} did not start; see {log}")
+            time.sleep(0.2)
+        time.sleep(1.0 if "--workers" in argv else 0.2)  # every worker up
+        yield proc.pid
+    finally:
+        # Politely first; a group still there after 15 s is killed.
+        for stop in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, stop)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=15)
+                break
+
+
+def run_and_publish(
+    args: Any,
+    produce: Callable[[], list[dict[str, Any]]],
+    report: Callable[[list[dict[str, Any]]], str],
+) -> int:
+    """Run a benchmark (Ctrl-C or SIGTERM stop it: 130), then print and write its figures."""
+    with sigterm_as_interrupt():
+        try:
+            results = produce()
+        except KeyboardInterrupt:
+            print("interrupted; everything started was stopped", file=sys.stderr)
+            return 130
+    return publish(args.name, args, report(results), results)

@@ -20,17 +20,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import itertools
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +35,6 @@ from _http import exchange, signed_request
 
 c.ensure_repo_on_path()
 
-import httpx  # noqa: E402
 import redis  # noqa: E402
 
 from cli.embedded_redis import EmbeddedRedis  # noqa: E402
@@ -183,34 +178,6 @@ def backends_cpu() -> float:
     return sum(c.cpu_seconds(int(pid)) for (pid,) in rows)
 
 
-@contextlib.contextmanager
-def serve(argv: list[str], env: dict[str, str], port: int, log: Path) -> Iterator[int]:
-    """Run a server in its own process group until the block ends."""
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{argv} did not start; see {log}")
-            time.sleep(0.2)
-        time.sleep(1.0 if "--workers" in argv else 0.2)  # every worker up
-        yield proc.pid
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 def run(args: argparse.Namespace, tmp: Path, db_url: str) -> list[dict[str, Any]]:
     embedded = None if args.redis_url else EmbeddedRedis(tmp / "redis")
     try:
@@ -266,7 +233,7 @@ def _run(
                 ]
             customers = seed(budget, f"bench-{workers}-{target}-")
             reqs = requests_for(customers, secret, port)
-            with serve(argv, env, port, tmp / f"{target}.log") as pgid:
+            with c.serve(argv, env, port, tmp / f"{target}.log") as pgid:
                 print(
                     f"{target}, {workers} worker(s): {args.duration:g} s at C={args.concurrency}",
                     file=sys.stderr,

@@ -14,7 +14,7 @@ from webhook import services
 from webhook.context import Ctx
 from webhook.errors import responses
 from webhook.guards import api_key
-from webhook.sse import close_subscription, open_subscription, server_events
+from webhook.sse import server_events
 from webhook.structs import DeployStatus, ServerStatus
 
 ServerId = Annotated[int, Parameter(ge=1, le=2**31 - 1, description="The server's id.")]
@@ -86,11 +86,17 @@ class StatusController(Controller):
     async def events(
         self, ctx: Ctx, server_id: ServerId, heartbeat: NamedDependency[float]
     ) -> ServerSentEvent:
-        """Stream the server's status changes as they happen (Redis pub/sub, no polling)."""
-        pubsub = await open_subscription(ctx.aredis())
+        """Stream the server's status changes as they happen (Redis pub/sub, no polling).
+
+        Streams share the process's one subscription; past RACHEL_SSE_MAX_STREAMS
+        of them a new one is refused with 503 and `Retry-After`.
+        """
+        feed = await ctx.hub.subscribe(server_id)
         try:
             snapshot = await sync_to_thread(services.server_status, ctx, server_id)
         except BaseException:
-            await close_subscription(pubsub)
+            feed.close()
             raise
-        return ServerSentEvent(server_events(pubsub, server_id, snapshot, heartbeat))
+        stream = server_events(feed, snapshot, heartbeat)
+        feed.bind(stream)
+        return ServerSentEvent(stream)

@@ -3,7 +3,8 @@
 Built once per process (`WebContext.build`) and injected into handlers as the
 `ctx` dependency. The synchronous Redis client serves code running in worker
 threads (enqueueing, publishing); the asyncio client, created on start-up in
-the server's event loop, serves the SSE stream and the health checks. The job
+the server's event loop, serves the health checks and metrics; the SSE
+streams share one subscription on a connection of their own (`webhook.hub`). The job
 system is reached through `core.domain.work.WorkQueue`, which `cli` provides.
 """
 
@@ -25,6 +26,7 @@ from core.platform.settings import Settings
 from core.security.crypto import KeyRing
 from core.security.signing import WebhookVerifier
 from core.store.vault import load_keyring
+from webhook.hub import EventHub
 from webhook.intake import IntakeWriter
 from webhook.observe import ResultCounts
 
@@ -64,6 +66,8 @@ class WebContext:
         self.async_redis: aioredis.Redis | None = None
         self.intake = IntakeWriter(keyring, lambda: work.request_intake(self.redis))
         self.results = ResultCounts()
+        #: The SSE streams' one Redis subscription (its own connection, not the pool's).
+        self.hub = EventHub(redis_url, settings.sse_max_streams)
 
     @classmethod
     def build(cls, settings: Settings, work: WorkQueue, url: str | None = None) -> WebContext:
@@ -105,6 +109,7 @@ class WebContext:
     async def close(self) -> None:
         """Store the deploys still queued, then release the Redis connections."""
         await asyncio.to_thread(self.intake.close)
+        await self.hub.close()
         if self.async_redis is not None:
             await self.results.flush(self.async_redis)
         if self.async_redis is not None:

@@ -39,11 +39,15 @@ class RequestRejected(RachelError):
 
     Attributes:
         status: the HTTP status to answer with.
+        headers: response headers to add (e.g. `Retry-After`).
     """
 
-    def __init__(self, message: str, *, code: str, status: int) -> None:
+    def __init__(
+        self, message: str, *, code: str, status: int, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message, code=code)
         self.status = status
+        self.headers = headers or {}
 
 
 def not_found(what: str) -> RequestRejected:
@@ -63,7 +67,6 @@ _STATUSES: tuple[tuple[type[RachelError], str | None, int], ...] = (
     # A value Rachel8 would refuse at start (and a bot token Telegram does not know).
     (ConfigError, None, 422),
     (CallbackRejected, "unauthorized", 401),
-    (CallbackRejected, "not_found", 404),
     (CallbackRejected, "conflict", 409),
     (CallbackRejected, "invalid_host_key", 422),
     (DatabaseError, None, 503),
@@ -116,13 +119,17 @@ def error_response(
 def handle_rachel_error(request: Request[Any, Any, Any], exc: RachelError) -> Response[ErrorBody]:
     """Our errors: their code and message, their status."""
     status = status_for(exc)
-    if status >= 500:
+    # A refusal that asks the client to come back (a capacity limit) is logged where it is made.
+    retry_later = isinstance(exc, RequestRejected) and "Retry-After" in exc.headers
+    if status >= 500 and not retry_later:
         log.error("%s %s: %s (%s)", request.method, request.url.path, exc.code, exc)
     else:
         log.info("%s %s: %d %s", request.method, request.url.path, status, exc.code)
-    headers = {"WWW-Authenticate": _challenge(request.url.path)} if status == 401 else None
+    headers = {"WWW-Authenticate": _challenge(request.url.path)} if status == 401 else {}
+    if isinstance(exc, RequestRejected):
+        headers.update(exc.headers)
     field = exc.field if isinstance(exc, ConfigError) else None
-    return error_response(status, exc.code, exc.message, headers=headers, field=field)
+    return error_response(status, exc.code, exc.message, headers=headers or None, field=field)
 
 
 def _challenge(path: str) -> str:
@@ -198,7 +205,8 @@ def responses(*statuses: int) -> dict[int, ResponseSpec]:
         "(`invalid_rachel8_config`, `expired`, `credentials_form`, `telegram_token_rejected`; "
         "`field` names the value), a host key, an event time.",
         500: "Internal error.",
-        503: "A dependency (database, Redis) is unavailable.",
+        503: "A dependency (database, Redis) is unavailable, or (SSE) the process serves "
+        "RACHEL_SSE_MAX_STREAMS streams already: retry after `Retry-After` seconds.",
     }
     return {
         status: ResponseSpec(

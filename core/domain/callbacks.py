@@ -43,9 +43,10 @@ _KEY_BLOB = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 class CallbackRejected(RachelError):
     """A callback that is refused; nothing was changed.
 
-    Its `code` says why: `not_found` (no such server), `unauthorized` (the
-    token), `conflict` (the server is not waiting for a callback) or
-    `invalid_host_key`.
+    Its `code` says why: `unauthorized` (no such server, or the token),
+    `conflict` (the server is not waiting for a callback) or `invalid_host_key`.
+    An unknown server is refused exactly like a bad token, so that the route
+    does not tell a prober which server ids exist.
     """
 
     code = "callback_rejected"
@@ -162,17 +163,19 @@ def accept_callback(
         `Server.rachel8_commit`, failed (the caller enqueues the cleanup).
 
     Raises:
-        CallbackRejected: `not_found` unknown server; `unauthorized` wrong, reused,
-            expired or foreign token (one message for all, so that a prober learns
-            nothing); `conflict` the server is not waiting for a callback;
-            `invalid_host_key` malformed host key.
+        CallbackRejected: `unauthorized` unknown server, or wrong, reused, expired
+            or foreign token (one message for all, so that a prober learns
+            nothing, not even which server ids exist); `conflict` the server is
+            not waiting for a callback; `invalid_host_key` malformed host key.
     """
     unauthorized = CallbackRejected("invalid callback token", code="unauthorized")
+    presented = hash_token(token)  # hashed for unknown servers too: alike in time as well
     server = rows.get(Server, server_id)
     if server is None:
-        raise CallbackRejected(f"server {server_id} not found", code="not_found")
+        log.warning("callback for unknown server %s from %s", server_id, source_ip)
+        raise unauthorized
     stored = server.callback_token_hash
-    if not token or not stored or not hmac.compare_digest(hash_token(token), stored):
+    if not token or not stored or not hmac.compare_digest(presented, stored):
         log.warning(
             "server %s: callback with a wrong or already used token from %s", server_id, source_ip
         )

@@ -164,6 +164,14 @@ class Settings(DeclaredSettings):
         "Largest request body the web app reads; larger requests get 413.",
         parse_int(1024, 16 * 1024 * 1024),
     )
+    sse_max_streams: int = setting(
+        "RACHEL_SSE_MAX_STREAMS",
+        "1000",
+        "Most concurrent `GET /api/servers/{id}/events` streams one web process serves; "
+        "more get 503 with `Retry-After`. Each costs a socket: keep it under the process's "
+        "open-file limit (`ulimit -n`).",
+        parse_int(1, 100_000),
+    )
     log_format: str = setting(
         "RACHEL_LOG_FORMAT",
         "text",

@@ -187,6 +187,26 @@ def test_hostile_path_parameters_are_4xx(
     assert state(redis_client) == before
 
 
+def test_callback_probes_cannot_tell_which_server_ids_exist(
+    web: httpx.Client, db: peewee.Database, redis_client: redis.Redis
+) -> None:
+    server_id, _ = _seed()
+    before = state(redis_client)
+    host_key = generate_ssh_keypair().public_openssh
+    body = {"host_key": host_key, "install": factories.install_report()}
+    answers = {
+        probe: web.post(
+            f"/callbacks/cloud-init/{probe}", json=body, headers={"Authorization": "Bearer nope"}
+        )
+        for probe in (server_id, server_id + 1, 1, 2**31 - 1)
+    }
+    # The seeded id and ids nobody has: one status, one body, byte for byte.
+    assert {(r.status_code, r.content) for r in answers.values()} == {
+        (401, answers[server_id].content)
+    }, {probe: (r.status_code, r.text) for probe, r in answers.items()}
+    assert state(redis_client) == before
+
+
 HOSTILE_HOST_KEYS: list[Any] = [
     "",
     " ",

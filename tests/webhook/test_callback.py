@@ -134,11 +134,18 @@ def test_token_from_another_address_is_401(web: httpx.Client) -> None:
     _rejected(web, server, response, 401, "unauthorized", before)
 
 
-def test_unknown_server_is_404(web: httpx.Client) -> None:
-    _, token = _waiting()
-    response = _call(web, 999_999, token)
-    assert response.status_code == 404
-    assert response.json()["error"]["code"] == "not_found"
+def test_unknown_server_and_bad_token_answer_alike(web: httpx.Client) -> None:
+    # Otherwise the route tells a prober which server ids exist (404 versus 401).
+    server, token = _waiting()
+    before = _snapshot(server.id)
+    unknown = _call(web, 999_999_999, token)
+    bad_token = _call(web, server.id, "not-the-token")
+    assert unknown.status_code == bad_token.status_code == 401
+    assert unknown.content == bad_token.content
+    assert unknown.json()["error"]["code"] == "unauthorized"
+    assert unknown.headers["www-authenticate"] == bad_token.headers["www-authenticate"]
+    assert unknown.headers["content-type"] == bad_token.headers["content-type"]
+    assert _snapshot(server.id) == before
 
 
 def test_malformed_host_key_is_422_and_changes_nothing(web: httpx.Client) -> None:
