@@ -98,8 +98,10 @@ def fleet_command(as_json: bool, include_deleted: bool) -> None:
     click.echo(header)
     for row in rows:
         took = row.provisioning_seconds if row.status == "ready" else row.seconds_in_status
+        # A reconciler finding beside the status: a lost VPS must not read as plain "ready".
+        status = f"{row.status} !{row.drift}" if row.drift else row.status
         click.echo(
-            f"{row.id:>6}  {row.customer[:18]:<18} {row.status:<18} "
+            f"{row.id:>6}  {row.customer[:18]:<18} {status:<18} "
             f"{(row.ipv4 or '-'):<16} {took or 0:>7.1f}s  {(row.last_error or '')[:60]}"
         )
     if not rows:

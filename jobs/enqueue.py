@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import time
 from datetime import datetime
 
@@ -28,8 +29,11 @@ from jobs.queues import (
     enqueue_step,
     job_id,
     queue,
+    unschedule,
 )
 from jobs.registry import JobFunction
+
+log = logging.getLogger(__name__)
 
 #: Set while an intake job is queued and has not started: deploys stored
 #: meanwhile need no job of their own. Expires, so a lost job heals by itself.
@@ -129,15 +133,37 @@ def enqueue_injection(connection: redis.Redis, server: Server, *, record: bool =
     )
 
 
+def drop_boot_deadline(connection: redis.Redis, server: Server) -> bool:
+    """Unschedule the boot-deadline check of the server's attempt: it left cloud_init.
+
+    Best effort: a check left in place runs and finds nothing to do; dropping it
+    spares a worker the job and keeps the scheduled registry to what is due.
+
+    Returns:
+        True when the check was still scheduled and is now gone.
+    """
+    try:
+        return unschedule(connection, FINISH, job_id(server.id, "boot-deadline", server.attempt))
+    except redis.RedisError as exc:
+        log.debug("server %s: boot deadline check left scheduled: %s", server.id, exc)
+        return False
+
+
 def enqueue_cleanup(
     connection: redis.Redis, server: Server, *, retry: int = 0, delay: float = 0.0
 ) -> str:
     """Queue the cleanup of a failed server (idempotent for its failure and retry).
 
+    The first one also drops the server's boot-deadline check (a failed
+    server's deadline can never fire), whichever path failed it: a job, the
+    callback (through the work port), the reconciler.
+
     Args:
         retry: the cleanup's own retry number (0: the first try).
         delay: seconds to wait first (0: now).
     """
+    if not retry:
+        drop_boot_deadline(connection, server)
     return enqueue_step(
         connection,
         FINISH,

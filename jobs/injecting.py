@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import logging
 
-import redis
-
 from core.cloud import vps_contract as vps
 from core.cloud.injection import check_service, inject
 from core.cloud.rachel8 import ConfigError
@@ -31,8 +29,9 @@ from core.store.db import connection
 from core.store.models import Customer, Server
 from core.store.vault import reveal
 from jobs.context import JobContext, context
+from jobs.enqueue import drop_boot_deadline
 from jobs.outcomes import Requeue, fail, retry_or_fail
-from jobs.queues import FINISH, enqueue_step, job_id, unschedule
+from jobs.queues import FINISH, enqueue_step
 from jobs.registry import JobFunction
 
 log = logging.getLogger(__name__)
@@ -197,10 +196,7 @@ def _finalize(ctx: JobContext, server: Server) -> str:
     # cloud_init): drop its check rather than have a worker run a job per
     # server, minutes from now, to find nothing to do. Best effort: left in
     # place, the check runs and does nothing.
-    try:
-        unschedule(ctx.redis, FINISH, job_id(server.id, "boot-deadline", server.attempt))
-    except redis.RedisError as exc:
-        log.debug("server %s: boot deadline check left scheduled: %s", server.id, exc)
+    drop_boot_deadline(ctx.redis, server)
     return "ready"
 
 

@@ -12,7 +12,10 @@ about to touch just before touching it:
 
 Servers without our labels are never listed by the adapter, so never touched.
 Findings are logged and, for servers we know, written to their timeline once
-(not again on every run while the drift persists).
+(not again on every run while the drift persists). Each run also rewrites
+every server's current finding (`Server.drift`, shown by the fleet, the TUI
+and the status API): set while the drift lasts and is not fixed, cleared when
+a run no longer finds it (or the server changes status).
 """
 
 from __future__ import annotations
@@ -68,23 +71,56 @@ def run(ctx: JobContext, *, apply: bool, summary: RunSummary | None = None) -> R
     summary = summary if summary is not None else RunSummary("reconcile")
     report = snapshot(ctx)
     by_provider = {p.id: p for p in ctx.hetzner.list_managed()} if apply else {}
+    unresolved: list[Finding] = []
     with connection():
         for finding in report.findings:
             summary.found[finding.kind.value] += 1
             summary.details.append(f"{finding.kind}: {finding.reason} -> {finding.fix}")
             _note(ctx, finding, apply)
             if not apply or finding.fix == Fix.NONE:
+                unresolved.append(finding)
                 continue
             try:
                 done = _fix(ctx, finding, by_provider)
             except HetznerError as exc:
                 summary.errors += 1
                 log.error("reconcile: could not %s (%s): %s", finding.fix, finding.reason, exc)
-                continue
+                done = None
             if done:
                 summary.acted[finding.fix.value] += 1
                 summary.details.append(f"  done: {done}")
+            else:
+                unresolved.append(finding)
+        record_drift(unresolved)
     return report
+
+
+#: Which finding a server shows when a run has several about it (the worst first).
+_DRIFT_RANK = {Kind.LOST: 0, Kind.STUCK: 1, Kind.ORPHAN: 2}
+
+
+def record_drift(findings: list[Finding]) -> None:
+    """Make `Server.drift` say exactly what this run left unfixed (inside `connection()`).
+
+    A finding is written only while the server is still in the status the run
+    saw, so a server that moved on meanwhile is not marked with a stale finding.
+    """
+    current: dict[int, Finding] = {}
+    for finding in sorted(findings, key=lambda f: _DRIFT_RANK[f.kind]):
+        if finding.server_id is not None:
+            current.setdefault(finding.server_id, finding)
+    cleared = (
+        Server.update(drift=None, drift_reason=None)
+        .where(Server.drift.is_null(False) & Server.id.not_in(list(current) or [0]))
+        .execute()
+    )
+    if cleared:
+        log.info("reconcile: %s server(s) no longer drift", cleared)
+    for server_id, finding in current.items():
+        where = Server.id == server_id
+        if finding.status is not None:
+            where &= Server.status == finding.status
+        Server.update(drift=finding.kind.value, drift_reason=finding.reason).where(where).execute()
 
 
 def _note(ctx: JobContext, finding: Finding, apply: bool) -> None:

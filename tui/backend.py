@@ -18,6 +18,7 @@ import redis
 from core.cloud.ratebudget import RateBudget, read_budget
 from core.domain.fleet import (
     ProvisioningStats,
+    drift_counts,
     fleet_rows,
     last_events,
     provisioning_stats,
@@ -109,6 +110,7 @@ class Summary:
     queues: Sequence[QueueView] | None = None
     workers: int | None = None
     budget: RateBudget | None = None
+    drift: dict[str, int] | None = None  # servers per reconciler finding (lost, stuck, ...)
 
 
 @dataclass(frozen=True)
@@ -172,12 +174,13 @@ class Backend:
     def load_summary(self) -> tuple[Summary, list[str]]:
         """The summary figures, and which connections failed while reading them."""
         lost: list[str] = []
-        stats = counts = None
+        stats = counts = drift = None
         recent: list[float] = []
         try:
             with connection():
                 stats = provisioning_stats(self.sla_seconds, clock=self.clock)
                 counts = status_counts()
+                drift = drift_counts()
                 recent = recent_provisioning_times()
         except (DatabaseError, peewee.PeeweeException):
             lost.append("database")
@@ -191,7 +194,7 @@ class Backend:
             budget = read_budget(self.redis)
         except redis.RedisError:
             lost.append("redis")
-        return Summary(stats, counts, recent, queues, workers, budget), lost
+        return Summary(stats, counts, recent, queues, workers, budget, drift), lost
 
     def load_server(self, server_id: int) -> ServerDetail | None:
         """The server screen's data; None when the server does not exist."""

@@ -68,6 +68,8 @@ PHASES: tuple[Status, ...] = (
     Status.READY,
 )
 MARK = "●"
+#: Style of a status the reconciler disputes (its VPS is gone, it is stuck, a stray VPS).
+DRIFT_STYLE = "bold white on red"
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,13 @@ def phase_cell(status: str) -> Cell:
     return Cell("■" * done + "□" * (len(PHASES) - done) + f" {done}/{len(PHASES)}", "")
 
 
+def status_cell(server: FleetRow) -> Cell:
+    """The status, and the reconciler's finding when it has one (`ready !lost`)."""
+    if server.drift:
+        return Cell(f"{server.status} !{server.drift}", DRIFT_STYLE)
+    return Cell(server.status, STATUS_STYLE.get(server.status, ""))
+
+
 def sla_style(seconds: float, sla: float) -> str:
     """Green within the SLA, yellow in its last quarter, red beyond it."""
     if seconds > sla:
@@ -156,7 +165,7 @@ def render(row: Row, now: datetime, sla: float, *, marked: bool = False) -> dict
         "mark": Cell(MARK if marked else " ", "bold yellow"),
         "id": Cell(str(server.id), ""),
         "customer": Cell(server.customer, ""),
-        "status": Cell(server.status, STATUS_STYLE.get(server.status, "")),
+        "status": status_cell(server),
         "phase": phase_cell(server.status),
         **time_cells(server, now, sla),
         "ipv4": Cell(server.ipv4 or "-", "" if server.ipv4 else "dim"),

@@ -1,7 +1,8 @@
 """The fleet filter: `/` text with `key:value` terms. Pure.
 
 Grammar: whitespace-separated terms, all of which must match.
-- `status:failed` (or `s:failed`), `loc:fsn1`, `customer:cus_1`, `ip:10.0.`, `id:42`;
+- `status:failed` (or `s:failed`), `loc:fsn1`, `customer:cus_1`, `ip:10.0.`, `id:42`,
+  `drift:lost` (the reconciler's findings: lost, stuck, orphan, or `drift:any`);
   a value may list alternatives separated by commas: `status:creating,cloud_init`;
 - `!term` or `-term` negates a term: `!status:ready`;
 - any other word matches, case-insensitively, as a substring of the id,
@@ -29,6 +30,7 @@ ALIASES: dict[str, str] = {
     "ipv4": "ip",
     "id": "id",
     "name": "name",
+    "drift": "drift",
 }
 #: Status groups usable as values: `status:inflight`.
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -82,6 +84,7 @@ def _field_matchers(row: Row) -> dict[str, Callable[[str], bool]]:
         "ip": (s.ipv4 or "").startswith,
         "id": lambda v: str(s.id) == v,
         "name": lambda v: v in (s.name or "").lower(),
+        "drift": lambda v: s.drift is not None and v in ("any", s.drift),
     }
 
 
@@ -90,6 +93,7 @@ def haystack(row: Row) -> str:
     s = row.server
     event = row.last_event
     parts = [str(s.id), s.name or "", s.customer, s.status, s.ipv4 or "", s.location]
+    parts += [s.drift or "", s.drift_reason or ""]
     if event is not None:
         parts.append(event.message)
     return " ".join(parts).lower()

@@ -33,6 +33,9 @@ def summary_text(
         if n or status in (Status.READY, Status.FAILED):
             text.append(f"{status.value} ", style=STATUS_STYLE[status])
             text.append(f"{n}  ", style="bold")
+    drift = summary.drift if summary is not None else None
+    for kind, n in sorted((drift or {}).items()):
+        text.append(f"!{kind} {n}  ", style="bold white on red")
     text.append(f"| shown {shown}")
     if marked:
         text.append(f"  marked {marked}", style="bold yellow")

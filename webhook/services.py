@@ -42,6 +42,7 @@ from webhook.structs import (
     DeployAccepted,
     DeployRequest,
     DeployStatus,
+    Drift,
     InstallReport,
     PhaseTiming,
     ServerStatus,
@@ -358,4 +359,5 @@ def _status(ctx: WebContext, server: Server, external_id: str) -> ServerStatus:
         last_error=redact(server.last_error) if server.last_error else None,
         status_url=ctx.url(f"/api/servers/{server.id}"),
         events_url=ctx.url(f"/api/servers/{server.id}/events"),
+        drift=Drift(kind=server.drift, reason=server.drift_reason or "") if server.drift else None,
     )

@@ -277,6 +277,13 @@ class PhaseTiming(Struct, kw_only=True):
     seconds: float | None
 
 
+class Drift(Struct, kw_only=True):
+    """The reconciler's current finding about a server: it disagrees with Hetzner or its jobs."""
+
+    kind: str  # lost (its VPS is gone), stuck (past its phase limit), orphan (a stray VPS)
+    reason: str
+
+
 class ServerStatus(Struct, kw_only=True):
     """A server as the status API shows it (never a secret)."""
 
@@ -300,6 +307,7 @@ class ServerStatus(Struct, kw_only=True):
     last_error: str | None
     status_url: str
     events_url: str
+    drift: Drift | None = None
 
 
 class Health(Struct, kw_only=True):

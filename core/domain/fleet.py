@@ -35,6 +35,8 @@ class FleetRow:
     provisioning_seconds: float | None
     last_error: str | None
     job_id: str | None
+    drift: str | None = None  # the reconciler's current finding: orphan, lost, stuck
+    drift_reason: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -72,6 +74,8 @@ def fleet_rows(
             Server.provisioning_seconds,
             Server.last_error,
             Server.job_id,
+            Server.drift,
+            Server.drift_reason,
         )
         .join(Customer)
         .order_by(Server.id.desc())
@@ -102,6 +106,8 @@ def fleet_rows(
             provisioning_seconds,
             last_error,
             job_id,
+            drift,
+            drift_reason,
         ) = cast(tuple[Any, ...], values)
         finished = ready_at if status == Status.READY else None
         end = finished or (deleted_at if status == Status.DELETED else None) or now
@@ -123,6 +129,8 @@ def fleet_rows(
                 provisioning_seconds=provisioning_seconds,
                 last_error=last_error,
                 job_id=job_id,
+                drift=drift,
+                drift_reason=drift_reason,
             )
         )
     return rows
@@ -209,6 +217,17 @@ def status_counts() -> dict[str, int]:
     for status, count in rows:
         counts[str(status)] = int(count)
     return counts
+
+
+def drift_counts() -> dict[str, int]:
+    """How many live servers carry each kind of reconciler finding (kinds found only)."""
+    rows: Any = (
+        Server.select(Server.drift, peewee.fn.COUNT(Server.id))
+        .where(Server.drift.is_null(False) & (Server.status != Status.DELETED))
+        .group_by(Server.drift)
+        .tuples()
+    )
+    return {str(kind): int(count) for kind, count in rows}
 
 
 @dataclass(frozen=True)

@@ -198,6 +198,9 @@ def transition(
     values.update(status=target.value, status_changed_at=now, updated_at=now)
     # Rate-limit waits are counted per phase; a new phase starts without any.
     values.setdefault("throttled", 0)
+    # The reconciler's finding was about the status being left; the next run judges anew.
+    values.setdefault("drift", None)
+    values.setdefault("drift_reason", None)
     stamp = STAMP_COLUMN.get(target)
     if stamp is not None:
         values[stamp] = now

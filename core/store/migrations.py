@@ -68,6 +68,19 @@ def _rachel8_as_published(migrator: SchemaMigrator, db: peewee.Database) -> None
     )
 
 
+def _drift(migrator: SchemaMigrator, db: peewee.Database) -> None:
+    # The reconciler's current finding per server (issue 21: a lost VPS showed green).
+    from playhouse.migrate import migrate  # noqa: PLC0415 - only upgrades need it
+
+    fields = Server._meta.fields
+    migrate(
+        *(
+            migrator.add_column(Server._meta.table_name, name, fields[name])
+            for name in ("drift", "drift_reason")
+        )
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "baseline: customers, subscriptions, servers, events, deliveries", _baseline),
     Migration(
@@ -75,6 +88,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "Rachel8 as published: the owner's Telegram id, speech-to-text, the running commit",
         _rachel8_as_published,
     ),
+    Migration(3, "the reconciler's current finding per server (drift)", _drift),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 _LOCK_ID = zlib.crc32(b"rachel-cloud schema migration")

@@ -133,6 +133,11 @@ class Server(BaseModel):
     # The Rachel8 commit of the server: the one its user data pins (set when it is
     # created), which its callback must report checked out, and then runs (the injection).
     rachel8_commit = peewee.CharField(max_length=40, null=True)
+    # The reconciler's current finding about the server (orphan, lost, stuck) and
+    # why: rewritten by every reconcile run, cleared by a status change, so a
+    # server whose VPS is gone does not pass for a healthy one.
+    drift = peewee.CharField(max_length=16, null=True)
+    drift_reason = peewee.TextField(null=True)
 
 
 # At most one live (not deleted) server per customer, enforced by the database

@@ -10,7 +10,7 @@ from core.errors import SchemaVersionError
 from core.store import migrations
 from core.store.db import init_database
 from core.store.migrations import MIGRATIONS, SCHEMA_VERSION, Migration
-from core.store.models import Customer, SchemaVersion
+from core.store.models import Customer, SchemaVersion, Server
 from tests import factories
 
 
@@ -78,12 +78,15 @@ def test_version_1_gains_what_rachel8_needs_keeping_its_customers(db: peewee.Dat
         migrator.drop_column("customer", "stt_provider"),
         migrator.drop_column("customer", "stt_api_key"),
         migrator.drop_column("server", "rachel8_commit"),
+        # Later versions' columns too: this is a version 1 database.
+        migrator.drop_column("server", "drift"),
+        migrator.drop_column("server", "drift_reason"),
     )
     SchemaVersion.delete().execute()
     SchemaVersion.create(version=1)
-    with pytest.raises(SchemaVersionError, match="needs 2"):
+    with pytest.raises(SchemaVersionError, match=f"needs {SCHEMA_VERSION}"):
         migrations.check(db)
-    assert migrations.upgrade(db) == [2]
+    assert migrations.upgrade(db) == [2, 3]
     migrations.check(db)
     assert {"owner_telegram_user_id", "stt_provider", "stt_api_key"} <= {
         c.name for c in db.get_columns("customer")
@@ -92,3 +95,18 @@ def test_version_1_gains_what_rachel8_needs_keeping_its_customers(db: peewee.Dat
     kept = Customer.get_by_id(owner.id)
     assert kept.email == "before@example.com"
     assert kept.owner_telegram_user_id is None  # never given: injection refuses until it is
+
+
+def test_version_2_gains_the_reconcilers_drift_columns(db: peewee.Database) -> None:
+    """Issue 21: the current reconciler finding per server needs two columns."""
+    from playhouse.migrate import migrate
+
+    server = factories.server(status="ready")
+    migrator = migrations._migrator(db)
+    migrate(migrator.drop_column("server", "drift"), migrator.drop_column("server", "drift_reason"))
+    SchemaVersion.delete().execute()
+    SchemaVersion.create(version=2)
+    assert migrations.upgrade(db) == [3]
+    migrations.check(db)
+    assert {"drift", "drift_reason"} <= {c.name for c in db.get_columns("server")}
+    assert Server.get_by_id(server.id).drift is None

@@ -19,7 +19,9 @@ from jobs import operator
 from jobs.context import use_context
 from jobs.creating import create_server
 from jobs.enqueue import start_provisioning
+from jobs.outcomes import fail
 from jobs.queues import FINISH, job_id, unschedule
+from jobs.work import RQWork
 from sim.server import SimulatorServer
 from tests import factories
 from tests.pipeline.harness import Stack, build_stack
@@ -211,3 +213,20 @@ def test_a_pointless_boot_deadline_check_is_dropped_before_it_runs(stack: Stack)
     assert jid not in registry.get_job_ids()
     assert not Job.exists(jid, connection=stack.redis)
     assert not unschedule(stack.redis, FINISH, jid)  # gone already: nothing to do
+
+
+def test_a_failed_server_s_deadline_check_is_unscheduled(stack: Stack) -> None:
+    # Issue 21: failed servers' checks stayed in the scheduled registry until they fired.
+    registry = ScheduledJobRegistry(FINISH, connection=stack.redis)
+    by_job = stack.wait_status(deploy(stack).id, Status.CLOUD_INIT)
+    by_callback = stack.wait_status(deploy(stack).id, Status.CLOUD_INIT)
+    jids = [job_id(row.id, "boot-deadline", row.attempt) for row in (by_job, by_callback)]
+    assert set(jids) <= set(registry.get_job_ids())
+    # A job's failure path (a phase out of retries, the reconciler, the deadline itself).
+    assert fail(stack.ctx, by_job.id, Status.CLOUD_INIT, "cloud-init reported an error")
+    assert jids[0] not in registry.get_job_ids()
+    # The callback's failure path: the web app fails the row, then asks the work port.
+    Server.update(status=Status.FAILED.value).where(Server.id == by_callback.id).execute()
+    RQWork().after_failure(stack.redis, Server.get_by_id(by_callback.id))
+    assert jids[1] not in registry.get_job_ids()
+    assert not any(Job.exists(jid, connection=stack.redis) for jid in jids)

@@ -98,7 +98,7 @@ class Planted:
 
 
 def run_cli(
-    stack: Stack, database_url: str, redis_url: str, *args: str
+    stack: Stack, database_url: str, redis_url: str, *args: str, command: str = "reconcile"
 ) -> subprocess.CompletedProcess[str]:
     env = {
         k: v
@@ -115,7 +115,7 @@ def run_cli(
         PYTHONPATH=str(REPO),
     )
     return subprocess.run(  # noqa: PLW1510 - the tests read returncode
-        [sys.executable, "-m", "cli.main", "reconcile", *args],
+        [sys.executable, "-m", "cli.main", command, *args],
         cwd=stack.settings.data_dir.parent,
         env=env,
         capture_output=True,
