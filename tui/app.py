@@ -36,7 +36,7 @@ from tui.messages import (
     ServersChanged,
 )
 from tui.screens.base import RachelScreen
-from tui.screens.confirm import ConfirmDestroy
+from tui.screens.confirm import ConfirmAction, ConfirmDestroy
 from tui.screens.fleet import FleetScreen
 from tui.screens.help import HelpScreen
 from tui.state import Connections, Session
@@ -57,8 +57,15 @@ class RachelApp(App[None]):
     """
 
     CSS_PATH = "styles/app.tcss"
+    #: Narrow terminals (80 columns) drop the sparkline for the summary's sake.
+    #: (Textual types it as an instance attribute, so no ClassVar here.)
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]  # noqa: RUF012
     TITLE = "rachel-cloud"
     BINDINGS: ClassVar[list[BindingType]] = [
+        # Textual's Ctrl-C only says "press q to quit"; under `up` the operator
+        # expects it to stop everything (the stack stops when the TUI returns).
+        # Priority: it quits from the filter field and dialogs too.
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "help", "Keys", key_display="?"),
     ]
@@ -146,7 +153,7 @@ class RachelApp(App[None]):
         self.request_action(event.action, event.rows)
 
     def request_action(self, action: str, rows: Sequence[Row]) -> None:
-        """Run `action` on `rows`, after confirmation where it destroys something."""
+        """Run `action` on `rows` once the operator confirms it."""
         if self.readonly:
             self.notify("read-only mode: actions are disabled", severity="warning")
             return
@@ -154,17 +161,16 @@ class RachelApp(App[None]):
             self.notify("no server selected", severity="warning")
             return
         ids = [row.server.id for row in rows]
-        if action == "deprovision":
 
-            def confirmed(ok: bool | None) -> None:
-                if ok:
-                    self.run_actions(action, ids)
-                else:
-                    self.notify("deprovision cancelled")
+        def confirmed(ok: bool | None) -> None:
+            if ok:
+                self.run_actions(action, ids)
+            else:
+                self.notify(f"{ACTIONS[action][0].removeprefix('force ')} cancelled")
 
-            self.push_screen(ConfirmDestroy(rows), confirmed)
-            return
-        self.run_actions(action, ids)
+        # Every action changes servers someone relies on: none runs on one key.
+        confirm = ConfirmDestroy(rows) if action == "deprovision" else ConfirmAction(action, rows)
+        self.push_screen(confirm, confirmed)
 
     @work(thread=True, group="actions", exit_on_error=False)
     def run_actions(self, action: str, ids: list[int]) -> None:
@@ -191,9 +197,8 @@ class RachelApp(App[None]):
         self._broadcast(lambda: ServersChanged(ids))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if self.readonly and action in ACTIONS:
-            return None  # shown disabled
-        return True
+        # Read-only: not offered at all (False, not None): footer and help leave it out.
+        return not (self.readonly and action in ACTIONS)
 
     # -- help and command palette -------------------------------------------------
 

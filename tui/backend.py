@@ -18,12 +18,10 @@ import redis
 from core.cloud.ratebudget import RateBudget, read_budget
 from core.domain.fleet import (
     ProvisioningStats,
-    drift_counts,
     fleet_rows,
     last_events,
     provisioning_stats,
     recent_provisioning_times,
-    status_counts,
     timeline,
 )
 from core.errors import DatabaseError, RachelError, RedisUnavailable
@@ -102,15 +100,16 @@ class Operations:
 
 @dataclass(frozen=True)
 class Summary:
-    """The summary bar's figures; None where its source could not be read."""
+    """The summary bar's figures; None where its source could not be read.
+
+    Servers per status are not here: the bar counts the rows the table shows.
+    """
 
     stats: ProvisioningStats | None = None
-    counts: dict[str, int] | None = None
     recent: list[float] = field(default_factory=list)
     queues: Sequence[QueueView] | None = None
     workers: int | None = None
     budget: RateBudget | None = None
-    drift: dict[str, int] | None = None  # servers per reconciler finding (lost, stuck, ...)
 
 
 @dataclass(frozen=True)
@@ -174,13 +173,11 @@ class Backend:
     def load_summary(self) -> tuple[Summary, list[str]]:
         """The summary figures, and which connections failed while reading them."""
         lost: list[str] = []
-        stats = counts = drift = None
+        stats = None
         recent: list[float] = []
         try:
             with connection():
                 stats = provisioning_stats(self.sla_seconds, clock=self.clock)
-                counts = status_counts()
-                drift = drift_counts()
                 recent = recent_provisioning_times()
         except (DatabaseError, peewee.PeeweeException):
             lost.append("database")
@@ -194,7 +191,7 @@ class Backend:
             budget = read_budget(self.redis)
         except redis.RedisError:
             lost.append("redis")
-        return Summary(stats, counts, recent, queues, workers, budget, drift), lost
+        return Summary(stats, recent, queues, workers, budget), lost
 
     def load_server(self, server_id: int) -> ServerDetail | None:
         """The server screen's data; None when the server does not exist."""

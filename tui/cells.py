@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from core.domain.fleet import FleetRow, LastEvent
 from core.domain.lifecycle import IN_FLIGHT, Status
+from core.security.redaction import redact
 
 
 class Cell(NamedTuple):
@@ -156,11 +157,25 @@ def time_cells(server: FleetRow, now: datetime, sla: float) -> dict[str, Cell]:
     }
 
 
+def last_event_cell(row: Row) -> Cell:
+    """The newest event; for a failed server, why it failed.
+
+    A failure is followed by its cleanup's events ("deleted the VPS"): the
+    reason must not scroll away behind them.
+    """
+    server = row.server
+    if server.status == Status.FAILED and server.last_error:
+        text = f"failed: {redact(server.last_error)}"
+        return Cell(text.replace("\n", " ")[:120], "red")
+    event = row.last_event
+    if event is None:
+        return Cell("", "dim")
+    return Cell(f"{event.kind}: {event.message}".replace("\n", " ")[:120], "")
+
+
 def render(row: Row, now: datetime, sla: float, *, marked: bool = False) -> dict[str, Cell]:
     """Every cell of one row, at time `now`."""
     server = row.server
-    event = row.last_event
-    event_text = f"{event.kind}: {event.message}" if event is not None else ""
     return {
         "mark": Cell(MARK if marked else " ", "bold yellow"),
         "id": Cell(str(server.id), ""),
@@ -170,7 +185,7 @@ def render(row: Row, now: datetime, sla: float, *, marked: bool = False) -> dict
         **time_cells(server, now, sla),
         "ipv4": Cell(server.ipv4 or "-", "" if server.ipv4 else "dim"),
         "location": Cell(server.location, ""),
-        "last_event": Cell(event_text.replace("\n", " ")[:120], "dim" if event is None else ""),
+        "last_event": last_event_cell(row),
     }
 
 

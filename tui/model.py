@@ -226,6 +226,14 @@ class FleetModel:
             counts[row.server.status] = counts.get(row.server.status, 0) + 1
         return counts
 
+    def drift_counts(self) -> dict[str, int]:
+        """Loaded live servers per reconciler finding (lost, stuck, orphan: kinds found only)."""
+        found: dict[str, int] = {}
+        for row in self.rows.values():
+            if row.server.drift and row.server.status != Status.DELETED:
+                found[row.server.drift] = found.get(row.server.drift, 0) + 1
+        return found
+
     def in_flight(self) -> int:
         """How many loaded servers are provisioning."""
         return sum(1 for row in self.rows.values() if row.server.status in IN_FLIGHT)

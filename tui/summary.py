@@ -19,26 +19,58 @@ def _seconds(value: float | None) -> str:
 
 def summary_text(
     summary: Summary | None,
-    fallback_counts: Mapping[str, int],
+    counts: Mapping[str, int],
+    drift: Mapping[str, int] | None = None,
     *,
     sla_seconds: float,
     shown: int,
     marked: int,
 ) -> Text:
-    """The summary bar: statuses, provisioning figures, queues, workers, rate limit."""
-    text = Text(no_wrap=False)
-    counts = (summary.counts if summary is not None else None) or fallback_counts
+    """The summary bar: statuses; workers, rate limit, queues; provisioning figures.
+
+    One line each, cut at the bar's width rather than wrapped: a wrapped status
+    line pushed the workers and the Hetzner budget out of a narrow terminal.
+
+    Args:
+        summary: the figures read every few seconds (None before the first read).
+        counts: servers per status, from the rows on screen: the bar and the
+            table show the same fleet at the same moment.
+        drift: live servers per reconciler finding, from the same rows.
+        sla_seconds: the provisioning SLA, for the hit rate.
+        shown: rows that pass the filter.
+        marked: rows marked for a bulk action.
+    """
+    text = Text(no_wrap=True, overflow="ellipsis")
     for status in Status:
         n = counts.get(status.value, 0)
         if n or status in (Status.READY, Status.FAILED):
             text.append(f"{status.value} ", style=STATUS_STYLE[status])
             text.append(f"{n}  ", style="bold")
-    drift = summary.drift if summary is not None else None
     for kind, n in sorted((drift or {}).items()):
         text.append(f"!{kind} {n}  ", style="bold white on red")
     text.append(f"| shown {shown}")
     if marked:
         text.append(f"  marked {marked}", style="bold yellow")
+    text.append("\n")
+    workers = summary.workers if summary is not None else None
+    if workers == 0:
+        text.append("⚠ workers 0", style="bold red")  # nothing provisions until one runs
+    else:
+        text.append(f"workers {'?' if workers is None else workers}")
+    budget = summary.budget if summary is not None else None
+    if budget is not None and budget.remaining is not None:
+        text.append(f"  | hetzner {budget.remaining}/{budget.limit or '?'}")
+    else:
+        text.append("  | hetzner -", style="dim")
+    text.append("  | ")
+    queues = summary.queues if summary is not None else None
+    if queues is None:
+        text.append("queues ?", style="dim")
+    else:
+        text.append(" ".join(f"{q.name.removeprefix('rc-')} {q.queued}" for q in queues))
+        failed = sum(q.failed for q in queues)
+        if failed:
+            text.append(f"  failed jobs {failed}", style="red")
     text.append("\n")
     stats = summary.stats if summary is not None else None
     if stats is not None and stats.count:
@@ -51,22 +83,6 @@ def summary_text(
         )
     else:
         text.append("last hour: no server became ready", style="dim")
-    text.append("  | ")
-    queues = summary.queues if summary is not None else None
-    if queues is None:
-        text.append("queues ?", style="dim")
-    else:
-        text.append(" ".join(f"{q.name.removeprefix('rc-')} {q.queued}" for q in queues))
-        failed = sum(q.failed for q in queues)
-        if failed:
-            text.append(f"  failed jobs {failed}", style="red")
-    workers = summary.workers if summary is not None else None
-    text.append(f"  | workers {'?' if workers is None else workers}")
-    budget = summary.budget if summary is not None else None
-    if budget is not None and budget.remaining is not None:
-        text.append(f"  | hetzner {budget.remaining}/{budget.limit or '?'}")
-    else:
-        text.append("  | hetzner -", style="dim")
     return text
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping
+from typing import ClassVar
 
 from rich.text import Text
+from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import ColumnKey, DuplicateKey, RowKey
 from textual.widgets.data_table import Row as TableRow
@@ -68,6 +70,13 @@ class ConnectionBanner(Static):
 
 class FleetTable(DataTable[LazyCell]):
     """The fleet: one row per server, keyed by server id, updated by diffs."""
+
+    # DataTable's home/end move to the first/last column; with a row cursor that
+    # only scrolled sideways. Here they go to the first and last server.
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("home", "scroll_top", "First row", show=False),
+        Binding("end", "scroll_bottom", "Last row", show=False),
+    ]
 
     def on_mount(self) -> None:
         self.cursor_type = "row"

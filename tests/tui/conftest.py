@@ -12,6 +12,8 @@ import peewee
 import pytest
 import pytest_textual_snapshot
 import redis
+from textual import events
+from textual.keys import _character_to_key
 from textual.pilot import Pilot
 
 from cli.tui import operations
@@ -265,4 +267,16 @@ async def loaded(pilot: Pilot[None]) -> None:
     await wait_for(pilot, lambda: app.fleet.refreshes >= 1)
     if app.live:
         await wait_for(pilot, lambda: app.live_connected)
+    await pilot.pause()
+
+
+async def burst(pilot: Pilot[None], *keys: str) -> None:
+    """Send `keys` in one go, as a terminal delivers a paste: nothing runs in between."""
+    app = pilot.app
+    for key in keys:
+        name = _character_to_key(key) if len(key) == 1 and not key.isalnum() else key
+        char = key if len(key) == 1 else "\r" if key == "enter" else None
+        event = events.Key(name, char)
+        event.set_sender(app)
+        app.post_message(event)
     await pilot.pause()

@@ -8,9 +8,10 @@ from rq.job import Job
 
 from core.store.models import Event, Server
 from jobs.queues import DEPROVISION, FINISH, START
-from tests.tui.conftest import OPERATOR, SIZE, loaded, wait_for
+from tests.tui.conftest import OPERATOR, SIZE, burst, loaded, wait_for
 from tui.app import RachelApp
-from tui.screens.confirm import ConfirmDestroy
+from tui.screens.confirm import ConfirmAction, ConfirmDestroy
+from tui.screens.help import HelpScreen, key_table
 from tui.widgets import FleetTable
 
 pytestmark = pytest.mark.anyio
@@ -48,7 +49,7 @@ async def test_retry_failed_server(fleet, make_app, redis_client: redis.Redis) -
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
         await cursor_to(pilot, app, fleet["failed"])
-        await pilot.press("r")
+        await pilot.press("r", "y")
         await wait_for(pilot, lambda: status(fleet["failed"]) == "creating")
         (event,) = operator_events(fleet["failed"])
         assert event.to_status == "creating" and "retry requested" in event.message
@@ -65,7 +66,7 @@ async def test_refused_action_is_reported_and_changes_nothing(fleet, make_app) -
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
         await cursor_to(pilot, app, fleet["ready"])
-        await pilot.press("r")
+        await pilot.press("r", "y")
         await wait_for(pilot, lambda: any("only failed servers" in n for n in notices(app)))
         assert status(fleet["ready"]) == "ready"
         assert operator_events(fleet["ready"]) == []
@@ -76,7 +77,7 @@ async def test_reinject_ready_server(fleet, make_app, redis_client: redis.Redis)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
         await cursor_to(pilot, app, fleet["ready"])
-        await pilot.press("i")
+        await pilot.press("i", "y")
         await wait_for(pilot, lambda: status(fleet["ready"]) == "injecting_secrets")
         (event,) = operator_events(fleet["ready"])
         assert event.message == "re-injecting secrets"
@@ -116,7 +117,7 @@ async def test_bulk_actions_on_marked_servers(fleet, make_app, redis_client: red
         await loaded(pilot)
         await pilot.press("3")  # failed only: 10 and 6
         await pilot.press("space", "space")
-        await pilot.press("r")
+        await pilot.press("r", "y")
         await wait_for(pilot, lambda: status(fleet["failed"]) == "creating")
         await wait_for(pilot, lambda: status(fleet["failed_inject"]) == "injecting_secrets")
         await wait_for(pilot, lambda: any("retry: 2 done, 0 refused" in n for n in notices(app)))
@@ -140,7 +141,7 @@ async def test_actions_from_the_command_palette(fleet, make_app) -> None:
         await pilot.press("ctrl+p")
         await pilot.press(*"Retry failed")
         await pilot.pause(0.3)
-        await pilot.press("enter")
+        await pilot.press("enter", "y")
         await wait_for(pilot, lambda: status(fleet["failed"]) == "creating")
 
 
@@ -150,7 +151,7 @@ async def test_readonly_disables_every_action(fleet, make_app) -> None:
         await loaded(pilot)
         assert "READ-ONLY" in app.sub_title
         bindings = app.screen.active_bindings
-        assert not any(bindings[k].enabled for k in ("r", "i", "D"))
+        assert not {"r", "i", "D"} & set(bindings)  # not offered: footer and help omit them
         await cursor_to(pilot, app, fleet["failed"])
         await pilot.press("r", "i", "D")
         assert not isinstance(app.screen, ConfirmDestroy)
@@ -161,3 +162,41 @@ async def test_readonly_disables_every_action(fleet, make_app) -> None:
         assert Event.select().where(Event.actor == OPERATOR).count() == 0
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert "Open server" in titles and "Retry failed server(s)" not in titles
+
+
+async def test_retry_and_reinject_ask_first_naming_how_many(fleet, make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await burst(pilot, "3", "space", "space", "r")  # both failed servers marked
+        assert isinstance(app.screen, ConfirmAction)
+        assert app.screen.question == "Retry these 2 servers?"
+        shown = str(app.screen.query_one("#confirm-what").render())
+        assert "rachel-6" in shown and "rachel-10" in shown
+        await burst(pilot, "n")
+        assert not isinstance(app.screen, ConfirmAction)
+        await wait_for(pilot, lambda: "retry cancelled" in notices(app))
+        assert status(fleet["failed"]) == status(fleet["failed_inject"]) == "failed"
+
+        await burst(pilot, "0", "escape")
+        await cursor_to(pilot, app, fleet["ready"])
+        await burst(pilot, "i")
+        assert isinstance(app.screen, ConfirmAction)
+        assert app.screen.question == "Re-inject secrets into server rachel-1?"
+        assert "RESTARTED" in str(app.screen.query_one("#confirm-what").render())
+        await burst(pilot, "escape")
+        assert Event.select().where(Event.actor == OPERATOR).count() == 0
+
+
+async def test_readonly_offers_no_action_in_footer_or_help(fleet, make_app) -> None:
+    app = make_app(readonly=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        footer = " ".join(str(k.render()) for k in app.screen.query("FooterKey"))
+        assert "Jobs" in footer
+        assert not any(word in footer for word in ("Retry", "Re-inject", "Deprovision"))
+        await burst(pilot, "?")
+        assert isinstance(app.screen, HelpScreen)
+        keys = " ".join(str(cell) for cell in key_table(app.screen.under).columns[1].cells)
+        assert "Jobs" in keys
+        assert not any(word in keys for word in ("Retry", "Re-inject", "Deprovision"))

@@ -14,6 +14,7 @@ from typing import ClassVar, Generic, NamedTuple, Protocol, TypeVar, runtime_che
 
 from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
@@ -57,7 +58,14 @@ class ScreenHost(Protocol):
 class RachelScreen(Screen[None]):
     """A main screen: header, connection banner, body, footer; reloadable."""
 
-    #: Actions that change something: shown disabled in read-only mode.
+    # The app's keys, again here so the footer lists them first: it cuts what
+    # does not fit, and at 80 columns the app's own bindings came last and fell off.
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "app.quit", "Quit"),
+        Binding("question_mark", "app.help", "Keys", key_display="?"),
+    ]
+
+    #: Actions that change something: not offered in read-only mode.
     WRITE_ACTIONS: ClassVar[frozenset[str]] = frozenset()
 
     def compose(self) -> ComposeResult:
@@ -136,9 +144,8 @@ class RachelScreen(Screen[None]):
         return []
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in self.WRITE_ACTIONS and self.session.readonly:
-            return None  # shown disabled
-        return True
+        # Read-only: not offered at all (False, not None): footer and help leave it out.
+        return not (action in self.WRITE_ACTIONS and self.session.readonly)
 
     def action_back(self) -> None:
         self.app.pop_screen()

@@ -1,4 +1,9 @@
-"""Confirmation of a destructive action: the operator types what they destroy."""
+"""Confirmation of an action on servers.
+
+Force deprovisioning destroys: the operator types what they destroy. Retry and
+re-inject change running servers (a re-inject restarts the customer's bot): the
+operator reads what happens to how many servers and presses `y`.
+"""
 
 from __future__ import annotations
 
@@ -39,6 +44,58 @@ def describe(rows: Sequence[Row]) -> str:
     if len(rows) > LISTED:
         lines.append(f"  ... and {len(rows) - LISTED} more")
     return "\n".join(lines)
+
+
+#: Action name -> (title verb, what happens to each server), for `ConfirmAction`.
+CONSEQUENCES: dict[str, tuple[str, str]] = {
+    "retry": (
+        "Retry",
+        "Each failed server is provisioned again from the phase that failed "
+        "(servers that are not failed are refused).",
+    ),
+    "reinject": (
+        "Re-inject secrets into",
+        "Each server gets its customer's current secrets again and its Rachel8 bot "
+        "is RESTARTED: the customer's bot is offline while it restarts.",
+    ),
+}
+
+
+class ConfirmAction(ModalScreen[bool]):
+    """Asks before a retry or re-inject; dismisses with True only on `y`."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "confirm", "Yes, do it"),
+        Binding("n", "cancel", "No"),
+        Binding("escape", "cancel", "Cancel"),
+    ]
+
+    def __init__(self, action: str, rows: Sequence[Row]) -> None:
+        """Ask about `action` (a key of `CONSEQUENCES`) on `rows`."""
+        super().__init__()
+        self.action = action
+        self.rows = list(rows)
+
+    @property
+    def question(self) -> str:
+        """The title: what, and on how many servers."""
+        n = len(self.rows)
+        what = f"server {self.rows[0].server.name or self.rows[0].server.id}" if n == 1 else None
+        return f"{CONSEQUENCES[self.action][0]} {what or f'these {n} servers'}?"
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-box"):
+            yield Label(self.question, id="confirm-title")
+            yield Static(
+                CONSEQUENCES[self.action][1] + "\n" + describe(self.rows), id="confirm-what"
+            )
+            yield Label("Press y to confirm, n or escape to cancel", id="confirm-prompt")
+
+    def action_confirm(self) -> None:
+        self.dismiss(True)
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
 
 
 class ConfirmDestroy(ModalScreen[bool]):

@@ -30,14 +30,21 @@ from tui.widgets import FleetTable
 POLL_SECONDS = 2.0
 #: Rows drawn first when a fleet is larger (a few screens' worth, newest first).
 FIRST_PAGE = 200
+#: The screen's only actions while the filter field has focus (escape leaves it).
+FILTER_ACTIONS = frozenset({"clear"})
 
 
 class FleetScreen(ServerActionsScreen):
     """One row per server; `enter` opens it, `j` shows the job queues."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
+        # The footer lists keys in this order and cuts what does not fit (80
+        # columns): `j` first, after the base screen's `q` and `?`.
+        Binding("j", "jobs", "Jobs"),
         Binding("enter", "open", "Open", show=False),
-        Binding("slash", "filter", "Filter", key_display="/"),
+        # Priority: the app runs it as it reads the key, before it routes the next
+        # keys (a paste, tmux send-keys), so those reach the filter, not the table.
+        Binding("slash", "filter", "Filter", key_display="/", priority=True),
         Binding("escape", "clear", "Clear", show=False),
         Binding("space", "mark", "Mark"),
         Binding("u", "unmark", "Unmark all", show=False),
@@ -47,7 +54,6 @@ class FleetScreen(ServerActionsScreen):
         Binding("s", "sort_next", "Sort"),
         Binding("S", "sort_reverse", "Reverse", show=False),
         Binding("a", "toggle_deleted", "Deleted"),
-        Binding("j", "jobs", "Jobs"),
         Binding("ctrl+r", "refresh", "Refresh", show=False),
         *[
             Binding(key, f"quick('{key}')", f"show {term or 'all'}", show=False)
@@ -202,7 +208,8 @@ class FleetScreen(ServerActionsScreen):
         self.query_one("#summary", Static).update(
             summary_text(
                 self.summary,
-                self.model.counts(),
+                self.model.counts(),  # the rows' own counts: never behind the table
+                self.model.drift_counts(),
                 sla_seconds=self.model.sla,
                 shown=len(self.model.visible),
                 marked=len(self.model.marked),
@@ -229,10 +236,23 @@ class FleetScreen(ServerActionsScreen):
         self.query_one("#filter", Input).value = query
         self._apply(self.model.set_query(query))
 
+    def filter_focused(self) -> bool:
+        """Whether keys are going to the filter field."""
+        return self.focused is self.query_one("#filter", Input)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # While the filter has the keys, they are text: no screen binding may act
+        # on them (escape still leaves the field; `/` is typed like any letter).
+        if self.filter_focused() and action not in FILTER_ACTIONS:
+            return False
+        return super().check_action(action, parameters)
+
     def action_filter(self) -> None:
         field = self.query_one("#filter", Input)
         field.display = True
-        field.focus()
+        # Focus now, not at the next idle (`Widget.focus`): keys already queued
+        # behind `/` are routed to whatever has focus when the app reads them.
+        self.set_focus(field)
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -243,7 +263,7 @@ class FleetScreen(ServerActionsScreen):
     def _filter_done(self) -> None:
         field = self.query_one("#filter", Input)
         field.display = bool(field.value)
-        self.query_one(FleetTable).focus()
+        self.set_focus(self.query_one(FleetTable))
 
     def action_clear(self) -> None:
         """Escape: leave the filter field, else clear the filter, else the marks."""

@@ -46,6 +46,8 @@ class ServerScreen(ServerActionsScreen, LoadingScreen[ServerDetail | None]):
             yield DataTable(id="server-jobs", cursor_type="row", zebra_stripes=True)
             yield Label("Events", classes="section")
             yield DataTable(id="server-events", cursor_type="row", zebra_stripes=True)
+            # The table cuts long messages; the selected event is shown here whole.
+            yield Static("", id="server-event")
 
     def on_mount(self) -> None:
         add_columns(
@@ -106,6 +108,7 @@ class ServerScreen(ServerActionsScreen, LoadingScreen[ServerDetail | None]):
         self._fill_jobs(detail)
         events = self.query_one("#server-events", DataTable)
         events.clear()
+        self._show_event(0)
         for e in reversed(detail.events):
             events.add_row(
                 timestamp(e.at),
@@ -114,6 +117,22 @@ class ServerScreen(ServerActionsScreen, LoadingScreen[ServerDetail | None]):
                 Text(e.to_status or "", style=STATUS_STYLE.get(e.to_status or "", "")),
                 e.message,
             )
+
+    @on(DataTable.RowHighlighted, "#server-events")
+    def _event_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_event(event.cursor_row)
+
+    def _show_event(self, index: int) -> None:
+        """Show the `index`th event of the table (newest first) in full below it."""
+        events = [] if self.detail is None else self.detail.events
+        field = self.query_one("#server-event", Static)
+        if not 0 <= index < len(events):
+            field.update("")
+            return
+        e = events[len(events) - 1 - index]
+        text = Text(f"{timestamp(e.at)}  {e.kind}  {e.actor}\n", style="dim")
+        text.append(e.message)
+        field.update(text)
 
     def _fill_jobs(self, detail: ServerDetail) -> None:
         jobs = self.query_one("#server-jobs", DataTable)
