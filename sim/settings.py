@@ -85,7 +85,7 @@ class SimSettings(DeclaredSettings):
     faults: Faults = setting(
         "RACHEL_SIM_FAULTS",
         "",
-        "Simulator fault injection at start, as JSON (see \"Fault injection\" in the README; "
+        'Simulator fault injection at start, as JSON (see "Fault injection" in the README; '
         "`sim/faults.py`); also settable at run time through `PUT /_sim/faults`.",
         parse_faults,
     )
