@@ -16,6 +16,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 
@@ -27,7 +28,7 @@ DEMO_PREFIX = "demo-"
 
 
 class DemoError(RachelError):
-    """The web app refused or did not answer a demo webhook."""
+    """The web app refused or did not answer a webhook sent by the CLI (demo or deploy)."""
 
     code = "demo_error"
 
@@ -77,11 +78,39 @@ def send_signed(
     try:
         response = client.post(url, content=body, headers=headers)
     except httpx.HTTPError as exc:
-        raise DemoError(f"{url}: no answer: {exc}") from exc
+        raise DemoError(f"{url}: no answer ({exc}); is the web app running there?") from exc
     if response.status_code >= 300:
-        raise DemoError(f"{url} answered {response.status_code}: {response.text[:300]}")
+        raise DemoError(f"{url} answered {response.status_code}: {refusal(response)}")
     answer: dict[str, object] = response.json()
     return answer
+
+
+def refusal(response: httpx.Response) -> str:
+    """The web app's error answer as one line: `code: message (field ...)`."""
+    try:
+        error = response.json()["error"]
+        text = f"{error['code']}: {error['message']}"
+    except (ValueError, KeyError, TypeError):
+        return response.text[:300]
+    if error.get("field") and str(error["field"]) not in text:
+        text += f" (field {error['field']})"
+    return text
+
+
+def get_status(client: httpx.Client, url: str, api_key: str) -> dict[str, Any]:
+    """GET one of the status API's documents.
+
+    Raises:
+        DemoError: no answer, or not 200.
+    """
+    try:
+        response = client.get(url, headers={"X-API-Key": api_key})
+    except httpx.HTTPError as exc:
+        raise DemoError(f"{url}: no answer ({exc}); is the web app running there?") from exc
+    if response.status_code != 200:
+        raise DemoError(f"{url} answered {response.status_code}: {refusal(response)}")
+    found: dict[str, Any] = response.json()
+    return found
 
 
 def await_deploy(
@@ -95,13 +124,7 @@ def await_deploy(
     url = str(answer["status_url"])
     deadline = time.monotonic() + timeout
     while True:
-        try:
-            response = client.get(url, headers={"X-API-Key": api_key})
-        except httpx.HTTPError as exc:
-            raise DemoError(f"{url}: no answer: {exc}") from exc
-        if response.status_code != 200:
-            raise DemoError(f"{url} answered {response.status_code}: {response.text[:300]}")
-        outcome = response.json()
+        outcome = get_status(client, url, api_key)
         if outcome["state"] == "done":
             return int(outcome["server_id"])
         if outcome["state"] != "accepted":

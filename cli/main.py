@@ -16,16 +16,18 @@ from core.errors import RachelError
 COMMANDS: dict[str, str] = {
     "cron": "cli.cron:cron_command",
     "db": "cli.db:db",
-    "deploy": "cli.pipeline:deploy_command",
+    "deploy": "cli.deploy:deploy_command",
     "demo": "cli.up:demo_command",
     "deprovision": "cli.pipeline:deprovision_command",
     "fleet": "cli.pipeline:fleet_command",
+    "jobs": "cli.views:jobs_command",
     "keys": "cli.keys:keys",
     "reconcile": "cli.reconcile:reconcile_command",
     "redis": "cli.redis:redis_group",
     "retry": "cli.pipeline:retry_command",
     "settings": "cli.settings:settings_command",
     "tui": "cli.tui:tui_command",
+    "server": "cli.views:server_group",
     "sim": "sim.cli:sim_command",
     "web": "cli.web:web_command",
     "webhook-sign": "cli.webhook_sign:webhook_sign_command",
@@ -42,8 +44,67 @@ def _version() -> str:
         return "0+unknown"
 
 
+#: The exit code of every error: a refused or failed command, bad input, bad usage.
+ERROR_EXIT = 2
+#: Ctrl-C, or a confirmation answered no.
+INTERRUPTED_EXIT = 130
+
+
+def fail(message: str) -> None:
+    """Print `error: MESSAGE` to stderr, the one way every command reports an error."""
+    click.secho(f"error: {message}", fg="red", err=True)
+
+
+def _usage_hint(exc: click.UsageError) -> str | None:
+    ctx = exc.ctx
+    if ctx is None:
+        return None
+    return f"see `{ctx.command_path} --help`"
+
+
 class LazyGroup(click.Group):
     """A click group whose subcommands are imported on first use."""
+
+    def main(  # type: ignore[override]  # click's overloads; same parameters
+        self,
+        args: list[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run the command; every error becomes `error: ...` and exit code `ERROR_EXIT`.
+
+        click's own usage errors included, so that a script sees one exit code
+        for "it did not work", and an operator one form of message. With
+        `standalone_mode=False` (tests, embedding) the result is returned and
+        an error still ends in SystemExit, as click does standalone.
+        """
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(INTERRUPTED_EXIT)
+        except click.UsageError as exc:
+            fail(exc.format_message())
+            hint = _usage_hint(exc)
+            if hint:
+                click.echo(hint, err=True)
+            sys.exit(ERROR_EXIT)
+        except click.ClickException as exc:
+            fail(exc.format_message())
+            sys.exit(ERROR_EXIT)
+        except RachelError as exc:
+            fail(str(exc))
+            sys.exit(ERROR_EXIT)
+        except KeyboardInterrupt:
+            sys.exit(INTERRUPTED_EXIT)
+        # In non-standalone mode click returns the exit code of `ctx.exit(code)`.
+        if isinstance(result, int) and result:
+            sys.exit(result)
+        if standalone_mode:
+            sys.exit(0)
+        return result
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
@@ -86,24 +147,8 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> Any:
-    """Console-script entry point: our errors become a message and exit code 2."""
-    try:
-        result = cli.main(args=argv, prog_name="rachel-cloud", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except RachelError as exc:
-        click.secho(f"error: {exc}", fg="red", err=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    # In non-standalone mode click returns the exit code of `ctx.exit(code)`.
-    if isinstance(result, int) and result:
-        sys.exit(result)
-    return result
+    """Console-script entry point (errors are handled by the group, see `LazyGroup.main`)."""
+    return cli.main(args=argv, prog_name="rachel-cloud")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,14 +1,14 @@
-"""Pipeline commands: deploy, retry, deprovision, fleet, worker, user-data."""
+"""Pipeline commands: retry, deprovision, fleet, worker, user-data (deploy: cli/deploy.py)."""
 
 from __future__ import annotations
 
-import getpass
 import json
 from dataclasses import replace
 
 import click
 
-from cli.common import runtime
+from cli.common import actor as _actor
+from cli.common import operator_option, runtime
 from core.cloud.cloudinit import (
     SAMPLE_TOKEN,
     CloudConfigInput,
@@ -21,27 +21,6 @@ from core.platform.settings import Settings
 from core.security.crypto import generate_ssh_keypair
 from core.store.db import connection
 from core.store.models import Server
-
-
-def _actor(operator: str | None) -> str:
-    name = operator or getpass.getuser() or "unknown"
-    return f"operator:{name}"
-
-
-operator_option = click.option(
-    "--operator", default=None, help="Name recorded in the audit trail (default: login name)."
-)
-
-
-@click.command("deploy")
-@click.argument("customer")
-@operator_option
-def deploy_command(customer: str, operator: str | None) -> None:
-    """Deploy a server for CUSTOMER (its external id; needs an active subscription)."""
-    from jobs.operator import deploy
-
-    rt = runtime("cli")
-    click.echo(deploy(rt.redis, rt.settings, customer, _actor(operator)).message)
 
 
 @click.command("retry")
@@ -84,7 +63,7 @@ def deprovision_command(server_id: int, force: bool, yes: bool, operator: str | 
 
 
 @click.command("fleet")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per server.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per server, one per line.")
 @click.option("--all", "include_deleted", is_flag=True, help="Include deleted servers.")
 def fleet_command(as_json: bool, include_deleted: bool) -> None:
     """List the servers and where each is in its lifecycle."""
@@ -92,7 +71,9 @@ def fleet_command(as_json: bool, include_deleted: bool) -> None:
     with connection():
         rows = fleet_rows(include_deleted=include_deleted)
     if as_json:
-        click.echo(json.dumps([row.as_json() for row in rows], indent=2))
+        # JSON lines: `jq`, `grep` and `wc -l` work on it, and a large fleet streams.
+        for row in rows:
+            click.echo(json.dumps(row.as_json()))
         return
     header = f"{'ID':>6}  {'CUSTOMER':<18} {'STATUS':<18} {'IPV4':<16} {'TIME':>8}  LAST ERROR"
     click.echo(header)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 import redis
 
+from cli.common import operator_option
 from core.platform.settings import Settings
 
 if TYPE_CHECKING:
@@ -45,9 +46,7 @@ def operator_name(name: str | None) -> str:
 
 @click.command("tui")
 @click.option("--readonly", is_flag=True, help="Watch only: every action is disabled.")
-@click.option(
-    "--operator", default=None, help="Name recorded in the audit trail (default: login name)."
-)
+@operator_option
 def tui_command(readonly: bool, operator: str | None) -> None:
     """Open the live fleet view (k9s-style; press ? for keys, ctrl+p for every action)."""
     from cli.common import runtime

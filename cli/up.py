@@ -82,6 +82,32 @@ def _wait_http(url: str, timeout: float, supervisor: Supervisor, name: str) -> N
     raise UpError(f"{name} did not answer at {url} within {timeout:.0f}s")
 
 
+def _check_ports(settings: Settings) -> None:
+    """Refuse to start on a taken port, saying how to run a second stack beside the first.
+
+    New ports alone are not enough: a second stack on the same data
+    directory would share the first one's database and embedded Redis, and
+    each one's workers would take the other's jobs.
+
+    Raises:
+        UpError: the web or simulator port is in use.
+    """
+    ports = [("web", "RACHEL_WEB_PORT", settings.web_host, settings.web_port)]
+    if settings.uses_simulator:
+        ports.append(("simulator", "RACHEL_SIM_PORT", settings.sim_host, settings.sim_port))
+    taken = [f"{what} port {port}" for what, _, host, port in ports if not _port_free(host, port)]
+    if not taken:
+        return
+    suggested = " ".join(f"{env}={port + 1}" for _, env, _, port in ports)
+    data_dir = settings.data_dir
+    raise UpError(
+        f"{' and '.join(taken)} in use (another `rachel-cloud up`?). To run a second stack "
+        "beside it, give it its own data directory as well as free ports, e.g. "
+        f"RACHEL_DATA_DIR={data_dir}-2 {suggested}: with new ports alone both stacks "
+        f"would share the database and Redis of {data_dir}"
+    )
+
+
 def start_stack(settings: Settings, sink: Sink, *, workers: int, timing: str) -> LocalStack:
     """Prepare Redis and the database, then start and wait for every child.
 
@@ -93,6 +119,9 @@ def start_stack(settings: Settings, sink: Sink, *, workers: int, timing: str) ->
         # A bad simulator setting stops `up` here, naming it, like a bad setting
         # of the control plane, not as a simulator child that never answers.
         SimSettings.load(settings.source, env_file=None)
+    # Before anything is started or migrated: a second stack refused here
+    # leaves the first one's Redis and database untouched.
+    _check_ports(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     owns_redis = not settings.redis_url
     redis_url = settings.redis_url or embedded_for(settings).acquire()
@@ -100,19 +129,6 @@ def start_stack(settings: Settings, sink: Sink, *, workers: int, timing: str) ->
     with connection():
         migrations.upgrade()
     web_url = f"http://{settings.web_host}:{settings.web_port}"
-    taken = [
-        f"{what} port {port}"
-        for what, host, port in (
-            ("web", settings.web_host, settings.web_port),
-            ("simulator", settings.sim_host, settings.sim_port),
-        )
-        if (what == "web" or settings.uses_simulator) and not _port_free(host, port)
-    ]
-    if taken:
-        raise UpError(
-            f"{' and '.join(taken)} in use (another `rachel-cloud up`?); set "
-            "RACHEL_WEB_PORT / RACHEL_SIM_PORT to free ones"
-        )
     create, boot, cloud_init = TIMINGS[timing]
     env = {
         "RACHEL_DATA_DIR": str(settings.data_dir.resolve()),

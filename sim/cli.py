@@ -20,14 +20,30 @@ from sim.settings import SimSettings
 def sim_command(host: str | None, port: int | None) -> None:
     """Run the Hetzner Cloud API simulator with simulated VPSs.
 
-    Serves the API at http://HOST:PORT/v1 (token: HCLOUD_TOKEN, or the
-    development token) and the admin API at /_sim/. Timings and faults come
-    from the RACHEL_SIM_* settings.
+    Serves the API at http://HOST:PORT/v1 and its admin API at /_sim/, both
+    with the bearer token HCLOUD_TOKEN, or the development token
+    rachel-cloud-simulator-dev-token. Timings come from the RACHEL_SIM_*
+    settings (`rachel-cloud settings --doc`).
+
+    \b
+    Fault injection: a JSON document in RACHEL_SIM_FAULTS at start, or at run
+    time PUT /_sim/faults (GET shows it, DELETE clears it) and
+    PUT /_sim/servers/ID/faults for one server. Faults: errors (per API
+    operation), rate_limit_burst, action_delay, action_errors, and the
+    per-server never_running, no_callback, ssh_refuse and install_fail
+    (a step of the Rachel8 install). Every fault, with examples: the README's
+    "Fault injection (the simulator)" section. For example:
+
+    \b
+      RACHEL_SIM_FAULTS='{"install_fail": {"step": "clone"}}' rachel-cloud sim
+      curl -X PUT http://127.0.0.1:4010/_sim/faults \\
+        -H "authorization: Bearer rachel-cloud-simulator-dev-token" \\
+        -d '{"rate_limit_burst": 20}'
     """
     try:
         config = SimConfig.from_settings(SimSettings.load())
     except SettingsError as exc:
-        # A usage error of this command, like a bad option (exit 1).
+        # A usage error of this command, like a bad option: `error: ...`.
         raise click.ClickException(str(exc)) from None
     overrides = {"host": host or config.host, "port": config.port if port is None else port}
     config = SimConfig(**{**config.__dict__, **overrides})

@@ -85,8 +85,8 @@ class SimSettings(DeclaredSettings):
     faults: Faults = setting(
         "RACHEL_SIM_FAULTS",
         "",
-        "Simulator fault injection at start, as JSON (see sim/README section of the "
-        "README); also settable at run time through `/_sim/faults`.",
+        'Simulator fault injection at start, as JSON (see "Fault injection" in the README; '
+        "`sim/faults.py`); also settable at run time through `PUT /_sim/faults`.",
         parse_faults,
     )
 

@@ -27,6 +27,23 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
 
 
+def format_duration(seconds: float) -> str:
+    """A duration as `parse_duration` reads it, in its largest whole unit: `15s`, `10m`, `3d`.
+
+    What is not a whole number of any unit keeps its decimals in seconds
+    (`1.5s`), and under a second is shown in ms (`250ms`).
+    """
+    if seconds < 0:
+        return f"-{format_duration(-seconds)}"
+    if 0 < seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    for unit in ("d", "h", "m"):
+        size = _DURATION_UNITS[unit]
+        if seconds >= size and float(seconds / size).is_integer():
+            return f"{int(seconds / size)}{unit}"
+    return f"{seconds:g}s"
+
+
 def parse_bool(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:

@@ -129,4 +129,4 @@ def test_redis_commands_manage_the_embedded_server(tmp_path: Path) -> None:
     finally:
         assert run("redis", "stop", cwd=tmp_path).stdout.strip() == "stopped"
     refused = run("redis", "start", cwd=tmp_path, env={"REDIS_URL": "redis://127.0.0.1:6379/0"})
-    assert refused.returncode == 1 and "REDIS_URL is set" in refused.stderr
+    assert refused.returncode == 2 and "error: REDIS_URL is set" in refused.stderr

@@ -35,4 +35,4 @@ def test_user_data_of_an_unknown_server(tmp_path: Path) -> None:
     env = {"RACHEL_DATA_DIR": str(tmp_path / "data")}
     assert run("db", "upgrade", cwd=tmp_path, env=env).returncode == 0
     out = run("user-data", "42", cwd=tmp_path, env=env)
-    assert out.returncode == 1 and "server 42 does not exist" in out.stderr
+    assert out.returncode == 2 and "error: server 42 does not exist" in out.stderr

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
+import peewee
 import pytest
 import redis
 
 from core.cloud.hetzner import HetznerAdapter
 from sim.config import SimConfig
 from sim.server import SimulatorServer
-from tests.pipeline.harness import WebServer
+from tests.pipeline.harness import Stack, WebServer, served_stack
 
 
 @pytest.fixture
@@ -31,3 +33,19 @@ def web() -> Iterator[WebServer]:
     server = WebServer()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def served(
+    db: peewee.Database,
+    sim: SimulatorServer,
+    web: WebServer,
+    redis_client: redis.Redis,
+    redis_server_url: str,
+    tmp_path: Path,
+) -> Iterator[Stack]:
+    """The whole stack with the web app served, so VPSs call back (boot deadline 8 s)."""
+    with served_stack(
+        tmp_path, redis_client, redis_server_url, sim, web, RACHEL_BOOT_TIMEOUT="8s"
+    ) as built:
+        yield built

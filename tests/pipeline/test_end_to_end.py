@@ -8,13 +8,9 @@ customer secrets, anywhere but in Rachel8's `.env` and credentials on the VPS it
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
-import peewee
 import pytest
-import redis
 
 from cli.demo import send_signed
 from core.cloud.rachel8 import parse_credentials_document
@@ -22,26 +18,15 @@ from core.domain.lifecycle import Status
 from core.platform.dev_secrets import webhook_secrets
 from core.store.models import Event, Server, WebhookDelivery
 from jobs import operator
-from sim.server import SimulatorServer
 from tests import factories
 from tests.leaks import search_everything
 from tests.pipeline import rachel8_vps
-from tests.pipeline.harness import Stack, WebServer, served_stack
+from tests.pipeline.harness import Stack, WebServer
 
 
 @pytest.fixture
-def stack(
-    db: peewee.Database,
-    tmp_path: Path,
-    redis_client: redis.Redis,
-    redis_server_url: str,
-    sim: SimulatorServer,
-    web: WebServer,
-) -> Iterator[Stack]:
-    with served_stack(
-        tmp_path, redis_client, redis_server_url, sim, web, RACHEL_BOOT_TIMEOUT="8s"
-    ) as built:
-        yield built
+def stack(served: Stack) -> Stack:
+    return served
 
 
 def deploy(stack: Stack) -> tuple[Server, list[str]]:

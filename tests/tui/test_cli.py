@@ -28,8 +28,8 @@ def test_help_and_operator_name() -> None:
 
 def test_invalid_operator_name_is_refused(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["tui", "--operator", "bad name!"])
-    assert result.exit_code != 0
-    assert "invalid actor" in str(result.exception)
+    assert result.exit_code == 2
+    assert "error: Invalid value for '--operator': invalid actor" in result.output
 
 
 def _read(fd: int, seconds: float, *wanted: bytes) -> bytes:

@@ -1,0 +1,222 @@
+"""Read-only views for operators: `rachel-cloud server show ID` and `rachel-cloud jobs`.
+
+What the TUI's server and jobs screens show, for a terminal without the TUI,
+a script (`--json`) or a ticket. Nothing here changes anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict
+from typing import Any
+
+import click
+import redis
+
+from cli.common import runtime
+from core.domain.fleet import timeline
+from core.platform.settings_parsing import format_duration
+from core.security.redaction import redact
+from core.store.db import connection
+from core.store.models import Customer, Server
+
+#: The phase stamps of a server, in lifecycle order, as shown.
+PHASES = (
+    ("created", "created_at"),
+    ("creating", "creating_at"),
+    ("cloud_init", "cloud_init_at"),
+    ("injecting_secrets", "injecting_secrets_at"),
+    ("ready", "ready_at"),
+    ("failed", "failed_at"),
+    ("deprovisioning", "deprovisioning_at"),
+    ("deleted", "deleted_at"),
+)
+
+
+def _when(value: dt.datetime | None) -> str:
+    return f"{value:%Y-%m-%d %H:%M:%S} UTC" if value is not None else "-"
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.replace(tzinfo=dt.UTC).isoformat() if value is not None else None
+
+
+def server_record(server: Server, customer: Customer) -> dict[str, Any]:
+    """A server's operator-facing fields (never a secret, never the callback token)."""
+    return {
+        "id": server.id,
+        "name": server.name,
+        "customer": customer.external_id,
+        "status": server.status,
+        "attempt": server.attempt,
+        "provider_id": server.provider_id,
+        "ipv4": server.ipv4,
+        "ipv6": server.ipv6,
+        "location": server.location,
+        "server_type": server.server_type,
+        "image": server.image,
+        "rachel8_commit": server.rachel8_commit,
+        "requested_by": server.requested_by,
+        "status_changed_at": _iso(server.status_changed_at),
+        "deadline_at": _iso(server.deadline_at),
+        "retries": server.retries,
+        "failed_phase": server.failed_phase,
+        "last_error": redact(server.last_error) if server.last_error else None,
+        "job_id": server.job_id,
+        "provisioning_seconds": server.provisioning_seconds,
+        "phases": {name: _iso(getattr(server, column)) for name, column in PHASES},
+    }
+
+
+def _event_record(event: Any) -> dict[str, Any]:
+    return {
+        "at": _iso(event.at),
+        "actor": event.actor,
+        "kind": event.kind,
+        "from": event.from_status,
+        "to": event.to_status,
+        "message": redact(event.message),
+    }
+
+
+def _print_server(record: dict[str, Any], sla_seconds: float) -> None:
+    rows: list[tuple[str, object]] = [
+        ("customer", record["customer"]),
+        ("status", f"{record['status']} since {_when_iso(record['status_changed_at'])}"),
+        ("attempt", record["attempt"]),
+        ("hetzner id", record["provider_id"] or "-"),
+        ("addresses", f"{record['ipv4'] or '-'}  {record['ipv6'] or ''}".rstrip()),
+        ("where", f"{record['location']} {record['server_type']} {record['image']}"),
+        ("rachel8", record["rachel8_commit"] or "-"),
+        ("requested by", record["requested_by"]),
+    ]
+    if record["deadline_at"]:
+        rows.append(("phase deadline", _when_iso(record["deadline_at"])))
+    if record["provisioning_seconds"] is not None:
+        took = record["provisioning_seconds"]
+        verdict = "within" if took <= sla_seconds else "over"
+        rows.append(
+            ("provisioning", f"{took:.1f}s ({verdict} the {format_duration(sla_seconds)} SLA)")
+        )
+    if record["failed_phase"]:
+        rows.append(("failed in", record["failed_phase"]))
+    if record["last_error"]:
+        rows.append(("last error", record["last_error"]))
+    if record["job_id"]:
+        rows.append(("job", record["job_id"]))
+    for name, at in record["phases"].items():
+        if at:
+            rows.append((f"  {name}", _when_iso(at)))
+    click.echo(f"server {record['id']} ({record['name'] or 'no name yet'})")
+    for label, value in rows:
+        click.echo(f"  {label:<16} {value}")
+
+
+def _when_iso(text: str | None) -> str:
+    return _when(dt.datetime.fromisoformat(text)) if text else "-"
+
+
+@click.group("server")
+def server_group() -> None:
+    """One server: its details and timeline."""
+
+
+@server_group.command("show")
+@click.argument("server_id", type=int)
+@click.option("--events", is_flag=True, help="Also print the server's timeline, oldest first.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object (events included with --events)."
+)
+def show_command(server_id: int, events: bool, as_json: bool) -> None:
+    """Show SERVER_ID: status, addresses, phase times, last error (and --events)."""
+    rt = runtime("cli")
+    with connection():
+        found = Server.select(Server, Customer).join(Customer).where(Server.id == server_id).first()
+        if found is None:
+            raise click.ClickException(f"server {server_id} does not exist")
+        record = server_record(found, found.customer)
+        history = [_event_record(e) for e in timeline(server_id)] if events else []
+    if as_json:
+        if events:
+            record["events"] = history
+        click.echo(json.dumps(record, indent=2))
+        return
+    _print_server(record, rt.settings.sla_seconds)
+    if events:
+        click.echo("events:")
+        for event in history:
+            change = f"{event['from'] or '-'} -> {event['to']}" if event["to"] else event["kind"]
+            click.echo(
+                f"  {_when_iso(event['at'])}  {event['actor']:<18} {change:<32} {event['message']}"
+            )
+        if not history:
+            click.echo("  (none)")
+
+
+def _jobs_data(conn: redis.Redis) -> dict[str, Any]:
+    from core.platform.runs import read_runs
+    from jobs import inspect
+
+    return {
+        "queues": [asdict(q) for q in inspect.queue_infos(conn)],
+        "workers": [asdict(w) for w in inspect.workers(conn)],
+        "failed": [asdict(j) for j in inspect.failed_jobs(conn)],
+        "cron": read_runs(conn),
+    }
+
+
+def _print_jobs(data: dict[str, Any], tracebacks: bool) -> None:
+    click.echo(f"{'QUEUE':<14} {'QUEUED':>7} {'STARTED':>8} {'SCHEDULED':>10} {'FAILED':>7}")
+    for q in data["queues"]:
+        click.echo(
+            f"{q['name']:<14} {q['queued']:>7} {q['started']:>8} {q['scheduled']:>10} "
+            f"{q['failed']:>7}"
+        )
+    workers = data["workers"]
+    click.echo(f"\nworkers: {len(workers)}" + ("  (none: no job will run)" if not workers else ""))
+    for w in workers:
+        click.echo(
+            f"  {w['name']:<32} {w['state']:<10} {','.join(w['queues'])}"
+            + (f"  running {w['current_job']}" if w["current_job"] else "")
+        )
+    failed = data["failed"]
+    click.echo(f"\nfailed jobs: {len(failed)}")
+    for j in failed:
+        server = f"server {j['server_id']}" if j["server_id"] is not None else "-"
+        last = (j["traceback"] or "").strip().splitlines()
+        click.echo(
+            f"  {j['id']:<36} {j['queue']:<12} {server:<12} {_when(j['ended_at'])}  "
+            f"{last[-1] if last else ''}"
+        )
+        if tracebacks and j["traceback"]:
+            click.echo("    " + j["traceback"].rstrip().replace("\n", "\n    "))
+    click.echo("\ncron:")
+    for task, stats in data["cron"].items():
+        if not stats:
+            click.echo(f"  {task:<10} never ran")
+            continue
+        at = dt.datetime.fromtimestamp(float(stats["last_run"]), dt.UTC)
+        took = format_duration(round(float(stats.get("last_duration", 0)), 3))
+        click.echo(
+            f"  {task:<10} last run {_when(at)} (took {took}, {stats.get('runs', '?')} runs): "
+            f"{stats.get('last_summary', '')}"
+        )
+
+
+@click.command("jobs")
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object: queues, workers, failed, cron."
+)
+@click.option("--tracebacks", is_flag=True, help="Print failed jobs' (redacted) tracebacks.")
+def jobs_command(as_json: bool, tracebacks: bool) -> None:
+    """Show the job queues, the workers, the failed jobs and the cron tasks' last runs."""
+    rt = runtime("cli")
+    try:
+        data = _jobs_data(rt.redis)
+    except redis.RedisError as exc:
+        raise click.ClickException(f"cannot reach Redis: {exc}") from None
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    _print_jobs(data, tracebacks)
