@@ -40,18 +40,7 @@ def summary_text(
         shown: rows that pass the filter.
         marked: rows marked for a bulk action.
     """
-    text = Text(no_wrap=True, overflow="ellipsis")
-    for status in Status:
-        n = counts.get(status.value, 0)
-        if n or status in (Status.READY, Status.FAILED):
-            text.append(f"{status.value} ", style=STATUS_STYLE[status])
-            text.append(f"{n}  ", style="bold")
-    for kind, n in sorted((drift or {}).items()):
-        text.append(f"!{kind} {n}  ", style="bold white on red")
-    text.append(f"| shown {shown}")
-    if marked:
-        text.append(f"  marked {marked}", style="bold yellow")
-    text.append("\n")
+    text = _fleet_line(counts, drift or {}, shown=shown, marked=marked)
     workers = summary.workers if summary is not None else None
     if workers == 0:
         text.append("⚠ workers 0", style="bold red")  # nothing provisions until one runs
@@ -83,6 +72,25 @@ def summary_text(
         )
     else:
         text.append("last hour: no server became ready", style="dim")
+    return text
+
+
+def _fleet_line(
+    counts: Mapping[str, int], drift: Mapping[str, int], *, shown: int, marked: int
+) -> Text:
+    """The first line: servers per status, reconciler findings, shown and marked rows."""
+    text = Text(no_wrap=True, overflow="ellipsis")
+    for status in Status:
+        n = counts.get(status.value, 0)
+        if n or status in (Status.READY, Status.FAILED):
+            text.append(f"{status.value} ", style=STATUS_STYLE[status])
+            text.append(f"{n}  ", style="bold")
+    for kind, n in sorted(drift.items()):
+        text.append(f"!{kind} {n}  ", style="bold white on red")
+    text.append(f"| shown {shown}")
+    if marked:
+        text.append(f"  marked {marked}", style="bold yellow")
+    text.append("\n")
     return text
 
 
