@@ -121,7 +121,7 @@ class CallbackController(Controller):
         sync_to_thread=True,
         summary="cloud-init finished: report the SSH host key and the install's outcome",
         security=[{"callbackToken": []}],
-        responses=responses(400, 401, 409, 413, 422, 500, 503),
+        responses=responses(400, 401, 404, 409, 413, 422, 500, 503),
     )
     def cloud_init(
         self,

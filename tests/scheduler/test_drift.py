@@ -48,7 +48,7 @@ def test_a_ready_server_whose_vps_is_gone_shows_as_lost_until_it_is_back(
 
     out = run_cli(stack, database_url, redis_server_url, "--json", command="fleet")
     assert out.returncode == 0, out.stderr
-    listed = {item["id"]: item for item in json.loads(out.stdout)}
+    listed = {item["id"]: item for item in map(json.loads, out.stdout.splitlines())}
     assert listed[lost.id]["drift"] == "lost" and listed[good.id]["drift"] is None
     table = run_cli(stack, database_url, redis_server_url, command="fleet")
     assert any(str(lost.id) in line and "lost" in line for line in table.stdout.splitlines())
