@@ -29,6 +29,9 @@ def operations(conn: redis.Redis, settings: Settings) -> Operations:
         queues=lambda: inspect.queue_infos(conn),
         workers=lambda: inspect.workers(conn),
         failed_jobs=lambda: inspect.failed_jobs(conn),
+        started_jobs=lambda: inspect.started_jobs(conn),
+        finished_jobs=lambda: inspect.finished_jobs(conn),
+        cron_tasks=lambda now: inspect.cron_tasks(conn, settings, now),
         requeue=lambda jid: inspect.requeue(conn, jid),
         server_jobs=lambda sid, current: inspect.server_jobs(conn, sid, current),
     )

@@ -16,6 +16,8 @@ import redis
 
 from cli.common import runtime
 from core.domain.fleet import timeline
+from core.platform.clock import SYSTEM_CLOCK
+from core.platform.settings import Settings
 from core.platform.settings_parsing import format_duration
 from core.security.redaction import redact
 from core.store.db import connection
@@ -154,15 +156,16 @@ def show_command(server_id: int, events: bool, as_json: bool) -> None:
             click.echo("  (none)")
 
 
-def _jobs_data(conn: redis.Redis) -> dict[str, Any]:
-    from core.platform.runs import read_runs
+def _jobs_data(conn: redis.Redis, settings: Settings) -> dict[str, Any]:
     from jobs import inspect
 
     return {
         "queues": [asdict(q) for q in inspect.queue_infos(conn)],
         "workers": [asdict(w) for w in inspect.workers(conn)],
+        "started": [asdict(j) for j in inspect.started_jobs(conn)],
+        "finished": [asdict(j) for j in inspect.finished_jobs(conn)],
         "failed": [asdict(j) for j in inspect.failed_jobs(conn)],
-        "cron": read_runs(conn),
+        "cron": [asdict(c) for c in inspect.cron_tasks(conn, settings, SYSTEM_CLOCK.now())],
     }
 
 
@@ -177,9 +180,12 @@ def _print_jobs(data: dict[str, Any], tracebacks: bool) -> None:
     click.echo(f"\nworkers: {len(workers)}" + ("  (none: no job will run)" if not workers else ""))
     for w in workers:
         click.echo(
-            f"  {w['name']:<32} {w['state']:<10} {','.join(w['queues'])}"
+            f"  {w['name']:<32} {w['state']:<10} {','.join(w['queues'])}  "
+            f"heartbeat {_when(w['last_heartbeat'])}  ok {w['successful']} failed {w['failed']}"
             + (f"  running {w['current_job']}" if w["current_job"] else "")
         )
+    _print_recent("started jobs", data["started"], "started_at")
+    _print_recent("finished jobs", data["finished"], "ended_at")
     failed = data["failed"]
     click.echo(f"\nfailed jobs: {len(failed)}")
     for j in failed:
@@ -192,28 +198,44 @@ def _print_jobs(data: dict[str, Any], tracebacks: bool) -> None:
         if tracebacks and j["traceback"]:
             click.echo("    " + j["traceback"].rstrip().replace("\n", "\n    "))
     click.echo("\ncron:")
-    for task, stats in data["cron"].items():
-        if not stats:
-            click.echo(f"  {task:<10} never ran")
+    for task in data["cron"]:
+        every = f"every {format_duration(task['interval'])}"
+        if task["last_run"] is None:
+            click.echo(f"  {task['task']:<14} {every:<10} never ran, due")
             continue
-        at = dt.datetime.fromtimestamp(float(stats["last_run"]), dt.UTC)
-        took = format_duration(round(float(stats.get("last_duration", 0)), 3))
+        took = format_duration(round(task["duration"], 3))
+        upcoming = "due" if task["due"] else _when(task["next_run"])
         click.echo(
-            f"  {task:<10} last run {_when(at)} (took {took}, {stats.get('runs', '?')} runs): "
-            f"{stats.get('last_summary', '')}"
+            f"  {task['task']:<14} {every:<10} last run {_when(task['last_run'])} "
+            f"(took {took}, {task['runs']} runs), next {upcoming}: {task['result']}"
+        )
+
+
+def _print_recent(title: str, jobs: list[dict[str, Any]], at: str) -> None:
+    click.echo(f"\n{title}: {len(jobs)}" + (" (the newest)" if jobs else ""))
+    for j in jobs:
+        click.echo(
+            f"  {j['id']:<36} {j['queue']:<14} {j['step'] or '-':<16} {j['worker'] or '-':<24} "
+            f"{_when(j[at])}  {j['result'] or ''}"
         )
 
 
 @click.command("jobs")
 @click.option(
-    "--json", "as_json", is_flag=True, help="One JSON object: queues, workers, failed, cron."
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object: queues, workers, started, finished, failed, cron.",
 )
 @click.option("--tracebacks", is_flag=True, help="Print failed jobs' (redacted) tracebacks.")
 def jobs_command(as_json: bool, tracebacks: bool) -> None:
-    """Show the job queues, the workers, the failed jobs and the cron tasks' last runs."""
+    """Show the queues, workers (heartbeat, counts), started, finished and failed jobs, cron runs.
+
+    The cron tasks show their last run, its result, and when the next is due.
+    """
     rt = runtime("cli")
     try:
-        data = _jobs_data(rt.redis)
+        data = _jobs_data(rt.redis, rt.settings)
     except redis.RedisError as exc:
         raise click.ClickException(f"cannot reach Redis: {exc}") from None
     if as_json:

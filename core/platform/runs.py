@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,10 +122,10 @@ def record_run(client: redis.Redis, summary: RunSummary, *, at: float, duration:
         log.warning("could not record the %s run summary: %s", summary.task, exc)
 
 
-def read_runs(client: redis.Redis) -> dict[str, dict[str, str]]:
-    """Every task's run statistics (empty for a task that never ran)."""
+def read_runs(client: redis.Redis, tasks: Sequence[str] = TASKS) -> dict[str, dict[str, str]]:
+    """Each of `tasks`' run statistics (empty for a task that never ran)."""
     result: dict[str, dict[str, str]] = {}
-    for task in TASKS:
+    for task in tasks:
         raw: Mapping[Any, Any] = client.hgetall(run_key(task))
         result[task] = {_text(k): _text(v) for k, v in raw.items()}
     return result

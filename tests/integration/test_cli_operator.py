@@ -14,6 +14,7 @@ from pathlib import Path
 import peewee
 import redis
 from click.testing import CliRunner
+from rq import SimpleWorker
 
 from cli.main import cli
 from core.platform.runs import RunSummary, record_run
@@ -136,6 +137,11 @@ def test_jobs_shows_queues_workers_failed_jobs_and_cron_runs(
     redis_server_url: str,
 ) -> None:
     queue(redis_client, "rc-start").enqueue("os.getcwd", job_id="srv1-start-1")
+    finish = queue(redis_client, "rc-finish")
+    finish.enqueue("os.getpid", job_id="cron-sweep-1")
+    SimpleWorker([finish], connection=redis_client, name="cli-burst").work(burst=True)
+    live = SimpleWorker([finish], connection=redis_client, name="cli-live")
+    live.register_birth()  # type: ignore[no-untyped-call]
     summary = RunSummary("reconcile", found=Counter({"orphan": 2}), acted=Counter({"delete": 1}))
     record_run(redis_client, summary, at=time.time(), duration=1.5)
     env = _env(tmp_path, database_url, redis_server_url)
@@ -143,12 +149,22 @@ def test_jobs_shows_queues_workers_failed_jobs_and_cron_runs(
     assert out.returncode == 0, out.stderr
     rows = {line.split()[0]: line.split()[1:] for line in out.stdout.splitlines() if line.strip()}
     assert rows["rc-start"] == ["1", "0", "0", "0"]
-    assert "workers: 0" in out.stdout and "failed jobs: 0" in out.stdout
+    assert "workers: 1" in out.stdout and "failed jobs: 0" in out.stdout
+    (worker,) = [line for line in out.stdout.splitlines() if "cli-live" in line]
+    assert "heartbeat 20" in worker and "ok 0 failed 0" in worker
     assert "reconcile: found 2 (orphan 2); did 1 (delete 1)" in out.stdout
-    assert "took 1.5s" in out.stdout and "grace      never ran" in out.stdout
+    assert "took 1.5s, 1 runs), next " in out.stdout
+    assert "grace          every 5m   never ran, due" in out.stdout
+    assert "started jobs: 0" in out.stdout and "finished jobs: 1 (the newest)" in out.stdout
+    (done,) = [line for line in out.stdout.splitlines() if "cron-sweep-1" in line]
+    assert "cli-burst" in done and done.split()[-1].isdigit()  # the worker and the result
     data = json.loads(run("jobs", "--json", cwd=tmp_path, env=env).stdout)
     assert {q["name"]: q["queued"] for q in data["queues"]}["rc-start"] == 1
-    assert data["workers"] == [] and data["cron"]["reconcile"]["runs"] == "1"
+    assert [w["name"] for w in data["workers"]] == ["cli-live"] and data["started"] == []
+    assert [j["id"] for j in data["finished"]] == ["cron-sweep-1"]
+    cron = {c["task"]: c for c in data["cron"]}
+    assert cron["reconcile"]["runs"] == 1 and cron["reconcile"]["due"] is False
+    assert cron["grace"]["last_run"] is None and cron["grace"]["due"] is True
     unreachable = run(
         "jobs", cwd=tmp_path, env=_env(tmp_path, database_url, "redis://127.0.0.1:1/0")
     )

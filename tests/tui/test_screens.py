@@ -46,6 +46,16 @@ async def open_server(pilot, app: RachelApp, server: Server) -> ServerScreen:
     return screen
 
 
+async def open_jobs(pilot, app: RachelApp) -> JobsScreen:
+    """Open the jobs screen from the fleet and wait for its first load."""
+    await loaded(pilot)
+    await pilot.press("j")
+    screen = app.screen
+    assert isinstance(screen, JobsScreen)
+    await wait_for(pilot, lambda: screen.loads >= 1)
+    return screen
+
+
 async def test_server_screen_timeline_error_jobs_and_live_reload(
     fleet, make_app, redis_client: redis.Redis, clock: ManualClock
 ) -> None:
@@ -98,11 +108,7 @@ async def test_jobs_screen_failed_job_traceback_and_requeue(
     SimpleWorker([start], connection=redis_client).work(burst=True, logging_level="ERROR")
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await loaded(pilot)
-        await pilot.press("j")
-        screen = app.screen
-        assert isinstance(screen, JobsScreen)
-        await wait_for(pilot, lambda: screen.loads >= 1)
+        screen = await open_jobs(pilot, app)
         assert screen.query_one("#jobs-failed").row_count == 1
         tb = text(app, "#jobs-traceback")
         assert "RuntimeError: server 6 exploded" in tb and PLANTED not in tb

@@ -1,4 +1,9 @@
-"""The job queues: depths, workers, failed jobs with their tracebacks, requeue."""
+"""The job queues, as rq-dashboard shows them: depths, cron tasks, workers, jobs, requeue.
+
+Queues and the cron tasks' last and next runs at the top, the workers with
+their heartbeat and job counts, the started and recently finished jobs, and
+the failed jobs with the selected one's traceback.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Label, Static
 
-from tui.backend import JobView, QueueView, WorkerView, describe_error
+from core.platform.settings_parsing import format_duration
+from tui.backend import CronView, JobView, QueueView, WorkerView, describe_error
 from tui.cells import timestamp
 from tui.screens.base import LoadingScreen, PaletteCommand
 from tui.widgets import add_columns
@@ -28,10 +34,22 @@ class JobsData:
     queues: Sequence[QueueView]
     workers: Sequence[WorkerView]
     failed: Sequence[JobView]
+    started: Sequence[JobView]
+    finished: Sequence[JobView]
+    cron: Sequence[CronView]
+
+
+def next_run_cell(task: CronView) -> Text:
+    """A cron task's next run: its time, "due" once that is past, "never run" before the first."""
+    if task.last_run is None:
+        return Text("never run", style="yellow")
+    if task.due:
+        return Text("due", style="yellow")
+    return Text(timestamp(task.next_run))
 
 
 class JobsScreen(LoadingScreen[JobsData]):
-    """Queues and workers at the top, failed jobs and the selected traceback below."""
+    """Queues and cron tasks, workers, started and finished jobs, failed jobs and a traceback."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back"),
@@ -48,12 +66,16 @@ class JobsScreen(LoadingScreen[JobsData]):
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="jobs-top"):
-            with Vertical():
+            with Vertical(id="jobs-queues-box"):
                 yield Label("Queues", classes="section")
                 yield DataTable(id="jobs-queues", cursor_type="none")
             with Vertical():
-                yield Label("Workers", classes="section")
-                yield DataTable(id="jobs-workers", cursor_type="none")
+                yield Label("Cron tasks", classes="section")
+                yield DataTable(id="jobs-cron", cursor_type="none")
+        yield Label("Workers", classes="section")
+        yield DataTable(id="jobs-workers", cursor_type="none")
+        yield Label("Started and finished jobs (newest first)", classes="section")
+        yield DataTable(id="jobs-recent", cursor_type="none", zebra_stripes=True)
         yield Label("Failed jobs", classes="section")
         yield DataTable(id="jobs-failed", cursor_type="row", zebra_stripes=True)
         yield Static("", id="jobs-traceback")
@@ -69,7 +91,33 @@ class JobsScreen(LoadingScreen[JobsData]):
             ("FAILED", 7),
         )
         add_columns(
-            self.query_one("#jobs-workers", DataTable), ("WORKER", 28), ("STATE", 10), ("JOB", 36)
+            self.query_one("#jobs-cron", DataTable),
+            ("TASK", 13),
+            ("EVERY", 7),
+            ("LAST RUN", 19),
+            ("NEXT RUN", 19),
+            ("RESULT", 30),
+        )
+        add_columns(
+            self.query_one("#jobs-workers", DataTable),
+            ("WORKER", 28),
+            ("STATE", 9),
+            ("HEARTBEAT", 19),
+            ("OK", 6),
+            ("FAILED", 6),
+            ("WORKING", 9),
+            ("JOB", 36),
+        )
+        add_columns(
+            self.query_one("#jobs-recent", DataTable),
+            ("JOB", 30),
+            ("QUEUE", 13),
+            ("STEP", 14),
+            ("WORKER", 18),
+            ("STARTED", 19),
+            ("ENDED", 19),
+            ("STATUS", 8),
+            ("RESULT", 20),
         )
         failed = self.query_one("#jobs-failed", DataTable)
         add_columns(failed, ("JOB", 44), ("QUEUE", 15), ("SERVER", 7), ("STEP", 18), ("ENDED", 20))
@@ -79,7 +127,14 @@ class JobsScreen(LoadingScreen[JobsData]):
 
     def load(self) -> JobsData:
         ops = self.backend.operations
-        return JobsData(ops.queues(), ops.workers(), ops.failed_jobs())
+        return JobsData(
+            ops.queues(),
+            ops.workers(),
+            ops.failed_jobs(),
+            ops.started_jobs(),
+            ops.finished_jobs(),
+            ops.cron_tasks(self.backend.now()),
+        )
 
     def show(self, data: JobsData) -> None:
         self.report_connection("redis", True)
@@ -94,12 +149,9 @@ class JobsScreen(LoadingScreen[JobsData]):
                 str(q.scheduled),
                 Text(str(q.failed), style="red" if q.failed else ""),
             )
-        workers = self.query_one("#jobs-workers", DataTable)
-        workers.clear()
-        for w in data.workers:
-            workers.add_row(w.name, w.state, w.current_job or "-")
-        if not data.workers:
-            workers.add_row(Text("no live worker", style="bold red"), "", "")
+        self._show_cron(data.cron)
+        self._show_workers(data.workers)
+        self._show_recent(data.started, data.finished)
         failed = self.query_one("#jobs-failed", DataTable)
         selected = self._selected_id()
         failed.clear()
@@ -115,6 +167,51 @@ class JobsScreen(LoadingScreen[JobsData]):
         if selected is not None and selected in failed.rows:
             failed.move_cursor(row=failed.get_row_index(selected))
         self._show_traceback()
+
+    def _show_cron(self, cron: Sequence[CronView]) -> None:
+        table = self.query_one("#jobs-cron", DataTable)
+        table.clear()
+        for task in cron:
+            table.add_row(
+                task.task,
+                format_duration(task.interval),
+                timestamp(task.last_run),
+                next_run_cell(task),
+                Text(task.result or "-", style="red" if task.errors else ""),
+            )
+
+    def _show_workers(self, workers: Sequence[WorkerView]) -> None:
+        table = self.query_one("#jobs-workers", DataTable)
+        table.clear()
+        for w in workers:
+            table.add_row(
+                w.name,
+                w.state,
+                timestamp(w.last_heartbeat),
+                str(w.successful),
+                Text(str(w.failed), style="red" if w.failed else ""),
+                format_duration(round(w.working_seconds, 1)),
+                w.current_job or "-",
+            )
+        if not workers:
+            table.add_row(Text("no live worker", style="bold red"), *[""] * 6)
+
+    def _show_recent(self, started: Sequence[JobView], finished: Sequence[JobView]) -> None:
+        table = self.query_one("#jobs-recent", DataTable)
+        table.clear()
+        for job, status in [(j, "running") for j in started] + [(j, "finished") for j in finished]:
+            table.add_row(
+                job.id,
+                job.queue,
+                job.step or "-",
+                job.worker or "-",
+                timestamp(job.started_at),
+                timestamp(job.ended_at),
+                Text(status, style="cyan" if status == "running" else "green"),
+                job.result or "-",
+            )
+        if not table.row_count:
+            table.add_row(Text("no started or finished job", style="dim"), *[""] * 7)
 
     def _selected_id(self) -> str | None:
         failed = self.query_one("#jobs-failed", DataTable)
