@@ -37,6 +37,33 @@ The bootstrap POSTs `{"host_key": "<contents of HOST_KEY_PATH>", "install":
 (`Layout.credentials_path`), both mode `SECRET_MODE` and owned by the user,
 each written to a temp file beside it and renamed over it. Then the unit is
 (re)started and watched (`systemctl show` with `SERVICE_PROPERTIES`).
+
+## The health agent
+cloud-init also writes the agent (`AGENT_SCRIPT_PATH`, python3 and its
+standard library only) with its service (`AGENT_SERVICE_PATH`, `Type=oneshot`,
+as root) and timer (`AGENT_TIMER_PATH`, `OnUnitActiveSec=` RACHEL_HEARTBEAT_INTERVAL);
+neither is enabled at first boot, because the agent has no credential yet.
+The injection writes `AGENT_ENV_PATH` (0600, root) with `HEARTBEAT_URL_VAR`,
+`HEARTBEAT_CREDENTIAL_VAR` and `TELEGRAM_API_VAR` lines, then runs
+`systemctl enable --now AGENT_TIMER_UNIT`. Each run of the agent increments
+the sequence kept in `AGENT_SEQUENCE_PATH` and POSTs one heartbeat (JSON,
+`core.domain.heartbeats.Heartbeat`) to the heartbeat URL with
+`Authorization: Bearer <credential>`:
+
+    {"seq": 42,                                  # strictly increasing per server
+     "sent_at": 1796000000.5,                    # the box's clock, epoch seconds
+     "agent": "1",                               # AGENT_VERSION
+     "service": {"active": "active", "sub": "running", "restarts": 0,
+                 "result": "success", "exit_status": 0},   # SERVICE_PROPERTIES
+     "commit": "<40 hex>" | null,                # the clone's detached HEAD
+     "uptime_seconds": 1234.5,                   # /proc/uptime
+     "disk_free_bytes": 1, "disk_total_bytes": 2,   # statvfs("/")
+     "memory_available_bytes": 1, "memory_total_bytes": 2,   # /proc/meminfo
+     "telegram": {"get_me": "ok" | "unauthorized" | "error" | "unconfigured",
+                  "webhook_set": true | false | null,      # getWebhookInfo's url
+                  "conflicts": 0}}   # 409 lines in Rachel8's journal since the last run
+
+The bot token is read from Rachel8's `.env`; it never leaves the box but to Telegram.
 """
 
 from __future__ import annotations
@@ -95,6 +122,25 @@ SERVICE_UNIT_PATH = "/etc/systemd/system/rachel8.service"
 SERVICE_PROPERTIES = ("ActiveState", "SubState", "NRestarts", "Result", "ExecMainStatus")
 SECRET_MODE = 0o600
 PRIVATE_DIR_MODE = 0o700
+
+#: The health agent (see "The health agent" above).
+AGENT_VERSION = "1"
+AGENT_SCRIPT_PATH = "/usr/local/sbin/rachel-cloud-agent"
+AGENT_ENV_PATH = "/etc/rachel-cloud/agent.env"
+AGENT_SEQUENCE_PATH = "/var/lib/rachel-cloud/agent.seq"
+AGENT_SERVICE_UNIT = "rachel-cloud-agent.service"
+AGENT_SERVICE_PATH = "/etc/systemd/system/rachel-cloud-agent.service"
+AGENT_TIMER_UNIT = "rachel-cloud-agent.timer"
+AGENT_TIMER_PATH = "/etc/systemd/system/rachel-cloud-agent.timer"
+HEARTBEAT_URL_VAR = "RACHEL_HEARTBEAT_URL"
+HEARTBEAT_CREDENTIAL_VAR = "RACHEL_HEARTBEAT_CREDENTIAL"
+TELEGRAM_API_VAR = "RACHEL_TELEGRAM_API_URL"
+#: Telegram get_me answers the agent reports.
+GET_ME_OK = "ok"
+GET_ME_UNAUTHORIZED = "unauthorized"
+GET_ME_ERROR = "error"
+GET_ME_UNCONFIGURED = "unconfigured"
+GET_ME_ANSWERS = (GET_ME_OK, GET_ME_UNAUTHORIZED, GET_ME_ERROR, GET_ME_UNCONFIGURED)
 
 #: Rachel8's `.env` keys.
 ENV_BOT_TOKEN = "TELEGRAM_BOT_TOKEN"  # noqa: S105 - a key name

@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from core.errors import SettingsError
+from core.platform.health_settings import HealthSettings
 from core.platform.install_parsing import (
     parse_commit,
     parse_linux_user,
@@ -42,7 +43,7 @@ from core.platform.settings_parsing import (
     parse_phase_limits,
     parse_url,
 )
-from core.platform.settings_spec import DeclaredSettings, Setting, setting
+from core.platform.settings_spec import Setting, setting
 
 #: The API key and the development token the simulator accepts when no
 #: `HCLOUD_TOKEN` is set. Not a secret: it only ever opens the local simulator.
@@ -51,7 +52,7 @@ HETZNER_ENDPOINT = "https://api.hetzner.cloud/v1"
 
 
 @dataclass(frozen=True)
-class Settings(DeclaredSettings):
+class Settings(HealthSettings):
     """The parsed, validated settings every control-plane process shares.
 
     Build with `Settings.load()` (the environment over `.env`; tests pass an

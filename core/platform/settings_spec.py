@@ -13,6 +13,7 @@ another one declares, without declaring it again.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -138,12 +139,19 @@ class DeclaredSettings:
 
     @classmethod
     def specs(cls) -> tuple[Setting, ...]:
-        """Every setting of this class, in declaration order."""
-        return tuple(
-            replace(f.metadata[_METADATA_KEY], attr=f.name)
-            for f in fields(cls)
-            if _METADATA_KEY in f.metadata
-        )
+        """Every setting of this class, in declaration order: its own first, then
+        those of the classes it inherits settings from (groups kept in modules of
+        their own, as `core.platform.health_settings`), nearest first."""
+        declared = [f for f in fields(cls) if _METADATA_KEY in f.metadata]
+
+        def depth(name: str) -> int:
+            for level, owner in enumerate(cls.__mro__):
+                if name in inspect.get_annotations(owner):
+                    return level
+            return len(cls.__mro__)
+
+        ordered = sorted(declared, key=lambda f: depth(f.name))  # stable: keeps declaration order
+        return tuple(replace(f.metadata[_METADATA_KEY], attr=f.name) for f in ordered)
 
     @classmethod
     def load(

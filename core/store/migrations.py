@@ -81,6 +81,30 @@ def _drift(migrator: SchemaMigrator, db: peewee.Database) -> None:
     )
 
 
+#: The columns of migration 4 (fleet health), in the models' order.
+HEALTH_COLUMNS = (
+    "heartbeat_credential_hash",
+    "health",
+    "health_reason",
+    "health_changed_at",
+    "repair_window_started_at",
+    "repair_restarts",
+    "repair_rebooted_at",
+    "breaker_until",
+    "owner_notified_down_at",
+)
+
+
+def _fleet_health(migrator: SchemaMigrator, db: peewee.Database) -> None:
+    # Health beside the provisioning status, the agent's credential, repairs (issue 22).
+    from playhouse.migrate import migrate  # noqa: PLC0415 - only upgrades need it
+
+    table = Server._meta.table_name
+    fields = Server._meta.fields
+    # add_column also makes `health`'s index (the field is indexed), as a fresh create does.
+    migrate(*(migrator.add_column(table, name, fields[name]) for name in HEALTH_COLUMNS))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "baseline: customers, subscriptions, servers, events, deliveries", _baseline),
     Migration(
@@ -89,6 +113,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         _rachel8_as_published,
     ),
     Migration(3, "the reconciler's current finding per server (drift)", _drift),
+    Migration(4, "fleet health: health state, heartbeat credential, repairs", _fleet_health),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 _LOCK_ID = zlib.crc32(b"rachel-cloud schema migration")

@@ -138,6 +138,23 @@ class Server(BaseModel):
     # server whose VPS is gone does not pass for a healthy one.
     drift = peewee.CharField(max_length=16, null=True)
     drift_reason = peewee.TextField(null=True)
+    # Fleet health (core.domain.health), beside the provisioning status: only
+    # the decisions live here; the heartbeats themselves are in Redis
+    # (core.domain.heartbeats). The agent's credential is stored hashed, replaced
+    # by every injection.
+    heartbeat_credential_hash = peewee.CharField(max_length=64, null=True)
+    health = peewee.CharField(max_length=16, default="unknown", index=True)
+    health_reason = peewee.TextField(null=True)
+    health_changed_at = peewee.DateTimeField(null=True)
+    # The current incident's repairs: restarts tried in its window, the reboot,
+    # and the circuit breaker (no automatic repair until breaker_until).
+    repair_window_started_at = peewee.DateTimeField(null=True)
+    repair_restarts = peewee.IntegerField(default=0)
+    repair_rebooted_at = peewee.DateTimeField(null=True)
+    breaker_until = peewee.DateTimeField(null=True)
+    # When the owner was last told their assistant is down (None: not told, or
+    # told it is back since): at most one "down" message per cooldown.
+    owner_notified_down_at = peewee.DateTimeField(null=True)
 
 
 # At most one live (not deleted) server per customer, enforced by the database

@@ -1,6 +1,7 @@
 """Schema versions and upgrades of a live database."""
 
 from pathlib import Path
+from typing import Any
 
 import peewee
 import pytest
@@ -81,12 +82,13 @@ def test_version_1_gains_what_rachel8_needs_keeping_its_customers(db: peewee.Dat
         # Later versions' columns too: this is a version 1 database.
         migrator.drop_column("server", "drift"),
         migrator.drop_column("server", "drift_reason"),
+        *_drop_health(migrator),
     )
     SchemaVersion.delete().execute()
     SchemaVersion.create(version=1)
     with pytest.raises(SchemaVersionError, match=f"needs {SCHEMA_VERSION}"):
         migrations.check(db)
-    assert migrations.upgrade(db) == [2, 3]
+    assert migrations.upgrade(db) == [2, 3, 4]
     migrations.check(db)
     assert {"owner_telegram_user_id", "stt_provider", "stt_api_key"} <= {
         c.name for c in db.get_columns("customer")
@@ -103,10 +105,38 @@ def test_version_2_gains_the_reconcilers_drift_columns(db: peewee.Database) -> N
 
     server = factories.server(status="ready")
     migrator = migrations._migrator(db)
-    migrate(migrator.drop_column("server", "drift"), migrator.drop_column("server", "drift_reason"))
+    migrate(
+        migrator.drop_column("server", "drift"),
+        migrator.drop_column("server", "drift_reason"),
+        *_drop_health(migrator),
+    )
     SchemaVersion.delete().execute()
     SchemaVersion.create(version=2)
-    assert migrations.upgrade(db) == [3]
+    assert migrations.upgrade(db) == [3, 4]
     migrations.check(db)
     assert {"drift", "drift_reason"} <= {c.name for c in db.get_columns("server")}
     assert Server.get_by_id(server.id).drift is None
+
+
+def _drop_health(migrator: Any) -> list[Any]:
+    """Migration 4's columns and index, as a database from before it lacks them."""
+    return [
+        migrator.drop_index("server", "server_health"),
+        *(migrator.drop_column("server", name) for name in migrations.HEALTH_COLUMNS),
+    ]
+
+
+def test_version_3_gains_fleet_health(db: peewee.Database) -> None:
+    """Issue 22: health beside the status; every ready server starts unknown."""
+    from playhouse.migrate import migrate
+
+    server = factories.server(status="ready")
+    migrate(*_drop_health(migrations._migrator(db)))
+    SchemaVersion.delete().execute()
+    SchemaVersion.create(version=3)
+    assert migrations.upgrade(db) == [4]
+    migrations.check(db)
+    kept = Server.get_by_id(server.id)
+    assert (kept.health, kept.repair_restarts) == ("unknown", 0)
+    assert kept.heartbeat_credential_hash is None
+    assert "server_health" in {i.name for i in db.get_indexes("server")}
