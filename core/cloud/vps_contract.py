@@ -45,8 +45,9 @@ as root) and timer (`AGENT_TIMER_PATH`, `OnUnitActiveSec=` RACHEL_HEARTBEAT_INTE
 neither is enabled at first boot, because the agent has no credential yet.
 The injection writes `AGENT_ENV_PATH` (0600, root) with `HEARTBEAT_URL_VAR`,
 `HEARTBEAT_CREDENTIAL_VAR` and `TELEGRAM_API_VAR` lines, then runs
-`systemctl enable --now AGENT_TIMER_UNIT`. Each run of the agent increments
-the sequence kept in `AGENT_SEQUENCE_PATH` and POSTs one heartbeat (JSON,
+`systemctl enable --now AGENT_TIMER_UNIT`. Each run of the agent takes as its sequence
+the larger of the last one (kept in `AGENT_STATE_PATH`) plus one and the time in
+milliseconds (so a lost state file does not make it a replayer) and POSTs one heartbeat (JSON,
 `core.domain.heartbeats.Heartbeat`) to the heartbeat URL with
 `Authorization: Bearer <credential>`:
 
@@ -127,7 +128,8 @@ PRIVATE_DIR_MODE = 0o700
 AGENT_VERSION = "1"
 AGENT_SCRIPT_PATH = "/usr/local/sbin/rachel-cloud-agent"
 AGENT_ENV_PATH = "/etc/rachel-cloud/agent.env"
-AGENT_SEQUENCE_PATH = "/var/lib/rachel-cloud/agent.seq"
+#: The agent's own state between runs: `{"seq": N, "at": epoch seconds of the last run}`.
+AGENT_STATE_PATH = "/var/lib/rachel-cloud/agent.json"
 AGENT_SERVICE_UNIT = "rachel-cloud-agent.service"
 AGENT_SERVICE_PATH = "/etc/systemd/system/rachel-cloud-agent.service"
 AGENT_TIMER_UNIT = "rachel-cloud-agent.timer"

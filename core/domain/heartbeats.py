@@ -16,7 +16,8 @@ Redis keys (one deployment per Redis database):
 - `rc:hb:auth:{id}`: `"<sha256 hex> <address>"`;
 - `rc:hb:latest` (hash): server id -> the latest heartbeat's JSON body;
 - `rc:hb:seq` (hash): server id -> its sequence;
-- `rc:hb:seen` (sorted set): server id scored by its arrival (epoch seconds).
+- `rc:hb:seen` (sorted set): server id scored by its arrival (epoch seconds);
+- `rc:hb:results` (hash): how many heartbeats got each `Recorded` answer (metrics).
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ AUTH_PREFIX = "rc:hb:auth:"
 LATEST_KEY = "rc:hb:latest"
 SEQUENCE_KEY = "rc:hb:seq"
 SEEN_KEY = "rc:hb:seen"
+RESULTS_KEY = "rc:hb:results"
+#: The web app's route the agent posts to (`heartbeat_url`).
+ROUTE = "/heartbeats"
 
 _Count = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
 _Word = Annotated[str, msgspec.Meta(max_length=32)]
@@ -143,6 +147,11 @@ def new_credential() -> tuple[str, str]:
     return credential, hash_credential(credential)
 
 
+def heartbeat_url(public_url: str, server_id: int) -> str:
+    """Where `server_id`'s agent posts its heartbeats."""
+    return f"{public_url.rstrip('/')}{ROUTE}/{server_id}"
+
+
 def _auth_key(server_id: int) -> str:
     return f"{AUTH_PREFIX}{server_id}"
 
@@ -174,15 +183,19 @@ def revoke(client: redis.Redis, server_id: int) -> None:
 # One round trip per heartbeat: check, compare the sequence, store. Hashes of
 # 32-byte random credentials are compared, so a timing difference reveals nothing.
 _RECORD = """
+local function answer(result)
+  redis.call('HINCRBY', KEYS[5], result, 1)
+  return result
+end
 local auth = redis.call('GET', KEYS[1])
-if not auth then return 'unknown' end
-if auth ~= ARGV[2] .. ' ' .. ARGV[3] then return 'denied' end
+if not auth then return answer('unknown') end
+if auth ~= ARGV[2] .. ' ' .. ARGV[3] then return answer('denied') end
 local last = redis.call('HGET', KEYS[3], ARGV[1])
-if last and tonumber(ARGV[4]) <= tonumber(last) then return 'stale' end
+if last and tonumber(ARGV[4]) <= tonumber(last) then return answer('stale') end
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[5])
 redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
-return 'ok'
+return answer('ok')
 """
 
 
@@ -208,7 +221,7 @@ class HeartbeatStore:
         body: bytes,
         now: float,
     ) -> tuple[list[str], list[Any]]:
-        keys = [_auth_key(server_id), LATEST_KEY, SEQUENCE_KEY, SEEN_KEY]
+        keys = [_auth_key(server_id), LATEST_KEY, SEQUENCE_KEY, SEEN_KEY, RESULTS_KEY]
         args = [
             str(server_id),
             hash_credential(credential),
@@ -246,6 +259,10 @@ class HeartbeatStore:
         """`record` with an asyncio client (the web app's event loop)."""
         keys, args = self._args(server_id, credential, address, heartbeat, body=body, now=now)
         return Recorded(_text(await self._script(keys=keys, args=args)))
+
+    def results(self) -> dict[str, int]:
+        """How many heartbeats got each answer since Redis started (a metrics counter)."""
+        return {_text(k): int(v) for k, v in self.client.hgetall(RESULTS_KEY).items()}
 
     def seen(self) -> dict[int, float]:
         """Every server with a heartbeat, and when its latest arrived."""

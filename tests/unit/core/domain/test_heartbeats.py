@@ -83,3 +83,8 @@ def test_record_checks_credential_address_and_sequence(redis_client: redis.Redis
     heartbeats.revoke(redis_client, 7)
     assert send(fresh, "10.0.0.9", beat(2), 150.0) is Recorded.UNKNOWN
     assert store.seen() == {}
+    assert store.results() == {"ok": 3, "unknown": 2, "denied": 3, "stale": 2}
+
+
+def test_the_heartbeat_url_is_the_routes() -> None:
+    assert heartbeats.heartbeat_url("https://cp.example/", 12) == "https://cp.example/heartbeats/12"
