@@ -22,12 +22,12 @@ from core.cloud.rachel8 import ConfigError
 from core.cloud.ssh import SSHError, Target
 from core.domain.customers import IncompleteConfig, rachel8_config
 from core.domain.lifecycle import Status, record_event, transition
+from core.domain.vps_access import target_for
 from core.errors import CryptoError
 from core.platform.logs import server_logger
 from core.store import rows
 from core.store.db import connection
 from core.store.models import Customer, Server
-from core.store.vault import reveal
 from jobs.context import JobContext, context
 from jobs.enqueue import drop_boot_deadline
 from jobs.outcomes import Requeue, fail, retry_or_fail
@@ -37,29 +37,10 @@ from jobs.registry import JobFunction
 log = logging.getLogger(__name__)
 
 
-def _target(ctx: JobContext, server: Server) -> Target | None:
-    """Where to connect; None when no address or pinned host key is recorded.
-
-    Raises:
-        CryptoError: the server's SSH key cannot be opened.
-    """
-    if not server.ipv4 or not server.host_key:
-        return None
-    private_key = reveal(ctx.keyring, server, "ssh_private_key")
-    if private_key is None:
-        raise CryptoError("the server has no SSH key")
-    return Target(
-        host=server.ipv4,
-        port=ctx.settings.vps_ssh_port,
-        host_key=server.host_key,
-        private_key=private_key,
-    )
-
-
 def _target_or_fail(ctx: JobContext, server: Server) -> Target | None:
     """Where to connect, or None after failing the server that has no safe way in."""
     try:
-        target = _target(ctx, server)
+        target = target_for(server, ctx.keyring, ctx.settings)
     except CryptoError as exc:
         fail(ctx, server.id, Status.INJECTING_SECRETS, f"{exc.code}: {exc.message}")
         return None

@@ -142,12 +142,18 @@ def connect(target: Target, timeout: float) -> paramiko.SSHClient:
     return client
 
 
-def run(client: paramiko.SSHClient, command: str, timeout: float) -> tuple[int, str, str]:
-    """Run a command; its exit status, standard output and error output (redacted, bounded)."""
+def run(
+    client: paramiko.SSHClient, command: str, timeout: float, *, limit: int = 500
+) -> tuple[int, str, str]:
+    """Run a command; its exit status, standard output and error output.
+
+    Both are redacted (no registered secret survives) and bounded: the last
+    `limit` characters of each.
+    """
     _, stdout, stderr = client.exec_command(command, timeout=timeout)
     status = stdout.channel.recv_exit_status()
     out, err = (s.read().decode("utf-8", "replace").strip() for s in (stdout, stderr))
-    return status, redact(out)[-500:], redact(err)[-500:]
+    return status, redact(out)[-limit:], redact(err)[-limit:]
 
 
 class SecretsSFTP(paramiko.SFTPClient):
