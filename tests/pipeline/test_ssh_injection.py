@@ -48,6 +48,7 @@ def boot(
             callback_url=f"http://127.0.0.1:{_closed_port()}/callbacks/cloud-init/{server_id}",
             callback_token="unused",
             install=Rachel8Install.from_settings(Settings.load(environ={}, env_file=None)),
+            heartbeat_interval=30.0,
         )
     )
     if not with_unit:
