@@ -129,7 +129,8 @@ def service_unit(layout: vps.Layout) -> str:
     )
 
 
-def _env_line(name: str, value: str) -> str:
+def env_line(name: str, value: str) -> str:
+    """One `KEY=VALUE` line of an env file, the value shell-quoted."""
     # Sourced by /bin/sh and read by shlex: quote so that no value can run as a command.
     return f"{name}={shlex.quote(value)}\n"
 
@@ -137,11 +138,11 @@ def _env_line(name: str, value: str) -> str:
 def install_manifest(install: Rachel8Install) -> str:
     """`INSTALL_ENV_PATH`: what to install, one shell-quoted KEY=VALUE line each."""
     return (
-        _env_line(vps.REPO_VAR, install.repo_url)
-        + _env_line(vps.COMMIT_VAR, install.commit)
-        + _env_line(vps.BUN_VERSION_VAR, install.bun_version)
-        + _env_line(vps.CLAUDE_CODE_VERSION_VAR, install.claude_code_version)
-        + _env_line(vps.USER_VAR, install.user)
+        env_line(vps.REPO_VAR, install.repo_url)
+        + env_line(vps.COMMIT_VAR, install.commit)
+        + env_line(vps.BUN_VERSION_VAR, install.bun_version)
+        + env_line(vps.CLAUDE_CODE_VERSION_VAR, install.claude_code_version)
+        + env_line(vps.USER_VAR, install.user)
     )
 
 
@@ -288,8 +289,8 @@ def build_cloud_config(data: CloudConfigInput) -> dict[str, object]:
             _file(
                 vps.BOOTSTRAP_ENV_PATH,
                 "0600",
-                _env_line(vps.CALLBACK_URL_VAR, data.callback_url)
-                + _env_line(vps.CALLBACK_TOKEN_VAR, data.callback_token),
+                env_line(vps.CALLBACK_URL_VAR, data.callback_url)
+                + env_line(vps.CALLBACK_TOKEN_VAR, data.callback_token),
             ),
             _file(vps.BOOTSTRAP_SCRIPT_PATH, "0700", bootstrap_script()),
             _file(vps.AGENT_SCRIPT_PATH, "0700", agent_script(layout)),
