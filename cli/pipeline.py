@@ -151,6 +151,7 @@ def user_data_command(server_id: int | None) -> None:
                 callback_url=url,
                 callback_token=SAMPLE_TOKEN,
                 install=install,
+                heartbeat_interval=settings.heartbeat_interval_seconds,
             )
         ),
         nl=False,

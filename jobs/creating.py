@@ -77,6 +77,7 @@ def _user_data(ctx: JobContext, server: Server) -> str:
             callback_url=callback_url(ctx.settings.public_url, server.id),
             callback_token=token,
             install=replace(install, commit=server.rachel8_commit),
+            heartbeat_interval=ctx.settings.heartbeat_interval_seconds,
         )
     )
 

@@ -1,5 +1,9 @@
 """Deprovisioning: delete the VPS; the row becomes deleted when Hetzner agrees.
 
+Every way into deprovisioning (an operator, the grace enforcer, the CLI and
+the TUI) ends in this job, so it is where the server's heartbeat credential
+is revoked, first: a server on its way out is no longer watched, and the web
+app's fallback never re-arms a deprovisioning or deleted server's credential.
 A 404 is success (already gone). Transient errors retry with backoff; after
 the last retry the server stays in deprovisioning with its error, where the
 sweeper and the reconciler find it.
@@ -10,7 +14,7 @@ from __future__ import annotations
 import logging
 
 from core.cloud.provider import HetznerError
-from core.domain import backoff
+from core.domain import backoff, heartbeats
 from core.domain.lifecycle import Status, record_event, transition
 from core.platform.logs import server_logger
 from core.store import rows
@@ -32,6 +36,7 @@ def deprovision(server_id: int) -> str:
         if server is None or server.status != Status.DEPROVISIONING:
             return "skipped"
         slog = server_logger(log, server.id, "deprovisioning")
+        heartbeats.revoke(ctx.redis, server.id)
         try:
             provider_id = server.provider_id
             if provider_id is None and server.create_requested_at is not None:
@@ -52,7 +57,12 @@ def deprovision(server_id: int) -> str:
             Status.DEPROVISIONING,
             Status.DELETED,
             message=what,
-            changes={"retries": 0, "last_error": None, "deadline_at": None},
+            changes={
+                "retries": 0,
+                "last_error": None,
+                "deadline_at": None,
+                "heartbeat_credential_hash": None,
+            },
             clock=ctx.clock,
             publish=ctx.publish,
         )

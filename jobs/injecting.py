@@ -6,7 +6,10 @@ server's SSH key. They travel only inside the SSH session to the VPS, whose
 host key was pinned by its callback.
 
 The injection writes Rachel8's `.env` and credentials and restarts it
-(`core.cloud.injection`); `finalize` looks again after the settle period
+(`core.cloud.injection`), and gives the VPS's health agent a new heartbeat
+credential: its hash is saved with the commit (the same compare-and-set), and
+armed in Redis for heartbeats from the server's address once that committed
+(`core.domain.heartbeats`). `finalize` looks again after the settle period
 (RACHEL_SERVICE_SETTLE) and marks the server ready only if Rachel8 is still
 running and was never restarted meanwhile. No worker waits for that: the look
 is a job scheduled for then.
@@ -17,9 +20,10 @@ from __future__ import annotations
 import logging
 
 from core.cloud import vps_contract as vps
-from core.cloud.injection import check_service, inject
+from core.cloud.injection import AgentConfig, check_service, inject
 from core.cloud.rachel8 import ConfigError
 from core.cloud.ssh import SSHError, Target
+from core.domain import heartbeats
 from core.domain.customers import IncompleteConfig, rachel8_config
 from core.domain.lifecycle import Status, record_event, transition
 from core.domain.vps_access import target_for
@@ -75,15 +79,40 @@ def inject_secrets(server_id: int) -> str:
         except (CryptoError, IncompleteConfig, ConfigError) as exc:
             fail(ctx, server.id, Status.INJECTING_SECRETS, f"{exc.code}: {exc.message}")
             return "failed"
+        credential, credential_hash = heartbeats.new_credential()
+        agent = AgentConfig(
+            heartbeat_url=heartbeats.heartbeat_url(ctx.settings.public_url, server.id),
+            credential=credential,
+            telegram_api_url=ctx.settings.telegram_api_url,
+        )
         try:
             injected = inject(
-                target, config, layout=_layout(ctx), timeout=ctx.settings.inject_timeout_seconds
+                target,
+                config,
+                agent=agent,
+                layout=_layout(ctx),
+                timeout=ctx.settings.inject_timeout_seconds,
             )
         except SSHError as exc:
             return retry_or_fail(ctx, server, Status.INJECTING_SECRETS, exc, _requeue(ctx, server))
-        Server.update(rachel8_commit=injected.commit).where(
-            (Server.id == server.id) & (Server.status == Status.INJECTING_SECRETS)
-        ).execute()
+        saved = (
+            Server.update(rachel8_commit=injected.commit, heartbeat_credential_hash=credential_hash)
+            .where((Server.id == server.id) & (Server.status == Status.INJECTING_SECRETS))
+            .execute()
+        )
+        if saved:
+            # After the commit (autocommit): the web app's fallback, reading the
+            # row when Redis has no registration, finds the same hash.
+            heartbeats.register(ctx.redis, server.id, credential_hash, target.host)
+        if injected.agent_error is not None:
+            record_event(
+                server.id,
+                "agent",
+                f"the health agent did not start: {injected.agent_error}; no heartbeats, "
+                "so its health rests on SSH probes",
+                clock=ctx.clock,
+            )
+            slog.warning("health agent not started on %s: %s", server.ipv4, injected.agent_error)
         if injected.kept_vps_credentials:
             record_event(
                 server.id,

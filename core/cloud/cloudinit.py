@@ -7,7 +7,9 @@ public key, the callback URL and one-time token, and what to install (the
   (Hetzner issues no root password either: servers are created with a key);
 - creates the Rachel8 user (no sudo, locked password);
 - writes the install manifest, the install script, the Rachel8 unit, the
-  bootstrap env and the bootstrap script;
+  bootstrap env and the bootstrap script, and the health agent with its
+  oneshot service and timer (enabled by the injection, which gives the agent
+  its credential);
 - runs the install (named steps, stops at the first failure, records the
   outcome), then the bootstrap, which reports the host key and that outcome
   to the callback URL with the bearer token, whatever the install did.
@@ -34,6 +36,11 @@ SAMPLE_TOKEN = "<one-time token, issued when the server is created>"  # noqa: S1
 INSTALL_LOG_PATH = "/var/log/rachel-cloud-install.log"
 BUN_INSTALLER_URL = "https://bun.sh/install"
 CLAUDE_CODE_PACKAGE = "@anthropic-ai/claude-code"
+#: The agent's first heartbeat after its timer starts: soon, yet after the
+#: injection that enabled it has registered its credential.
+AGENT_FIRST_RUN_SECONDS = 5.0
+#: A run's limit: its commands and Telegram calls time out in 5 s each, the POST in 10 s.
+AGENT_TIMEOUT_SECONDS = 60
 
 
 class UserDataError(RachelError):
@@ -78,13 +85,19 @@ class Rachel8Install:
 
 @dataclass(frozen=True)
 class CloudConfigInput:
-    """Everything that goes into a server's user data (no secrets accepted)."""
+    """Everything that goes into a server's user data (no secrets accepted).
+
+    Attributes:
+        heartbeat_interval: seconds between two heartbeats of the health agent
+            (RACHEL_HEARTBEAT_INTERVAL), its timer's period.
+    """
 
     hostname: str
     authorized_key: str
     callback_url: str
     callback_token: str
     install: Rachel8Install
+    heartbeat_interval: float
 
 
 def service_unit(layout: vps.Layout) -> str:
@@ -116,7 +129,8 @@ def service_unit(layout: vps.Layout) -> str:
     )
 
 
-def _env_line(name: str, value: str) -> str:
+def env_line(name: str, value: str) -> str:
+    """One `KEY=VALUE` line of an env file, the value shell-quoted."""
     # Sourced by /bin/sh and read by shlex: quote so that no value can run as a command.
     return f"{name}={shlex.quote(value)}\n"
 
@@ -124,11 +138,11 @@ def _env_line(name: str, value: str) -> str:
 def install_manifest(install: Rachel8Install) -> str:
     """`INSTALL_ENV_PATH`: what to install, one shell-quoted KEY=VALUE line each."""
     return (
-        _env_line(vps.REPO_VAR, install.repo_url)
-        + _env_line(vps.COMMIT_VAR, install.commit)
-        + _env_line(vps.BUN_VERSION_VAR, install.bun_version)
-        + _env_line(vps.CLAUDE_CODE_VERSION_VAR, install.claude_code_version)
-        + _env_line(vps.USER_VAR, install.user)
+        env_line(vps.REPO_VAR, install.repo_url)
+        + env_line(vps.COMMIT_VAR, install.commit)
+        + env_line(vps.BUN_VERSION_VAR, install.bun_version)
+        + env_line(vps.CLAUDE_CODE_VERSION_VAR, install.claude_code_version)
+        + env_line(vps.USER_VAR, install.user)
     )
 
 
@@ -180,6 +194,71 @@ def bootstrap_script() -> str:
     )
 
 
+def agent_constants(layout: vps.Layout) -> dict[str, vps_scripts.Constant]:
+    """The agent script's constants: the contract's paths and names."""
+    return {
+        "ENV_PATH": vps.AGENT_ENV_PATH,
+        "STATE_PATH": vps.AGENT_STATE_PATH,
+        "URL_VAR": vps.HEARTBEAT_URL_VAR,
+        "CREDENTIAL_VAR": vps.HEARTBEAT_CREDENTIAL_VAR,
+        "TELEGRAM_VAR": vps.TELEGRAM_API_VAR,
+        "VERSION": vps.AGENT_VERSION,
+        "UNIT": vps.SERVICE_UNIT,
+        "PROPERTIES": vps.SERVICE_PROPERTIES,
+        "BOT_ENV": layout.env_path,
+        "TOKEN_KEY": vps.ENV_BOT_TOKEN,
+        "HEAD_PATH": layout.git_head_path,
+        "PROC": "/proc",
+        "DISK": "/",
+    }
+
+
+def agent_script(layout: vps.Layout) -> str:
+    """The health agent, its constants those of the contract and `layout`."""
+    return vps_scripts.render(vps_scripts.AGENT, agent_constants(layout))
+
+
+def _seconds(value: float) -> str:
+    """A systemd time span: whole seconds, or milliseconds."""
+    return f"{value:.0f}s" if float(value).is_integer() else f"{value * 1000:.0f}ms"
+
+
+def agent_service_unit() -> str:
+    """The agent's oneshot service, as root (it reads Rachel8's `.env` and journal)."""
+    return (
+        "[Unit]\n"
+        "Description=rachel-cloud health agent: one heartbeat\n\n"
+        "[Service]\n"
+        "Type=oneshot\n"
+        f"ExecStart={vps.AGENT_SCRIPT_PATH}\n"
+        f"TimeoutStartSec={AGENT_TIMEOUT_SECONDS}s\n"
+    )
+
+
+def agent_timer_unit(interval: float) -> str:
+    """The agent's timer: a heartbeat every `interval` seconds once enabled.
+
+    The first comes soon after the injection enables it (or after a boot);
+    each later one `interval` after the previous started. The random delay,
+    drawn anew each time, makes the heartbeats of servers that booted
+    together drift apart instead of arriving at once.
+    """
+    if interval <= 0:
+        raise UserDataError(f"the heartbeat interval must be positive, got {interval}")
+    return (
+        "[Unit]\n"
+        "Description=rachel-cloud health agent: a heartbeat every "
+        f"{_seconds(interval)}\n\n"
+        "[Timer]\n"
+        f"OnActiveSec={_seconds(min(interval, AGENT_FIRST_RUN_SECONDS))}\n"
+        f"OnUnitActiveSec={_seconds(interval)}\n"
+        "AccuracySec=1s\n"
+        f"RandomizedDelaySec={_seconds(max(0.001, round(interval / 10, 3)))}\n\n"
+        "[Install]\n"
+        "WantedBy=timers.target\n"
+    )
+
+
 def _file(path: str, mode: str, content: str) -> dict[str, str]:
     return {"path": path, "permissions": mode, "owner": "root:root", "content": content}
 
@@ -210,10 +289,13 @@ def build_cloud_config(data: CloudConfigInput) -> dict[str, object]:
             _file(
                 vps.BOOTSTRAP_ENV_PATH,
                 "0600",
-                _env_line(vps.CALLBACK_URL_VAR, data.callback_url)
-                + _env_line(vps.CALLBACK_TOKEN_VAR, data.callback_token),
+                env_line(vps.CALLBACK_URL_VAR, data.callback_url)
+                + env_line(vps.CALLBACK_TOKEN_VAR, data.callback_token),
             ),
             _file(vps.BOOTSTRAP_SCRIPT_PATH, "0700", bootstrap_script()),
+            _file(vps.AGENT_SCRIPT_PATH, "0700", agent_script(layout)),
+            _file(vps.AGENT_SERVICE_PATH, "0644", agent_service_unit()),
+            _file(vps.AGENT_TIMER_PATH, "0644", agent_timer_unit(data.heartbeat_interval)),
         ],
         # One command, so the bootstrap reports even when the install failed
         # (whatever cloud-init does with a failing runcmd line).

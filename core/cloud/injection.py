@@ -14,12 +14,19 @@ Over one SSH session (`core.cloud.ssh`, host key pinned):
 3. `.env` in the clone and `~/.claude/.credentials.json`: mode 0600, owned by
    the user, each a temp file renamed over the old one.
 4. The commit the clone has checked out (its detached HEAD).
-5. `systemctl reset-failed` (a unit that crash-looped before has used up its
+5. The health agent's env (`AGENT_ENV_PATH`: its heartbeat URL, this
+   injection's credential, the Bot API), mode 0600 and root's, written the
+   same way.
+6. `systemctl reset-failed` (a unit that crash-looped before has used up its
    start limit, which counts manual starts too), `systemctl restart`, then
    `systemctl show`: a unit that crashed at once
    is told from one that runs. It must then stay up (same state, no
    automatic restart) over the settle period; `check_service` is that second
    look, made by a later job so that no worker waits.
+7. `systemctl enable --now` the agent's timer, once Rachel8 runs: its first
+   heartbeat comes seconds later, after the job registered the credential.
+   A timer that will not start (a VPS from before the agent) does not fail
+   the injection: Rachel8 runs, and health falls back to SSH probes.
 
 Errors are `SSHError`s: transient when the VPS could not be reached,
 permanent when the VPS breaks the contract or Rachel8 will not run.
@@ -35,6 +42,7 @@ from dataclasses import dataclass
 import paramiko
 
 from core.cloud import vps_contract as vps
+from core.cloud.cloudinit import env_line
 from core.cloud.rachel8 import ClaudeCredentials, ConfigError, Rachel8Config
 from core.cloud.rachel8 import parse_credentials_document as parse_credentials
 from core.cloud.ssh import SecretsSFTP, SSHError, Target, connect, run, write_atomically
@@ -85,6 +93,33 @@ class ServiceState:
 
 
 @dataclass(frozen=True)
+class AgentConfig:
+    """What the VPS's health agent is given (`AGENT_ENV_PATH`).
+
+    Attributes:
+        heartbeat_url: where it POSTs its heartbeats.
+        credential: its bearer credential, new with every injection (a secret:
+            only its hash is kept by the control plane).
+        telegram_api_url: the Bot API it asks about the bot (RACHEL_TELEGRAM_API_URL).
+    """
+
+    heartbeat_url: str
+    credential: str
+    telegram_api_url: str
+
+    def __repr__(self) -> str:
+        return f"AgentConfig(heartbeat_url={self.heartbeat_url!r})"
+
+    def env(self) -> str:
+        """The env file's text: shell-quoted KEY=VALUE lines, as cloud-init's."""
+        return (
+            env_line(vps.HEARTBEAT_URL_VAR, self.heartbeat_url)
+            + env_line(vps.HEARTBEAT_CREDENTIAL_VAR, self.credential)
+            + env_line(vps.TELEGRAM_API_VAR, self.telegram_api_url)
+        )
+
+
+@dataclass(frozen=True)
 class Injected:
     """What an injection found and did.
 
@@ -92,11 +127,14 @@ class Injected:
         commit: the Rachel8 commit the VPS has checked out.
         state: the unit right after the restart.
         kept_vps_credentials: the VPS's own credentials were newer, and kept.
+        agent_error: None when the health agent's timer runs; else why not
+            (systemctl's words).
     """
 
     commit: str
     state: ServiceState
     kept_vps_credentials: bool
+    agent_error: str | None = None
 
 
 def parse_show(text: str) -> ServiceState:
@@ -234,7 +272,11 @@ def _checked_out(sftp: SecretsSFTP, host: str, layout: vps.Layout) -> str:
 
 
 def _write_files(
-    sftp: SecretsSFTP, target: Target, config: Rachel8Config, layout: vps.Layout
+    sftp: SecretsSFTP,
+    target: Target,
+    config: Rachel8Config,
+    agent: AgentConfig,
+    layout: vps.Layout,
 ) -> tuple[str, bool]:
     owner = _owner(sftp, target.host, layout)
     commit = _checked_out(sftp, target.host, layout)
@@ -255,6 +297,7 @@ def _write_files(
             vps.SECRET_MODE,
             owner,
         )
+    write_atomically(sftp, vps.AGENT_ENV_PATH, agent.env(), vps.SECRET_MODE, (0, 0))
     return commit, keep
 
 
@@ -287,15 +330,37 @@ def _running_unit(
     return state
 
 
+def _enable_agent(client: paramiko.SSHClient, host: str, timeout: float) -> str | None:
+    """Start the agent's timer (and at every boot); None, or why it would not.
+
+    Raises:
+        SSHError: `ssh_unreachable` (transient) when the command could not run.
+    """
+    command = f"systemctl enable --now {vps.AGENT_TIMER_UNIT}"
+    try:
+        status, out, err = run(client, command, timeout)
+    except (OSError, paramiko.SSHException) as exc:
+        raise SSHError(
+            f"{host}: running systemctl failed: {exc}", code="ssh_unreachable", transient=True
+        ) from exc
+    if status == 0:
+        return None
+    return f"`{command}` exited {status}: {err or out or 'no output'}"
+
+
 def inject(
     target: Target,
     config: Rachel8Config,
     *,
+    agent: AgentConfig,
     layout: vps.Layout,
     timeout: float = 30.0,
     unit: str = vps.SERVICE_UNIT,
 ) -> Injected:
-    """Write `.env` and the credentials, restart Rachel8, check it did not crash at once.
+    """Write `.env`, the credentials and the agent's env, restart Rachel8, start the agent.
+
+    Rachel8 must not crash at once; the agent's timer failing to start is
+    reported in `Injected.agent_error`, not raised.
 
     Raises:
         SSHError: transient when the VPS could not be reached or a write failed;
@@ -310,7 +375,7 @@ def inject(
             if sftp is None:
                 raise paramiko.SSHException("the SSH session closed before SFTP started")
             try:
-                commit, kept = _write_files(sftp, target, config, layout)
+                commit, kept = _write_files(sftp, target, config, agent, layout)
             finally:
                 sftp.close()
         except FileNotFoundError as exc:
@@ -330,7 +395,10 @@ def inject(
         state = _running_unit(
             client, target.host, unit, f"{restart} && {_show_command(unit)}", timeout
         )
-        return Injected(commit=commit, state=state, kept_vps_credentials=kept)
+        agent_error = _enable_agent(client, target.host, timeout)
+        return Injected(
+            commit=commit, state=state, kept_vps_credentials=kept, agent_error=agent_error
+        )
     finally:
         client.close()
 

@@ -52,6 +52,7 @@ def sample(**overrides: Any) -> CloudConfigInput:
         callback_url=callback_url("https://cp.example.com/", 42),
         callback_token="tok-123",
         install=INSTALL,
+        heartbeat_interval=30.0,
     )
     values.update(overrides)
     return CloudConfigInput(**values)
@@ -101,7 +102,11 @@ def test_user_data_content(schema: dict[str, Any]) -> None:
         vps.SERVICE_UNIT_PATH: "0644",
         vps.BOOTSTRAP_ENV_PATH: "0600",
         vps.BOOTSTRAP_SCRIPT_PATH: "0700",
+        vps.AGENT_SCRIPT_PATH: "0700",
+        vps.AGENT_SERVICE_PATH: "0644",
+        vps.AGENT_TIMER_PATH: "0644",
     }
+    assert {f["owner"] for f in files.values()} == {"root:root"}
     assert files[vps.INSTALL_ENV_PATH]["content"] == (
         "RACHEL8_REPO=https://github.com/polly3223/Rachel8.git\n"
         "RACHEL8_COMMIT=63f162e9302a66344772ab23653789f701c7bcf9\n"
@@ -120,15 +125,20 @@ def test_user_data_content(schema: dict[str, Any]) -> None:
     assert len(render(data).encode()) < MAX_USER_DATA_BYTES
 
 
-def test_unit_runs_rachel8_as_its_user_enabled_not_started() -> None:
-    config = yaml.safe_load(render(sample(install=replace(INSTALL, user="assistant"))))
-    unit = _files(config)[vps.SERVICE_UNIT_PATH]["content"]
+def _sections(unit: str) -> dict[str, list[str]]:
     sections: dict[str, list[str]] = {}
     for line in unit.splitlines():
         if line.startswith("["):
             current = sections.setdefault(line, [])
         elif line:
             current.append(line)
+    return sections
+
+
+def test_unit_runs_rachel8_as_its_user_enabled_not_started() -> None:
+    config = yaml.safe_load(render(sample(install=replace(INSTALL, user="assistant"))))
+    unit = _files(config)[vps.SERVICE_UNIT_PATH]["content"]
+    sections = _sections(unit)
     assert {"StartLimitIntervalSec=120", "StartLimitBurst=3"} <= set(sections["[Unit]"])
     assert {
         "User=assistant",
@@ -147,6 +157,38 @@ def test_unit_runs_rachel8_as_its_user_enabled_not_started() -> None:
     script = _files(config)[vps.INSTALL_SCRIPT_PATH]["content"]
     assert '"systemctl", "enable", UNIT' in script and "--now" not in script
     assert '"start"' not in script
+
+
+def test_the_agent_runs_as_a_oneshot_on_a_timer_of_the_heartbeat_interval() -> None:
+    files = _files(yaml.safe_load(render(sample(heartbeat_interval=45.0))))
+    service = _sections(files[vps.AGENT_SERVICE_PATH]["content"])["[Service]"]
+    assert {"Type=oneshot", f"ExecStart={vps.AGENT_SCRIPT_PATH}"} <= set(service)
+    assert any(line.startswith("TimeoutStartSec=") for line in service)
+    assert not any(line.startswith("User=") for line in service)  # root: it reads the journal
+    timer = _sections(files[vps.AGENT_TIMER_PATH]["content"])
+    assert {
+        "OnUnitActiveSec=45s",
+        "OnActiveSec=5s",
+        "AccuracySec=1s",
+        "RandomizedDelaySec=4500ms",
+    } == set(timer["[Timer]"])
+    assert timer["[Install]"] == ["WantedBy=timers.target"]
+    # Not enabled at first boot: it has no credential until the injection.
+    assert vps.AGENT_TIMER_UNIT not in json.dumps(yaml.safe_load(render(sample()))["runcmd"])
+    install = files[vps.INSTALL_SCRIPT_PATH]["content"]
+    assert vps.AGENT_TIMER_UNIT not in install and vps.AGENT_SERVICE_UNIT not in install
+    # Short intervals (tests, the simulator) keep their milliseconds.
+    fast = _files(yaml.safe_load(render(sample(heartbeat_interval=0.25))))
+    timer = _sections(fast[vps.AGENT_TIMER_PATH]["content"])
+    assert {"OnUnitActiveSec=250ms", "OnActiveSec=250ms", "RandomizedDelaySec=25ms"} <= set(
+        timer["[Timer]"]
+    )
+
+
+@pytest.mark.parametrize("interval", [0.0, -1.0])
+def test_a_heartbeat_interval_must_be_positive(interval: float) -> None:
+    with pytest.raises(UserDataError, match="heartbeat interval"):
+        render(sample(heartbeat_interval=interval))
 
 
 def test_scripts_carry_the_contract(schema: dict[str, Any]) -> None:
@@ -172,13 +214,31 @@ def test_scripts_carry_the_contract(schema: dict[str, Any]) -> None:
     exec(compile(bootstrap, "bootstrap", "exec"), namespace)
     assert namespace["HOST_KEY_PATH"] == vps.HOST_KEY_PATH
     assert namespace["TOKEN_VAR"] == vps.CALLBACK_TOKEN_VAR
+    agent = files[vps.AGENT_SCRIPT_PATH]["content"]
+    namespace = {"__name__": "rendered"}
+    exec(compile(agent, "agent", "exec"), namespace)
+    assert {name: namespace[name] for name in cloudinit.agent_constants(vps.Layout())} == {
+        "ENV_PATH": vps.AGENT_ENV_PATH,
+        "STATE_PATH": vps.AGENT_STATE_PATH,
+        "URL_VAR": vps.HEARTBEAT_URL_VAR,
+        "CREDENTIAL_VAR": vps.HEARTBEAT_CREDENTIAL_VAR,
+        "TELEGRAM_VAR": vps.TELEGRAM_API_VAR,
+        "VERSION": vps.AGENT_VERSION,
+        "UNIT": vps.SERVICE_UNIT,
+        "PROPERTIES": list(vps.SERVICE_PROPERTIES),
+        "BOT_ENV": vps.Layout("assistant").env_path,
+        "TOKEN_KEY": vps.ENV_BOT_TOKEN,
+        "HEAD_PATH": vps.Layout("assistant").git_head_path,
+        "PROC": "/proc",
+        "DISK": "/",
+    }
 
 
 @pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="no system python3")
 def test_scripts_compile_under_the_system_python(tmp_path: Path) -> None:
     # The VPS runs them with the image's python3, not ours.
     config = yaml.safe_load(render(sample()))
-    for path in (vps.INSTALL_SCRIPT_PATH, vps.BOOTSTRAP_SCRIPT_PATH):
+    for path in (vps.INSTALL_SCRIPT_PATH, vps.BOOTSTRAP_SCRIPT_PATH, vps.AGENT_SCRIPT_PATH):
         script = tmp_path / Path(path).name
         script.write_text(_files(config)[path]["content"])
         assert script.read_text().startswith("#!/usr/bin/python3\n")
@@ -204,6 +264,25 @@ def test_scripts_compile_under_the_system_python(tmp_path: Path) -> None:
             1,
             "rachel-cloud: no callback URL or token in the bootstrap env",
         )
+
+
+@pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="no system python3")
+def test_the_agent_without_its_env_file_says_so(tmp_path: Path) -> None:
+    if Path(vps.AGENT_ENV_PATH).exists():
+        pytest.skip("this machine is a VPS of ours")
+    script = tmp_path / "agent"
+    script.write_text(_files(yaml.safe_load(render(sample())))[vps.AGENT_SCRIPT_PATH]["content"])
+    ran = subprocess.run(
+        ["/usr/bin/python3", "-I", str(script)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (ran.returncode, ran.stderr.strip()) == (
+        1,
+        f"rachel-cloud agent: no heartbeat URL or credential in {vps.AGENT_ENV_PATH}",
+    )
 
 
 def test_the_token_is_only_in_the_bootstrap_env() -> None:
@@ -242,7 +321,8 @@ def test_longest_allowed_settings_fit_in_32_kib(schema: dict[str, Any]) -> None:
         install=Rachel8Install.from_settings(longest),
     )
     text = render(data)
-    assert len(text.encode()) < MAX_USER_DATA_BYTES - 4096, len(text.encode())
+    # 2 KiB to spare (4 KiB before the health agent's ~7 KiB came in).
+    assert len(text.encode()) < MAX_USER_DATA_BYTES - 2048, len(text.encode())
     jsonschema.Draft4Validator(schema).validate(yaml.safe_load(text))
 
 

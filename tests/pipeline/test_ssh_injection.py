@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import posixpath
 import socket
 import stat
 import threading
@@ -18,10 +19,10 @@ import pytest
 from core.cloud import vps_contract as vps
 from core.cloud.cloudinit import CloudConfigInput, Rachel8Install, render
 from core.cloud.hetzner import HetznerAdapter
-from core.cloud.injection import inject
+from core.cloud.injection import AgentConfig, Injected, inject
 from core.cloud.provider import CreateSpec
 from core.cloud.rachel8 import ClaudeCredentials, Rachel8Config, parse_credentials_document
-from core.cloud.ssh import SecretsSFTP, SSHError, Target, connect
+from core.cloud.ssh import SecretsSFTP, SSHError, Target, connect, run
 from core.platform.settings import Settings
 from core.security.crypto import SSHKeyPair, generate_ssh_keypair
 from sim.server import SimulatorServer
@@ -37,7 +38,11 @@ def _closed_port() -> int:
 
 
 def boot(
-    sim: SimulatorServer, adapter: HetznerAdapter, server_id: int, with_unit: bool = True
+    sim: SimulatorServer,
+    adapter: HetznerAdapter,
+    server_id: int,
+    with_unit: bool = True,
+    with_agent: bool = True,
 ) -> tuple[SSHKeyPair, str, str]:
     """Create a VPS from real user data and wait for its SSH; return (key, ip, host key)."""
     pair = generate_ssh_keypair()
@@ -48,10 +53,13 @@ def boot(
             callback_url=f"http://127.0.0.1:{_closed_port()}/callbacks/cloud-init/{server_id}",
             callback_token="unused",
             install=Rachel8Install.from_settings(Settings.load(environ={}, env_file=None)),
+            heartbeat_interval=30.0,
         )
     )
     if not with_unit:
         user_data = user_data.replace(vps.SERVICE_UNIT_PATH, "/etc/not-the-unit")
+    if not with_agent:  # a VPS created before the health agent existed
+        user_data = user_data.replace(vps.AGENT_TIMER_PATH, "/etc/not-the-timer")
     fw = adapter.ensure_firewall("t-ssh", ("0.0.0.0/0",))
     key = adapter.ensure_fleet_key("t-fleet", lambda: generate_ssh_keypair().public_openssh)
     server, _ = adapter.create_server(
@@ -88,10 +96,22 @@ CONFIG = Rachel8Config(
 )
 
 
+AGENT = AgentConfig(
+    heartbeat_url="https://cp.example.com/heartbeats/1",
+    credential="planted-heartbeat-credential-0123456789",
+    telegram_api_url="https://api.telegram.example",
+)
+
+
+def _injected(
+    target: Target, config: Rachel8Config = CONFIG, agent: AgentConfig = AGENT
+) -> Injected:
+    return inject(target, config, agent=agent, layout=LAYOUT, timeout=10)
+
+
 def _inject(ip: str, host_key: str, pair: SSHKeyPair, config: Rachel8Config = CONFIG) -> str:
     """Inject and return the commit the VPS runs."""
-    target = Target(ip, 2222, host_key, pair.private_openssh)
-    return inject(target, config, layout=LAYOUT, timeout=10).commit
+    return _injected(Target(ip, 2222, host_key, pair.private_openssh), config).commit
 
 
 def _machine(sim: SimulatorServer, adapter: HetznerAdapter) -> Vps:
@@ -127,6 +147,73 @@ def test_inject_writes_both_files_as_the_user_and_starts_rachel8(
     assert rachel8_vps.env(machine)["TELEGRAM_BOT_TOKEN"] == "87654321:" + "N" * 35
 
 
+def _over_sftp(target: Target, path: str) -> tuple[str, int, int, int]:
+    """A file on the VPS as SFTP shows it: (text, mode, uid, gid)."""
+    client = connect(target, timeout=10)
+    try:
+        transport = client.get_transport()
+        assert transport is not None
+        sftp = SecretsSFTP.from_transport(transport)
+        assert sftp is not None
+        attrs = sftp.stat(path)
+        with sftp.open(path, "r") as handle:
+            text = handle.read().decode()
+        assert attrs.st_mode is not None and attrs.st_uid is not None and attrs.st_gid is not None
+        return text, stat.S_IMODE(attrs.st_mode), attrs.st_uid, attrs.st_gid
+    finally:
+        client.close()
+
+
+def _systemctl(target: Target, *words: str) -> tuple[int, str]:
+    client = connect(target, timeout=10)
+    try:
+        status, out, _ = run(client, " ".join(("systemctl", *words)), 10)
+        return status, out
+    finally:
+        client.close()
+
+
+def test_inject_gives_the_agent_its_credential_and_starts_its_timer(
+    sim: SimulatorServer, adapter: HetznerAdapter
+) -> None:
+    pair, ip, host_key = boot(sim, adapter, 9)
+    machine = _machine(sim, adapter)
+    target = Target(ip, 2222, host_key, pair.private_openssh)
+    assert _systemctl(target, "is-enabled", vps.AGENT_TIMER_UNIT)[0] != 0  # not at first boot
+    injected = _injected(target)
+    assert injected.agent_error is None
+    text, mode, uid, gid = _over_sftp(target, vps.AGENT_ENV_PATH)
+    assert (mode, uid, gid) == (0o600, 0, 0)
+    assert text == (
+        "RACHEL_HEARTBEAT_URL=https://cp.example.com/heartbeats/1\n"
+        "RACHEL_HEARTBEAT_CREDENTIAL=planted-heartbeat-credential-0123456789\n"
+        "RACHEL_TELEGRAM_API_URL=https://api.telegram.example\n"
+    )
+    directory = machine.fs.real(posixpath.dirname(vps.AGENT_ENV_PATH), "/")
+    assert not [n for n in os.listdir(directory) if n.endswith(".tmp")], "no temp file left"
+    assert _systemctl(target, "is-enabled", vps.AGENT_TIMER_UNIT) == (0, "enabled")
+    assert _systemctl(target, "is-active", vps.AGENT_TIMER_UNIT) == (0, "active")
+    # A re-injection gives a new credential, in place.
+    renewed = AgentConfig(AGENT.heartbeat_url, "another-credential", AGENT.telegram_api_url)
+    assert _injected(target, agent=renewed).agent_error is None
+    text, mode, _, _ = _over_sftp(target, vps.AGENT_ENV_PATH)
+    assert "RACHEL_HEARTBEAT_CREDENTIAL=another-credential\n" in text and mode == 0o600
+    assert AGENT.credential not in text
+
+
+def test_a_vps_without_the_agent_still_gets_rachel8_and_says_why_no_heartbeats(
+    sim: SimulatorServer, adapter: HetznerAdapter
+) -> None:
+    pair, ip, host_key = boot(sim, adapter, 10, with_agent=False)
+    target = Target(ip, 2222, host_key, pair.private_openssh)
+    injected = _injected(target)
+    assert injected.state.running
+    assert injected.agent_error is not None
+    assert f"systemctl enable --now {vps.AGENT_TIMER_UNIT}" in injected.agent_error
+    assert "does not exist" in injected.agent_error
+    assert AGENT.credential not in injected.agent_error
+
+
 def test_newer_credentials_on_the_vps_are_kept_and_older_ones_replaced(
     sim: SimulatorServer, adapter: HetznerAdapter
 ) -> None:
@@ -140,7 +227,7 @@ def test_newer_credentials_on_the_vps_are_kept_and_older_ones_replaced(
     path = machine.fs.real(LAYOUT.credentials_path, "/")
     path.write_text(refreshed.document())
     target = Target(ip, 2222, host_key, pair.private_openssh)
-    injected = inject(target, CONFIG, layout=LAYOUT, timeout=10)
+    injected = _injected(target)
     assert injected.kept_vps_credentials
     assert parse_credentials_document(path.read_text(), now_ms=None) == refreshed
     # A customer who signs in again gives us credentials later than the VPS's.
@@ -149,11 +236,11 @@ def test_newer_credentials_on_the_vps_are_kept_and_older_ones_replaced(
         CONFIG.owner_id,
         ClaudeCredentials("sk-ant-oat01-new", "sk-ant-ort01-new", refreshed.expires_at_ms + 1),
     )
-    assert not inject(target, newer, layout=LAYOUT, timeout=10).kept_vps_credentials
+    assert not _injected(target, newer).kept_vps_credentials
     assert path.read_text() == newer.credentials.document()
     # An unreadable document on the VPS is replaced.
     path.write_text("{not json")
-    assert not inject(target, CONFIG, layout=LAYOUT, timeout=10).kept_vps_credentials
+    assert not _injected(target).kept_vps_credentials
     assert path.read_text() == CONFIG.credentials.document()
 
 
@@ -164,10 +251,17 @@ def test_a_vps_without_the_install_is_refused_without_writing(
     machine = _machine(sim, adapter)
     other = vps.Layout("nobody")  # a user the install did not create
     with pytest.raises(SSHError) as info:
-        inject(Target(ip, 2222, host_key, pair.private_openssh), CONFIG, layout=other, timeout=10)
+        inject(
+            Target(ip, 2222, host_key, pair.private_openssh),
+            CONFIG,
+            agent=AGENT,
+            layout=other,
+            timeout=10,
+        )
     assert info.value.code == "vps_contract" and not info.value.transient
     assert "/home/nobody" in str(info.value)
     assert not machine.fs.real(LAYOUT.env_path, "/").exists()
+    assert not machine.fs.real(vps.AGENT_ENV_PATH, "/").exists()
 
 
 def test_the_temp_file_is_created_with_its_mode_and_never_reused(
@@ -213,7 +307,7 @@ def test_a_different_host_key_is_refused(sim: SimulatorServer, adapter: HetznerA
     pair, ip, _ = boot(sim, adapter, 2)
     impostor = generate_ssh_keypair().public_openssh
     with pytest.raises(SSHError) as info:
-        inject(Target(ip, 2222, impostor, pair.private_openssh), CONFIG, layout=LAYOUT, timeout=10)
+        _injected(Target(ip, 2222, impostor, pair.private_openssh))
     assert info.value.code == "host_key_mismatch" and not info.value.transient
 
 
@@ -223,7 +317,7 @@ def test_a_key_the_vps_does_not_know_is_refused(
     _, ip, host_key = boot(sim, adapter, 3)
     stranger = generate_ssh_keypair().private_openssh
     with pytest.raises(SSHError) as info:
-        inject(Target(ip, 2222, host_key, stranger), CONFIG, layout=LAYOUT, timeout=10)
+        _injected(Target(ip, 2222, host_key, stranger))
     assert info.value.code == "ssh_auth_failed" and not info.value.transient
 
 
@@ -232,7 +326,7 @@ def test_refused_ssh_is_transient(sim: SimulatorServer, adapter: HetznerAdapter)
     pair = generate_ssh_keypair()
     target = Target("127.0.0.1", _closed_port(), pair.public_openssh, pair.private_openssh)
     with pytest.raises(SSHError) as info:
-        inject(target, CONFIG, layout=LAYOUT, timeout=3)
+        inject(target, CONFIG, agent=AGENT, layout=LAYOUT, timeout=3)
     assert info.value.code == "ssh_unreachable" and info.value.transient
 
 
@@ -308,7 +402,7 @@ def test_a_failed_write_keeps_the_old_configuration_and_leaves_no_temp_file(
     env_file.write_text("TELEGRAM_BOT_TOKEN=the-old-one\n")
     target = Target("127.0.0.1", port, host_key, ours.private_openssh)
     with pytest.raises(SSHError) as info:
-        inject(target, CONFIG, layout=LAYOUT, timeout=10)
+        _injected(target)
     assert info.value.code == "sftp_failed" and info.value.transient
     assert "No space left" in str(info.value) and "planted" not in str(info.value)
     assert env_file.read_text() == "TELEGRAM_BOT_TOKEN=the-old-one\n"

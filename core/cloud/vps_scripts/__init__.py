@@ -1,7 +1,8 @@
-"""The scripts a VPS runs at first boot, as real Python modules, rendered into its user data.
+"""The scripts cloud-init writes on a VPS, as real Python modules, rendered into its user data.
 
 `install.py` runs the install steps and records their outcome; `bootstrap.py`
-reports it with the host key. Each runs standalone (the image's python3 and
+reports it with the host key; `agent.py`, run by a timer once the injection
+enabled it, pushes the VPS's heartbeats. Each runs standalone (the image's python3 and
 its standard library only). `render` replaces two marked blocks in each:
 `# <shared>` (an import of `common` here) by `common`'s shared code, and
 `# <constants>` by the values of `core.cloud.vps_contract` and the layout, so
@@ -20,8 +21,11 @@ from core.errors import RachelError
 
 INSTALL = "install.py"
 BOOTSTRAP = "bootstrap.py"
+AGENT = "agent.py"
 COMMON = "common.py"
 _NAME = re.compile(r"^([A-Z][A-Z0-9_]*) = ", re.MULTILINE)
+#: A linter's directive: for the repository's checks, mere bytes in user data.
+_NOQA = re.compile(r"  # noqa\b[^\n]*")
 
 Constant = str | int | Sequence[str]
 
@@ -47,7 +51,7 @@ def _block(name: str, text: str, marker: str) -> re.Match[str]:
 
 
 def render(name: str, constants: Mapping[str, Constant]) -> str:
-    """Script `name` with the shared code and `constants` in their blocks.
+    """Script `name` with the shared code and `constants` in their blocks, without `# noqa`s.
 
     Raises:
         ScriptError: a block is missing, or the script names other constants than given.
@@ -65,4 +69,4 @@ def render(name: str, constants: Mapping[str, Constant]) -> str:
     text = text[: block.start(1)] + lines + text[block.end(1) :]
     shared = _block(name, text, "shared")
     code = _block(COMMON, source(COMMON), "shared").group(1)
-    return text[: shared.start(1)] + code + text[shared.end(1) :]
+    return _NOQA.sub("", text[: shared.start(1)] + code + text[shared.end(1) :])

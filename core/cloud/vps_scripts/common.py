@@ -1,4 +1,4 @@
-"""What both first-boot scripts need: `render` splices the block below into each.
+"""What the VPS scripts share: `render` splices the block below into each.
 
 The scripts run standalone on the VPS (nothing of ours is installed there), so
 they cannot import this module; as modules here they do, which keeps them

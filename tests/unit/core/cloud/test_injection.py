@@ -1,10 +1,13 @@
-"""What the injection reads from `systemctl show`, and what it calls running."""
+"""What the injection reads from `systemctl show`, what it calls running, the agent's env."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from core.cloud.injection import ServiceState, last_output, parse_show
+from core.cloud.injection import AgentConfig, ServiceState, last_output, parse_show
+from core.cloud.vps_scripts.common import read_env
 
 RUNNING = "ActiveState=active\nSubState=running\nNRestarts=0\nResult=success\nExecMainStatus=0\n"
 
@@ -80,3 +83,22 @@ def test_a_failure_before_the_exec_is_the_forked_child_s_line() -> None:
 def test_a_journal_in_another_format_is_given_as_its_tail() -> None:
     assert last_output("-- No entries --\n") == "-- No entries --"
     assert len(last_output("x" * 5000)) == 600
+
+
+def test_the_agent_env_is_read_back_by_the_agent_and_its_repr_hides_the_credential(
+    tmp_path: Path,
+) -> None:
+    agent = AgentConfig(
+        heartbeat_url="https://cp.example.com/heartbeats/7",
+        credential="a-secret credential; $(id)",
+        telegram_api_url="https://api.telegram.org",
+    )
+    env = tmp_path / "agent.env"
+    env.write_text(agent.env())
+    # The agent's own parser (shlex): each value comes back whole, nothing runs.
+    assert read_env(str(env)) == {
+        "RACHEL_HEARTBEAT_URL": "https://cp.example.com/heartbeats/7",
+        "RACHEL_HEARTBEAT_CREDENTIAL": "a-secret credential; $(id)",
+        "RACHEL_TELEGRAM_API_URL": "https://api.telegram.org",
+    }
+    assert "a-secret" not in repr(agent) and "a-secret" not in str(agent)
