@@ -14,6 +14,7 @@ from core.platform.settings_parsing import (
     parse_duration,
     parse_float,
     parse_int,
+    parse_period,
     parse_url,
 )
 from core.platform.settings_spec import DeclaredSettings, setting
@@ -28,7 +29,7 @@ class HealthSettings(DeclaredSettings):
         "30s",
         "How often each VPS's agent pushes a heartbeat (its systemd timer's period, written "
         "into the user data of servers created from then on).",
-        parse_duration,
+        parse_period,
     )
     heartbeat_missing_seconds: float = setting(
         "RACHEL_HEARTBEAT_MISSING",
@@ -36,14 +37,14 @@ class HealthSettings(DeclaredSettings):
         "A ready server whose last heartbeat is older than this is probed over SSH (the "
         "pinned host key) to tell a down service from a broken agent from an unreachable VPS. "
         "Keep it above two heartbeat intervals.",
-        parse_duration,
+        parse_period,
     )
     health_interval_seconds: float = setting(
         "RACHEL_HEALTH_INTERVAL",
         "10s",
         "How often the health task reads the fleet's latest heartbeats and decides each "
         "server's health (a cron task).",
-        parse_duration,
+        parse_period,
     )
     repair_enabled: bool = setting(
         "RACHEL_REPAIR",
@@ -63,7 +64,7 @@ class HealthSettings(DeclaredSettings):
         "RACHEL_REPAIR_WINDOW",
         "30m",
         "The window the repair attempts of one incident are counted in.",
-        parse_duration,
+        parse_period,
     )
     repair_cooldown_seconds: float = setting(
         "RACHEL_REPAIR_COOLDOWN",
@@ -85,7 +86,7 @@ class HealthSettings(DeclaredSettings):
         "RACHEL_HERD_WINDOW",
         "5m",
         "The window of the herd guard.",
-        parse_duration,
+        parse_period,
     )
     herd_min_servers: int = setting(
         "RACHEL_HERD_MIN_SERVERS",

@@ -27,6 +27,18 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
 
 
+def parse_period(text: str) -> float:
+    """A duration that is the period of something recurring: above zero.
+
+    Raises:
+        ValueError: not a duration, or zero.
+    """
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise ValueError(f"expected a period above zero, got {text!r}")
+    return seconds
+
+
 def format_duration(seconds: float) -> str:
     """A duration as `parse_duration` reads it, in its largest whole unit: `15s`, `10m`, `3d`.
 

@@ -137,3 +137,10 @@ def test_declarations_are_the_dataclass_fields() -> None:
     assert len({spec.env for spec in SETTINGS}) == len(SETTINGS)
     assert load().data_dir == Path(".rachel-cloud")
     assert load(RACHEL_DATA_DIR="~/x").data_dir == Path.home() / "x"
+
+
+def test_health_periods_must_be_above_zero() -> None:
+    for env in ("RACHEL_HEARTBEAT_INTERVAL", "RACHEL_HEALTH_INTERVAL", "RACHEL_HERD_WINDOW"):
+        with pytest.raises(SettingsError, match=f"{env}: expected a period above zero"):
+            load(**{env: "0s"})
+    assert load(RACHEL_HEARTBEAT_INTERVAL="250ms").heartbeat_interval_seconds == 0.25
