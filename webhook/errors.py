@@ -23,6 +23,7 @@ from core.cloud.rachel8 import ConfigError
 from core.domain.callbacks import CallbackRejected
 from core.domain.deliveries import DeliveryConflict
 from core.domain.deploys import DeployRefused
+from core.domain.heartbeats import Recorded
 from core.domain.subscriptions import SubscriptionRejected
 from core.errors import DatabaseError, RachelError, RedisUnavailable, SettingsError
 from core.security.redaction import redact
@@ -53,6 +54,22 @@ class RequestRejected(RachelError):
 def not_found(what: str) -> RequestRejected:
     """A 404 `not_found`."""
     return RequestRejected(f"{what} not found", code="not_found", status=404)
+
+
+#: A refused heartbeat, by `core.domain.heartbeats.Recorded` answer: (status, code,
+#: message). Every way the credential can be wrong (missing, wrong, from another
+#: address, for an unknown or deleted server) gets the one 401: nothing tells them apart.
+HEARTBEAT_REFUSALS: dict[Recorded, tuple[int, str, str]] = {
+    Recorded.UNKNOWN: (401, "unauthorized", "a valid heartbeat credential is required"),
+    Recorded.DENIED: (401, "unauthorized", "a valid heartbeat credential is required"),
+    Recorded.STALE: (409, "stale_sequence", "the sequence is not above the last one received"),
+}
+
+
+def heartbeat_refused(answer: Recorded) -> RequestRejected:
+    """The error answering a heartbeat `record` refused."""
+    status, code, message = HEARTBEAT_REFUSALS[answer]
+    return RequestRejected(message, code=code, status=status)
 
 
 #: (class, code or None for any, HTTP status): the first row that matches wins.
@@ -133,7 +150,7 @@ def handle_rachel_error(request: Request[Any, Any, Any], exc: RachelError) -> Re
 
 
 def _challenge(path: str) -> str:
-    if path.startswith("/callbacks/"):
+    if path.startswith(("/callbacks/", "/heartbeats/")):
         return "Bearer"
     if path.startswith("/webhooks/"):
         return 'StandardWebhooks headers="webhook-id webhook-timestamp webhook-signature"'
@@ -195,12 +212,14 @@ def responses(*statuses: int) -> dict[int, ResponseSpec]:
     """OpenAPI error responses (the ErrorBody schema) for these statuses."""
     descriptions = {
         400: "Malformed JSON, a schema violation, an unknown field or too deep nesting.",
-        401: "Missing or invalid credentials (signature, API key or callback token).",
+        401: "Missing or invalid credentials (signature, API key, callback token or heartbeat "
+        "credential).",
         402: "The customer has no active subscription.",
         404: "No such resource.",
         409: "Conflicts with the current state (webhook-id reused for another body; "
-        "server not waiting for a callback).",
-        413: "The request body is larger than RACHEL_MAX_BODY_BYTES.",
+        "server not waiting for a callback; a heartbeat's sequence not above the last one, "
+        "`stale_sequence`).",
+        413: "The request body is larger than RACHEL_MAX_BODY_BYTES (a heartbeat: 4096 bytes).",
         422: "Well-formed but unacceptable: a deploy Rachel8 would refuse at start "
         "(`invalid_rachel8_config`, `expired`, `credentials_form`, `telegram_token_rejected`; "
         "`field` names the value), a host key, an event time.",

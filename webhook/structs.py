@@ -268,6 +268,12 @@ class CallbackAccepted(Struct, kw_only=True, omit_defaults=True):
     reason: str | None = None
 
 
+class HeartbeatAccepted(Struct, kw_only=True):
+    """The heartbeat is recorded."""
+
+    accepted: Literal[True]
+
+
 class PhaseTiming(Struct, kw_only=True):
     """When a phase started and, once the next began, how long it took."""
 

@@ -26,6 +26,7 @@ PATHS = {
     "/webhooks/deploy": "post",
     "/webhooks/subscription": "post",
     "/callbacks/cloud-init/{server_id}": "post",
+    "/heartbeats/{server_id}": "post",
     "/api/servers/{server_id}": "get",
     "/api/servers/{server_id}/events": "get",
     "/api/customers/{customer_id}/server": "get",
