@@ -25,6 +25,7 @@ from core.domain.deliveries import DeliveryConflict
 from core.domain.deploys import DeployRefused
 from core.domain.heartbeats import Recorded
 from core.domain.subscriptions import SubscriptionRejected
+from core.domain.vps_requests import VpsRequestFailed, VpsRequestRefused
 from core.errors import DatabaseError, RachelError, RedisUnavailable, SettingsError
 from core.security.redaction import redact
 from core.security.signing import SignatureRejected
@@ -86,6 +87,10 @@ _STATUSES: tuple[tuple[type[RachelError], str | None, int], ...] = (
     (CallbackRejected, "unauthorized", 401),
     (CallbackRejected, "conflict", 409),
     (CallbackRejected, "invalid_host_key", 422),
+    (VpsRequestRefused, "not_found", 404),
+    (VpsRequestRefused, "server_not_ready", 409),
+    # The VPS is the upstream of a restart or a logs request: a bad gateway.
+    (VpsRequestFailed, None, 502),
     (DatabaseError, None, 503),
     (RedisUnavailable, None, 503),
     (SettingsError, None, 500),
@@ -218,14 +223,18 @@ def responses(*statuses: int) -> dict[int, ResponseSpec]:
         404: "No such resource.",
         409: "Conflicts with the current state (webhook-id reused for another body; "
         "server not waiting for a callback; a heartbeat's sequence not above the last one, "
-        "`stale_sequence`).",
+        "`stale_sequence`; a server not ready, `server_not_ready`, or being restarted "
+        "already, `restart_in_progress`).",
         413: "The request body is larger than RACHEL_MAX_BODY_BYTES (a heartbeat: 4096 bytes).",
         422: "Well-formed but unacceptable: a deploy Rachel8 would refuse at start "
         "(`invalid_rachel8_config`, `expired`, `credentials_form`, `telegram_token_rejected`; "
         "`field` names the value), a host key, an event time.",
         500: "Internal error.",
-        503: "A dependency (database, Redis) is unavailable, or (SSE) the process serves "
-        "RACHEL_SSE_MAX_STREAMS streams already: retry after `Retry-After` seconds.",
+        502: "The server's VPS did not answer over SSH (`vps_unreachable`: down, refusing, "
+        "timed out or its host key changed) or the command failed there (`vps_command_failed`).",
+        503: "A dependency (database, Redis) is unavailable, or the process serves as many "
+        "SSE streams (RACHEL_SSE_MAX_STREAMS) or VPS requests (`busy`) as it can: retry "
+        "after `Retry-After` seconds.",
     }
     return {
         status: ResponseSpec(

@@ -29,6 +29,8 @@ PATHS = {
     "/heartbeats/{server_id}": "post",
     "/api/servers/{server_id}": "get",
     "/api/servers/{server_id}/events": "get",
+    "/api/servers/{server_id}/restart": "post",
+    "/api/servers/{server_id}/logs": "get",
     "/api/customers/{customer_id}/server": "get",
     "/api/deploys/{webhook_id}": "get",
     "/healthz": "get",
