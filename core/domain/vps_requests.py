@@ -163,18 +163,12 @@ def restart(
         state = vps_ops.restart_service(reached.target, timeout)
     except SSHError as exc:
         error = _failed(server_id, exc)
-        _record(server_id, f"restart requested: failed: {error.message}", actor, publish)
-        log.warning(
-            "server %s: restart asked by %s failed: %s",
-            server_id,
-            actor,
-            error.message,
-            extra={"server_id": server_id},
-        )
+        # The caller reports the error (the web app logs it, the CLI prints it).
+        _record(server_id, f"restart requested: failed: {exc.code}: {exc.message}", actor, publish)
         raise error from exc
     _record(server_id, f"restart requested: Rachel8 {state.describe()}", actor, publish)
     log.info(
-        "server %s: restarted by %s: Rachel8 %s",
+        "server %s: Rachel8 restarted at the request of %s: %s",
         server_id,
         actor,
         state.describe(),
@@ -216,16 +210,24 @@ def diagnose(
     keyring: KeyRing,
     settings: Settings,
     *,
+    journal_lines: int = 40,
     timeout: float = OPS_TIMEOUT_SECONDS,
 ) -> vps_ops.Diagnosis:
     """Unit state, journal tail, disk, memory, uptime, commit, versions, agent timer.
+
+    Parts that could not be read are named in the diagnosis's `problems`.
 
     Raises:
         VpsRequestRefused, VpsRequestFailed, CryptoError: as `restart`.
     """
     reached = reach(server_id, keyring, settings, with_secrets=True)
     try:
-        found = vps_ops.diagnose(reached.target, vps.Layout(settings.rachel8_user), timeout)
+        found = vps_ops.diagnose(
+            reached.target,
+            vps.Layout(settings.rachel8_user),
+            timeout,
+            journal_lines=journal_lines,
+        )
     except SSHError as exc:
         raise _failed(server_id, exc) from exc
     return dataclasses.replace(
