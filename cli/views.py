@@ -1,7 +1,8 @@
-"""Read-only views for operators: `rachel-cloud server show ID` and `rachel-cloud jobs`.
+"""Views for operators: `rachel-cloud server show ID` (or `server ID`) and `rachel-cloud jobs`.
 
 What the TUI's server and jobs screens show, for a terminal without the TUI,
-a script (`--json`) or a ticket. Nothing here changes anything.
+a script (`--json`) or a ticket. Nothing here changes anything; the `server`
+group also holds the commands that act on a VPS (`cli.server_ops`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import click
 import redis
 
 from cli.common import runtime
+from cli.server_ops import diagnose_command, logs_command, restart_command
 from core.domain.fleet import timeline
+from core.errors import RachelError
 from core.platform.clock import SYSTEM_CLOCK
 from core.platform.settings import Settings
 from core.platform.settings_parsing import format_duration
@@ -68,7 +71,24 @@ def server_record(server: Server, customer: Customer) -> dict[str, Any]:
         "job_id": server.job_id,
         "provisioning_seconds": server.provisioning_seconds,
         "phases": {name: _iso(getattr(server, column)) for name, column in PHASES},
+        "health": server.health,
+        "health_reason": redact(server.health_reason) if server.health_reason else None,
+        "health_changed_at": _iso(server.health_changed_at),
     }
+
+
+def last_heartbeat(client: redis.Redis, server_id: int) -> tuple[str | None, str | None]:
+    """When the server's latest heartbeat arrived (ISO), or why that is not known."""
+    from core.domain.heartbeats import HeartbeatStore
+
+    try:
+        latest = HeartbeatStore(client).latest([server_id]).get(server_id)
+    except redis.RedisError as exc:
+        return None, f"unknown: Redis does not answer ({exc})"
+    if latest is None:
+        return None, "none since the server's credential was issued"
+    at = dt.datetime.fromtimestamp(latest.received_at, dt.UTC)
+    return at.isoformat(), None
 
 
 def _event_record(event: Any) -> dict[str, Any]:
@@ -91,6 +111,7 @@ def _print_server(record: dict[str, Any], sla_seconds: float) -> None:
         ("addresses", f"{record['ipv4'] or '-'}  {record['ipv6'] or ''}".rstrip()),
         ("where", f"{record['location']} {record['server_type']} {record['image']}"),
         ("rachel8", record["rachel8_commit"] or "-"),
+        ("health", f"{record['health']} since {_when_iso(record['health_changed_at'])}"),
         ("requested by", record["requested_by"]),
     ]
     if record["deadline_at"]:
@@ -101,6 +122,10 @@ def _print_server(record: dict[str, Any], sla_seconds: float) -> None:
         rows.append(
             ("provisioning", f"{took:.1f}s ({verdict} the {format_duration(sla_seconds)} SLA)")
         )
+    if record["health_reason"]:
+        rows.append(("health reason", record["health_reason"]))
+    heartbeat = record.get("last_heartbeat_at")
+    rows.append(("last heartbeat", _when_iso(heartbeat) if heartbeat else record["heartbeat_note"]))
     if record["failed_phase"]:
         rows.append(("failed in", record["failed_phase"]))
     if record["last_error"]:
@@ -119,9 +144,26 @@ def _when_iso(text: str | None) -> str:
     return _when(dt.datetime.fromisoformat(text)) if text else "-"
 
 
-@click.group("server")
+class ServerGroup(click.Group):
+    """`rachel-cloud server ID` is `rachel-cloud server show ID`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0].isdigit():
+            args = ["show", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group("server", cls=ServerGroup)
 def server_group() -> None:
-    """One server: its details and timeline."""
+    """One server: its details, health and timeline; its VPS's logs, a restart, a diagnosis.
+
+    `rachel-cloud server ID` is short for `rachel-cloud server show ID`.
+    """
+
+
+server_group.add_command(logs_command)
+server_group.add_command(restart_command)
+server_group.add_command(diagnose_command)
 
 
 @server_group.command("show")
@@ -131,7 +173,8 @@ def server_group() -> None:
     "--json", "as_json", is_flag=True, help="One JSON object (events included with --events)."
 )
 def show_command(server_id: int, events: bool, as_json: bool) -> None:
-    """Show SERVER_ID: status, addresses, phase times, last error (and --events)."""
+    """Show SERVER_ID: status, health, last heartbeat, addresses, phase times, last error
+    (and --events)."""
     rt = runtime("cli")
     with connection():
         found = Server.select(Server, Customer).join(Customer).where(Server.id == server_id).first()
@@ -139,6 +182,12 @@ def show_command(server_id: int, events: bool, as_json: bool) -> None:
             raise click.ClickException(f"server {server_id} does not exist")
         record = server_record(found, found.customer)
         history = [_event_record(e) for e in timeline(server_id)] if events else []
+    try:
+        client = rt.redis
+    except RachelError as exc:
+        record["last_heartbeat_at"], record["heartbeat_note"] = None, f"unknown: {exc}"
+    else:
+        record["last_heartbeat_at"], record["heartbeat_note"] = last_heartbeat(client, server_id)
     if as_json:
         if events:
             record["events"] = history

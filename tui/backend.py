@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 import peewee
@@ -24,6 +24,7 @@ from core.domain.fleet import (
     recent_provisioning_times,
     timeline,
 )
+from core.domain.heartbeats import HeartbeatStore
 from core.errors import DatabaseError, RachelError, RedisUnavailable
 from core.platform.clock import SYSTEM_CLOCK, Clock
 from core.security.redaction import redact
@@ -160,6 +161,19 @@ class EventLine:
 
 
 @dataclass(frozen=True)
+class Heartbeat:
+    """What the server screen shows of a server's heartbeats.
+
+    Attributes:
+        at: when the latest arrived (naive UTC); None: none, or unknown.
+        known: False when Redis could not be read.
+    """
+
+    at: datetime | None
+    known: bool = True
+
+
+@dataclass(frozen=True)
 class ServerDetail:
     """Everything the server screen shows."""
 
@@ -168,6 +182,8 @@ class ServerDetail:
     last_error: str | None
     events: list[EventLine]
     jobs: Sequence[JobView] | None  # None: Redis unreachable
+    health_changed_at: datetime | None = None
+    heartbeat: Heartbeat = Heartbeat(None, known=False)
 
 
 def classify(exc: BaseException) -> str | None:
@@ -250,7 +266,19 @@ class Backend:
             last_error=redact(server.last_error) if server.last_error else None,
             events=events,
             jobs=jobs,
+            health_changed_at=server.health_changed_at,
+            heartbeat=self.last_heartbeat(server_id),
         )
+
+    def last_heartbeat(self, server_id: int) -> Heartbeat:
+        """When the server's latest heartbeat arrived (from Redis)."""
+        try:
+            latest = HeartbeatStore(self.redis).latest([server_id]).get(server_id)
+        except redis.RedisError:
+            return Heartbeat(None, known=False)
+        if latest is None:
+            return Heartbeat(None)
+        return Heartbeat(datetime.fromtimestamp(latest.received_at, UTC).replace(tzinfo=None))
 
     def run_action(self, action: str, server_id: int, reason: str = "") -> str:
         """Run one operator action on one server and return its outcome message.

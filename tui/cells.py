@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from core.domain.fleet import FleetRow, LastEvent
+from core.domain.health import HealthState
 from core.domain.lifecycle import IN_FLIGHT, Status
 from core.security.redaction import redact
 
@@ -39,6 +40,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("id", "ID", 6),
     Column("customer", "CUSTOMER", 16),
     Column("status", "STATUS", 17),
+    Column("health", "HEALTH", 9),
     Column("phase", "PHASE", 9),
     Column("in_phase", "IN PHASE", 8),
     Column("total", "TOTAL/SLA", 12),
@@ -61,6 +63,28 @@ STATUS_STYLE: dict[str, str] = {
     Status.DELETED: "dim",
 }
 STATUS_ORDER: dict[str, int] = {status.value: i for i, status in enumerate(Status)}
+HEALTH_STYLE: dict[str, str] = {
+    HealthState.HEALTHY: "green",
+    HealthState.DEGRADED: "yellow",
+    HealthState.UNHEALTHY: "bold red",
+    HealthState.UNKNOWN: "grey70",
+}
+#: How each kind of event stands out in a server's event log (the rest: plain).
+KIND_STYLE: dict[str, str] = {
+    "health": "bold",
+    "probe": "cyan",
+    "repair": "bold magenta",
+    "notify": "blue",
+    "error": "red",
+    "retry": "yellow",
+}
+#: Worst first: sorting by health ascending puts what needs attention on top.
+HEALTH_ORDER: dict[str, int] = {
+    HealthState.UNHEALTHY: 0,
+    HealthState.DEGRADED: 1,
+    HealthState.UNKNOWN: 2,
+    HealthState.HEALTHY: 3,
+}
 #: The provisioning phases a progress bar counts (pending has done none).
 PHASES: tuple[Status, ...] = (
     Status.CREATING,
@@ -129,6 +153,19 @@ def status_cell(server: FleetRow) -> Cell:
     return Cell(server.status, STATUS_STYLE.get(server.status, ""))
 
 
+def health_of(server: FleetRow) -> str | None:
+    """The server's health, which only a ready server has (None otherwise)."""
+    return server.health if server.status == Status.READY else None
+
+
+def health_cell(server: FleetRow) -> Cell:
+    """The health of a ready server; "-" for the others."""
+    health = health_of(server)
+    if health is None:
+        return Cell("-", "dim")
+    return Cell(health, HEALTH_STYLE.get(health, ""))
+
+
 def sla_style(seconds: float, sla: float) -> str:
     """Green within the SLA, yellow in its last quarter, red beyond it."""
     if seconds > sla:
@@ -158,14 +195,19 @@ def time_cells(server: FleetRow, now: datetime, sla: float) -> dict[str, Cell]:
 
 
 def last_event_cell(row: Row) -> Cell:
-    """The newest event; for a failed server, why it failed.
+    """The newest event; for a failed server, why it failed; for an unhealthy one, why.
 
-    A failure is followed by its cleanup's events ("deleted the VPS"): the
-    reason must not scroll away behind them.
+    A failure is followed by its cleanup's events ("deleted the VPS"), an
+    unhealthy server by probes and repairs: the reason must not scroll away
+    behind them.
     """
     server = row.server
     if server.status == Status.FAILED and server.last_error:
         text = f"failed: {redact(server.last_error)}"
+        return Cell(text.replace("\n", " ")[:120], "red")
+    if health_of(server) == HealthState.UNHEALTHY and server.health_reason:
+        # Why the assistant is down, ahead of the repairs' events that follow it.
+        text = f"unhealthy: {redact(server.health_reason)}"
         return Cell(text.replace("\n", " ")[:120], "red")
     event = row.last_event
     if event is None:
@@ -181,6 +223,7 @@ def render(row: Row, now: datetime, sla: float, *, marked: bool = False) -> dict
         "id": Cell(str(server.id), ""),
         "customer": Cell(server.customer, ""),
         "status": status_cell(server),
+        "health": health_cell(server),
         "phase": phase_cell(server.status),
         **time_cells(server, now, sla),
         "ipv4": Cell(server.ipv4 or "-", "" if server.ipv4 else "dim"),
@@ -208,6 +251,7 @@ SORT_KEYS: dict[str, Callable[[Row], Any]] = {
     "id": lambda r: r.server.id,
     "customer": lambda r: (r.server.customer, r.server.id),
     "status": lambda r: (STATUS_ORDER.get(r.server.status, 99), r.server.id),
+    "health": lambda r: (HEALTH_ORDER.get(health_of(r.server) or "", 99), r.server.id),
     "phase": lambda r: (phase_index(r.server.status), r.server.id),
     # Longer in phase first when ascending would be surprising; ascending = shortest first.
     "in_phase": lambda r: (-r.server.status_changed_at.timestamp(), r.server.id),

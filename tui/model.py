@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from core.domain.health import HealthState
 from core.domain.lifecycle import IN_FLIGHT, Status
-from tui.cells import SORT_KEYS, Cell, Row, render, time_cells
+from tui.cells import SORT_KEYS, Cell, Row, health_of, render, time_cells
 from tui.filters import Term, matches, parse, wants_deleted
 
 Cells = dict[str, Cell]
@@ -233,6 +234,15 @@ class FleetModel:
             if row.server.drift and row.server.status != Status.DELETED:
                 found[row.server.drift] = found.get(row.server.drift, 0) + 1
         return found
+
+    def health_counts(self) -> dict[str, int]:
+        """Loaded ready servers per health state (every state present)."""
+        counts = {state.value: 0 for state in HealthState}
+        for row in self.rows.values():
+            health = health_of(row.server)
+            if health is not None:
+                counts[health] = counts.get(health, 0) + 1
+        return counts
 
     def in_flight(self) -> int:
         """How many loaded servers are provisioning."""

@@ -8,9 +8,13 @@ from datetime import datetime
 
 from rich.text import Text
 
+from core.domain.health import HealthState
 from core.domain.lifecycle import Status
 from tui.backend import EventLine, Summary
-from tui.cells import STATUS_STYLE, duration
+from tui.cells import HEALTH_STYLE, STATUS_STYLE, duration
+
+#: Health changes shown on one line of the server screen (the newest).
+HEALTH_SPANS_SHOWN = 8
 
 
 def _seconds(value: float | None) -> str:
@@ -22,11 +26,12 @@ def summary_text(
     counts: Mapping[str, int],
     drift: Mapping[str, int] | None = None,
     *,
+    health: Mapping[str, int] | None = None,
     sla_seconds: float,
     shown: int,
     marked: int,
 ) -> Text:
-    """The summary bar: statuses; workers, rate limit, queues; provisioning figures.
+    """The summary bar: statuses; health; workers, rate limit, queues; provisioning figures.
 
     One line each, cut at the bar's width rather than wrapped: a wrapped status
     line pushed the workers and the Hetzner budget out of a narrow terminal.
@@ -36,11 +41,13 @@ def summary_text(
         counts: servers per status, from the rows on screen: the bar and the
             table show the same fleet at the same moment.
         drift: live servers per reconciler finding, from the same rows.
+        health: ready servers per health state, from the same rows.
         sla_seconds: the provisioning SLA, for the hit rate.
         shown: rows that pass the filter.
         marked: rows marked for a bulk action.
     """
     text = _fleet_line(counts, drift or {}, shown=shown, marked=marked)
+    text.append_text(health_line(health or {}))
     workers = summary.workers if summary is not None else None
     if workers == 0:
         text.append("⚠ workers 0", style="bold red")  # nothing provisions until one runs
@@ -94,6 +101,18 @@ def _fleet_line(
     return text
 
 
+def health_line(counts: Mapping[str, int]) -> Text:
+    """Ready servers per health state: `health  healthy 7  degraded 1  unhealthy 2 ...`."""
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append("health  ", style="bold")
+    for state in HealthState:
+        n = counts.get(state.value, 0)
+        text.append(f"{state.value} ", style=HEALTH_STYLE[state] if n else "dim")
+        text.append(f"{n}  ", style="bold" if n else "dim")
+    text.append("\n")
+    return text
+
+
 @dataclass(frozen=True)
 class PhaseSpan:
     """One stretch of a server's life in one status."""
@@ -104,12 +123,15 @@ class PhaseSpan:
     current: bool
 
 
-def phase_spans(events: Sequence[EventLine], now: datetime) -> list[PhaseSpan]:
+def phase_spans(
+    events: Sequence[EventLine], now: datetime, kind: str = "transition"
+) -> list[PhaseSpan]:
     """The statuses a server went through, with how long it stayed in each.
 
-    Built from its transition events, oldest first; the last one is still running.
+    Built from its `kind` events (transitions; `health` for its health
+    states), oldest first; the last one is still running.
     """
-    transitions = [e for e in events if e.kind == "transition" and e.to_status]
+    transitions = [e for e in events if e.kind == kind and e.to_status]
     spans = []
     for i, event in enumerate(transitions):
         end = transitions[i + 1].at if i + 1 < len(transitions) else now
@@ -135,9 +157,24 @@ def timeline_text(spans: Sequence[PhaseSpan], created_at: datetime) -> Text:
         text.append("pending ", style=STATUS_STYLE[Status.PENDING])
         text.append(duration((first - created_at).total_seconds()))
         text.append("  >  ", style="dim")
+    return _append_spans(text, spans, STATUS_STYLE)
+
+
+def _append_spans(text: Text, spans: Sequence[PhaseSpan], styles: Mapping[str, str]) -> Text:
     for i, span in enumerate(spans):
         if i:
             text.append("  >  ", style="dim")
-        text.append(f"{span.status} ", style=STATUS_STYLE.get(span.status, ""))
+        text.append(f"{span.status} ", style=styles.get(span.status, ""))
         text.append(duration(span.seconds) + ("…" if span.current else ""))
     return text
+
+
+def health_timeline_text(spans: Sequence[PhaseSpan]) -> Text:
+    """The health timeline: `healthy 2h05m  >  unhealthy 3m…` (the last ones only)."""
+    if not spans:
+        return Text("no health change yet", style="dim")
+    text = Text()
+    shown = spans[-HEALTH_SPANS_SHOWN:]
+    if len(shown) < len(spans):
+        text.append(f"({len(spans) - len(shown)} earlier)  ", style="dim")
+    return _append_spans(text, shown, HEALTH_STYLE)

@@ -1,21 +1,23 @@
-"""Controllers of the status API (API key): server status, customer's server, SSE events."""
+"""Controllers of the status API (API key): server status (with health), customer's server,
+SSE events, and the customer's own operations on their assistant: restart, logs."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Controller, get
+from litestar import Controller, get, post
 from litestar.concurrency import sync_to_thread
 from litestar.di import NamedDependency
 from litestar.params import Parameter
 from litestar.response import ServerSentEvent
 
-from webhook import services
+from core.cloud.vps_ops import MAX_LOG_LINES
+from webhook import health_services, services
 from webhook.context import Ctx
 from webhook.errors import responses
 from webhook.guards import api_key
 from webhook.sse import server_events
-from webhook.structs import DeployStatus, ServerStatus
+from webhook.structs import DeployStatus, LogLines, Restarted, ServerStatus
 
 ServerId = Annotated[int, Parameter(ge=1, le=2**31 - 1, description="The server's id.")]
 CustomerId = Annotated[
@@ -26,6 +28,16 @@ CustomerId = Annotated[
         description="The dashboard's id of the customer.",
     ),
 ]
+
+LineCount = Annotated[
+    int,
+    Parameter(
+        ge=1,
+        le=MAX_LOG_LINES,
+        description=f"How many of the journal's last lines, 1 to {MAX_LOG_LINES}.",
+    ),
+]
+DEFAULT_LOG_LINES = 100
 
 DeliveryId = Annotated[
     str,
@@ -52,8 +64,33 @@ class StatusController(Controller):
         responses=responses(400, 401, 404, 500, 503),
     )
     def server(self, ctx: Ctx, server_id: ServerId) -> ServerStatus:
-        """Status, phase timings (pending, creating, cloud_init, injecting_secrets), last error."""
+        """Status, phase timings (pending, creating, cloud_init, injecting_secrets), last error;
+        health (state, reason, since), uptime over 30 days and the last heartbeat."""
         return services.server_status(ctx, server_id)
+
+    @post(
+        "/servers/{server_id:int}/restart",
+        status_code=200,
+        sync_to_thread=True,
+        summary="Restart the server's assistant (Rachel8)",
+        responses=responses(400, 401, 404, 409, 500, 502, 503),
+    )
+    def restart(self, ctx: Ctx, server_id: ServerId) -> Restarted:
+        """Restart Rachel8 on a ready server's VPS (over SSH, within about 20 s) and answer
+        with the unit's state right after; its next heartbeats tell whether it stays up.
+        Recorded on the server's timeline."""
+        return health_services.restart(ctx, server_id)
+
+    @get(
+        "/servers/{server_id:int}/logs",
+        sync_to_thread=True,
+        summary="The last lines of the assistant's log",
+        responses=responses(400, 401, 404, 409, 500, 502, 503),
+    )
+    def logs(self, ctx: Ctx, server_id: ServerId, lines: LineCount = DEFAULT_LOG_LINES) -> LogLines:
+        """Rachel8's journal on a ready server's VPS, oldest first, with secrets masked
+        (tokens, keys, the customer's own credentials)."""
+        return health_services.logs(ctx, server_id, lines)
 
     @get(
         "/customers/{customer_id:str}/server",

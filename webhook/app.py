@@ -17,6 +17,7 @@ from webhook.api import StatusController
 from webhook.context import WebContext
 from webhook.errors import EXCEPTION_HANDLERS
 from webhook.guards import API_KEY_HEADER
+from webhook.heartbeats import HeartbeatController
 from webhook.observe import count_results
 from webhook.ops import OpsController
 from webhook.sse import HEARTBEAT_SECONDS
@@ -28,6 +29,8 @@ The rachel-cloud control plane's HTTP API.
 - Webhooks (`/webhooks/*`) are signed with Standard Webhooks (`webhook-id`,
   `webhook-timestamp`, `webhook-signature`); `webhook-id` is the idempotency key.
 - The cloud-init callback takes the server's one-time bearer token.
+- Heartbeats (`/heartbeats/{id}`) take the server's heartbeat credential as a bearer
+  token, from the server's own address.
 - The status API takes an `X-API-Key` header.
 - Every error is `{"error": {"code": "...", "message": "..."}}`.
 - Request bodies are limited in size (RACHEL_MAX_BODY_BYTES) and nesting depth;
@@ -65,11 +68,23 @@ def create_app(
                     scheme="bearer",
                     description="The server's one-time callback token.",
                 ),
+                "heartbeatCredential": SecurityScheme(
+                    type="http",
+                    scheme="bearer",
+                    description="The server's heartbeat credential (issued by each injection, "
+                    "bound to the server's address).",
+                ),
             }
         ),
     )
     return Litestar(
-        route_handlers=[WebhookController, CallbackController, StatusController, OpsController],
+        route_handlers=[
+            WebhookController,
+            CallbackController,
+            HeartbeatController,
+            StatusController,
+            OpsController,
+        ],
         dependencies={
             "ctx": Provide(lambda: ctx, use_cache=True, sync_to_thread=False),
             "heartbeat": Provide(lambda: heartbeat, use_cache=True, sync_to_thread=False),

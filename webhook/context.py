@@ -3,7 +3,7 @@
 Built once per process (`WebContext.build`) and injected into handlers as the
 `ctx` dependency. The synchronous Redis client serves code running in worker
 threads (enqueueing, publishing); the asyncio client, created on start-up in
-the server's event loop, serves the health checks and metrics; the SSE
+the server's event loop, serves the heartbeats, the health checks and metrics; the SSE
 streams share one subscription on a connection of their own (`webhook.hub`). The job
 system is reached through `core.domain.work.WorkQueue`, which `cli` provides.
 """
@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from litestar.di import NamedDependency
 
 from core.cloud.telegram import BotApi, TokenCheck
+from core.domain.heartbeats import HeartbeatStore
 from core.domain.work import WorkQueue
 from core.platform.dev_secrets import api_keys, webhook_secrets
 from core.platform.redis import configured_url
@@ -64,6 +65,7 @@ class WebContext:
         #: The deploy's bot token check (None: RACHEL_TELEGRAM_CHECK is off).
         self.telegram = telegram
         self.async_redis: aioredis.Redis | None = None
+        self._heartbeats: HeartbeatStore | None = None
         self.intake = IntakeWriter(keyring, lambda: work.request_intake(self.redis))
         self.results = ResultCounts()
         #: The SSE streams' one Redis subscription (its own connection, not the pool's).
@@ -105,6 +107,13 @@ class WebContext:
                 self.redis_url, socket_connect_timeout=5, health_check_interval=30
             )
         return self.async_redis
+
+    def heartbeats(self) -> HeartbeatStore:
+        """The heartbeat store over the asyncio client (its Lua script registered once)."""
+        store = self._heartbeats
+        if store is None or store.client is not self.async_redis:
+            store = self._heartbeats = HeartbeatStore(self.aredis())
+        return store
 
     async def close(self) -> None:
         """Store the deploys still queued, then release the Redis connections."""

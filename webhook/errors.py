@@ -23,7 +23,9 @@ from core.cloud.rachel8 import ConfigError
 from core.domain.callbacks import CallbackRejected
 from core.domain.deliveries import DeliveryConflict
 from core.domain.deploys import DeployRefused
+from core.domain.heartbeats import Recorded
 from core.domain.subscriptions import SubscriptionRejected
+from core.domain.vps_requests import VpsRequestFailed, VpsRequestRefused
 from core.errors import DatabaseError, RachelError, RedisUnavailable, SettingsError
 from core.security.redaction import redact
 from core.security.signing import SignatureRejected
@@ -55,6 +57,22 @@ def not_found(what: str) -> RequestRejected:
     return RequestRejected(f"{what} not found", code="not_found", status=404)
 
 
+#: A refused heartbeat, by `core.domain.heartbeats.Recorded` answer: (status, code,
+#: message). Every way the credential can be wrong (missing, wrong, from another
+#: address, for an unknown or deleted server) gets the one 401: nothing tells them apart.
+HEARTBEAT_REFUSALS: dict[Recorded, tuple[int, str, str]] = {
+    Recorded.UNKNOWN: (401, "unauthorized", "a valid heartbeat credential is required"),
+    Recorded.DENIED: (401, "unauthorized", "a valid heartbeat credential is required"),
+    Recorded.STALE: (409, "stale_sequence", "the sequence is not above the last one received"),
+}
+
+
+def heartbeat_refused(answer: Recorded) -> RequestRejected:
+    """The error answering a heartbeat `record` refused."""
+    status, code, message = HEARTBEAT_REFUSALS[answer]
+    return RequestRejected(message, code=code, status=status)
+
+
 #: (class, code or None for any, HTTP status): the first row that matches wins.
 #: Unlisted errors are 503 when transient (retrying may work), else 500.
 _STATUSES: tuple[tuple[type[RachelError], str | None, int], ...] = (
@@ -69,6 +87,10 @@ _STATUSES: tuple[tuple[type[RachelError], str | None, int], ...] = (
     (CallbackRejected, "unauthorized", 401),
     (CallbackRejected, "conflict", 409),
     (CallbackRejected, "invalid_host_key", 422),
+    (VpsRequestRefused, "not_found", 404),
+    (VpsRequestRefused, "server_not_ready", 409),
+    # The VPS is the upstream of a restart or a logs request: a bad gateway.
+    (VpsRequestFailed, None, 502),
     (DatabaseError, None, 503),
     (RedisUnavailable, None, 503),
     (SettingsError, None, 500),
@@ -133,7 +155,7 @@ def handle_rachel_error(request: Request[Any, Any, Any], exc: RachelError) -> Re
 
 
 def _challenge(path: str) -> str:
-    if path.startswith("/callbacks/"):
+    if path.startswith(("/callbacks/", "/heartbeats/")):
         return "Bearer"
     if path.startswith("/webhooks/"):
         return 'StandardWebhooks headers="webhook-id webhook-timestamp webhook-signature"'
@@ -195,18 +217,24 @@ def responses(*statuses: int) -> dict[int, ResponseSpec]:
     """OpenAPI error responses (the ErrorBody schema) for these statuses."""
     descriptions = {
         400: "Malformed JSON, a schema violation, an unknown field or too deep nesting.",
-        401: "Missing or invalid credentials (signature, API key or callback token).",
+        401: "Missing or invalid credentials (signature, API key, callback token or heartbeat "
+        "credential).",
         402: "The customer has no active subscription.",
         404: "No such resource.",
         409: "Conflicts with the current state (webhook-id reused for another body; "
-        "server not waiting for a callback).",
-        413: "The request body is larger than RACHEL_MAX_BODY_BYTES.",
+        "server not waiting for a callback; a heartbeat's sequence not above the last one, "
+        "`stale_sequence`; a server not ready, `server_not_ready`, or being restarted "
+        "already, `restart_in_progress`).",
+        413: "The request body is larger than RACHEL_MAX_BODY_BYTES (a heartbeat: 4096 bytes).",
         422: "Well-formed but unacceptable: a deploy Rachel8 would refuse at start "
         "(`invalid_rachel8_config`, `expired`, `credentials_form`, `telegram_token_rejected`; "
         "`field` names the value), a host key, an event time.",
         500: "Internal error.",
-        503: "A dependency (database, Redis) is unavailable, or (SSE) the process serves "
-        "RACHEL_SSE_MAX_STREAMS streams already: retry after `Retry-After` seconds.",
+        502: "The server's VPS did not answer over SSH (`vps_unreachable`: down, refusing, "
+        "timed out or its host key changed) or the command failed there (`vps_command_failed`).",
+        503: "A dependency (database, Redis) is unavailable, or the process serves as many "
+        "SSE streams (RACHEL_SSE_MAX_STREAMS) or VPS requests (`busy`) as it can: retry "
+        "after `Retry-After` seconds.",
     }
     return {
         status: ResponseSpec(

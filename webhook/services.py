@@ -36,6 +36,7 @@ from core.store.db import connection, current, write_transaction
 from core.store.models import Customer, Server
 from webhook.context import WebContext
 from webhook.errors import not_found
+from webhook.health_services import health_of
 from webhook.structs import (
     CallbackAccepted,
     CloudInitCallback,
@@ -338,6 +339,7 @@ def _phases(server: Server) -> list[PhaseTiming]:
 def _status(ctx: WebContext, server: Server, external_id: str) -> ServerStatus:
     sla = ctx.settings.sla_seconds
     seconds = server.provisioning_seconds
+    health = health_of(ctx, server)
     return ServerStatus(
         id=server.id,
         customer_id=external_id,
@@ -359,5 +361,8 @@ def _status(ctx: WebContext, server: Server, external_id: str) -> ServerStatus:
         last_error=redact(server.last_error) if server.last_error else None,
         status_url=ctx.url(f"/api/servers/{server.id}"),
         events_url=ctx.url(f"/api/servers/{server.id}/events"),
+        health=health.health,
+        uptime_30d_percent=health.uptime_30d_percent,
+        last_heartbeat_at=health.last_heartbeat_at,
         drift=Drift(kind=server.drift, reason=server.drift_reason or "") if server.drift else None,
     )

@@ -268,6 +268,12 @@ class CallbackAccepted(Struct, kw_only=True, omit_defaults=True):
     reason: str | None = None
 
 
+class HeartbeatAccepted(Struct, kw_only=True):
+    """The heartbeat is recorded."""
+
+    accepted: Literal[True]
+
+
 class PhaseTiming(Struct, kw_only=True):
     """When a phase started and, once the next began, how long it took."""
 
@@ -284,8 +290,30 @@ class Drift(Struct, kw_only=True):
     reason: str
 
 
+HealthStateName = Literal["healthy", "degraded", "unhealthy", "unknown"]
+
+
+class HealthInfo(Struct, kw_only=True):
+    """The assistant's health, beside the provisioning status (`core.domain.health`).
+
+    `healthy`: Rachel8 runs and Telegram answers; `degraded`: it runs but needs
+    attention; `unhealthy`: it does not answer its owner (`reason` says why);
+    `unknown`: nothing heard yet.
+    """
+
+    state: HealthStateName
+    reason: str | None
+    since: datetime | None
+
+
 class ServerStatus(Struct, kw_only=True):
-    """A server as the status API shows it (never a secret)."""
+    """A server as the status API shows it (never a secret).
+
+    `uptime_30d_percent`: the share of the last 30 days the assistant was healthy
+    or degraded, of the time its health was known (unknown time is left out;
+    null when none was known yet). `last_heartbeat_at`: when its VPS's latest
+    heartbeat arrived (null: none since its last provisioning).
+    """
 
     id: int
     customer_id: str
@@ -307,7 +335,36 @@ class ServerStatus(Struct, kw_only=True):
     last_error: str | None
     status_url: str
     events_url: str
+    health: HealthInfo
+    uptime_30d_percent: float | None
+    last_heartbeat_at: datetime | None
     drift: Drift | None = None
+
+
+class ServiceStatus(Struct, kw_only=True):
+    """The Rachel8 unit as systemd reports it (`systemctl show`)."""
+
+    active: str
+    sub: str
+    restarts: int
+    result: str
+    exit_status: int
+    running: bool
+
+
+class Restarted(Struct, kw_only=True):
+    """Rachel8 was restarted: the unit's state right after (its next heartbeats tell
+    whether it stays up)."""
+
+    server_id: int
+    service: ServiceStatus
+
+
+class LogLines(Struct, kw_only=True):
+    """The last lines of Rachel8's journal, oldest first, secrets masked."""
+
+    server_id: int
+    lines: list[str]
 
 
 class Health(Struct, kw_only=True):

@@ -37,6 +37,8 @@ class FleetRow:
     job_id: str | None
     drift: str | None = None  # the reconciler's current finding: orphan, lost, stuck
     drift_reason: str | None = None
+    health: str = "unknown"  # core.domain.health.HealthState; meaningful once ready
+    health_reason: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -76,6 +78,8 @@ def fleet_rows(
             Server.job_id,
             Server.drift,
             Server.drift_reason,
+            Server.health,
+            Server.health_reason,
         )
         .join(Customer)
         .order_by(Server.id.desc())
@@ -108,6 +112,8 @@ def fleet_rows(
             job_id,
             drift,
             drift_reason,
+            health,
+            health_reason,
         ) = cast(tuple[Any, ...], values)
         finished = ready_at if status == Status.READY else None
         end = finished or (deleted_at if status == Status.DELETED else None) or now
@@ -131,6 +137,8 @@ def fleet_rows(
                 job_id=job_id,
                 drift=drift,
                 drift_reason=drift_reason,
+                health=health,
+                health_reason=health_reason,
             )
         )
     return rows

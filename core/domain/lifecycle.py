@@ -86,7 +86,7 @@ STAMP_COLUMN: Mapping[Status, str] = {
     Status.DELETED: "deleted_at",
 }
 
-_ACTOR = re.compile(r"^(system|webhook|cron|operator:[A-Za-z0-9._@-]{1,64})$")
+_ACTOR = re.compile(r"^(system|webhook|cron|customer|operator:[A-Za-z0-9._@-]{1,64})$")
 
 
 def allowed(source: Status | str, target: Status | str) -> bool:
@@ -121,13 +121,15 @@ def retry_target(failed_phase: str | None) -> Status:
 
 
 def validate_actor(actor: str) -> str:
-    """Check an Event actor: system, webhook, cron or operator:NAME.
+    """Check an Event actor: system, webhook, cron, customer (the API) or operator:NAME.
 
     Raises:
         ValueError: the actor is not one of those forms.
     """
     if not _ACTOR.match(actor):
-        raise ValueError(f"invalid actor {actor!r}: use system, webhook, cron or operator:NAME")
+        raise ValueError(
+            f"invalid actor {actor!r}: use system, webhook, cron, customer or operator:NAME"
+        )
     return actor
 
 

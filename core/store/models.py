@@ -181,7 +181,7 @@ class Event(BaseModel):
     at = peewee.DateTimeField(default=utcnow, index=True)
     kind = peewee.CharField(max_length=32)  # transition, retry, error, operator, cron, ...
     message = peewee.TextField()
-    actor = peewee.CharField(max_length=96)  # system, webhook, cron, operator:NAME
+    actor = peewee.CharField(max_length=96)  # system, webhook, cron, customer, operator:NAME
     from_status = peewee.CharField(max_length=24, null=True)
     to_status = peewee.CharField(max_length=24, null=True)
 

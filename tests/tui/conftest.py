@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import peewee
@@ -17,6 +17,8 @@ from textual.keys import _character_to_key
 from textual.pilot import Pilot
 
 from cli.tui import operations
+from core.domain import heartbeats
+from core.domain.heartbeats import HeartbeatStore
 from core.platform.clock import ManualClock
 from core.platform.settings import Settings
 from core.security.crypto import KeyRing, generate_key_entry
@@ -26,6 +28,7 @@ from core.store.models import Customer, Event, Server
 from core.store.vault import seal
 from tests import factories
 from tests.conftest import make_settings
+from tests.unit.core.domain.test_heartbeats import beat
 from tui.app import RachelApp
 from tui.backend import Backend
 
@@ -132,6 +135,56 @@ def make_server(
     return server
 
 
+#: Why the seeded unhealthy server is down (its health reason).
+DOWN_REASON = "Rachel8 failed (exit-code, exit status 1, 5 automatic restarts)"
+
+
+def unhealthy(server: Server) -> Server:
+    """`server`, healthy since ready, then down: its health, probe and repair events."""
+    steps = (
+        (700, "health", "healthy", "every check passed"),
+        (300, "health", "degraded", "systemd restarted Rachel8 (1 restart)"),
+        (240, "health", "healthy", "every check passed"),
+        (90, "health", "unhealthy", DOWN_REASON),
+        (85, "repair", None, "restart 1 of 3: Rachel8 failed (start-limit-hit)"),
+        (60, "probe", None, "Rachel8 failed/failed; agent timer active, last run success"),
+    )
+    previous = "unknown"
+    for seconds, kind, state, message in steps:
+        Event.create(
+            server=server,
+            at=ago(seconds),
+            kind=kind,
+            message=message,
+            actor="cron",
+            from_status=previous if state else None,
+            to_status=state,
+        )
+        previous = state or previous
+    server.health, server.health_reason, server.health_changed_at = (
+        "unhealthy",
+        DOWN_REASON,
+        ago(90),
+    )
+    server.save()
+    return server
+
+
+def heard(client: redis.Redis, server: Server, seconds_ago: float) -> None:
+    """Record a heartbeat of `server` (at its address) as arrived `seconds_ago` before NOW."""
+    credential, digest = heartbeats.new_credential()
+    heartbeats.register(client, server.id, digest, str(server.ipv4))
+    sent = beat(seq=1)
+    HeartbeatStore(client).record(
+        server.id,
+        credential,
+        str(server.ipv4),
+        sent,
+        body=heartbeats.encode(sent),
+        now=ago(seconds_ago).replace(tzinfo=UTC).timestamp(),
+    )
+
+
 def seed_fleet() -> dict[str, Server]:
     """A small fleet in every status, at fixed times (deterministic snapshots)."""
     ready = (("creating", 300), ("cloud_init", 280), ("injecting_secrets", 215), ("ready", 205))
@@ -146,22 +199,26 @@ def seed_fleet() -> dict[str, Server]:
             provider_id=1001,
             provisioning_seconds=95.0,
             ready_at=ago(205),
+            health="healthy",
+            health_changed_at=ago(170),
         ),
-        "slow": make_server(
-            2,
-            "ready",
-            created=900,
-            changed=760,
-            ipv4="10.0.0.2",
-            provider_id=1002,
-            provisioning_seconds=140.0,
-            ready_at=ago(760),
-            path=(
-                ("creating", 899),
-                ("cloud_init", 850),
-                ("injecting_secrets", 770),
-                ("ready", 760),
-            ),
+        "slow": unhealthy(
+            make_server(
+                2,
+                "ready",
+                created=900,
+                changed=760,
+                ipv4="10.0.0.2",
+                provider_id=1002,
+                provisioning_seconds=140.0,
+                ready_at=ago(760),
+                path=(
+                    ("creating", 899),
+                    ("cloud_init", 850),
+                    ("injecting_secrets", 770),
+                    ("ready", 760),
+                ),
+            )
         ),
         "creating": make_server(3, "creating", created=30, changed=20, path=(("creating", 20),)),
         "cloud_init": make_server(

@@ -11,7 +11,7 @@ import redis
 
 from jobs.queues import START, enqueue_step
 from jobs.registry import JobFunction
-from tests.tui.conftest import SIZE, loaded, wait_for
+from tests.tui.conftest import SIZE, heard, loaded, wait_for
 from tui.screens.jobs import JobsScreen
 from tui.screens.server import ServerScreen
 from tui.widgets import FleetTable
@@ -27,17 +27,24 @@ def test_fleet_screen(fleet, make_app, snap_compare) -> None:
     assert snap_compare(make_app(summary_seconds=3600), terminal_size=SIZE, run_before=ready)
 
 
-def test_server_screen(fleet, make_app, snap_compare) -> None:
+def _server_screen(server_id: int):
+    """A `run_before` that opens server `server_id`'s screen and waits for its data."""
+
     async def ready(pilot) -> None:
         await loaded(pilot)
         table = pilot.app.fleet.query_one(FleetTable)
-        table.move_cursor(row=table.get_row_index(str(fleet["failed_inject"].id)))
+        table.move_cursor(row=table.get_row_index(str(server_id)))
         await pilot.press("enter")
         screen = pilot.app.screen
         assert isinstance(screen, ServerScreen)
         await wait_for(pilot, lambda: screen.loads >= 1)
         await pilot.pause()
 
+    return ready
+
+
+def test_server_screen(fleet, make_app, snap_compare) -> None:
+    ready = _server_screen(fleet["failed_inject"].id)
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=ready)
 
 
@@ -52,4 +59,10 @@ def test_jobs_screen(fleet, make_app, snap_compare, redis_client: redis.Redis) -
         await wait_for(pilot, lambda: screen.loads >= 1)
         await pilot.pause()
 
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=ready)
+
+
+def test_unhealthy_server_screen(fleet, make_app, snap_compare, redis_client: redis.Redis) -> None:
+    heard(redis_client, fleet["slow"], 95)
+    ready = _server_screen(fleet["slow"].id)
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=ready)

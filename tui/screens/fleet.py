@@ -16,7 +16,7 @@ from textual.worker import get_current_worker
 
 from tui.backend import Summary
 from tui.cells import COLUMNS, SORTABLE, Row
-from tui.filters import QUICK_FILTERS, with_status_term
+from tui.filters import QUICK_FILTERS, with_quick_term
 from tui.messages import ActionsFinished, ConnectionChanged, ServersChanged
 from tui.model import FleetModel, TableDiff
 from tui.screens.base import PaletteCommand, ServerActionsScreen
@@ -76,7 +76,10 @@ class FleetScreen(ServerActionsScreen):
         with Horizontal(id="summary-row"):
             yield Static(id="summary")
             yield Sparkline([], id="sparkline")
-        yield Input(placeholder="filter: text, status:failed, loc:fsn1, !status:ready", id="filter")
+        yield Input(
+            placeholder="filter: text, status:failed, health:unhealthy, loc:fsn1, !status:ready",
+            id="filter",
+        )
         yield FleetTable(id="fleet")
 
     def on_mount(self) -> None:
@@ -210,6 +213,7 @@ class FleetScreen(ServerActionsScreen):
                 self.summary,
                 self.model.counts(),  # the rows' own counts: never behind the table
                 self.model.drift_counts(),
+                health=self.model.health_counts(),
                 sla_seconds=self.model.sla,
                 shown=len(self.model.visible),
                 marked=len(self.model.marked),
@@ -278,7 +282,7 @@ class FleetScreen(ServerActionsScreen):
 
     def action_quick(self, key: str) -> None:
         if self.model is not None:
-            query = with_status_term(self.model.query, QUICK_FILTERS.get(key))
+            query = with_quick_term(self.model.query, QUICK_FILTERS.get(key))
             self.set_filter(query)
             self.query_one("#filter", Input).display = bool(query)
 

@@ -1,4 +1,4 @@
-"""One server: its phase timeline, event log, last error, jobs, and the actions."""
+"""One server: its health, phase timeline, event log, last error, jobs, and the actions."""
 
 from __future__ import annotations
 
@@ -11,11 +11,21 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Label, Static
 
-from tui.backend import ServerDetail
-from tui.cells import STATUS_STYLE, Row, duration, timestamp, total_cell
+from core.security.redaction import redact
+from tui.backend import EventLine, ServerDetail
+from tui.cells import (
+    HEALTH_STYLE,
+    KIND_STYLE,
+    STATUS_STYLE,
+    Row,
+    duration,
+    health_of,
+    timestamp,
+    total_cell,
+)
 from tui.messages import ServersChanged
 from tui.screens.base import LoadingScreen, PaletteCommand, ServerActionsScreen
-from tui.summary import phase_spans, timeline_text
+from tui.summary import health_timeline_text, phase_spans, timeline_text
 from tui.widgets import add_columns
 
 
@@ -38,6 +48,8 @@ class ServerScreen(ServerActionsScreen, LoadingScreen[ServerDetail | None]):
     def compose_body(self) -> ComposeResult:
         with VerticalScroll(id="server-body"):
             yield Static(f"server {self.server_id}: loading…", id="server-head")
+            yield Label("Health", classes="section")
+            yield Static("", id="server-health")
             yield Label("Phase timeline", classes="section")
             yield Static("", id="server-timeline")
             yield Label("Last error", classes="section")
@@ -97,6 +109,7 @@ class ServerScreen(ServerActionsScreen, LoadingScreen[ServerDetail | None]):
             f"attempt {s.attempt}  hetzner #{s.provider_id or '-'}  job {s.job_id or '-'}"
         )
         head.update(text)
+        self.query_one("#server-health", Static).update(self._health_text(detail))
         spans = phase_spans(detail.events, now)
         self.query_one("#server-timeline", Static).update(timeline_text(spans, s.created_at))
         error = detail.last_error
@@ -112,11 +125,40 @@ class ServerScreen(ServerActionsScreen, LoadingScreen[ServerDetail | None]):
         for e in reversed(detail.events):
             events.add_row(
                 timestamp(e.at),
-                e.kind,
+                Text(e.kind, style=KIND_STYLE.get(e.kind, "")),
                 e.actor,
-                Text(e.to_status or "", style=STATUS_STYLE.get(e.to_status or "", "")),
+                _state(e),
                 e.message,
             )
+
+    def _health_text(self, detail: ServerDetail) -> Text:
+        """The health, since when and why; the last heartbeat; the health timeline."""
+        s = detail.row.server
+        now = self.backend.now()
+        health = health_of(s)
+        text = Text()
+        if health is None:
+            text.append(f"not watched ({s.status}): health is decided for ready servers", "dim")
+        else:
+            text.append(health, style=HEALTH_STYLE.get(health, ""))
+            changed = detail.health_changed_at
+            if changed is not None:
+                text.append(f" since {timestamp(changed)} ")
+                text.append(f"({duration((now - changed).total_seconds())})", style="dim")
+            if s.health_reason:
+                text.append(f": {redact(s.health_reason)}")
+        beat = detail.heartbeat
+        text.append("\nlast heartbeat ")
+        if not beat.known:
+            text.append("unknown (Redis unreachable)", style="yellow")
+        elif beat.at is None:
+            text.append("none yet", style="dim")
+        else:
+            text.append(f"{duration((now - beat.at).total_seconds())} ago ")
+            text.append(f"({timestamp(beat.at)})", style="dim")
+        text.append("\n")
+        text.append_text(health_timeline_text(phase_spans(detail.events, now, kind="health")))
+        return text
 
     @on(DataTable.RowHighlighted, "#server-events")
     def _event_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -166,3 +208,10 @@ class ServerScreen(ServerActionsScreen, LoadingScreen[ServerDetail | None]):
             PaletteCommand("Reload", "ctrl+r", self.action_reload, False),
             PaletteCommand("Back to the fleet", "escape", self.action_back, False),
         ]
+
+
+def _state(event: EventLine) -> Text:
+    """An event's new state: a health state for health events, else a status."""
+    state = event.to_status or ""
+    styles = HEALTH_STYLE if event.kind == "health" else STATUS_STYLE
+    return Text(state, style=styles.get(state, ""))

@@ -8,7 +8,7 @@ import pytest
 
 from core.domain.fleet import LastEvent
 from tests.unit.tui.rows import NOW, row
-from tui.cells import Cell, duration, phase_cell, render, total_cell
+from tui.cells import SORT_KEYS, Cell, duration, phase_cell, render, total_cell
 
 
 @pytest.mark.parametrize(
@@ -41,3 +41,32 @@ def test_render_shows_last_event_and_mark() -> None:
     assert cells["last_event"].text == "transition: cloud_init -> injecting_secrets"
     assert cells["mark"].text == "●"
     assert cells["status"].style == "bold green"
+
+
+def test_health_is_shown_for_ready_servers_and_sorts_worst_first() -> None:
+    rows = [
+        row(1, health="healthy"),
+        row(2, health="unhealthy", health_reason="Rachel8 failed (exit-code)"),
+        row(3, health="degraded"),
+        row(4, "creating"),
+        row(5, health="unknown"),
+    ]
+    cells = [render(r, NOW, 120)["health"] for r in rows]
+    assert cells == [
+        Cell("healthy", "green"),
+        Cell("unhealthy", "bold red"),
+        Cell("degraded", "yellow"),
+        Cell("-", "dim"),
+        Cell("unknown", "grey70"),
+    ]
+    ordered = sorted(rows, key=SORT_KEYS["health"])
+    assert [r.server.id for r in ordered] == [2, 3, 5, 1, 4]
+
+
+def test_an_unhealthy_servers_reason_stays_in_sight() -> None:
+    event = LastEvent(NOW, "repair", "restart: Rachel8 failed again")
+    down = row(6, health="unhealthy", health_reason="another process polls this bot", event=event)
+    cell = render(down, NOW, 120)["last_event"]
+    assert cell == Cell("unhealthy: another process polls this bot", "red")
+    fine = row(7, health="degraded", health_reason="disk 95% full", event=event)
+    assert render(fine, NOW, 120)["last_event"].text == "repair: restart: Rachel8 failed again"

@@ -81,3 +81,25 @@ def test_model_tick_updates_running_times_only() -> None:
     assert ("2", "total") not in changed  # ready: the recorded provisioning time
     assert isinstance(diff, TableDiff) and not diff.resort
     assert model.tick(NOW + timedelta(seconds=5)).empty
+
+
+def test_health_counts_and_a_live_health_change() -> None:
+    model = FleetModel(120, NOW)
+    model.replace(
+        [
+            row(1, health="healthy"),
+            row(2, health="healthy"),
+            row(3, health="unhealthy"),
+            row(4, "failed", health="unhealthy"),  # not ready: not counted
+            row(5, "creating"),
+        ]
+    )
+    assert model.health_counts() == {"healthy": 2, "degraded": 0, "unhealthy": 1, "unknown": 0}
+    model.sort_by("health")
+    assert model.ordered_keys()[:3] == ["3", "1", "2"]
+    diff = model.upsert([row(1, health="unhealthy", health_reason="VPS unreachable")], [1])
+    assert ("1", "health", Cell("unhealthy", "bold red")) in diff.changed
+    assert diff.resort
+    assert model.health_counts()["unhealthy"] == 2
+    assert sorted(model.set_query("health:unhealthy").removed) == ["2", "4", "5"]
+    assert sorted(model.visible) == ["1", "3"]

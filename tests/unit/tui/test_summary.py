@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from tui.backend import EventLine
-from tui.summary import phase_spans, timeline_text
+from tui.summary import health_line, health_timeline_text, phase_spans, timeline_text
 
 NOW = datetime(2026, 1, 1, 12, 0, 0)
 
@@ -22,3 +22,18 @@ def test_phase_spans_from_transitions() -> None:
     ]
     text = timeline_text(spans, NOW - timedelta(seconds=110)).plain
     assert text == "pending 10s  >  creating 40s  >  ready 1m00s…"
+
+
+def test_health_spans_and_line() -> None:
+    def ev(seconds_ago: float, to: str, kind: str = "health") -> EventLine:
+        return EventLine(NOW - timedelta(seconds=seconds_ago), kind, "cron", to, to)
+
+    events = [ev(3700, "ready", "transition"), ev(3600, "healthy"), ev(120, "unhealthy")]
+    spans = phase_spans(events, NOW, kind="health")
+    assert health_timeline_text(spans).plain == "healthy 58m00s  >  unhealthy 2m00s…"
+    assert health_timeline_text([]).plain == "no health change yet"
+    many = [ev(1000 - i, "healthy" if i % 2 else "degraded") for i in range(10)]
+    text = health_timeline_text(phase_spans(many, NOW, kind="health")).plain
+    assert text.startswith("(2 earlier)  ")
+    line = health_line({"healthy": 7, "unhealthy": 2}).plain
+    assert line == "health  healthy 7  degraded 0  unhealthy 2  unknown 0  \n"
