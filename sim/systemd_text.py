@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 
 from sim.service import Clock, JournalEntry, Service
+from sim.timers import Timer
 
 
 def _stamp(clock: Clock, at: float) -> str:
@@ -46,4 +47,24 @@ def status_text(props: dict[str, str], service: Service, hostname: str, clock: C
             f"    Process: ExecStart={service.unit.exec_line} (code=exited, status={status})"
         )
     tail = journal_lines(service.journal, 10, "short", hostname, clock)
+    return "\n".join(lines) + "\n\n" + tail
+
+
+def timer_status_text(props: dict[str, str], timer: Timer, hostname: str, clock: Clock) -> str:
+    """`systemctl status <timer>`: its state, what it triggers and when, its journal."""
+    active, sub = props["ActiveState"], props["SubState"]
+    bullet = {"active": "\u25cf", "failed": "\u00d7"}.get(active, "\u25cb")
+    state = f"{active} ({sub})"
+    if props["Result"] != "success":
+        state += f" (Result: {props['Result']})"
+    elapse = props["NextElapseUSecMonotonic"]
+    trigger = "n/a" if elapse == "infinity" or active != "active" else f"{elapse} after boot"
+    lines = [
+        f"{bullet} {timer.title}",
+        f"     Loaded: loaded ({props['FragmentPath']}; {props['UnitFileState']}; preset: enabled)",
+        f"     Active: {state}",
+        f"    Trigger: {trigger}",
+        f"   Triggers: \u25cf {props['Unit']}",
+    ]
+    tail = journal_lines(timer.journal, 10, "short", hostname, clock)
     return "\n".join(lines) + "\n\n" + tail
