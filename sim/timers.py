@@ -141,9 +141,10 @@ class Timer:
             return self.activated_at
         if base in ("boot", "startup"):
             return booted_at
-        if service is None:
-            return None
-        unit_time = service.inactive_exit_at if base == "unit_active" else service.inactive_enter_at
+        unit_time = None
+        if service is not None:
+            active = base == "unit_active"
+            unit_time = service.inactive_exit_at if active else service.inactive_enter_at
         stamps = [t for t in (unit_time, self.last_trigger) if t is not None]
         return max(stamps) if stamps else None
 
