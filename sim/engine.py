@@ -21,10 +21,10 @@ from typing import Any
 import msgspec
 
 from sim.addresses import AddressPool
-from sim.agent import Hardware
 from sim.config import SimConfig
 from sim.faults import Faults, action_fails, decide_server_faults, pick_error_rule
 from sim.fleet_faults import FleetWatcher
+from sim.hardware import Hardware
 from sim.ratelimit import TokenBucket
 from sim.scratch import Scratch
 from sim.state import Action, Server, Store

@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING
 
+from core.cloud.vps_contract import SERVICE_UNIT
 from sim.faults import VPS_FAULTS, FaultError, FaultRequest, pick_share
 from sim.rachel8_telegram import rachel8_event
 from sim.telegram import BotEvent
@@ -100,7 +101,7 @@ class FleetWatcher:
     def settle(self, bot_id: int) -> None:
         """Replay each such Rachel8 up to now, before Telegram changes."""
         for vps in self._polling(bot_id):
-            vps.systemd.active_state("rachel8.service")
+            vps.systemd.active_state(SERVICE_UNIT)
 
     def changed(self, event: BotEvent) -> None:
         """Each such Rachel8 reacts (its long poll ends; it exits 1)."""

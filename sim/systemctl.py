@@ -21,7 +21,12 @@ if TYPE_CHECKING:
 
 _ACTIONS = ("start", "restart", "try-restart", "reload-or-restart")
 #: Options that take a value (`-p X`, `--property X`).
-_VALUED = {"-p", "--property", "-n", "--lines", "-o", "--output", "-u", "--unit", "-t", "--type"}
+_VALUED = {
+    "-p", "--property", "-n", "--lines", "-o", "--output", "-u", "--unit", "-t", "--type",
+    "-S", "--since",
+}  # fmt: skip
+#: The journal outputs the simulator prints (others are refused, as unknown ones are).
+_OUTPUTS = ("short", "short-iso", "cat")
 
 
 @dataclass
@@ -143,8 +148,18 @@ def run_systemctl(systemd: Systemd, args: list[str]) -> Result:
     return handler(units)
 
 
+def _since(options: dict[str, list[str]]) -> float | Result | None:
+    text = (options.get("-S") or options.get("--since") or [""])[-1]
+    if not text:
+        return None
+    if not text.startswith("@") or not text[1:].replace(".", "", 1).isdigit():
+        # The simulator reads only `@<epoch seconds>`, what a script passes.
+        return Result(1, stderr=f"Failed to parse timestamp: {text}\n")
+    return float(text[1:])
+
+
 def journalctl(systemd: Systemd, args: list[str]) -> Result:
-    """`journalctl -u <unit> [-n N] [-o cat|short] [--no-pager]`."""
+    """`journalctl -u <unit> [-n N] [--since @EPOCH] [-o short|short-iso|cat] [--no-pager]`."""
     _words, options = split_args(args)
     units = [unit_name(u) for u in options.get("-u", []) + options.get("--unit", [])]
     count_text = (options.get("-n") or options.get("--lines") or [""])[-1]
@@ -152,6 +167,11 @@ def journalctl(systemd: Systemd, args: list[str]) -> Result:
         return Result(1, stderr=f"Failed to parse lines '{count_text}'.\n")
     count = int(count_text) if count_text else None
     output = (options.get("-o") or options.get("--output") or ["short"])[-1]
+    if output not in _OUTPUTS:
+        return Result(1, stderr=f"Unknown output format '{output}'.\n")
+    since = _since(options)
+    if isinstance(since, Result):
+        return since
     entries: list[JournalEntry] = []
     for unit in units:
         if unit in systemd.services:
@@ -161,5 +181,8 @@ def journalctl(systemd: Systemd, args: list[str]) -> Result:
         elif unit in systemd.timers:
             entries.extend(systemd.timers[unit].journal)
     entries.sort(key=lambda entry: entry.at)
+    if since is not None:
+        # The journal's timestamps are the box's (scaled) wall clock.
+        entries = [entry for entry in entries if systemd.clock.wall(entry.at) >= since]
     text = journal_lines(entries, count, output, systemd.hostname, systemd.clock)
     return Result(0, text or "-- No entries --\n")

@@ -27,6 +27,7 @@ import itertools
 from collections.abc import Callable
 
 from core.cloud import vps_contract
+from sim.hardware import Hardware
 from sim.rachel8_service import Rachel8Start, is_rachel8
 from sim.rachel8_telegram import Outside
 from sim.rootfs import PathEscape, RootFs
@@ -63,6 +64,7 @@ class Systemd:
         timers: timer unit name -> its runtime state, once loaded.
         enabled: units enabled with `systemctl enable`.
         outside: what Rachel8's process meets beyond the box (Telegram, faults).
+        hardware: the server type's disk and memory.
         booted_at: when the current boot began (simulated seconds).
         powered: the machine is on.
         agent: the health agent's process (set by the VPS); None: it exits 0 at once.
@@ -77,11 +79,13 @@ class Systemd:
         hostname: str = "localhost",
         clock: Clock | None = None,
         outside: Outside | None = None,
+        hardware: Hardware | None = None,
     ) -> None:
         self.fs = fs
         self.hostname = hostname
         self.clock = clock or Clock()
         self.outside = outside or Outside()
+        self.hardware = hardware or Hardware()
         self.services: dict[str, Service] = {}
         self.timers: dict[str, Timer] = {}
         self.enabled: set[str] = set()
@@ -443,6 +447,14 @@ class Systemd:
     def uptime(self) -> float:
         """Simulated seconds since this boot began (`/proc/uptime`)."""
         return self.clock.now() - self.booted_at
+
+    def memory(self) -> tuple[int, int]:
+        """(available, total) memory bytes now: Rachel8 running takes its share."""
+        return self.hardware.memory(self.active_state(vps_contract.SERVICE_UNIT) == "active")
+
+    def meminfo(self) -> str:
+        """`/proc/meminfo` now."""
+        return self.hardware.meminfo(self.active_state(vps_contract.SERVICE_UNIT) == "active")
 
     # -- command lines ------------------------------------------------------------
 

@@ -16,13 +16,19 @@ def _stamp(clock: Clock, at: float) -> str:
 def journal_lines(
     entries: Sequence[JournalEntry], count: int | None, output: str, hostname: str, clock: Clock
 ) -> str:
-    """`journalctl` lines: `short` (`Mon DD HH:MM:SS host ident[pid]: msg`) or `cat`."""
+    """`journalctl` lines: `short` (`Mon DD HH:MM:SS host ident[pid]: msg`), `short-iso`
+    (`2026-12-06T13:11:29+0000 host ...`) or `cat` (the message alone)."""
     chosen = list(entries)[-count:] if count else list(entries)
     if output == "cat":
         return "".join(f"{e.message}\n" for e in chosen)
+    stamp = _iso if output == "short-iso" else _stamp
     return "".join(
-        f"{_stamp(clock, e.at)} {hostname} {e.ident}[{e.pid}]: {e.message}\n" for e in chosen
+        f"{stamp(clock, e.at)} {hostname} {e.ident}[{e.pid}]: {e.message}\n" for e in chosen
     )
+
+
+def _iso(clock: Clock, at: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(clock.wall(at)))
 
 
 def status_text(props: dict[str, str], service: Service, hostname: str, clock: Clock) -> str:

@@ -32,7 +32,7 @@ import asyncssh
 
 from core.cloud import vps_contract
 from sim import agent, sshd
-from sim.agent import AgentRecord, Hardware
+from sim.agent import AgentRecord
 from sim.bootstrap import CallbackPolicy, CallbackRecord, run_callback
 from sim.cloudconfig import (
     DEFAULT_USER,
@@ -43,6 +43,7 @@ from sim.cloudconfig import (
     runs,
 )
 from sim.faults import CLEARED_BY_REBOOT, VpsFaults
+from sim.hardware import Hardware
 from sim.install import InstallRun
 from sim.rachel8_telegram import Outside, rachel8_fault
 from sim.rootfs import RootFs
@@ -96,7 +97,11 @@ class Vps:
         self.hardware = hardware or Hardware()
         self.agent_record = AgentRecord()
         self.systemd = Systemd(
-            self.fs, hostname=name, clock=Clock(time_scale), outside=self.outside
+            self.fs,
+            hostname=name,
+            clock=Clock(time_scale),
+            outside=self.outside,
+            hardware=self.hardware,
         )
         self.systemd.agent = functools.partial(agent.run, self)
         self.timers: TimerLoop | None = None

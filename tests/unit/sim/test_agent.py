@@ -30,7 +30,10 @@ def fs(tmp_path: Path) -> RootFs:
 
 
 def test_the_env_file_must_exist_be_roots_0600_and_complete(fs: RootFs) -> None:
-    with pytest.raises(AgentFailure, match="No such file"):
+    with pytest.raises(AgentFailure, match="no heartbeat URL or credential in /etc/"):
+        read_env(fs)
+    fs.write(contract.AGENT_ENV_PATH, ENV.replace("http://", "ftp://").encode(), 0o600)
+    with pytest.raises(AgentFailure, match="no heartbeat URL or credential"):
         read_env(fs)
     fs.write(contract.AGENT_ENV_PATH, ENV.encode(), 0o640)
     with pytest.raises(AgentFailure, match="it is 0640, uid 0"):
@@ -38,8 +41,8 @@ def test_the_env_file_must_exist_be_roots_0600_and_complete(fs: RootFs) -> None:
     fs.write(contract.AGENT_ENV_PATH, ENV.encode(), 0o600, owner=(1000, 1000))
     with pytest.raises(AgentFailure, match="uid 1000"):
         read_env(fs)
-    fs.write(contract.AGENT_ENV_PATH, b"RACHEL_HEARTBEAT_URL=x\n", 0o600, owner=(0, 0))
-    with pytest.raises(AgentFailure, match="RACHEL_HEARTBEAT_CREDENTIAL is not set"):
+    fs.write(contract.AGENT_ENV_PATH, b"RACHEL_HEARTBEAT_URL=http://x/\n", 0o600, owner=(0, 0))
+    with pytest.raises(AgentFailure, match="no heartbeat URL or credential"):
         read_env(fs)
     fs.write(contract.AGENT_ENV_PATH, ENV.encode(), 0o600, owner=(0, 0))
     assert read_env(fs)[contract.HEARTBEAT_CREDENTIAL_VAR] == "c"
@@ -75,7 +78,9 @@ class ManualTime:
 def test_409_lines_are_counted_since_the_last_run(fs: RootFs) -> None:
     time = ManualTime()
     systemd = Systemd(fs, clock=Clock(1.0, time))
-    assert service_report(systemd) is None and conflicts_since(systemd, None) == 0
+    unknown = service_report(systemd)  # systemctl show answers for a unit it does not know
+    assert unknown is not None and (unknown.active, unknown.sub) == ("inactive", "dead")
+    assert conflicts_since(systemd, 0.0) == 0
     fs.write(
         f"/etc/systemd/system/{contract.SERVICE_UNIT}",
         b"[Service]\nExecStart=/usr/bin/sleep infinity\n",
@@ -85,9 +90,8 @@ def test_409_lines_are_counted_since_the_last_run(fs: RootFs) -> None:
     service = systemd.services[contract.SERVICE_UNIT]
     time.now = 10.0
     service.exit_now(1, ("Call to 'getUpdates' failed! (409: Conflict: terminated by other)",))
-    first_run = systemd.clock.epoch(12.0)
-    assert conflicts_since(systemd, None) == 1
-    assert conflicts_since(systemd, first_run) == 0
+    assert conflicts_since(systemd, systemd.clock.epoch(0.0)) == 1
+    assert conflicts_since(systemd, systemd.clock.epoch(12.0)) == 0
     report = service_report(systemd)
     assert report is not None and (report.active, report.result, report.exit_status) == (
         "failed", "exit-code", 1,
