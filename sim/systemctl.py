@@ -38,6 +38,11 @@ class Result:
     stderr: str = ""
 
 
+def see(unit: str) -> str:
+    """systemctl's pointer to the details of a failed job."""
+    return f'See "systemctl status {unit}" and "journalctl -xeu {unit}" for details.\n'
+
+
 def unit_name(name: str) -> str:
     """`rachel8` -> `rachel8.service`; names with a unit suffix are kept."""
     return name if "." in name else f"{name}.service"

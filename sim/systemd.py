@@ -27,15 +27,16 @@ import itertools
 from collections.abc import Callable
 
 from core.cloud import vps_contract
+from sim import timer_units
 from sim.hardware import Hardware
 from sim.rachel8_service import Rachel8Start, is_rachel8
 from sim.rachel8_telegram import Outside
 from sim.rootfs import PathEscape, RootFs
 from sim.service import Clock, Launch, ProcessRun, Service
 from sim.spawn import spawn
-from sim.systemctl import Result, journalctl, run_systemctl, unit_name
+from sim.systemctl import Result, journalctl, run_systemctl, see, unit_name
 from sim.timers import Timer, perturbation
-from sim.units import UnitFile, parse_unit, span_text
+from sim.units import UnitFile, parse_unit
 
 UNIT_DIRS = ("/etc/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system")
 _STATIC = (
@@ -50,10 +51,6 @@ __all__ = ["UNIT_DIRS", "Result", "Systemd", "is_agent", "unit_name"]
 def is_agent(unit: UnitFile) -> bool:
     """Whether the unit runs the health agent (`AGENT_SCRIPT_PATH`)."""
     return bool(unit.exec_start) and unit.exec_start[0] == vps_contract.AGENT_SCRIPT_PATH
-
-
-def _see(unit: str) -> str:
-    return f'See "systemctl status {unit}" and "journalctl -xeu {unit}" for details.\n'
 
 
 class Systemd:
@@ -181,12 +178,13 @@ class Systemd:
     def start(self, verb: str, name: str) -> Result:
         """`systemctl start|restart <unit>`: services and timers."""
         unit = unit_name(name)
-        result = self._start_timer(verb, unit) if unit.endswith(".timer") else None
-        result = result or self._start_service(verb, unit)
+        result = timer_units.start(self, verb, unit) if unit.endswith(".timer") else None
+        result = result or self.start_service(verb, unit)
         self.changed()
         return result
 
-    def _start_service(self, verb: str, unit: str) -> Result:
+    def start_service(self, verb: str, unit: str) -> Result:
+        """A start job for a service unit."""
         loaded = self.load(unit)
         if loaded is None:
             return Result(5, stderr=f"Failed to {verb} {unit}: Unit {unit} not found.\n")
@@ -204,7 +202,7 @@ class Systemd:
                 1,
                 stderr=(
                     f"Job for {unit} failed because of unavailable resources or another "
-                    f"system error.\n{_see(unit)}"
+                    f"system error.\n{see(unit)}"
                     # Said in the journal on a real box; here too, for whoever reads stderr.
                     f"(simulated: failed to load environment files: {', '.join(missing)})\n"
                 ),
@@ -214,7 +212,7 @@ class Systemd:
                 1,
                 stderr=(
                     f"Job for {unit} failed because start of the service was attempted too "
-                    f'often.\n{_see(unit)}To force a start use "systemctl reset-failed {unit}"\n'
+                    f'often.\n{see(unit)}To force a start use "systemctl reset-failed {unit}"\n'
                     f'followed by "systemctl start {unit}" again.\n'
                 ),
             )
@@ -223,7 +221,7 @@ class Systemd:
                 1,
                 stderr=(
                     f"Job for {unit} failed because the control process exited with error "
-                    f"code.\n{_see(unit)}"
+                    f"code.\n{see(unit)}"
                 ),
             )
         return Result(0)
@@ -234,39 +232,6 @@ class Systemd:
         if timer is None:
             timer = self.timers[unit] = Timer(unit, loaded)
         return timer
-
-    def _start_timer(self, verb: str, unit: str) -> Result | None:
-        loaded = self.load(unit)
-        if loaded is None:
-            return None  # the service path says "not found"
-        timer = self.timer(unit, loaded)
-        now = self.clock.now()
-        if verb == "try-restart" and not timer.active:
-            return Result(0)
-        timer.unit = loaded
-        for warning in loaded.warnings:
-            timer.log(now, f"{loaded.path}: {warning}")
-        if timer.bad_setting:
-            timer.log(now, f"{unit}: Timer unit lacks value setting. Refusing.")
-            return Result(
-                1,
-                stderr=(
-                    f"Failed to {verb} {unit}: Unit {unit} has a bad unit file setting.\n"
-                    f"See system logs and 'systemctl status {unit}' for details.\n"
-                ),
-            )
-        trigger = loaded.triggers
-        if self.load(trigger) is None:
-            timer.log(now, f"{unit}: Refusing to start, unit {trigger} to trigger not loaded.")
-            timer.log(now, f"Failed to start {timer.title}.")
-            return Result(1, stderr=f"Job for {unit} failed.\n{_see(unit)}")
-        if timer.active and verb == "start":
-            return Result(0)
-        if timer.active:
-            timer.log(now, f"Stopped {timer.title}.")
-        timer.start(loaded, now)
-        timer.log(now, f"Started {timer.title}.")
-        return Result(0)
 
     def stop(self, name: str) -> Result:
         """`systemctl stop <unit>`."""
@@ -334,7 +299,7 @@ class Systemd:
         """`systemctl show <unit>`'s properties (LoadState=not-found for an unknown unit)."""
         unit = unit_name(name)
         if unit.endswith(".timer") and (unit in self.timers or self.unit_file(unit)):
-            return self._timer_properties(unit)
+            return timer_units.properties(self, unit)
         service = self.services.get(unit)
         if service is None:
             loaded = self.load(unit)
@@ -356,41 +321,6 @@ class Systemd:
         loaded = self.load(unit)
         return "static" if loaded is not None and not loaded.wanted_by else "disabled"
 
-    def _timer_properties(self, unit: str) -> dict[str, str]:
-        timer = self.timers.get(unit)
-        if timer is None:
-            loaded = self.load(unit)
-            assert loaded is not None
-            timer = self.timer(unit, loaded)
-        service = self.services.get(timer.unit.triggers)
-        active, sub = timer.states(service, self.booted_at)
-        fire = timer.fire_at(service, self.booted_at, self.perturb)
-        spec = timer.unit.timer
-        values = [] if spec is None else spec.values
-        return {
-            "Id": unit,
-            "Description": timer.unit.description or unit,
-            "LoadState": "bad-setting" if timer.bad_setting else "loaded",
-            "ActiveState": active,
-            "SubState": sub,
-            "Result": timer.result,
-            "Unit": timer.unit.triggers,
-            "TimersMonotonic": " ".join(
-                f"{{ {base} = {span_text(seconds)} }}" for base, seconds in values
-            ),
-            "NextElapseUSecMonotonic": (
-                "infinity" if fire is None else span_text(max(0.0, fire - self.booted_at))
-            ),
-            "LastTriggerUSecMonotonic": (
-                "0"
-                if timer.last_trigger is None
-                else span_text(timer.last_trigger - self.booted_at)
-            ),
-            "AccuracyUSec": span_text(spec.accuracy if spec else 60.0),
-            "FragmentPath": timer.unit.path,
-            "UnitFileState": self.unit_file_state(unit),
-        }
-
     # -- timers elapsing, boots -------------------------------------------------
 
     @property
@@ -400,28 +330,7 @@ class Systemd:
 
     def fire_due(self) -> float | None:
         """Start the units of the timers that elapsed; when the next one will (or None)."""
-        if not self.powered:
-            return None
-        now = self.clock.now()
-        earliest: float | None = None
-        for timer in list(self.timers.values()):
-            trigger = timer.unit.triggers
-            when = timer.fire_at(self.services.get(trigger), self.booted_at, self.perturb)
-            if when is not None and when <= now:
-                self._trigger(timer, now)
-                when = timer.fire_at(self.services.get(trigger), self.booted_at, self.perturb)
-            if when is not None and (earliest is None or when < earliest):
-                earliest = when
-        return earliest
-
-    def _trigger(self, timer: Timer, now: float) -> None:
-        timer.last_trigger, timer.triggered = now, True
-        started = self._start_service("start", timer.unit.triggers)
-        if started.exit_status == 5:
-            timer.log(now, f"{timer.name}: Failed to queue unit startup job: Unit not found.")
-            timer.log(now, f"{timer.name}: Failed with result 'resources'.")
-            timer.stop()
-            timer.result = "resources"
+        return timer_units.fire_due(self)
 
     def power_off(self) -> None:
         """The machine stops: every process ends, no timer elapses."""
