@@ -159,15 +159,15 @@ def read_commit(fs: RootFs, layout: contract.Layout) -> str | None:
 
 def conflicts_since(systemd: Systemd, since: float) -> int:
     """409 Conflict lines in Rachel8's journal from `since` (real epoch seconds) on."""
-    service = systemd.services.get(contract.SERVICE_UNIT)
-    if service is None:
-        return 0
-    service.advance()
+    with systemd.lock:
+        service = systemd.services.get(contract.SERVICE_UNIT)
+        if service is None:
+            return 0
+        service.advance()
+        entries = list(service.journal)
     clock = systemd.clock
     return sum(
-        len(CONFLICT.findall(entry.message))
-        for entry in service.journal
-        if clock.epoch(entry.at) >= since
+        len(CONFLICT.findall(entry.message)) for entry in entries if clock.epoch(entry.at) >= since
     )
 
 

@@ -165,6 +165,11 @@ def _bun(systemd: Systemd, service: Service) -> Bun:
 
 def rachel8_event(systemd: Systemd, event: BotEvent) -> bool:
     """Telegram changed for a bot: Rachel8 polling as that bot exits 1. Whether it did."""
+    with systemd.lock:
+        return _rachel8_event(systemd, event)
+
+
+def _rachel8_event(systemd: Systemd, event: BotEvent) -> bool:
     outside = systemd.outside
     service = _running_rachel8(systemd)
     if service is None or outside.bot_id != event.bot_id or outside.token_hash is None:
@@ -177,6 +182,11 @@ def rachel8_event(systemd: Systemd, event: BotEvent) -> bool:
 def rachel8_fault(systemd: Systemd, fault: str) -> bool:
     """A fault hits the running Rachel8 (`crash_once`, `crash_loop`, `conflict`): it exits 1
     now. Whether one was running."""
+    with systemd.lock:
+        return _rachel8_fault(systemd, fault)
+
+
+def _rachel8_fault(systemd: Systemd, fault: str) -> bool:
     service = _running_rachel8(systemd)
     if service is None:
         return False

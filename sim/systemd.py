@@ -23,8 +23,11 @@ The command lines (`systemctl`, `journalctl`) are `sim.systemctl`'s.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import threading
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from core.cloud import vps_contract
 from sim import timer_units
@@ -51,6 +54,20 @@ __all__ = ["UNIT_DIRS", "Result", "Systemd", "is_agent", "unit_name"]
 def is_agent(unit: UnitFile) -> bool:
     """Whether the unit runs the health agent (`AGENT_SCRIPT_PATH`)."""
     return bool(unit.exec_start) and unit.exec_start[0] == vps_contract.AGENT_SCRIPT_PATH
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _locked(method: _F) -> _F:
+    """Run under the box's lock: the loop's timers and a test's thread may both look."""
+
+    @functools.wraps(method)
+    def run(self: Systemd, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return run  # type: ignore[return-value]
 
 
 class Systemd:
@@ -93,6 +110,8 @@ class Systemd:
         self.run_process: Callable[[Service, int, ProcessRun], None] | None = None
         self.on_change: Callable[[], None] | None = None
         self._pids = itertools.count(1200)
+        #: Held by every entry point (re-entrant): the loop and other threads share a box.
+        self.lock = threading.RLock()
 
     def changed(self) -> None:
         """Tell the timer loop that a timer may elapse at another time now."""
@@ -105,6 +124,7 @@ class Systemd:
         states = {name: self.active_state(name) for name in self.services}
         return states | {name: self.active_state(name) for name in self.timers}
 
+    @_locked
     def active_state(self, name: str) -> str:
         """The unit's ActiveState now."""
         unit = unit_name(name)
@@ -175,6 +195,7 @@ class Systemd:
 
     # -- jobs -------------------------------------------------------------------
 
+    @_locked
     def start(self, verb: str, name: str) -> Result:
         """`systemctl start|restart <unit>`: services and timers."""
         unit = unit_name(name)
@@ -233,6 +254,7 @@ class Systemd:
             timer = self.timers[unit] = Timer(unit, loaded)
         return timer
 
+    @_locked
     def stop(self, name: str) -> Result:
         """`systemctl stop <unit>`."""
         unit = unit_name(name)
@@ -248,6 +270,7 @@ class Systemd:
         self.changed()
         return Result(0)
 
+    @_locked
     def enable(self, names: list[str], now: bool) -> Result:
         """`systemctl enable [--now] <unit>...`."""
         out = []
@@ -270,6 +293,7 @@ class Systemd:
                     return Result(started.exit_status, stderr="".join(out) + started.stderr)
         return Result(0, stderr="".join(out))
 
+    @_locked
     def disable(self, names: list[str], now: bool) -> Result:
         """`systemctl disable [--now] <unit>...`."""
         out = []
@@ -283,6 +307,7 @@ class Systemd:
                 self.stop(unit)
         return Result(0, stderr="".join(out))
 
+    @_locked
     def reset_failed(self, units: list[str]) -> Result:
         """`systemctl reset-failed [<unit>...]`."""
         names = [unit_name(u) for u in units] or [*self.services, *self.timers]
@@ -295,6 +320,7 @@ class Systemd:
 
     # -- what systemctl show reports -------------------------------------------
 
+    @_locked
     def properties(self, name: str) -> dict[str, str]:
         """`systemctl show <unit>`'s properties (LoadState=not-found for an unknown unit)."""
         unit = unit_name(name)
@@ -328,10 +354,12 @@ class Systemd:
         """This boot's sd-event wake-up offset."""
         return perturbation(self.hostname, self.boots)
 
+    @_locked
     def fire_due(self) -> float | None:
         """Start the units of the timers that elapsed; when the next one will (or None)."""
         return timer_units.fire_due(self)
 
+    @_locked
     def power_off(self) -> None:
         """The machine stops: every process ends, no timer elapses."""
         self.powered = False
@@ -341,6 +369,7 @@ class Systemd:
             timer.power_off()
         self.changed()
 
+    @_locked
     def boot(self) -> None:
         """A new boot: the enabled units start (services, then timers), counters afresh."""
         for service in self.services.values():
@@ -367,14 +396,17 @@ class Systemd:
 
     # -- command lines ------------------------------------------------------------
 
+    @_locked
     def systemctl(self, args: list[str]) -> Result:
         """Run `systemctl` with `args` (options may come anywhere)."""
         return run_systemctl(self, args)
 
+    @_locked
     def journalctl(self, args: list[str]) -> Result:
         """`journalctl -u <unit> [-n N] [-o cat|short] [--no-pager]`."""
         return journalctl(self, args)
 
+    @_locked
     def journal(self, name: str, lines: int | None = None) -> list[str]:
         """The unit's journal as `journalctl -o cat` prints it (last `lines` lines)."""
         unit = unit_name(name)

@@ -88,7 +88,8 @@ class TimerLoop:
         except Exception:
             log.exception("VPS %s: the simulated %s failed", self.name, service.name)
             status, lines = 1, ("Traceback (most recent call last): (simulator error)",)
-        service.exit_now(status, lines, pid=pid)
+        with self.systemd.lock:
+            service.exit_now(status, lines, pid=pid)
         self.systemd.changed()
 
     async def close(self) -> None:
