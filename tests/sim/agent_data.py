@@ -98,7 +98,9 @@ def boot(sim: SimulatorServer, name: str, **fields: Any) -> Vps:
         image=Image(name="ubuntu-24.04"),
         user_data=user_data(**fields),
     )
-    vps: Vps = wait_for(lambda: sim.vps(created.server.id), what="the VPS")
+    server_id = created.server.id
+    assert server_id is not None
+    vps: Vps = wait_for(lambda: sim.vps(server_id), what="the VPS")
     wait_for(lambda: vps.cloud_init_done, what="cloud-init")
     return vps
 
@@ -117,7 +119,8 @@ def heartbeats_from(receiver: CallbackReceiver, ip: str) -> list[dict[str, Any]]
 
 def wait_heartbeats(receiver: CallbackReceiver, ip: str, more_than: int) -> list[dict[str, Any]]:
     """Wait until the VPS at `ip` sent more than `more_than` heartbeats; all of them."""
-    return wait_for(
-        lambda: len(sent := heartbeats_from(receiver, ip)) > more_than and sent,
+    sent: list[dict[str, Any]] = wait_for(
+        lambda: len(got := heartbeats_from(receiver, ip)) > more_than and got,
         what=f"heartbeats from {ip}",
     )
+    return sent

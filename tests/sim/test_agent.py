@@ -42,10 +42,11 @@ def heartbeat_bodies(receiver: CallbackReceiver, count: int) -> list[heartbeats.
 
 def settled(vps: Vps, unit: str = AGENT) -> dict[str, str]:
     """The agent's service between two runs."""
-    return wait_for(
-        lambda: (props := show(vps, unit, *OUTCOME))["ActiveState"] != "activating" and props,
+    props: dict[str, str] = wait_for(
+        lambda: (shown := show(vps, unit, *OUTCOME))["ActiveState"] != "activating" and shown,
         what="the agent's run to end",
     )
+    return props
 
 
 def test_heartbeats_come_from_the_vps_with_its_credential_and_the_contract_json(
@@ -102,7 +103,7 @@ def test_the_env_file_must_be_roots_and_0600(
     assert any("must be root's with mode 0600 (it is 0644, uid 0" in line for line in journal)
     assert receiver.calls == []
     assert vps.systemd.systemctl(["reset-failed", AGENT]).exit_status == 0
-    assert vps.fs.real(contract.AGENT_ENV_PATH, "/").chmod(0o600) is None
+    vps.fs.real(contract.AGENT_ENV_PATH, "/").chmod(0o600)
     heartbeat_bodies(receiver, 1)
     vps.fs.real(contract.AGENT_ENV_PATH, "/").unlink()
     runs = vps.agent_record.runs
