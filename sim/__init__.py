@@ -3,9 +3,14 @@
 - `app`, `routes`, `api_*`, `http`, `pagination`, `ratelimit`, `errors`, `render`:
   the API, faithful to `../shared/hetzner/`.
 - `engine`, `state`, `catalog`, `labels`, `stats`: the simulated cloud.
-- `vps`, `rootfs`, `cloudconfig`, `shell`, `systemd`, `sshd`, `curl`, `scratch`,
-  `addresses`: a simulated VPS and its real SSH server.
-- `faults`, `admin`: fault injection; `settings`, `config`, `cli`,
+- `vps`, `rootfs`, `cloudconfig`, `shell`, `sshd`, `sftp`, `curl`, `bootstrap`,
+  `scratch`, `addresses`: a simulated VPS, its real SSH server, its callback.
+- `systemd`, `systemctl`, `systemd_text`, `service`, `timers`, `timer_units`,
+  `timer_loop`, `units`, `spawn`: its systemd (services, timers, boots);
+  `hardware`: its disk, memory, `/proc`; `install`, `rachel8*`: Rachel8, its
+  install and its process; `agent`: the health agent's runs.
+- `telegram`: the simulated Telegram Bot API.
+- `faults`, `fleet_faults`, `admin`: fault injection; `settings`, `config`, `cli`,
   `server`: running it.
 
 May import: `core` only (the VPS contract, errors). The control plane never

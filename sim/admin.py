@@ -1,6 +1,20 @@
 """`/_sim/...`: the simulator's own admin API (not part of Hetzner's).
 
 Same bearer token as the API; never rate limited, never fault-injected.
+
+Faults of running VPSs (`sim.faults`, "Faults of running VPSs"):
+
+- `POST /_sim/vps/faults` `{"fault": NAME, "servers": ["<server name>", ...]}`
+  or `{"fault": NAME, "share": 0.33, "seed": 7}` (a random share of the
+  running servers, rounded to the nearest count; `seed` optional, else the
+  simulator's dice) -> 200 `{"applied": ["<name>", ...]}`;
+- `DELETE /_sim/vps/faults` `{"fault": NAME|null, "servers": [...]|null}`
+  (null or absent: every fault, every VPS; an empty body clears all) -> 200
+  `{"cleared": ["<name>", ...]}`;
+- `GET /_sim/vps/faults` -> 200 `{"faults": {"<name>": ["freeze", ...]}}`.
+
+An unknown fault, server or field, or a body that is not a JSON object,
+answers 400 `{"error": {"code": "invalid_input", "message": ...}}`.
 """
 
 from __future__ import annotations
@@ -11,6 +25,7 @@ import msgspec
 
 from core.cloud.vps_contract import INSTALL_STEPS
 from sim import faults as faults_module
+from sim import fleet_faults
 from sim.api_servers import get_server
 from sim.engine import Simulator
 from sim.errors import ApiError
@@ -80,6 +95,50 @@ async def reset(sim: Simulator, req: Request) -> Response:
     return Response(200, {"reset": True})
 
 
+class BadInput(ApiError):
+    """Bad input to the admin API's VPS faults: 400, with Hetzner's error body."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("invalid_input", message)
+        self.status = 400
+
+
+def _fault_request(req: Request, *, clearing: bool) -> faults_module.FaultRequest:
+    if clearing and not req.body.strip():
+        return faults_module.FaultRequest(None)
+    try:
+        return faults_module.parse_fault_request(req.json(), clearing=clearing)
+    except ApiError as exc:
+        raise BadInput(exc.message) from None
+    except faults_module.FaultError as exc:
+        raise BadInput(str(exc)) from None
+
+
+async def post_vps_faults(sim: Simulator, req: Request) -> Response:
+    """POST /_sim/vps/faults: aim a fault at running VPSs."""
+    request = _fault_request(req, clearing=False)
+    try:
+        applied = await fleet_faults.apply(sim, request)
+    except faults_module.FaultError as exc:
+        raise BadInput(str(exc)) from None
+    return Response(200, {"applied": applied})
+
+
+async def delete_vps_faults(sim: Simulator, req: Request) -> Response:
+    """DELETE /_sim/vps/faults: clear faults of VPSs."""
+    request = _fault_request(req, clearing=True)
+    try:
+        cleared = await fleet_faults.clear(sim, request)
+    except faults_module.FaultError as exc:
+        raise BadInput(str(exc)) from None
+    return Response(200, {"cleared": cleared})
+
+
+def get_vps_faults(sim: Simulator, req: Request) -> Response:
+    """GET /_sim/vps/faults: the faults of every VPS that has one."""
+    return Response(200, {"faults": fleet_faults.active(sim)})
+
+
 ROUTES = [
     Route("GET", "/faults", "sim_get_faults", get_faults),
     Route("PUT", "/faults", "sim_put_faults", put_faults),
@@ -87,5 +146,8 @@ ROUTES = [
     Route("PUT", "/servers/{id}/faults", "sim_put_server_faults", put_server_faults),
     Route("GET", "/stats", "sim_stats", get_stats),
     Route("GET", "/vps", "sim_vps", list_vps),
+    Route("GET", "/vps/faults", "sim_get_vps_faults", get_vps_faults),
+    Route("POST", "/vps/faults", "sim_post_vps_faults", post_vps_faults),
+    Route("DELETE", "/vps/faults", "sim_delete_vps_faults", delete_vps_faults),
     Route("POST", "/reset", "sim_reset", reset),
 ]

@@ -66,7 +66,7 @@ class SimulatorApp:
 
     def __init__(self, sim: Simulator) -> None:
         self.sim = sim
-        self.telegram = telegram.TelegramSim()
+        self.telegram = sim.telegram
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -175,8 +175,6 @@ class SimulatorApp:
         route, params, path_exists = match(ADMIN_ROUTES, request.method, request.path)
         if route is None:
             return _route_missing(request, path_exists)
-        if route.operation == "sim_reset":
-            self.telegram.reset()
         return await self._run(route, request, params)
 
     async def _run(self, route: Route, request: Request, params: dict[str, str]) -> Response:

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.platform.settings import SIMULATOR_DEV_TOKEN
+from sim.bootstrap import CallbackPolicy
 from sim.faults import Faults
 from sim.settings import SimSettings
-from sim.vps import CallbackPolicy
 
 
 @dataclass(frozen=True)

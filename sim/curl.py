@@ -1,12 +1,14 @@
-"""The one HTTP request a simulated VPS makes: its bootstrap's `curl` POST.
+"""The HTTP requests a simulated VPS makes: its bootstrap's `curl` POST and its agent's calls.
 
 The bootstrap script (`core.cloud.cloudinit`) runs `curl -X POST` with a JSON body
 and a bearer token, once per attempt, on a fresh connection, and looks at the
-status code only. This does the same on asyncio streams, from the VPS's own
-address. It replaced an httpx client per VPS, which cost a fifth of the
-simulator's CPU (anyio cancel scopes, httpcore's pool, h11) for one request,
-on the event loop that also serves the API and every VPS's SSH, and so slowed
-what it simulates (bench/provision.py, py-spy).
+status code only; the health agent (`sim.agent`) asks Telegram (GET, reading
+the JSON answer) and POSTs its heartbeat. This does the same on asyncio
+streams, one connection per request, from the VPS's own address. It
+replaced an httpx client per VPS, which cost a fifth of the simulator's CPU
+(anyio cancel scopes, httpcore's pool, h11) for one request, on the event
+loop that also serves the API and every VPS's SSH, and so slowed what it
+simulates (bench/provision.py, py-spy).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from urllib.parse import urlsplit
 
 #: An answer's head larger than this is refused (curl's own limit is larger; ours are tiny).
 MAX_HEAD_BYTES = 64 * 1024
+#: An answer's body larger than this is refused (the agent reads small JSON answers).
+MAX_BODY_BYTES = 1024 * 1024
 
 
 class CurlError(Exception):
@@ -38,6 +42,34 @@ async def post_json(
     Raises:
         CurlError: no HTTP answer (what curl reports as code 000).
     """
+    status, _ = await request(
+        "POST",
+        url,
+        body,
+        headers={"Content-Type": "application/json", **headers},
+        local_address=local_address,
+        timeout=timeout,
+        ssl_context=ssl_context,
+    )
+    return status
+
+
+async def request(
+    method: str,
+    url: str,
+    body: bytes = b"",
+    *,
+    headers: dict[str, str],
+    local_address: str,
+    timeout: float,
+    ssl_context: ssl.SSLContext,
+) -> tuple[int, bytes]:
+    """One HTTP/1.1 request on a new connection from `local_address`: (status, body).
+
+    Raises:
+        CurlError: no HTTP answer (connection, TLS, timeout, malformed reply), or
+            an answer larger than `MAX_BODY_BYTES`.
+    """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise CurlError(f"unsupported URL {url!r}")
@@ -46,16 +78,15 @@ async def post_json(
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     host_header = parts.netloc.rsplit("@", 1)[-1]
     lines = [
-        f"POST {target} HTTP/1.1",
+        f"{method} {target} HTTP/1.1",
         f"Host: {host_header}",
         "User-Agent: curl/8.5.0",
         "Accept: */*",
-        "Content-Type: application/json",
-        f"Content-Length: {len(body)}",
+        *([f"Content-Length: {len(body)}"] if body or method == "POST" else []),
         "Connection: close",
         *(f"{name}: {value}" for name, value in headers.items()),
     ]
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection(
@@ -67,20 +98,9 @@ async def post_json(
                 limit=MAX_HEAD_BYTES,
             )
             try:
-                writer.write(request)
+                writer.write(head + body)
                 await writer.drain()
-                status = _status(await reader.readline())
-                length = None
-                while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
-                    name, _, value = line.decode("latin-1").partition(":")
-                    if name.strip().lower() == "content-length" and value.strip().isdigit():
-                        length = int(value.strip())
-                # The body, to /dev/null as curl's -o does: by its length, else to the close.
-                if length is not None:
-                    await reader.readexactly(length)
-                else:
-                    while await reader.read(65536):
-                        pass
+                return await _answer(reader)
             finally:
                 writer.close()
                 with contextlib.suppress(OSError, ssl.SSLError):
@@ -89,7 +109,26 @@ async def post_json(
         raise CurlError(f"timed out after {timeout}s") from exc
     except (OSError, ssl.SSLError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
         raise CurlError(f"{type(exc).__name__}: {exc}") from exc
-    return status
+
+
+async def _answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    status = _status(await reader.readline())
+    length = None
+    while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.strip().lower() == "content-length" and value.strip().isdigit():
+            length = int(value.strip())
+    if length is not None:
+        if length > MAX_BODY_BYTES:
+            raise CurlError(f"answer of {length} bytes, more than {MAX_BODY_BYTES}")
+        return status, await reader.readexactly(length)
+    chunks, size = [], 0
+    while chunk := await reader.read(65536):
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise CurlError(f"answer larger than {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return status, b"".join(chunks)
 
 
 def _status(line: bytes) -> int:

@@ -23,10 +23,13 @@ import msgspec
 from sim.addresses import AddressPool
 from sim.config import SimConfig
 from sim.faults import Faults, action_fails, decide_server_faults, pick_error_rule
+from sim.fleet_faults import FleetWatcher
+from sim.hardware import Hardware
 from sim.ratelimit import TokenBucket
 from sim.scratch import Scratch
 from sim.state import Action, Server, Store
 from sim.stats import ServerTimings, Stats
+from sim.telegram import TelegramSim
 from sim.vps import Vps
 
 log = logging.getLogger(__name__)
@@ -48,6 +51,7 @@ class Simulator:
         faults: the active faults (replace with `set_faults`).
         stats: the counters.
         vpss: server id -> its VPS, once it has booted.
+        telegram: the simulated Telegram Bot API every VPS's bot talks to.
     """
 
     def __init__(self, config: SimConfig) -> None:
@@ -66,6 +70,7 @@ class Simulator:
         #: VPSs being built in worker threads, which cancelling their task does not stop.
         self._builds = 0
         self._builds_done = threading.Condition(threading.Lock())
+        self.telegram = TelegramSim(watcher=FleetWatcher(self))
         self._fresh()
 
     def _fresh(self) -> None:
@@ -126,8 +131,14 @@ class Simulator:
         await self.close()
         with self.lock:
             self._fresh()
+        self.telegram.reset()
 
     # -- faults and rate limit ---------------------------------------------
+
+    @property
+    def rng(self) -> random.Random:
+        """The fault dice (seeded by the configuration's or the fault document's seed)."""
+        return self._rng
 
     def set_faults(self, faults: Faults) -> None:
         """Replace the active faults."""
@@ -264,6 +275,8 @@ class Simulator:
                 api_keys=server.public_keys,
                 install_fail=server.faults.install_fail,
                 time_scale=self.config.time_scale,
+                telegram=self.telegram,
+                hardware=Hardware(server.server_type["disk"], server.server_type["memory"]),
             )
         finally:
             with self._builds_done:
@@ -276,11 +289,14 @@ class Simulator:
         vps = await asyncio.to_thread(self._build_vps, server)
         with self.lock:
             self.vpss[server.id] = vps
+        vps.attach(asyncio.get_running_loop())
         return vps
 
     async def _boot(self, server: Server, vps: Vps, first_boot: bool) -> None:
         booted = time.monotonic()
         await asyncio.sleep(self.config.boot_seconds)
+        if not first_boot and not vps.systemd.powered:
+            vps.boot()
         if not server.faults.ssh_refuse and server.ipv4:
             await vps.start_ssh()
         timings = self.stats.servers[server.id]
@@ -343,9 +359,10 @@ class Simulator:
         return action
 
     async def _power(self, server: Server, action: Action, command: str) -> None:
+        # reboot and reset restart the box: down now, up again after the boot time.
         vps = self.vpss.get(server.id)
         if command != "start_server" and vps is not None:
-            await vps.stop_ssh()
+            await vps.power_off()
         if command in _POWERING_OFF:
             with self.lock:
                 server.status = "stopping"

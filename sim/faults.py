@@ -33,13 +33,34 @@ Faults are a JSON document (setting `RACHEL_SIM_FAULTS`, or `PUT /_sim/faults`):
   prints a plausible error and exits non-zero; later steps do not run, and
   the bootstrap still calls back, reporting the failure.
 - `seed`: makes the random decisions reproducible.
+
+## Faults of running VPSs
+
+Besides that document, the admin API (`POST /_sim/vps/faults`, see
+`sim.admin`) aims faults at running VPSs, by Hetzner server name or at a
+seeded random share of them (`VPS_FAULTS`, `VpsFaults`):
+
+- `crash_once`: Rachel8's process exits 1 once (now if it runs, else at its
+  next start); systemd restarts it (`Restart=on-failure`). Then it is gone.
+- `crash_loop`: every start of Rachel8 exits 1 (a running one now), until
+  systemd's start limit fails the unit (`start-limit-hit`); survives a reboot.
+- `freeze`: the box hangs: SSH connections hang (no banner), no heartbeat;
+  cleared by a Hetzner reboot or reset.
+- `heartbeat_loss`: the agent's POSTs are lost on the way (the run fails
+  like a timeout); all else is fine.
+- `conflict`: a second process polls the bot: Rachel8's long poll ends with
+  409 Conflict (`terminated by other getUpdates request`), which grammY
+  rethrows: Rachel8 exits 1 within seconds of every start.
+- `partition`: the box is cut from the network: SSH hangs, the agent
+  reaches neither Telegram nor the control plane; not cleared by a reboot.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import msgspec
 
@@ -215,3 +236,100 @@ def _install_fail(fault: InstallFault | None, server_name: str, roll: float) -> 
         return None
     hit = server_fault_applies(ServerFault(fault.effective_rate, fault.names), server_name, roll)
     return fault.step if hit else None
+
+
+#: Faults of running VPSs (see "Faults of running VPSs" above).
+VPS_FAULTS = ("crash_once", "crash_loop", "freeze", "heartbeat_loss", "conflict", "partition")
+#: What a Hetzner reboot or reset clears (crash_once is spent by then anyway).
+CLEARED_BY_REBOOT = ("crash_once", "freeze")
+
+
+@dataclass
+class VpsFaults:
+    """The faults aimed at one running VPS (each a flag; `crash_once` until it fires)."""
+
+    crash_once: bool = False
+    crash_loop: bool = False
+    freeze: bool = False
+    heartbeat_loss: bool = False
+    conflict: bool = False
+    partition: bool = False
+
+    def active(self) -> list[str]:
+        """The names of the faults set, in `VPS_FAULTS` order."""
+        return [f.name for f in fields(self) if getattr(self, f.name)]
+
+    def take_crash_once(self) -> bool:
+        """Whether a pending `crash_once` fires now (it is spent)."""
+        pending, self.crash_once = self.crash_once, False
+        return pending
+
+    @property
+    def unreachable(self) -> bool:
+        """No SSH answer, no heartbeat: frozen or partitioned."""
+        return self.freeze or self.partition
+
+
+@dataclass(frozen=True)
+class FaultRequest:
+    """A checked `POST`/`DELETE /_sim/vps/faults` body.
+
+    Attributes:
+        fault: one of `VPS_FAULTS`; None (DELETE only) for every fault.
+        servers: server names; None for a share (POST) or every VPS (DELETE).
+        share: the share of running VPSs to hit (POST), in [0, 1].
+        seed: seeds the choice of that share.
+    """
+
+    fault: str | None
+    servers: list[str] | None = None
+    share: float | None = None
+    seed: int | None = None
+
+
+def _names(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise FaultError("servers must be a list of server names")
+    return list(value)
+
+
+def _fault_name(value: Any, *, optional: bool) -> str | None:
+    if value is None and optional:
+        return None
+    if value not in VPS_FAULTS:
+        raise FaultError(f"fault: unknown fault {value!r} (one of {', '.join(VPS_FAULTS)})")
+    return str(value)
+
+
+def parse_fault_request(body: dict[str, Any], *, clearing: bool) -> FaultRequest:
+    """Check a VPS fault request body (`clearing`: the DELETE's, where nulls mean all).
+
+    Raises:
+        FaultError: an unknown fault or field, or a bad value.
+    """
+    allowed = {"fault", "servers"} if clearing else {"fault", "servers", "share", "seed"}
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise FaultError(f"unknown field {unknown[0]!r} (expected {', '.join(sorted(allowed))})")
+    fault = _fault_name(body.get("fault"), optional=clearing)
+    servers = _names(body.get("servers"))
+    if clearing:
+        return FaultRequest(fault, servers)
+    share, seed = body.get("share"), body.get("seed")
+    if (servers is None) == (share is None):
+        raise FaultError('give either "servers" (a list of server names) or "share"')
+    if share is not None and (
+        isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1
+    ):
+        raise FaultError(f"share must be a number between 0 and 1, got {share!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise FaultError("seed must be an integer")
+    return FaultRequest(fault, servers, None if share is None else float(share), seed)
+
+
+def pick_share(names: list[str], share: float, rng: random.Random) -> list[str]:
+    """A random `share` of `names` (rounded to the nearest count), in name order."""
+    count = round(share * len(names))
+    return sorted(rng.sample(sorted(names), count))

@@ -7,7 +7,8 @@ run by that user (203/EXEC); then, as Rachel8 would: `.env` in the working
 directory (none: a hint and exit 0), its values (`sim.rachel8_env`), the
 AI provider, the shared folder, `claude` on the unit's `PATH` and the Claude
 credentials under `$HOME` (owner, mode 0600, document). Any failure is
-exit 1 with what Rachel8 would print; otherwise it keeps running.
+exit 1 with what Rachel8 would print; otherwise it goes on to Telegram
+(`sim.rachel8_telegram`: the bot token, webhooks, other pollers, faults).
 """
 
 from __future__ import annotations
@@ -17,17 +18,16 @@ import posixpath
 from collections.abc import Mapping
 from typing import Any
 
-from sim.accounts import ROOT, Account
-from sim.cloudconfig import parse_env_file
+from core.cloud import vps_contract
+from sim.accounts import Account
 from sim.rachel8_env import ai_provider, parse_dotenv, report, validate
-from sim.rootfs import EXECUTE, READ, RootFs
+from sim.rachel8_telegram import STARTUP_SECONDS, Outside, bun_of
+from sim.rachel8_telegram import start as telegram_start
+from sim.rootfs import READ, RootFs
 from sim.service import Launch
+from sim.spawn import Spawned, find_executable, spawn
 from sim.units import UnitFile
 
-#: The search path systemd resolves a relative ExecStart with, and the unit's default PATH.
-SYSTEMD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-#: Simulated seconds Rachel8 takes to load and validate before exiting or running.
-STARTUP_SECONDS = 0.5
 CREDENTIALS = ".claude/.credentials.json"
 SECRET_MODE = 0o600
 
@@ -42,79 +42,31 @@ def is_rachel8(unit: UnitFile) -> bool:
     )
 
 
-def _spawn_failure(step: str, status: int, executable: str, *lines: str) -> Launch:
-    reason = "No such process" if step == "USER" else lines[-1].rsplit(": ", 1)[-1]
-    return Launch(
-        exit_status=status,
-        systemd_output=(*lines, f"Failed at step {step} spawning {executable}: {reason}"),
-    )
-
-
 def _crash(*lines: str) -> Launch:
     return Launch(output=lines, exit_status=1, runtime=STARTUP_SECONDS)
 
 
 class Rachel8Start:
-    """One start of the Rachel8 unit on one VPS's filesystem."""
+    """One start of the Rachel8 unit on one VPS's filesystem.
 
-    def __init__(self, fs: RootFs) -> None:
+    Args:
+        outside: Telegram and the faults aimed at the VPS (none: Rachel8 only
+            checks its configuration and runs).
+    """
+
+    def __init__(self, fs: RootFs, outside: Outside | None = None) -> None:
         self.fs = fs
-
-    def _executable(self, name: str, path: str, account: Account) -> str | None:
-        candidates = [name] if "/" in name else [f"{d}/{name}" for d in path.split(":") if d]
-        for candidate in candidates:
-            real = self.fs.real(candidate, "/")
-            if (
-                real.is_file()
-                and self.fs.reachable(candidate, account)
-                and self.fs.allows(candidate, account, EXECUTE)
-            ):
-                return candidate
-        return None
+        self.outside = outside or Outside()
 
     def __call__(self, unit: UnitFile) -> Launch:
-        account = self.fs.accounts.get(unit.user) if unit.user else ROOT
-        executable = unit.exec_start[0]
-        if account is None:
-            return _spawn_failure(
-                "USER", 217, executable, "Failed to determine user credentials: No such process"
-            )
-        cwd = unit.working_directory or "/"
-        if not self.fs.real(cwd, "/").is_dir() or not (
-            self.fs.reachable(cwd, account) and self.fs.allows(cwd, account, EXECUTE)
-        ):
-            return _spawn_failure(
-                "CHDIR",
-                200,
-                executable,
-                "Changing to the requested working directory failed: No such file or directory",
-            )
-        if self._executable(executable, SYSTEMD_PATH, account) is None:
-            return _spawn_failure(
-                "EXEC",
-                203,
-                executable,
-                f"Failed to locate executable {executable}: No such file or directory",
-            )
-        return self._rachel8(unit, account, cwd, self._environment(unit, account))
+        spawned = spawn(self.fs, unit)
+        if isinstance(spawned, Launch):
+            return spawned
+        return self._rachel8(spawned)
 
-    def _environment(self, unit: UnitFile, account: Account) -> dict[str, str]:
-        env = {"PATH": SYSTEMD_PATH}
-        if unit.user:
-            env |= {
-                "HOME": account.home,
-                "USER": account.name,
-                "LOGNAME": account.name,
-                "SHELL": account.shell,
-            }
-        env |= unit.environment
-        for path, _optional in unit.environment_files:
-            real = self.fs.real(path, "/")
-            if real.is_file():
-                env |= parse_env_file(real.read_text(errors="replace"))
-        return env
+    def _rachel8(self, spawned: Spawned) -> Launch:
+        cwd, account, env = spawned.cwd, spawned.account, spawned.environment
 
-    def _rachel8(self, unit: UnitFile, account: Account, cwd: str, env: dict[str, str]) -> Launch:
         def at(name: str) -> str:
             return posixpath.join(cwd, name)
 
@@ -122,9 +74,10 @@ class Rachel8Start:
             return _crash(f'error: Module not found "{at("src/index.ts")}"')
         if not self.fs.real(at("node_modules"), "/").is_dir():
             return _crash(f'error: Cannot find package "grammy" from "{at("src/index.ts")}"')
-        return self._configured(account, at(".env"), env)
+        return self._configured(account, cwd, env)
 
-    def _configured(self, account: Account, dotenv: str, env: dict[str, str]) -> Launch:
+    def _configured(self, account: Account, cwd: str, env: dict[str, str]) -> Launch:
+        dotenv = posixpath.join(cwd, ".env")
         if not self.fs.real(dotenv, "/").is_file():
             return Launch(
                 output=("No .env file found.", "Run the setup wizard: bun run setup"),
@@ -150,7 +103,10 @@ class Rachel8Start:
         problem = problem or self._credentials(merged.get("HOME", account.home), account)
         if problem:
             return _crash(problem)
-        return Launch(output=("Rachel8 is running (polling mode)",), runtime=STARTUP_SECONDS)
+        owner = merged[vps_contract.ENV_OWNER_ID].strip()
+        return telegram_start(
+            self.outside, merged[vps_contract.ENV_BOT_TOKEN], owner, bun_of(self.fs, cwd)
+        )
 
     def _shared_folder(self, path: str, account: Account) -> str | None:
         real = self.fs.real(path, "/")
@@ -163,7 +119,7 @@ class Rachel8Start:
         return None
 
     def _claude_on_path(self, path: str, account: Account) -> str | None:
-        if self._executable("claude", path, account) is None:
+        if find_executable(self.fs, "claude", path, account) is None:
             return (
                 "error: Claude Code executable not found on PATH "
                 f"({path}): the Claude Agent SDK needs the `claude` CLI"

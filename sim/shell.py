@@ -1,8 +1,9 @@
 """The commands a simulated VPS runs over SSH exec, confined to its root.
 
 A small, honest subset: what the control plane uses (`systemctl`,
-`journalctl`, `true`, `cat`, `test`, `stat -c`, `ls`, `mkdir -p`, `mv`,
-`rm`, `chmod`, `chown`, `echo`), joined with `;`, `&&` and `||`. Owners are
+`journalctl`, `true`, `cat` (with `/proc/uptime` and `/proc/meminfo`),
+`test`, `stat -c`, `ls`, `mkdir -p`, `mv`, `rm`, `chmod`, `chown`, `echo`,
+`df -B1 --output=... /`), joined with `;`, `&&` and `||`. Owners are
 the VPS's virtual ones (`sim.owners`): new directories belong to the
 session's user, `mv` carries ownership, `rm` drops it. Anything else exits 127 as an unknown
 command does in a real shell, so a control plane relying on more fails in
@@ -19,6 +20,7 @@ import stat as stat_module
 from collections.abc import Callable
 
 from sim.accounts import ROOT
+from sim.hardware import uptime_text
 from sim.rootfs import PathEscape, RootFs
 from sim.systemd import Result, Systemd
 
@@ -60,6 +62,7 @@ class Shell:
             "rm": self._rm,
             "chmod": self._chmod,
             "chown": self._chown,
+            "df": self._df,
             "systemctl": self.systemd.systemctl,
             "journalctl": self.systemd.journalctl,
         }
@@ -112,11 +115,23 @@ class Shell:
         except OSError as exc:
             return Result(1, stderr=f"{argv[0]}: {exc.strerror or exc}\n")
 
+    def _proc(self, name: str) -> str | None:
+        """The kernel's files the simulator makes up: `/proc/uptime`, `/proc/meminfo`."""
+        virtual = self.fs.virtual(name, self.cwd)
+        if virtual == "/proc/uptime":
+            return uptime_text(self.systemd.uptime())
+        if virtual == "/proc/meminfo":
+            return self.systemd.meminfo()
+        return None
+
     def _cat(self, args: list[str]) -> Result:
         out, err, status = [], [], 0
         for name in args:
             path = self.fs.real(name, self.cwd)
-            if path.is_file():
+            proc = self._proc(name)
+            if proc is not None:
+                out.append(proc)
+            elif path.is_file():
                 out.append(path.read_text(errors="replace"))
             else:
                 reason = "Is a directory" if path.is_dir() else "No such file or directory"
@@ -249,6 +264,21 @@ class Shell:
         for name in args[1:]:
             self.fs.real(name, self.cwd).chmod(mode)
         return Result(0)
+
+    def _df(self, args: list[str]) -> Result:
+        """`df [-B1] [--output=FIELD,...] [/]`: the root filesystem only."""
+        block, fields = 1024, ["source", "size", "used", "avail", "pcent", "target"]
+        for arg in args:
+            if arg in ("-B1", "--block-size=1"):
+                block = 1
+            elif arg.startswith("--output="):
+                fields = [f for f in arg.removeprefix("--output=").split(",") if f]
+            elif arg.startswith("-") or self.fs.virtual(arg, self.cwd) != "/":
+                return Result(1, stderr=f"df: {arg}: not supported by the simulated VPS\n")
+        text = self.systemd.hardware.df(fields, block)
+        if text is None:
+            return Result(1, stderr=f"df: option --output: field not supported: {fields}\n")
+        return Result(0, text)
 
     def _missing(self, command: str, names: list[str]) -> Result | None:
         """The error for the first operand that does not exist, as coreutils words it."""

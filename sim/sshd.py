@@ -7,6 +7,7 @@ directory.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Mapping
 
 import asyncssh
@@ -114,3 +115,21 @@ async def listen(
         x11_forwarding=False,
         allow_pty=False,
     )
+
+
+def silent_listener(host: str, port: int) -> socket.socket:
+    """A port that answers nothing: what a frozen or cut-off box looks like from outside.
+
+    The kernel completes the TCP handshake into the listen backlog (here, for
+    the backlog's few connections) but no SSH banner ever comes, so a client
+    waits out its banner or connect timeout, as against a real box that hangs.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(8)
+    except OSError:
+        sock.close()
+        raise
+    return sock

@@ -1,65 +1,73 @@
-"""The slice of systemd a simulated VPS emulates: `systemctl` and `journalctl` for its units.
+"""The slice of systemd a simulated VPS emulates: its services and timers, across boots.
 
-Every unit is a `sim.service.Service` (Type=simple): a start forks and
-returns 0 at once, whatever the process then does, so a crash is seen only
-through `show`, `is-active` or the journal, as on a real box. What the main
-process does is Rachel8's start (`sim.rachel8_service`) for Rachel8's
-`bun run src/index.ts` unit, and "keeps running" for any other unit. Before
-that, a non-optional `EnvironmentFile=` that is missing fails the start
-(Result=resources), as systemd does. Exit codes and messages follow
-systemctl's.
+Services (`sim.service.Service`): a `Type=simple` start forks and returns 0
+at once, whatever the process then does, so a crash is seen only through
+`show`, `is-active` or the journal, as on a real box; a `Type=oneshot`
+start runs the process to its end. What the process does: Rachel8's start
+(`sim.rachel8_service`) for its `bun run src/index.ts` unit, the health
+agent (`sim.agent`, run asynchronously by the VPS) for `AGENT_SCRIPT_PATH`,
+exit 0 for any other oneshot, and "keeps running" for any other unit.
+systemd's checks before the exec (`sim.spawn`) apply to Rachel8, the agent
+and oneshots; a non-optional `EnvironmentFile=` that is missing fails the
+start (Result=resources).
+
+Timers (`sim.timers`): started, stopped, enabled like services; when one
+elapses (`fire_due`, called by the VPS's timer loop) it starts its unit.
+`enable` needs an `[Install]` section (else the unit is "static", as
+systemctl says). A boot (`boot`) starts the enabled units afresh: restart
+counters, start limits and monotonic timestamps belong to a boot; the
+journal is persistent.
+
+The command lines (`systemctl`, `journalctl`) are `sim.systemctl`'s.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Any, TypeVar
 
+from core.cloud import vps_contract
+from sim import timer_units
+from sim.hardware import Hardware
 from sim.rachel8_service import Rachel8Start, is_rachel8
+from sim.rachel8_telegram import Outside
 from sim.rootfs import PathEscape, RootFs
-from sim.service import Clock, Launch, Service
-from sim.systemd_text import journal_lines, status_text
+from sim.service import Clock, Launch, ProcessRun, Service
+from sim.spawn import spawn
+from sim.systemctl import Result, journalctl, run_systemctl, see, unit_name
+from sim.timers import Timer, perturbation
 from sim.units import UnitFile, parse_unit
 
 UNIT_DIRS = ("/etc/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system")
-_ACTIONS = ("start", "restart", "try-restart", "reload-or-restart")
-#: Options that take a value (`-p X`, `--property X`).
-_VALUED = {"-p", "--property", "-n", "--lines", "-o", "--output", "-u", "--unit", "-t", "--type"}
+_STATIC = (
+    "The unit files have no installation config (WantedBy=, RequiredBy=, UpheldBy=,\n"
+    "Also=, or Alias= settings in the [Install] section, and DefaultInstance= for\n"
+    "template units). This means they are not meant to be enabled or disabled using systemctl.\n"
+)
+
+__all__ = ["UNIT_DIRS", "Result", "Systemd", "is_agent", "unit_name"]
 
 
-@dataclass
-class Result:
-    """What a command printed and its exit status."""
-
-    exit_status: int = 0
-    stdout: str = ""
-    stderr: str = ""
+def is_agent(unit: UnitFile) -> bool:
+    """Whether the unit runs the health agent (`AGENT_SCRIPT_PATH`)."""
+    return bool(unit.exec_start) and unit.exec_start[0] == vps_contract.AGENT_SCRIPT_PATH
 
 
-def unit_name(name: str) -> str:
-    """`rachel8` -> `rachel8.service`; names with a unit suffix are kept."""
-    return name if "." in name else f"{name}.service"
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def split_args(args: list[str]) -> tuple[list[str], dict[str, list[str]]]:
-    """Words and options (`--name=value`, `--name value`, `-p value`, `-pvalue`, flags)."""
-    words: list[str] = []
-    options: dict[str, list[str]] = {}
-    it = iter(args)
-    for arg in it:
-        if arg.startswith("--") and "=" in arg:
-            name, _, value = arg.partition("=")
-            options.setdefault(name, []).append(value)
-        elif arg in _VALUED:
-            options.setdefault(arg, []).append(next(it, ""))
-        elif arg[:2] in _VALUED and len(arg) > 2 and not arg.startswith("--"):
-            options.setdefault(arg[:2], []).append(arg[2:])
-        elif arg.startswith("-") and arg != "-":
-            options.setdefault(arg, [])
-        else:
-            words.append(arg)
-    return words, options
+def _locked(method: _F) -> _F:
+    """Run under the box's lock: the loop's timers and a test's thread may both look."""
+
+    @functools.wraps(method)
+    def run(self: Systemd, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return run  # type: ignore[return-value]
 
 
 class Systemd:
@@ -67,33 +75,72 @@ class Systemd:
 
     Attributes:
         services: unit name -> its runtime state, once loaded.
+        timers: timer unit name -> its runtime state, once loaded.
         enabled: units enabled with `systemctl enable`.
+        outside: what Rachel8's process meets beyond the box (Telegram, faults).
+        hardware: the server type's disk and memory.
+        booted_at: when the current boot began (simulated seconds).
+        powered: the machine is on.
+        agent: the health agent's process (set by the VPS); None: it exits 0 at once.
+        run_process: runs an asynchronous process (set by the VPS, which has a loop).
+        on_change: called after anything that may move a timer (the VPS's timer loop).
     """
 
     def __init__(
-        self, fs: RootFs, *, hostname: str = "localhost", clock: Clock | None = None
+        self,
+        fs: RootFs,
+        *,
+        hostname: str = "localhost",
+        clock: Clock | None = None,
+        outside: Outside | None = None,
+        hardware: Hardware | None = None,
     ) -> None:
         self.fs = fs
         self.hostname = hostname
         self.clock = clock or Clock()
+        self.outside = outside or Outside()
+        self.hardware = hardware or Hardware()
         self.services: dict[str, Service] = {}
+        self.timers: dict[str, Timer] = {}
         self.enabled: set[str] = set()
+        self.booted_at = 0.0
+        self.boots = 1
+        self.powered = True
+        self.agent: ProcessRun | None = None
+        self.run_process: Callable[[Service, int, ProcessRun], None] | None = None
+        self.on_change: Callable[[], None] | None = None
         self._pids = itertools.count(1200)
+        #: Held by every entry point (re-entrant): the loop and other threads share a box.
+        self.lock = threading.RLock()
+
+    def changed(self) -> None:
+        """Tell the timer loop that a timer may elapse at another time now."""
+        if self.on_change is not None:
+            self.on_change()
 
     @property
     def states(self) -> dict[str, str]:
         """unit -> ActiveState (`active`, `activating`, `failed`, `inactive`)."""
-        return {name: self.active_state(name) for name in self.services}
+        states = {name: self.active_state(name) for name in self.services}
+        return states | {name: self.active_state(name) for name in self.timers}
 
+    @_locked
     def active_state(self, name: str) -> str:
         """The unit's ActiveState now."""
-        service = self.services.get(unit_name(name))
+        unit = unit_name(name)
+        timer = self.timers.get(unit)
+        if timer is not None:
+            return timer.states(self.services.get(timer.unit.triggers), self.booted_at)[0]
+        service = self.services.get(unit)
         if service is None:
             return "inactive"
         service.advance()
         return service.active_state
 
-    def _unit_file(self, unit: str) -> str | None:
+    # -- unit files -------------------------------------------------------------
+
+    def unit_file(self, unit: str) -> str | None:
+        """Where the unit's file is, if anywhere."""
         for directory in UNIT_DIRS:
             path = f"{directory}/{unit}"
             try:
@@ -103,23 +150,37 @@ class Systemd:
                 return None
         return None
 
-    def _load(self, unit: str) -> UnitFile | None:
-        path = self._unit_file(unit)
+    def load(self, unit: str) -> UnitFile | None:
+        """The unit's file, read now (None: not found)."""
+        path = self.unit_file(unit)
         if path is None:
             return None
         return parse_unit(path, self.fs.real(path, "/").read_text(errors="replace"))
 
     def _launch(self, unit: UnitFile) -> Launch:
         if is_rachel8(unit):
-            return Rachel8Start(self.fs)(unit)
-        return Launch()
+            return Rachel8Start(self.fs, self.outside)(unit)
+        if not (unit.type == "oneshot" or is_agent(unit)):
+            return Launch()
+        spawned = spawn(self.fs, unit, check_interpreter=is_agent(unit))
+        if isinstance(spawned, Launch):
+            return spawned
+        if is_agent(unit) and self.agent is not None and self.run_process is not None:
+            return Launch(run=self.agent)
+        return Launch(exit_status=0)
 
-    def _service(self, name: str, unit: UnitFile) -> Service:
+    def service(self, name: str, unit: UnitFile) -> Service:
+        """The runtime state of a service, made on first use."""
         service = self.services.get(name)
         if service is None:
             service = Service(name, unit, self.clock, self._launch, lambda: next(self._pids))
+            service.on_spawn = lambda pid, launch: self._spawned(service, pid, launch)
             self.services[name] = service
         return service
+
+    def _spawned(self, service: Service, pid: int, launch: Launch) -> None:
+        if launch.run is not None and self.run_process is not None:
+            self.run_process(service, pid, launch.run)
 
     def _missing_environment_files(self, unit: UnitFile) -> list[str]:
         missing = []
@@ -132,16 +193,25 @@ class Systemd:
                 missing.append(path)
         return missing
 
+    # -- jobs -------------------------------------------------------------------
+
+    @_locked
     def start(self, verb: str, name: str) -> Result:
-        """`systemctl start|restart <unit>`: 0 once the process is forked (Type=simple)."""
+        """`systemctl start|restart <unit>`: services and timers."""
         unit = unit_name(name)
-        loaded = self._load(unit)
+        result = timer_units.start(self, verb, unit) if unit.endswith(".timer") else None
+        result = result or self.start_service(verb, unit)
+        self.changed()
+        return result
+
+    def start_service(self, verb: str, unit: str) -> Result:
+        """A start job for a service unit."""
+        loaded = self.load(unit)
         if loaded is None:
             return Result(5, stderr=f"Failed to {verb} {unit}: Unit {unit} not found.\n")
-        service = self._service(unit, loaded)
+        service = self.service(unit, loaded)
         if verb == "try-restart" and service.active_state != "active":
             return Result(0)
-        see = f'See "systemctl status {unit}" and "journalctl -xeu {unit}" for details.\n'
         missing = self._missing_environment_files(loaded)
         if missing:
             service.unit = loaded
@@ -153,7 +223,7 @@ class Systemd:
                 1,
                 stderr=(
                     f"Job for {unit} failed because of unavailable resources or another "
-                    f"system error.\n{see}"
+                    f"system error.\n{see(unit)}"
                     # Said in the journal on a real box; here too, for whoever reads stderr.
                     f"(simulated: failed to load environment files: {', '.join(missing)})\n"
                 ),
@@ -163,174 +233,188 @@ class Systemd:
                 1,
                 stderr=(
                     f"Job for {unit} failed because start of the service was attempted too "
-                    f'often.\n{see}To force a start use "systemctl reset-failed {unit}"\n'
+                    f'often.\n{see(unit)}To force a start use "systemctl reset-failed {unit}"\n'
                     f'followed by "systemctl start {unit}" again.\n'
+                ),
+            )
+        if service.oneshot and service.active_state == "failed":
+            return Result(
+                1,
+                stderr=(
+                    f"Job for {unit} failed because the control process exited with error "
+                    f"code.\n{see(unit)}"
                 ),
             )
         return Result(0)
 
+    def timer(self, unit: str, loaded: UnitFile) -> Timer:
+        """The runtime state of a timer, made on first use."""
+        timer = self.timers.get(unit)
+        if timer is None:
+            timer = self.timers[unit] = Timer(unit, loaded)
+        return timer
+
+    @_locked
     def stop(self, name: str) -> Result:
         """`systemctl stop <unit>`."""
         unit = unit_name(name)
-        if self._unit_file(unit) is None and unit not in self.services:
+        known = unit in self.services or unit in self.timers
+        if self.unit_file(unit) is None and not known:
             return Result(5, stderr=f"Failed to stop {unit}: Unit {unit} not loaded.\n")
         if unit in self.services:
             self.services[unit].stop()
+        timer = self.timers.get(unit)
+        if timer is not None and timer.active:
+            timer.stop()
+            timer.log(self.clock.now(), f"Stopped {timer.title}.")
+        self.changed()
         return Result(0)
 
-    def is_active(self, names: str | list[str], quiet: bool = False) -> Result:
-        """`systemctl is-active <unit>...`: prints each state; 0 only if all are active."""
-        states = [self.active_state(n) for n in ([names] if isinstance(names, str) else names)]
-        ok = all(s == "active" for s in states)
-        return Result(0 if ok else 3, "" if quiet else "".join(f"{s}\n" for s in states))
-
+    @_locked
     def enable(self, names: list[str], now: bool) -> Result:
         """`systemctl enable [--now] <unit>...`."""
         out = []
         for name in names:
             unit = unit_name(name)
-            path = self._unit_file(unit)
-            if path is None:
+            loaded = self.load(unit)
+            if loaded is None:
                 return Result(
                     1, stderr=f"Failed to enable unit: Unit file {unit} does not exist.\n"
                 )
-            if unit not in self.enabled:
-                wants = f"/etc/systemd/system/multi-user.target.wants/{unit}"
-                out.append(f"Created symlink {wants} → {path}.\n")
-            self.enabled.add(unit)
+            if not loaded.wanted_by:
+                out.append(_STATIC)
+            elif unit not in self.enabled:
+                wants = f"/etc/systemd/system/{loaded.wanted_by[0]}.wants/{unit}"
+                out.append(f"Created symlink {wants} → {loaded.path}.\n")
+                self.enabled.add(unit)
             if now:
                 started = self.start("start", unit)
                 if started.exit_status:
-                    return started
+                    return Result(started.exit_status, stderr="".join(out) + started.stderr)
         return Result(0, stderr="".join(out))
 
+    @_locked
+    def disable(self, names: list[str], now: bool) -> Result:
+        """`systemctl disable [--now] <unit>...`."""
+        out = []
+        for name in names:
+            unit = unit_name(name)
+            loaded = self.load(unit)
+            if unit in self.enabled and loaded is not None and loaded.wanted_by:
+                out.append(f'Removed "/etc/systemd/system/{loaded.wanted_by[0]}.wants/{unit}".\n')
+            self.enabled.discard(unit)
+            if now:
+                self.stop(unit)
+        return Result(0, stderr="".join(out))
+
+    @_locked
+    def reset_failed(self, units: list[str]) -> Result:
+        """`systemctl reset-failed [<unit>...]`."""
+        names = [unit_name(u) for u in units] or [*self.services, *self.timers]
+        for unit in names:
+            if unit in self.services:
+                self.services[unit].reset_failed()
+            if unit in self.timers:
+                self.timers[unit].result = "success"
+        return Result(0)
+
+    # -- what systemctl show reports -------------------------------------------
+
+    @_locked
     def properties(self, name: str) -> dict[str, str]:
         """`systemctl show <unit>`'s properties (LoadState=not-found for an unknown unit)."""
         unit = unit_name(name)
+        if unit.endswith(".timer") and (unit in self.timers or self.unit_file(unit)):
+            return timer_units.properties(self, unit)
         service = self.services.get(unit)
         if service is None:
-            loaded = self._load(unit)
+            loaded = self.load(unit)
             if loaded is None:
                 return {
                     "Result": "success", "MainPID": "0", "NRestarts": "0", "ExecMainCode": "0",
                     "ExecMainStatus": "0", "Id": unit, "LoadState": "not-found",
                     "ActiveState": "inactive", "SubState": "dead", "UnitFileState": "",
                 }  # fmt: skip
-            service = self._service(unit, loaded)
+            service = self.service(unit, loaded)
         props = service.properties()
-        props["UnitFileState"] = "enabled" if unit in self.enabled else "disabled"
+        props["UnitFileState"] = self.unit_file_state(unit)
         return props
 
-    def show(self, units: list[str], options: dict[str, list[str]]) -> Result:
-        """`systemctl show [-p A -p B | --property=A,B] [--value] <unit>...`."""
-        wanted = [
-            p
-            for value in options.get("-p", []) + options.get("--property", [])
-            for p in value.split(",")
-            if p
-        ]
-        blocks = []
-        for name in units:
-            props = self.properties(name)
-            # systemd prints in its own order, not the order asked for.
-            chosen = [(k, v) for k, v in props.items() if not wanted or k in wanted]
-            lines = [v if "--value" in options else f"{k}={v}" for k, v in chosen]
-            blocks.append("".join(f"{line}\n" for line in lines))
-        return Result(0, "\n".join(blocks))
+    def unit_file_state(self, unit: str) -> str:
+        """`enabled`, `disabled`, or `static` (no `[Install]` section)."""
+        if unit in self.enabled:
+            return "enabled"
+        loaded = self.load(unit)
+        return "static" if loaded is not None and not loaded.wanted_by else "disabled"
 
-    def _status(self, units: list[str]) -> Result:
-        unit = unit_name(units[0])
-        if unit not in self.services and self._unit_file(unit) is None:
-            return Result(4, stderr=f"Unit {unit} could not be found.\n")
-        props = self.properties(unit)
-        service = self.services[unit]
-        text = status_text(props, service, self.hostname, self.clock)
-        return Result(0 if props["ActiveState"] == "active" else 3, text)
+    # -- timers elapsing, boots -------------------------------------------------
 
-    def _reset_failed(self, units: list[str]) -> Result:
-        for name in units or list(self.services):
-            service = self.services.get(unit_name(name))
-            if service is not None:
-                service.reset_failed()
-        return Result(0)
+    @property
+    def perturb(self) -> float:
+        """This boot's sd-event wake-up offset."""
+        return perturbation(self.hostname, self.boots)
 
-    def _each(self, units: list[str], run: Callable[[str], Result]) -> Result:
-        for unit in units:
-            result = run(unit)
-            if result.exit_status:
-                return result
-        return Result(0)
+    @_locked
+    def fire_due(self) -> float | None:
+        """Start the units of the timers that elapsed; when the next one will (or None)."""
+        return timer_units.fire_due(self)
 
-    def _is_enabled(self, units: list[str]) -> Result:
-        states = ["enabled" if unit_name(u) in self.enabled else "disabled" for u in units]
-        ok = all(s == "enabled" for s in states)
-        return Result(0 if ok else 1, stdout="".join(f"{s}\n" for s in states))
+    @_locked
+    def power_off(self) -> None:
+        """The machine stops: every process ends, no timer elapses."""
+        self.powered = False
+        for service in self.services.values():
+            service.power_off()
+        for timer in self.timers.values():
+            timer.power_off()
+        self.changed()
 
-    def _disable(self, units: list[str]) -> Result:
-        self.enabled.difference_update(unit_name(u) for u in units)
-        return Result(0)
+    @_locked
+    def boot(self) -> None:
+        """A new boot: the enabled units start (services, then timers), counters afresh."""
+        for service in self.services.values():
+            service.power_off()
+        for timer in self.timers.values():
+            timer.power_off()
+        self.powered, self.booted_at = True, self.clock.now()
+        self.boots += 1
+        for unit in sorted(self.enabled, key=lambda u: (u.endswith(".timer"), u)):
+            self.start("start", unit)
+        self.changed()
 
-    def _starter(self, verb: str) -> Callable[[list[str]], Result]:
-        return lambda units: self._each(units, lambda unit: self.start(verb, unit))
+    def uptime(self) -> float:
+        """Simulated seconds since this boot began (`/proc/uptime`)."""
+        return self.clock.now() - self.booted_at
 
+    def memory(self) -> tuple[int, int]:
+        """(available, total) memory bytes now: Rachel8 running takes its share."""
+        return self.hardware.memory(self.active_state(vps_contract.SERVICE_UNIT) == "active")
+
+    def meminfo(self) -> str:
+        """`/proc/meminfo` now."""
+        return self.hardware.meminfo(self.active_state(vps_contract.SERVICE_UNIT) == "active")
+
+    # -- command lines ------------------------------------------------------------
+
+    @_locked
     def systemctl(self, args: list[str]) -> Result:
         """Run `systemctl` with `args` (options may come anywhere)."""
-        words, options = split_args(args)
-        if not words:
-            return Result(1, stderr="systemctl: a command is required (simulated systemctl)\n")
-        verb, units = words[0], words[1:]
-        if verb == "daemon-reload":
-            return Result(0)
-        if verb == "reset-failed":
-            return self._reset_failed(units)
-        quiet = "-q" in options or "--quiet" in options
-        verbs: dict[str, Callable[[list[str]], Result]] = {
-            "enable": lambda u: self.enable(u, "--now" in options),
-            "disable": self._disable,
-            "stop": lambda u: self._each(u, self.stop),
-            "is-active": lambda u: self.is_active(u, quiet),
-            "is-enabled": self._is_enabled,
-            "status": self._status,
-            "show": lambda u: self.show(u, options),
-        }
-        handler = verbs.get(verb)
-        if verb in _ACTIONS:
-            handler = self._starter(verb)
-        if handler is None:
-            return Result(1, stderr=f'Unknown command verb "{verb}" (simulated systemctl).\n')
-        if not units:
-            return Result(1, stderr=f"Too few arguments for {verb}.\n")
-        return handler(units)
+        return run_systemctl(self, args)
 
-    def journal(self, name: str, lines: int | None = None) -> list[str]:
-        """The unit's journal as `journalctl -o cat` prints it (last `lines` lines)."""
-        service = self.services.get(unit_name(name))
-        if service is None:
-            return []
-        service.advance()
-        messages = [entry.message for entry in service.journal]
-        return messages[-lines:] if lines else messages
-
+    @_locked
     def journalctl(self, args: list[str]) -> Result:
         """`journalctl -u <unit> [-n N] [-o cat|short] [--no-pager]`."""
-        _words, options = split_args(args)
-        units = options.get("-u", []) + options.get("--unit", [])
-        count_text = (options.get("-n") or options.get("--lines") or [""])[-1]
-        if count_text and not count_text.isdigit():
-            return Result(1, stderr=f"Failed to parse lines '{count_text}'.\n")
-        count = int(count_text) if count_text else None
-        output = (options.get("-o") or options.get("--output") or ["short"])[-1]
-        entries = [
-            (entry, unit_name(u))
-            for u in units
-            if unit_name(u) in self.services
-            for entry in self._advanced(unit_name(u)).journal
-        ]
-        entries.sort(key=lambda pair: pair[0].at)
-        text = journal_lines([e for e, _ in entries], count, output, self.hostname, self.clock)
-        return Result(0, text or "-- No entries --\n")
+        return journalctl(self, args)
 
-    def _advanced(self, unit: str) -> Service:
-        service = self.services[unit]
-        service.advance()
-        return service
+    @_locked
+    def journal(self, name: str, lines: int | None = None) -> list[str]:
+        """The unit's journal as `journalctl -o cat` prints it (last `lines` lines)."""
+        unit = unit_name(name)
+        service = self.services.get(unit)
+        if service is not None:
+            service.advance()
+            entries = list(service.journal)
+        else:
+            entries = list(self.timers[unit].journal) if unit in self.timers else []
+        messages = [entry.message for entry in entries]
+        return messages[-lines:] if lines else messages

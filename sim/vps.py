@@ -1,31 +1,39 @@
 """One simulated VPS: its root directory, host key, users, authorised keys,
-SSH server, the Rachel8 install its cloud-init runs and the bootstrap callback.
+SSH server, the Rachel8 install its cloud-init runs, the bootstrap callback,
+its timers and health agent, its faults and its power.
 
 cloud-init's order is kept: `write_files` (owners must exist already), then
 `users`, then deferred `write_files`, and at the end (`run_cloud_init`) the
 runcmd's install script, before the bootstrap calls back with the host key
-and the install's result.
+and the install's result (`sim.bootstrap`).
+
+Once attached to the simulator's loop (`attach`), its timers elapse
+(`sim.timer_loop`) and its health agent runs (`sim.agent`). Faults
+(`sim.faults.VpsFaults`): a frozen or partitioned box's SSH port hangs
+(`sshd.silent_listener`) and its agent sends nothing. `power_off` and
+`boot` are the Hetzner power actions: a boot clears `freeze` and
+`crash_once`, and starts the enabled units afresh (uptime 0, NRestarts 0).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
-import json
 import logging
 import shutil
-import ssl
+import socket
 import tempfile
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncssh
 
 from core.cloud import vps_contract
-from sim import curl, sshd
+from sim import agent, sshd
+from sim.agent import AgentRecord
+from sim.bootstrap import CallbackPolicy, CallbackRecord, run_callback
 from sim.cloudconfig import (
     DEFAULT_USER,
     CloudConfig,
@@ -34,50 +42,22 @@ from sim.cloudconfig import (
     parse_user_data,
     runs,
 )
+from sim.faults import CLEARED_BY_REBOOT, VpsFaults
+from sim.hardware import Hardware
 from sim.install import InstallRun
+from sim.rachel8_telegram import Outside, rachel8_fault
 from sim.rootfs import RootFs
 from sim.service import Clock
 from sim.systemd import Systemd
+from sim.telegram import TelegramSim
+from sim.timer_loop import TimerLoop
+
+__all__ = ["CallbackPolicy", "CallbackRecord", "Vps"]
 
 log = logging.getLogger(__name__)
 
 #: Journal lines of the Rachel8 unit `/_sim/vps` shows.
 JOURNAL_TAIL = 20
-
-
-@functools.cache
-def _ssl_context() -> ssl.SSLContext:
-    return ssl.create_default_context()
-
-
-@dataclass(frozen=True)
-class CallbackPolicy:
-    """How the bootstrap retries its callback: exponential backoff, bounded.
-
-    Attributes:
-        first_delay: seconds before the first retry.
-        max_delay: the backoff cap.
-        max_attempts: give up after this many tries (bounded, like the script).
-        timeout: per-request timeout in seconds.
-    """
-
-    first_delay: float = 0.2
-    max_delay: float = 5.0
-    max_attempts: int = 60
-    timeout: float = 10.0
-
-
-@dataclass
-class CallbackRecord:
-    """What happened to a VPS's callback, for stats and tests."""
-
-    url: str | None = None
-    attempts: int = 0
-    last_status: int | None = None
-    last_error: str | None = None
-    succeeded: bool = False
-    #: Seconds spent waiting for answers (every attempt), not counting backoff sleeps.
-    request_seconds: float = 0.0
 
 
 class Vps:
@@ -102,6 +82,8 @@ class Vps:
         api_keys: list[str],
         install_fail: str | None = None,
         time_scale: float = 1.0,
+        telegram: TelegramSim | None = None,
+        hardware: Hardware | None = None,
     ) -> None:
         self.server_id = server_id
         self.name = name
@@ -109,7 +91,20 @@ class Vps:
         self.ssh_port = ssh_port
         self.root = Path(tempfile.mkdtemp(prefix=f"rachel-sim-vps-{server_id}-", dir=base_dir))
         self.fs = RootFs(self.root)
-        self.systemd = Systemd(self.fs, hostname=name, clock=Clock(time_scale))
+        #: Faults aimed at this box (`sim.faults.VpsFaults`).
+        self.faults = VpsFaults()
+        self.outside = Outside(telegram, self.faults)
+        self.hardware = hardware or Hardware()
+        self.agent_record = AgentRecord()
+        self.systemd = Systemd(
+            self.fs,
+            hostname=name,
+            clock=Clock(time_scale),
+            outside=self.outside,
+            hardware=self.hardware,
+        )
+        self.systemd.agent = functools.partial(agent.run, self)
+        self.timers: TimerLoop | None = None
         #: A fault: the install step that fails on this VPS.
         self.install_fail = install_fail
         #: The install's result (the contract's JSON), once the install ran.
@@ -125,6 +120,7 @@ class Vps:
         self.cloud_init_done = False
         self.connections: set[asyncssh.SSHServerConnection] = set()
         self._acceptor: asyncssh.SSHAcceptor | None = None
+        self._silent: socket.socket | None = None
         self._install(user_data, api_keys)
 
     @property
@@ -247,8 +243,18 @@ class Vps:
         """user -> public key blobs allowed to log in."""
         return self.authorized
 
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Run this box's timers and agent on the simulator's loop (call on the loop)."""
+        if self.timers is None:
+            self.timers = TimerLoop(self.systemd, loop, lambda: self.faults.freeze, self.name)
+            self.timers.start()
+
     async def start_ssh(self) -> None:
-        """Start answering SSH (idempotent)."""
+        """Start answering SSH (idempotent); a frozen or cut-off box's port hangs instead."""
+        if self.faults.unreachable:
+            if self._silent is None:
+                self._silent = sshd.silent_listener(self.ip, self.ssh_port)
+            return
         if self._acceptor is None:
             self._acceptor = await sshd.listen(
                 host=self.ip,
@@ -262,6 +268,9 @@ class Vps:
 
     async def stop_ssh(self) -> None:
         """Stop listening and cut open connections, as a powered-off box would."""
+        silent, self._silent = self._silent, None
+        if silent is not None:
+            silent.close()
         acceptor, self._acceptor = self._acceptor, None
         if acceptor is not None:
             acceptor.close()
@@ -270,69 +279,43 @@ class Vps:
             conn.abort()
         self.connections.clear()
 
-    def bootstrap_env(self) -> dict[str, str] | None:
-        """The bootstrap env file's values, or None when the user data wrote none."""
-        path = self.fs.real(vps_contract.BOOTSTRAP_ENV_PATH, "/")
-        if not path.is_file():
-            return None
-        return parse_env_file(path.read_text(errors="replace"))
-
     async def run_callback(self, policy: CallbackPolicy) -> bool:
-        """Do what the bootstrap script does last: POST the host key and the install's
-        result (when the install wrote one), retrying.
+        """Do what the bootstrap script does last (`sim.bootstrap`); True on a 2xx answer."""
+        return await run_callback(self.fs, self.name, self.ip, self.callback, policy)
 
-        Sent from the VPS's own address, because the control plane binds the
-        token to the IP the provider assigned. Returns True on a 2xx answer.
-        """
-        env = self.bootstrap_env()
-        if not env:
-            return False
-        url = env.get(vps_contract.CALLBACK_URL_VAR)
-        token = env.get(vps_contract.CALLBACK_TOKEN_VAR)
-        if not url or not token:
-            return False
-        host_key_file = self.fs.real(vps_contract.HOST_KEY_PATH, "/")
-        document: dict[str, Any] = {"host_key": host_key_file.read_text().strip()}
-        result_file = self.fs.real(vps_contract.INSTALL_RESULT_PATH, "/")
-        if result_file.is_file():
-            try:
-                document["install"] = json.loads(result_file.read_text())
-            except ValueError:
-                log.warning("VPS %s: its install result is not JSON; not reported", self.name)
-        body = json.dumps(document).encode()
-        self.callback.url = url
-        delay = policy.first_delay
-        for attempt in range(1, policy.max_attempts + 1):
-            self.callback.attempts = attempt
-            sent = time.monotonic()
-            try:
-                status = await curl.post_json(
-                    url,
-                    body,
-                    headers={"Authorization": f"Bearer {token}"},
-                    local_address=self.ip,
-                    timeout=policy.timeout,
-                    # One SSL context for every VPS: building one loads the CA bundle (tens
-                    # of milliseconds on the event loop, which a thousand VPSs share).
-                    ssl_context=_ssl_context(),
-                )
-                self.callback.request_seconds += time.monotonic() - sent
-                self.callback.last_status = status
-                self.callback.last_error = None
-                if 200 <= status < 300:
-                    self.callback.succeeded = True
-                    return True
-            except curl.CurlError as exc:
-                self.callback.request_seconds += time.monotonic() - sent
-                self.callback.last_error = f"{type(exc).__name__}: {exc}"
-            if attempt < policy.max_attempts:
-                await asyncio.sleep(delay)
-                delay = min(policy.max_delay, delay * 2)
-        log.warning("VPS %s gave up its callback after %d attempts", self.name, policy.max_attempts)
-        return False
+    async def set_fault(self, name: str, on: bool) -> None:
+        """Set or clear one fault (`sim.faults.VPS_FAULTS`) and let it take effect now."""
+        was_unreachable = self.faults.unreachable
+        setattr(self.faults, name, on)
+        hits_rachel8 = on and name in ("crash_once", "crash_loop", "conflict")
+        if hits_rachel8 and rachel8_fault(self.systemd, name) and name == "crash_once":
+            self.faults.crash_once = False  # spent on the running process
+        if self.faults.unreachable != was_unreachable and self.ssh_listening_or_silent:
+            await self.stop_ssh()
+            await self.start_ssh()
+        self.systemd.changed()
+
+    @property
+    def ssh_listening_or_silent(self) -> bool:
+        """The box is up as far as SSH goes (answering or hanging)."""
+        return self._acceptor is not None or self._silent is not None
+
+    async def power_off(self) -> None:
+        """The box goes down: SSH closes, processes end, timers stop."""
+        await self.stop_ssh()
+        self.systemd.power_off()
+
+    def boot(self) -> None:
+        """A new boot (after a Hetzner power action): `freeze` and `crash_once` are gone,
+        the enabled units start afresh; the caller starts SSH."""
+        for name in CLEARED_BY_REBOOT:
+            setattr(self.faults, name, False)
+        self.systemd.boot()
 
     async def destroy(self) -> None:
-        """Stop SSH and remove the root directory."""
+        """Stop the timers and SSH and remove the root directory."""
+        if self.timers is not None:
+            await self.timers.close()
         await self.stop_ssh()
         await asyncio.to_thread(shutil.rmtree, self.root, True)
 
@@ -348,6 +331,9 @@ class Vps:
             "host_key": self.host_public_key,
             "authorized_users": sorted(self.authorized),
             "cloud_init_done": self.cloud_init_done,
+            "powered": self.systemd.powered,
+            "uptime_seconds": round(self.systemd.uptime(), 3),
+            "faults": self.faults.active(),
             "units": self.systemd.states,
             "users": [
                 {
@@ -364,6 +350,7 @@ class Vps:
             "install": self.install_result,
             "rachel8": self._rachel8_state(),
             "cloud_config_errors": list(self.cloud_config_errors),
+            "agent": dataclasses.asdict(self.agent_record),
             "callback": {
                 "url": self.callback.url,
                 "attempts": self.callback.attempts,

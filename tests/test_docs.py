@@ -27,11 +27,12 @@ def _fault_section() -> str:
 
 
 def test_readme_documents_every_simulator_fault_and_the_admin_api() -> None:
+    import json
     import re
 
     from core.cloud.vps_contract import INSTALL_STEPS
     from sim.admin import ROUTES
-    from sim.faults import Faults, parse_faults
+    from sim.faults import Faults, parse_fault_request, parse_faults
 
     section = _fault_section()
     for name in Faults.__struct_fields__:
@@ -46,7 +47,10 @@ def test_readme_documents_every_simulator_fault_and_the_admin_api() -> None:
     examples = re.findall(r"(?:RACHEL_SIM_FAULTS=|-d )'(\{.*?\})'", section, re.DOTALL)
     assert len(examples) >= 3
     for example in examples:
-        if '"ssh_refuse": true' not in example:  # a per-server fault, not a document
+        if '"fault"' in example:  # a running VPS's fault (POST/DELETE /_sim/vps/faults)
+            body = json.loads(example)
+            parse_fault_request(body, clearing=body["fault"] is None)
+        elif '"ssh_refuse": true' not in example:  # a per-server fault, not a document
             parse_faults(example)
 
 

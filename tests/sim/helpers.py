@@ -58,6 +58,7 @@ class Call:
     client_ip: str
     authorization: str | None
     body: dict[str, Any]
+    content_type: str | None = None
 
 
 @dataclass
@@ -65,10 +66,12 @@ class CallbackReceiver:
     """A real HTTP server standing in for the control plane's callback endpoint.
 
     Attributes:
-        fail_first: answer 500 to this many calls before answering 200.
+        fail_first: answer 500 to this many calls before answering `status`.
+        status: the answer after those (200; a heartbeat endpoint answers 202).
     """
 
     fail_first: int = 0
+    status: int = 200
     calls: list[Call] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -79,9 +82,15 @@ class CallbackReceiver:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 receiver.calls.append(
-                    Call(self.path, self.client_address[0], self.headers.get("Authorization"), body)
+                    Call(
+                        self.path,
+                        self.client_address[0],
+                        self.headers.get("Authorization"),
+                        body,
+                        self.headers.get("Content-Type"),
+                    )
                 )
-                status = 500 if len(receiver.calls) <= receiver.fail_first else 200
+                status = 500 if len(receiver.calls) <= receiver.fail_first else receiver.status
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

@@ -49,8 +49,10 @@ def user_data(
     repo: str = "https://github.com/polly3223/Rachel8.git",
     sudo: bool = False,
     unit: str = UNIT,
+    extra_files: list[dict[str, object]] | None = None,
 ) -> str:
-    """A Rachel8 cloud-config: the user, the manifest, the install script, the unit."""
+    """A Rachel8 cloud-config: the user, the manifest, the install script, the unit
+    (and `extra_files`, `write_files` entries such as the health agent's)."""
     rachel: dict[str, object] = {"name": LAYOUT.user, "shell": "/bin/bash", "lock_passwd": True}
     if sudo:
         rachel["sudo"] = "ALL=(ALL) NOPASSWD:ALL"
@@ -70,6 +72,7 @@ def user_data(
         {"path": contract.INSTALL_SCRIPT_PATH, "permissions": "0700", "content": "#!/bin/sh\n"},
         {"path": contract.SERVICE_UNIT_PATH, "permissions": "0644", "content": unit},
     ]
+    files += extra_files or []
     if callback_url:
         files.append(
             {

@@ -96,8 +96,12 @@ async def _inject(ip: str, port: int, key: asyncssh.SSHKey) -> dict[str, Any]:
                 break
             await asyncio.sleep(0.01)
         seen["show"] = props
-        journal = await conn.run(f"journalctl -u {contract.SERVICE_UNIT} -n 3 --no-pager")
-        seen["journal"] = journal.stdout
+        for _ in range(200):  # Rachel8 says it runs once its start-up is over
+            journal = await conn.run(f"journalctl -u {contract.SERVICE_UNIT} -n 3 --no-pager")
+            seen["journal"] = str(journal.stdout)
+            if "Rachel8 is running" in seen["journal"]:
+                break
+            await asyncio.sleep(0.01)
     return seen
 
 

@@ -107,6 +107,69 @@ def test_no_webhook_is_set(bot_api: httpx.Client) -> None:
     }
 
 
+def _described(response: httpx.Response) -> tuple[int, str]:
+    return response.status_code, response.json()["description"]
+
+
+def test_a_webhook_is_the_bots_until_deleted(bot_api: httpx.Client) -> None:
+    hook = "https://hooks.example.com/bot"
+    assert _described(bot_api.post(f"/bot{TOKEN}/setWebhook", json={"url": hook})) == (
+        200,
+        "Webhook was set",
+    )
+    again = bot_api.post(f"/bot{TOKEN}/setWebhook", data={"url": hook})
+    assert again.json() == {"ok": True, "result": True, "description": "Webhook is already set"}
+    other_token = "7123456789:" + "B" * 35  # the same bot: the same webhook
+    info = bot_api.get(f"/bot{other_token}/getWebhookInfo").json()["result"]
+    assert (info["url"], info["max_connections"]) == (hook, 40)
+    other_bot = "8123456789:" + "C" * 35
+    assert bot_api.get(f"/bot{other_bot}/getWebhookInfo").json()["result"]["url"] == ""
+    polled = bot_api.post(f"/bot{TOKEN}/getUpdates")
+    assert polled.status_code == 409
+    assert polled.json()["description"].startswith(
+        "Conflict: can't use getUpdates method while webhook is active"
+    )
+    assert _described(bot_api.post(f"/bot{TOKEN}/deleteWebhook")) == (200, "Webhook was deleted")
+    assert _described(bot_api.post(f"/bot{TOKEN}/deleteWebhook")) == (
+        200,
+        "Webhook is already deleted",
+    )
+    assert bot_api.post(f"/bot{TOKEN}/getUpdates").json() == {"ok": True, "result": []}
+    bot_api.post(f"/bot{TOKEN}/setWebhook", json={"url": hook})
+    assert _described(bot_api.post(f"/bot{TOKEN}/setWebhook", json={"url": ""})) == (
+        200,
+        "Webhook was deleted",
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "description"),
+    [
+        ({"url": "http://hooks.example.com/"}, "An HTTPS URL must be provided for webhook"),
+        ({"url": "https://hooks.example.com:1234/"}, "only on ports 80, 88, 443 or 8443"),
+        ({"url": "https:///nohost"}, "Failed to resolve host"),
+        ({"url": "https://hooks.example.com/", "max_connections": 101}, "max_connections"),
+        ({"url": "https://hooks.example.com/", "secret_token": "a b"}, "unallowed characters"),
+    ],
+)
+def test_a_webhook_telegram_refuses(
+    bot_api: httpx.Client, params: dict[str, object], description: str
+) -> None:
+    refused = bot_api.post(f"/bot{TOKEN}/setWebhook", json=params)
+    assert refused.status_code == 400 and description in refused.json()["description"]
+    assert refused.json()["description"].startswith("Bad Request: ")
+    assert bot_api.get(f"/bot{TOKEN}/getWebhookInfo").json()["result"]["url"] == ""
+
+
+def test_a_revoked_token_is_unauthorized_for_every_method(
+    bot_api: httpx.Client, admin: httpx.Client
+) -> None:
+    admin.post("/revoke", json={"token": TOKEN})
+    for method in ("getMe", "getWebhookInfo", "setWebhook", "deleteWebhook", "getUpdates"):
+        answer = bot_api.post(f"/bot{TOKEN}/{method}", json={"url": "https://x.example.com/"})
+        assert (answer.status_code, answer.json()) == (401, UNAUTHORIZED), method
+
+
 def test_the_admin_api_needs_the_simulator_token_and_reset_clears_it(
     sim: SimulatorServer, bot_api: httpx.Client, admin: httpx.Client
 ) -> None:

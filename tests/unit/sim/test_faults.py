@@ -7,14 +7,19 @@ import random
 import pytest
 
 from sim.faults import (
+    VPS_FAULTS,
     ErrorRule,
     FaultError,
+    FaultRequest,
     Faults,
     ServerFault,
+    VpsFaults,
     action_fails,
     decide_server_faults,
+    parse_fault_request,
     parse_faults,
     pick_error_rule,
+    pick_share,
     server_fault_applies,
 )
 
@@ -70,3 +75,54 @@ def test_action_and_server_fault_decisions() -> None:
     assert server_fault_applies(0.3, "any", 0.2) and not server_fault_applies(0.3, "any", 0.4)
     decided = decide_server_faults(faults, "x-2", random.Random(0))
     assert decided.no_callback and not decided.never_running and not decided.ssh_refuse
+
+
+def test_vps_fault_requests() -> None:
+    assert parse_fault_request({"fault": "freeze", "servers": ["a"]}, clearing=False) == (
+        FaultRequest("freeze", ["a"])
+    )
+    assert parse_fault_request({"fault": "partition", "share": 1, "seed": 3}, clearing=False) == (
+        FaultRequest("partition", None, 1.0, 3)
+    )
+    assert parse_fault_request({}, clearing=True) == FaultRequest(None)
+    assert parse_fault_request({"fault": None, "servers": ["b"]}, clearing=True) == (
+        FaultRequest(None, ["b"])
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "clearing"),
+    [
+        ({"fault": "nope", "share": 1}, False),
+        ({"fault": None, "share": 1}, False),
+        ({"fault": "freeze"}, False),
+        ({"fault": "freeze", "share": True}, False),
+        ({"fault": "freeze", "share": -0.1}, False),
+        ({"fault": "freeze", "servers": [""]}, False),
+        ({"fault": "freeze", "servers": [1]}, False),
+        ({"fault": "freeze", "share": 0.5, "seed": 1.5}, False),
+        ({"fault": "freeze", "share": 0.5, "extra": 1}, False),
+        ({"fault": "freeze", "share": 0.5}, True),
+        ({"fault": "nope"}, True),
+    ],
+)
+def test_bad_vps_fault_requests(body: dict[str, object], clearing: bool) -> None:
+    with pytest.raises(FaultError):
+        parse_fault_request(body, clearing=clearing)
+
+
+def test_a_share_is_rounded_and_reproducible() -> None:
+    names = [f"rc-{i}" for i in range(10)]
+    picked = pick_share(names, 0.33, random.Random(5))
+    assert len(picked) == 3 and picked == sorted(picked)
+    assert picked == pick_share(list(reversed(names)), 0.33, random.Random(5))
+    assert pick_share(names, 0.0, random.Random(5)) == []
+    assert pick_share(names, 1.0, random.Random(5)) == names
+
+
+def test_vps_faults_flags() -> None:
+    faults = VpsFaults(crash_once=True, partition=True)
+    assert faults.active() == ["crash_once", "partition"] and faults.unreachable
+    assert faults.take_crash_once() and not faults.take_crash_once()
+    assert faults.active() == ["partition"]
+    assert set(VPS_FAULTS) == {f for f in vars(VpsFaults()) if isinstance(getattr(faults, f), bool)}
