@@ -90,6 +90,10 @@ def build_stack(
         # Long enough to see the simulated Rachel8 (at the simulator's test time
         # scale) crash and be restarted, short enough for a test.
         RACHEL_SERVICE_SETTLE=env.pop("RACHEL_SERVICE_SETTLE", "0.3s"),
+        # The agents' heartbeats, at the simulator's time scale, every 36 s of a
+        # test's time unless a test watches health: a test of provisioning
+        # then spends no CPU on them (the first one still goes out).
+        RACHEL_HEARTBEAT_INTERVAL=env.pop("RACHEL_HEARTBEAT_INTERVAL", "1h"),
         RACHEL_NAME_PREFIX="test",
         **env,
     )
