@@ -137,10 +137,16 @@ class HealthPolicy:
 
 @dataclass(frozen=True)
 class Finding:
-    """An SSH probe's verdict on a silent server, and when it was made."""
+    """An SSH probe's verdict on a silent server, and when it was made.
+
+    Attributes:
+        repeats: how many probes before this one found the very same (probes of a
+            server that stays down back off: `core.domain.repair.probe_due`).
+    """
 
     verdict: Verdict
     at: datetime
+    repeats: int = 0
 
 
 UNWATCHED = Verdict(

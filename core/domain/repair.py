@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from core.domain.health import HealthState, Problem, Verdict
+from core.domain.health import Finding, HealthState, Problem, Verdict
 
 if TYPE_CHECKING:
     from core.platform.settings import Settings
@@ -55,6 +55,8 @@ class Action(StrEnum):
 STEPS = frozenset(
     {Action.RESTART, Action.RESTART_AGENT, Action.REBOOT, Action.RESET, Action.GIVE_UP}
 )
+#: The longest a server that stays silent waits between two SSH probes.
+MAX_PROBE_INTERVAL_SECONDS = 1800.0
 #: Problems some repair can fix.
 REPAIRABLE = frozenset({Problem.SERVICE_DOWN, Problem.UNREACHABLE, Problem.AGENT_SILENT})
 
@@ -234,3 +236,34 @@ def after(incident: Incident, action: Action, now: datetime, policy: RepairPolic
         until = now + timedelta(seconds=policy.cooldown_seconds)
         return replace(counted, breaker_until=until, last_action_at=now)
     return incident
+
+
+def probe_due(
+    verdict: Verdict,
+    finding: Finding | None,
+    incident: Incident,
+    *,
+    now: datetime,
+    policy: RepairPolicy,
+) -> bool:
+    """Whether a silent server should be probed over SSH now.
+
+    A server that just went silent is probed at once. One judged by a probe is
+    probed again `settle_seconds` after a repair (did it work?), and otherwise
+    after `settle_seconds` doubled for each probe that found the same, up to
+    `MAX_PROBE_INTERVAL_SECONDS`. Never while its circuit breaker is open.
+    """
+    if incident.breaker_open(now):
+        return False
+    if verdict.problem == Problem.SILENT:
+        return True
+    if finding is None or verdict is not finding.verdict:
+        return False  # judged by a fresh heartbeat
+    last = incident.last_action_at
+    if last is not None and last > finding.at:
+        wait = policy.settle_seconds
+        since = last
+    else:
+        wait = min(policy.settle_seconds * 2**finding.repeats, MAX_PROBE_INTERVAL_SECONDS)
+        since = finding.at
+    return (now - since).total_seconds() >= wait
