@@ -10,11 +10,8 @@ longer beats for.
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -34,35 +31,9 @@ from jobs import health, operator
 from sim.server import SimulatorServer
 from sim.vps import Vps
 from tests import factories
-from tests.health_agent import Agents, service_of
 from tests.pipeline import rachel8_vps
 from tests.pipeline.harness import Stack, WebServer, served_stack
-
-
-class Receiver:
-    """The operators' webhook: a loopback HTTP server keeping every JSON body POSTed."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("content-length", "0"))
-                outer.bodies.append(json.loads(self.rfile.read(length)))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from tests.stand_ins import Agents, Receiver, service_of
 
 
 @pytest.fixture

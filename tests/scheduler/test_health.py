@@ -29,7 +29,7 @@ from jobs.queues import FINISH
 from jobs.registry import JobFunction
 from tests import factories
 from tests.conftest import make_settings
-from tests.health_agent import COMMIT, Agents
+from tests.stand_ins import COMMIT, Agents
 
 T0 = datetime(2026, 3, 1, 12, 0, 0)
 DOWN = ServiceReport("failed", "failed", 0, "exit-code", 1)

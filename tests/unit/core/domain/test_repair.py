@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from core.domain.health import HealthState, Problem, Verdict
+from core.domain.health import Finding, HealthState, Problem, Verdict
 from core.domain.repair import (
+    MAX_PROBE_INTERVAL_SECONDS,
     REPAIRABLE,
     Action,
     Decision,
@@ -17,6 +18,7 @@ from core.domain.repair import (
     after,
     current,
     decide_repair,
+    probe_due,
 )
 from tests.conftest import make_settings
 
@@ -165,3 +167,38 @@ def test_policy_from_settings(tmp_path: Path) -> None:
         RACHEL_HEARTBEAT_MISSING="80s",
     )
     assert RepairPolicy.from_settings(settings) == RepairPolicy(False, 2, 600, 3600, 80)
+
+
+def finding(verdict: Verdict, at: datetime, repeats: int = 0) -> Finding:
+    return Finding(verdict, at, repeats)
+
+
+def test_a_silent_server_is_probed_at_once_and_a_probed_one_backs_off() -> None:
+    silent = Verdict(HealthState.UNHEALTHY, Problem.SILENT, "no heartbeat")
+    assert probe_due(silent, None, Incident(), now=T0, policy=POLICY)
+    found = finding(GONE, T0)
+    judged = found.verdict  # the verdict the task took from the finding
+    assert not probe_due(judged, found, Incident(), now=t(74), policy=POLICY)
+    assert probe_due(judged, found, Incident(), now=t(75), policy=POLICY)
+    twice = finding(GONE, T0, repeats=2)  # the same found three times: 4 x 75 s
+    assert not probe_due(twice.verdict, twice, Incident(), now=t(299), policy=POLICY)
+    assert probe_due(twice.verdict, twice, Incident(), now=t(300), policy=POLICY)
+    many = finding(GONE, T0, repeats=20)
+    assert probe_due(
+        many.verdict, many, Incident(), now=t(MAX_PROBE_INTERVAL_SECONDS), policy=POLICY
+    )
+
+
+def test_after_a_repair_a_probed_server_is_probed_a_settle_later() -> None:
+    found = finding(DOWN, T0, repeats=5)
+    acted = Incident(last_action_at=t(100))
+    assert not probe_due(found.verdict, found, acted, now=t(174), policy=POLICY)
+    assert probe_due(found.verdict, found, acted, now=t(175), policy=POLICY)
+
+
+def test_no_probe_for_a_fresh_heartbeat_or_an_open_breaker() -> None:
+    fresh = Verdict(HealthState.UNHEALTHY, Problem.SERVICE_DOWN, "from a heartbeat")
+    old = finding(DOWN, T0 - timedelta(hours=1))
+    assert not probe_due(fresh, old, Incident(), now=T0, policy=POLICY)
+    silent = Verdict(HealthState.UNHEALTHY, Problem.SILENT, "no heartbeat")
+    assert not probe_due(silent, None, Incident(breaker_until=t(60)), now=T0, policy=POLICY)

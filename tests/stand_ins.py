@@ -1,4 +1,6 @@
-"""A stand-in for each VPS's health agent in tests of the health task and jobs.
+"""Stand-ins for the health agent of each VPS and for the operators' webhook.
+
+`Agents`: in tests of the health task and jobs.
 
 It does what the agent and the web app's heartbeat route do between them: a
 credential issued and registered as the injection registers it, and each
@@ -10,6 +12,9 @@ simulated VPS (`from_vps`), as the agent reads it from systemd.
 from __future__ import annotations
 
 import itertools
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import msgspec
@@ -82,3 +87,30 @@ class Agents:
         return self.store.record(
             server_id, credential, address, sent, body=heartbeats.encode(sent), now=now
         )
+
+
+class Receiver:
+    """The operators' webhook: a loopback HTTP server keeping every JSON body POSTed."""
+
+    def __init__(self, status: int = 204) -> None:
+        self.status = status
+        self.bodies: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", "0"))
+                outer.bodies.append(json.loads(self.rfile.read(length)))
+                self.send_response(outer.status)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
