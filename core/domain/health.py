@@ -155,6 +155,7 @@ UNWATCHED = Verdict(
     "not watched: no heartbeat credential (injected before the health agent)",
 )
 WAITING = Verdict(HealthState.UNKNOWN, Problem.WAITING, "waiting for the first heartbeat")
+HEALTHY = Verdict(HealthState.HEALTHY, Problem.NONE, "Rachel8 running, Telegram answering")
 
 
 def _silent(policy: HealthPolicy, heard: bool) -> Verdict:
@@ -248,9 +249,7 @@ def judge_heartbeat(
             f"Rachel8 is not running: {service.active}/{service.sub} "
             f"({service.result}, exit status {service.exit_status})",
         )
-    return _degraded(heartbeat, commit=commit, restarted=restarted, policy=policy) or Verdict(
-        HealthState.HEALTHY, Problem.NONE, "Rachel8 running, Telegram answering"
-    )
+    return _degraded(heartbeat, commit=commit, restarted=restarted, policy=policy) or HEALTHY
 
 
 def _degraded(

@@ -10,6 +10,7 @@ import pytest
 from core.cloud.injection import ServiceState
 from core.cloud.vps_ops import Probe
 from core.domain.health import (
+    HEALTHY,
     OWNER_DOWN,
     TOLD,
     UNWATCHED,
@@ -30,7 +31,6 @@ from tests.unit.core.domain.test_heartbeats import beat
 NOW = datetime(2026, 3, 1, 12, 0, 0)
 COMMIT = "63f162e9302a66344772ab23653789f701c7bcf9"
 POLICY = HealthPolicy(missing_seconds=75)
-HEALTHY = Verdict(HealthState.HEALTHY, Problem.NONE, "Rachel8 running, Telegram answering")
 
 
 def judge(restarted: bool = False, commit: str | None = COMMIT, **changes: Any) -> Verdict:
@@ -68,6 +68,9 @@ def service(active: str = "active", sub: str = "running", result: str = "success
 
 
 def test_a_fresh_good_heartbeat_is_healthy() -> None:
+    assert HEALTHY == Verdict(
+        HealthState.HEALTHY, Problem.NONE, "Rachel8 running, Telegram answering"
+    )
     assert judge() == HEALTHY
     assert decide_at(5) == HEALTHY
     assert decide_at(74.9) == HEALTHY
