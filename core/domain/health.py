@@ -159,12 +159,13 @@ HEALTHY = Verdict(HealthState.HEALTHY, Problem.NONE, "Rachel8 running, Telegram 
 
 
 def _silent(policy: HealthPolicy, heard: bool) -> Verdict:
-    what = "no heartbeat" if heard else "no heartbeat ever"
-    return Verdict(
-        HealthState.UNHEALTHY,
-        Problem.SILENT,
-        f"{what} for more than {policy.missing_seconds:.0f}s; probing over SSH",
+    limit = f"{policy.missing_seconds:.0f}s"
+    what = (
+        f"no heartbeat for more than {limit}"
+        if heard
+        else f"no heartbeat on record, ready for more than {limit}"
     )
+    return Verdict(HealthState.UNHEALTHY, Problem.SILENT, f"{what}; probing over SSH")
 
 
 def decide(

@@ -218,7 +218,10 @@ def test_a_server_never_heard_from_is_probed_after_the_grace(
     assert queued(redis_client) == []
     clock.advance(20)
     health.run(ctx)
-    assert row(server).health_reason == "no heartbeat ever for more than 75s; probing over SSH"
+    assert (
+        row(server).health_reason
+        == "no heartbeat on record, ready for more than 75s; probing over SSH"
+    )
     assert of(redis_client, JobFunction.PROBE_SERVER) == [(server.id,)]
     assert row(unwatched).health == "unknown"
     assert (row(unwatched).health_reason or "").startswith("not watched")

@@ -163,7 +163,7 @@ def test_unwatched_and_waiting_servers_are_unknown() -> None:
 def test_silence_is_unhealthy_until_a_probe_tells_more() -> None:
     never = decide_at(None, ready_ago=75)
     assert (never.state, never.problem) == (HealthState.UNHEALTHY, Problem.SILENT)
-    assert never.reason == "no heartbeat ever for more than 75s; probing over SSH"
+    assert never.reason == "no heartbeat on record, ready for more than 75s; probing over SSH"
     stale = decide_at(75)
     assert stale.problem == Problem.SILENT and stale.reason.startswith("no heartbeat for")
     assert decide_at(80).reason == decide_at(800).reason
