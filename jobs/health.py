@@ -8,10 +8,10 @@ One pass (a cron task, locked, any worker):
 2. decides each server's health (`core.domain.health.decide`, pure);
 3. writes only changes, in bulk and compare-and-set (the row's health and
    reason, an Event kind `health` with the states as from/to, a
-   `{"type": "health", ...}` message on the events channel), and queues what
-   the changes call for: the owner told "down" or "back" (`jobs.notifying`),
-   operators told of what restarts cannot fix;
-4. trips or clears the herd guard (`core.domain.herd`);
+   `{"type": "health", ...}` message on the events channel);
+4. trips or clears the herd guard (`core.domain.herd`), then queues what the
+   changes call for: the owner told "down" (not during a herd) or "back"
+   (`jobs.notifying`), operators told of what restarts cannot fix;
 5. queues an SSH probe for each silent server, and a repair step for each server
    the escalation says to repair (`core.domain.repair`; `jobs.repair` runs them),
    never two for one server, none while the herd guard holds, none for repair
@@ -179,8 +179,9 @@ def run(ctx: JobContext, *, summary: RunSummary | None = None) -> RunSummary:
     herd, pause = HerdStore(ctx.redis).read()
     policy = HealthPolicy.from_settings(ctx.settings)
     judged, memos = judge_all(servers, latest, recall, now, policy)
-    applied = apply_verdicts(ctx, [j for j in judged if j.changed], now, summary=summary)
+    applied = write_verdicts(ctx, [j for j in judged if j.changed], now, summary=summary)
     herd = _guard(ctx, herd, judged=judged, applied=applied, now=now, summary=summary)
+    notify_changes(ctx, applied, herd_tripped=herd.tripped)
     _plan(
         ctx,
         judged,
@@ -253,7 +254,14 @@ def judge_all(
 # --- writing changes --------------------------------------------------------------
 
 
-def apply_verdicts(
+def apply_verdicts(ctx: JobContext, changes: Sequence[Judged], now: datetime) -> list[Judged]:
+    """`write_verdicts`, then `notify_changes` (a probe's verdict, say)."""
+    applied = write_verdicts(ctx, changes, now)
+    notify_changes(ctx, applied, herd_tripped=HerdStore(ctx.redis).read()[0].tripped)
+    return applied
+
+
+def write_verdicts(
     ctx: JobContext,
     changes: Sequence[Judged],
     now: datetime,
@@ -261,7 +269,7 @@ def apply_verdicts(
     summary: RunSummary | None = None,
 ) -> list[Judged]:
     """Write changed verdicts (compare-and-set on the health and reason read), with
-    their Events; publish them; queue the notifications they call for.
+    their Events; publish and log them; time the recoveries.
 
     Returns:
         The changes written (a row another writer changed meanwhile is skipped).
@@ -294,26 +302,30 @@ def apply_verdicts(
         if summary is not None:
             summary.found[f"to_{j.verdict.state.value}"] += 1
         old = j.server
-        if old.health == HealthState.UNHEALTHY and j.verdict.state in _UP:
-            if old.changed_at is not None:
-                recovered.append((now - old.changed_at).total_seconds())
+        if old.health == HealthState.UNHEALTHY and j.verdict.state in _UP and old.changed_at:
+            recovered.append((now - old.changed_at).total_seconds())
+    observe_recoveries(ctx.redis, recovered)
+    return applied
+
+
+def notify_changes(ctx: JobContext, applied: Iterable[Judged], *, herd_tripped: bool) -> None:
+    """Queue what written changes call for: the owner told "down" (not during a herd:
+    operators hear of it once) or "back", operators told of what restarts cannot fix."""
+    for j in applied:
+        old, verdict = j.server, j.verdict
+        if old.health == HealthState.UNHEALTHY and verdict.state in _UP:
             if old.notified_down_at is not None:
-                _tell_owner(ctx.redis, old.id, "back", j.verdict)
-        if j.verdict.owner_down and old.notified_down_at is None:
-            _tell_owner(ctx.redis, old.id, "down", j.verdict)
-        if j.verdict.problem in TOLD and (old.health, old.reason) != (
-            j.verdict.state,
-            j.verdict.reason,
-        ):
+                _tell_owner(ctx.redis, old.id, "back", verdict)
+        elif verdict.owner_down and old.notified_down_at is None and not herd_tripped:
+            _tell_owner(ctx.redis, old.id, "down", verdict)
+        if verdict.problem in TOLD:
             alert_operators(
                 ctx.redis,
                 old.id,
-                f"unhealthy: {j.verdict.problem.value.replace('_', ' ')}",
-                j.verdict.reason,
+                f"unhealthy: {verdict.problem.value.replace('_', ' ')}",
+                verdict.reason,
                 "restarts do not fix this; the owner is told what to do",
             )
-    observe_recoveries(ctx.redis, recovered)
-    return applied
 
 
 _UP = (HealthState.HEALTHY, HealthState.DEGRADED)

@@ -315,6 +315,7 @@ def test_the_herd_guard_trips_holds_repairs_and_probes_and_clears(
     clock.advance(10)
     assert health.run(ctx).acted == {}
     assert of(redis_client, JobFunction.REPAIR_SERVER) == []
+    assert of(redis_client, JobFunction.TELL_OWNER) == [], "owners are not messaged in a herd"
     assert len(of(redis_client, JobFunction.ALERT_OPERATORS)) == 1
     # The herd heard from again: the share drops, the guard clears, repairs resume.
     for server in herd:

@@ -68,9 +68,8 @@ def service(active: str = "active", sub: str = "running", result: str = "success
 
 
 def test_a_fresh_good_heartbeat_is_healthy() -> None:
-    assert HEALTHY == Verdict(
-        HealthState.HEALTHY, Problem.NONE, "Rachel8 running, Telegram answering"
-    )
+    expected = Verdict(HealthState.HEALTHY, Problem.NONE, "Rachel8 running, Telegram answering")
+    assert expected == HEALTHY
     assert judge() == HEALTHY
     assert decide_at(5) == HEALTHY
     assert decide_at(74.9) == HEALTHY
