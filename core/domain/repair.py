@@ -216,9 +216,10 @@ def _escalate(verdict: Verdict, incident: Incident, policy: RepairPolicy) -> Dec
             "the next heartbeat or probe after the boot tells; if it is still down, "
             "the circuit breaker opens",
         )
+    done = f"{tried} restarts and a reboot" if incident.restarts else "a reboot"
     return Decision(
         Action.GIVE_UP,
-        f"still {verdict.problem.value.replace('_', ' ')} after {tried} restarts and a reboot",
+        f"still {verdict.problem.value.replace('_', ' ')} after {done}",
         "no repair until the cooldown ends; operators are alerted",
     )
 

@@ -296,7 +296,8 @@ def test_the_herd_guard_holds_repairs_while_a_third_is_silent_and_resumes_after(
     assert summary.acted == {"herd_clear": 1, "restart": 1}
     work(stack)
     settle(stack, down, running=True)
-    beat(stack, agents, down)
+    for server in fleet:  # RACHEL_HEARTBEAT_MISSING is 1s here: everyone heartbeats again
+        beat(stack, agents, server)
     health.run(stack.ctx)
     assert [health_of(s)[0] for s in fleet] == ["healthy"] * 6
     herd_events = Event.select().where(Event.kind == "herd").order_by(Event.id)
@@ -304,3 +305,45 @@ def test_the_herd_guard_holds_repairs_while_a_third_is_silent_and_resumes_after(
         "herd guard tripped",
         "herd guard cleared",
     ]
+
+
+def test_an_unreachable_vps_is_reset_through_hetzner_then_the_breaker_opens(
+    stack: Stack, agents: Agents, receiver: Receiver
+) -> None:
+    (server,) = ready_servers(stack, agents)
+    beat(stack, agents, server)
+    health.run(stack.ctx)
+    provider_id = Server.get_by_id(server.id).provider_id
+    # The VPS stops answering (a frozen kernel, say), and stays so after a reset.
+    httpx.put(
+        f"{stack.sim.url}/_sim/servers/{provider_id}/faults",
+        json={"ssh_refuse": True},
+        headers={"Authorization": f"Bearer {stack.sim.token}"},
+        timeout=5,
+    ).raise_for_status()
+    stack.sim.simulator.call_soon(machine(stack, server).stop_ssh())
+    time.sleep(1.1)  # silent too
+    drive(stack, lambda: len(events(server, "repair")) >= 2, "a reset, then giving up")
+    reset, gave_up = events(server, "repair")[:2]
+    assert reset.startswith("reset the VPS through Hetzner (hard: it does not answer SSH)")
+    assert "still unreachable after a reboot" in gave_up
+    assert "because VPS unreachable over SSH (ssh_unreachable)" in reset
+    assert gave_up.startswith("gave up repairing: circuit breaker open")
+    probes = events(server, "probe")
+    assert len(probes) >= 2 and all("unreachable over SSH" in p for p in probes)
+    assert health_of(server) == ("unhealthy", "VPS unreachable over SSH (ssh_unreachable)")
+    assert repairs(stack.redis) == {"reset|ok": 1, "give_up|ok": 1}
+    calls = stack.sim.stats()["requests"]
+    assert calls.get("reset_server") == 1 and "soft_reboot_server" not in calls
+    assert [b["what"] for b in receiver.bodies] == [
+        "circuit breaker open: automatic repair gave up"
+    ]
+    assert [m["text"] for m in telegram_messages(stack.sim)] == [
+        owner_down_text(Problem.UNREACHABLE)
+    ]
+    # No more probes or repairs while the breaker is open.
+    probed = len(probes)
+    time.sleep(1.1)
+    health.run(stack.ctx)
+    work(stack)
+    assert len(events(server, "probe")) == probed and len(events(server, "repair")) == 2

@@ -202,3 +202,8 @@ def test_no_probe_for_a_fresh_heartbeat_or_an_open_breaker() -> None:
     assert not probe_due(fresh, old, Incident(), now=T0, policy=POLICY)
     silent = Verdict(HealthState.UNHEALTHY, Problem.SILENT, "no heartbeat")
     assert not probe_due(silent, None, Incident(breaker_until=t(60)), now=T0, policy=POLICY)
+
+
+def test_giving_up_on_an_unreachable_vps_names_the_reboot_only() -> None:
+    rebooted = Incident(window_started_at=T0, rebooted_at=t(5))
+    assert step(GONE, rebooted, t(60)).why == "still unreachable after a reboot"
