@@ -1,4 +1,5 @@
-"""`rachel-cloud cron`: RQ's cron scheduler with the grace enforcer, reconciler and sweeper."""
+"""`rachel-cloud cron`: RQ's cron scheduler with the grace enforcer, reconciler, sweeper and
+the health task."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import redis
 
 from cli.common import runtime
 
-TASK_NAMES = ("grace", "reconcile", "sweep")
+TASK_NAMES = ("grace", "reconcile", "sweep", "health")
 
 
 @click.command("cron")
@@ -24,10 +25,11 @@ TASK_NAMES = ("grace", "reconcile", "sweep")
 )
 @click.option("--name", default="", help="Scheduler name (default: host:pid:random).")
 def cron_command(list_only: bool, status: bool, run_task: str | None, name: str) -> None:
-    """Run the scheduler: it enqueues the grace enforcer, the reconciler and the sweeper.
+    """Run the scheduler: it enqueues the grace enforcer, the reconciler, the sweeper and
+    the health task.
 
     Intervals are settings (RACHEL_GRACE_INTERVAL, RACHEL_RECONCILE_INTERVAL,
-    RACHEL_SWEEP_INTERVAL); workers run the tasks. Two schedulers are safe:
+    RACHEL_SWEEP_INTERVAL, RACHEL_HEALTH_INTERVAL); workers run the tasks. Two schedulers are safe:
     each task runs once at a time and its actions are idempotent.
     """
     from jobs.context import JobContext, use_context

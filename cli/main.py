@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "demo": "cli.up:demo_command",
     "deprovision": "cli.pipeline:deprovision_command",
     "fleet": "cli.pipeline:fleet_command",
+    "health": "cli.health:health_group",
     "jobs": "cli.views:jobs_command",
     "keys": "cli.keys:keys",
     "reconcile": "cli.reconcile:reconcile_command",

@@ -1,8 +1,9 @@
 """rachel-cloud jobs: the work done outside requests, on RQ.
 
 - the job functions, one module per concern (`creating`, `deadlines`,
-  `injecting`, `deprovisioning`, `cleanup`, `intake`, and the scheduled
-  `grace`, `reconcile`, `sweeper`, `housekeeping`, `callback_poll`);
+  `injecting`, `deprovisioning`, `cleanup`, `intake`, the health task's probes
+  and repairs `repair` and messages `notifying`, and the scheduled `grace`,
+  `reconcile`, `sweeper`, `housekeeping`, `callback_poll`, `health`);
 - `registry`: every job function named once; each enqueue names its job there;
 - `queues` and `enqueue`: queues, job ids, and the public enqueue helpers the
   CLI and the TUI use; `work`: the same for the web app, as `core`'s port;

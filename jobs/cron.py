@@ -12,6 +12,7 @@ actions), so a second cron process is a spare, not a hazard.
 | sweep | `jobs.sweeper.sweep` | RACHEL_SWEEP_INTERVAL |
 | prune | `jobs.housekeeping.prune_deliveries` | hourly (RACHEL_DELIVERY_RETENTION) |
 | poll | `jobs.callback_poll.poll_callbacks` | RACHEL_CALLBACK_POLL_INTERVAL (poll mode only) |
+| health | `jobs.health.check_health` | RACHEL_HEALTH_INTERVAL |
 
 The tasks go to the `rc-finish` queue, which every worker serves first.
 """
@@ -28,6 +29,7 @@ from rq.cron import CronScheduler
 from core.platform.settings import Settings
 from jobs.callback_poll import poll_callbacks
 from jobs.grace import enforce_grace
+from jobs.health import check_health
 from jobs.housekeeping import INTERVAL_SECONDS as PRUNE_INTERVAL
 from jobs.housekeeping import prune_deliveries
 from jobs.queues import FINISH
@@ -77,6 +79,13 @@ def tasks(settings: Settings) -> list[Task]:
             sweep,
             seconds(settings.sweep_interval_seconds),
             "re-enqueue vanished work, retry killed workers' jobs",
+        ),
+        Task(
+            "health",
+            check_health,
+            seconds(settings.health_interval_seconds),
+            "decide ready servers' health from heartbeats; queue probes and repairs"
+            + ("" if settings.repair_enabled else " (repair off)"),
         ),
         Task(
             "prune",

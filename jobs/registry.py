@@ -41,6 +41,12 @@ class JobFunction(StrEnum):
     SWEEP = "jobs.sweeper.sweep"
     PRUNE_DELIVERIES = "jobs.housekeeping.prune_deliveries"
     POLL_CALLBACKS = "jobs.callback_poll.poll_callbacks"
+    CHECK_HEALTH = "jobs.health.check_health"
+    # Fleet health: `fn(server_id, ...)` queued by the health task.
+    PROBE_SERVER = "jobs.repair.probe_server"
+    REPAIR_SERVER = "jobs.repair.repair_server"
+    TELL_OWNER = "jobs.notifying.tell_owner"
+    ALERT_OPERATORS = "jobs.notifying.alert_operators"
 
     @property
     def path(self) -> str:
@@ -57,5 +63,6 @@ CRON_JOBS = frozenset(
         JobFunction.SWEEP,
         JobFunction.PRUNE_DELIVERIES,
         JobFunction.POLL_CALLBACKS,
+        JobFunction.CHECK_HEALTH,
     }
 )

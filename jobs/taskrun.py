@@ -84,13 +84,18 @@ class _Renewal:
 
 
 @contextmanager
-def task_run(conn: redis.Redis, task: str, ttl: int = LOCK_SECONDS) -> Iterator[RunSummary | None]:
+def task_run(
+    conn: redis.Redis, task: str, ttl: int = LOCK_SECONDS, *, record_event: bool = True
+) -> Iterator[RunSummary | None]:
     """Run `task` under its lock; yields its summary to fill, or None if it is already running.
 
     Args:
         conn: Redis.
         task: the task's name (one lock per name).
         ttl: seconds the lock outlives a run that stopped renewing it.
+        record_event: add a fleet Event (kind `cron`) for a run that found or did
+            something (off for a task that records an Event per server it acts on,
+            every few seconds).
     """
     token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
     if not conn.set(lock_key(task), token, nx=True, ex=ttl):
@@ -114,6 +119,7 @@ def task_run(conn: redis.Redis, task: str, ttl: int = LOCK_SECONDS) -> Iterator[
             log.warning("%s: could not release the run lock (%s); it expires by itself", task, exc)
         duration = time.monotonic() - started
         record_run(conn, summary, at=wall, duration=duration)
-        _record_summary_event(summary)
+        if record_event:
+            _record_summary_event(summary)
         level = logging.WARNING if summary.errors else logging.INFO
         log.log(level, "%s (%.2fs)", summary.line(), duration)

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import redis
-from rq import Queue
+from rq import Queue, Worker
 
 from core.domain.work import WorkQueue
 from core.store.models import Server
@@ -42,6 +42,10 @@ class RQWork:
     def queue_depths(self, connection: redis.Redis) -> dict[str, int]:
         """Jobs waiting in each worker queue (RQ's own counts)."""
         return {name: Queue(name, connection=connection).count for name in WORKER_QUEUES}
+
+    def worker_count(self, connection: redis.Redis) -> int:
+        """Live workers: RQ expires a dead worker's key, and `Worker.all` skips those."""
+        return len(Worker.all(connection=connection))
 
 
 if TYPE_CHECKING:

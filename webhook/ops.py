@@ -10,6 +10,7 @@ from litestar import Controller, Response, get
 from litestar.concurrency import sync_to_thread
 
 from core.domain import intake
+from core.domain.health_metrics import collect_health
 from core.domain.metrics import (
     WEBHOOK_RESULTS_KEY,
     Snapshot,
@@ -18,6 +19,7 @@ from core.domain.metrics import (
 )
 from core.domain.metrics import render as render_metrics
 from core.errors import RachelError, RedisUnavailable
+from core.platform.clock import utcnow
 from core.store import db as core_db
 from core.store.db import connection
 from webhook.context import Ctx
@@ -58,20 +60,24 @@ class OpsController(Controller):
         responses=responses(500, 503),
     )
     async def metrics(self, ctx: Ctx) -> Response[str]:
-        """Servers by status, provisioning durations, SLA hits and misses, webhook
-        results, queue depths (Prometheus text format 0.0.4)."""
+        """Servers by status and by health, provisioning durations, SLA hits and misses,
+        webhook results, queue depths, workers, heartbeat lag and results, probes, repairs,
+        detection-to-repair time, notifications, the herd guard and open circuit breakers
+        (Prometheus text format 0.0.4; `core.domain.health_metrics` lists the health ones)."""
         await ctx.results.flush(ctx.aredis())  # this process's latest counts
         snapshot = await sync_to_thread(_snapshot, ctx)
         return Response(render_metrics(snapshot), media_type=PROMETHEUS_TEXT)
 
 
 def _snapshot(ctx: Ctx) -> Snapshot:
-    with connection():
-        counts, durations = collect_database()
-        waiting = intake.pending()
     try:
+        with connection():
+            counts, durations = collect_database()
+            waiting = intake.pending()
+            health = collect_health(ctx.redis, utcnow())
         raw = ctx.redis.hgetall(WEBHOOK_RESULTS_KEY)
         depths = ctx.work.queue_depths(ctx.redis)
+        workers = ctx.work.worker_count(ctx.redis)
     except redis.RedisError as exc:
         raise RedisUnavailable(f"Redis does not answer: {exc}") from exc
     return Snapshot(
@@ -81,6 +87,8 @@ def _snapshot(ctx: Ctx) -> Snapshot:
         webhook_results=parse_webhook_results(raw),
         queue_depths=depths,
         intake_pending=waiting,
+        workers=workers,
+        health=health,
     )
 
 

@@ -404,6 +404,27 @@ class HetznerAdapter:
             raise
         return True
 
+    def reboot_server(self, provider_id: int, hard: bool) -> int:
+        """Reboot a server: `reboot` (ACPI, the OS shuts down cleanly) or, `hard`, `reset`
+        (power cut and on: for a VPS that no longer answers). Does not wait for it.
+
+        Returns:
+            The id of Hetzner's action (its progress, for the timeline).
+
+        Raises:
+            HetznerError: transient (network, 5xx, `locked`, rate limit) or permanent
+                (`not_found`: the server is gone).
+        """
+        command = "reset" if hard else "reboot"
+        target = Server(id=provider_id)
+        action = self._call(
+            f"{command} server",
+            lambda: (
+                self.client.servers.reset(target) if hard else self.client.servers.reboot(target)
+            ),
+        )
+        return int(action.id or 0)
+
     def list_managed(self) -> list[ProviderServer]:
         """Every server of this environment that carries our managed label."""
         servers = self._call(

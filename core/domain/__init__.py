@@ -6,8 +6,12 @@
 - `callbacks`: the cloud-init callback and its one-time tokens.
 - `reconcile`, `sweep`: drift between Hetzner, the database and the queues; lost work.
 - `backoff`: the retry policy.
-- `fleet`, `metrics`, `events`: what operators see: rows, counts, live messages.
-- `notify`: messages to customers.
+- `heartbeats`, `health`, `repair`, `herd`, `health_store`, `vps_access`: fleet health:
+  heartbeats pushed by each VPS, health decisions, repair by escalation, the herd
+  guard, the health task's working state, the SSH way into a VPS.
+- `fleet`, `metrics`, `health_metrics`, `exposition`, `events`: what operators see:
+  rows, counts, Prometheus text, live messages.
+- `notify`: messages to owners (their own bot) and operators (a webhook).
 - `work`: the port through which the web app asks the job system for work.
 
 May import: any other room of `core`. Never Litestar, RQ or Textual.

@@ -9,13 +9,14 @@ does not).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import peewee
 
+from core.domain.exposition import Exposition, cumulative_counts
+from core.domain.health_metrics import HealthSnapshot, render_health
 from core.domain.lifecycle import Status
 from core.store.models import Server
 
@@ -34,6 +35,8 @@ class Snapshot:
     webhook_results: Mapping[tuple[str, str], int] = field(default_factory=dict)
     queue_depths: Mapping[str, int] = field(default_factory=dict)
     intake_pending: int = 0
+    workers: int | None = None
+    health: HealthSnapshot | None = None
 
 
 def collect_database() -> tuple[dict[str, int], list[float]]:
@@ -62,60 +65,45 @@ def parse_webhook_results(raw: Mapping[bytes | str, bytes | str]) -> dict[tuple[
     return results
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _labels(**labels: str) -> str:
-    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-    return "{" + inner + "}" if inner else ""
-
-
-def _number(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf"
-    return repr(float(value)) if not float(value).is_integer() else str(int(value))
-
-
 def render(snapshot: Snapshot) -> str:
     """The Prometheus text exposition (format 0.0.4) of a snapshot."""
-    out: list[str] = []
-
-    def family(name: str, kind: str, help_text: str) -> None:
-        out.append(f"# HELP {name} {help_text}")
-        out.append(f"# TYPE {name} {kind}")
-
-    family("rachel_cloud_servers", "gauge", "Servers by lifecycle status.")
+    out = Exposition()
+    out.family("rachel_cloud_servers", "gauge", "Servers by lifecycle status.")
     for status, count in sorted(snapshot.servers_by_status.items()):
-        out.append(f"rachel_cloud_servers{_labels(status=status)} {count}")
+        out.sample("rachel_cloud_servers", count, status=status)
 
-    name = "rachel_cloud_provisioning_seconds"
-    family(name, "histogram", "Time from deploy accepted to ready.")
     durations = list(snapshot.provisioning_seconds)
-    for bound in (*PROVISIONING_BUCKETS, math.inf):
-        le = "+Inf" if math.isinf(bound) else repr(float(bound))  # as client libraries do
-        count = sum(1 for d in durations if d <= bound)
-        out.append(f"{name}_bucket{_labels(le=le)} {count}")
-    out.append(f"{name}_sum {_number(sum(durations))}")
-    out.append(f"{name}_count {len(durations)}")
-
+    out.histogram(
+        "rachel_cloud_provisioning_seconds",
+        "Time from deploy accepted to ready.",
+        PROVISIONING_BUCKETS,
+        cumulative_counts(durations, PROVISIONING_BUCKETS),
+        total=sum(durations),
+        count=len(durations),
+    )
     hits = sum(1 for d in durations if d <= snapshot.sla_seconds)
-    family("rachel_cloud_sla_hits", "counter", "Provisions that finished within the SLA.")
-    out.append(f"rachel_cloud_sla_hits_total {hits}")
-    family("rachel_cloud_sla_misses", "counter", "Provisions that finished after the SLA.")
-    out.append(f"rachel_cloud_sla_misses_total {len(durations) - hits}")
-    family("rachel_cloud_sla_seconds", "gauge", "The provisioning SLA (RACHEL_SLA).")
-    out.append(f"rachel_cloud_sla_seconds {_number(snapshot.sla_seconds)}")
+    out.family("rachel_cloud_sla_hits", "counter", "Provisions that finished within the SLA.")
+    out.sample("rachel_cloud_sla_hits_total", hits)
+    out.family("rachel_cloud_sla_misses", "counter", "Provisions that finished after the SLA.")
+    out.sample("rachel_cloud_sla_misses_total", len(durations) - hits)
+    out.family("rachel_cloud_sla_seconds", "gauge", "The provisioning SLA (RACHEL_SLA).")
+    out.sample("rachel_cloud_sla_seconds", snapshot.sla_seconds)
 
-    family("rachel_cloud_webhook_requests", "counter", "Webhook and callback requests by result.")
+    out.family(
+        "rachel_cloud_webhook_requests", "counter", "Webhook and callback requests by result."
+    )
     for (endpoint, result), count in sorted(snapshot.webhook_results.items()):
-        labels = _labels(endpoint=endpoint, result=result)
-        out.append(f"rachel_cloud_webhook_requests_total{labels} {count}")
+        out.sample("rachel_cloud_webhook_requests_total", count, endpoint=endpoint, result=result)
 
-    family("rachel_cloud_intake_pending", "gauge", "Deploys stored, not yet carried out.")
-    out.append(f"rachel_cloud_intake_pending {snapshot.intake_pending}")
+    out.family("rachel_cloud_intake_pending", "gauge", "Deploys stored, not yet carried out.")
+    out.sample("rachel_cloud_intake_pending", snapshot.intake_pending)
 
-    family("rachel_cloud_queue_depth", "gauge", "Jobs waiting in each RQ queue.")
+    out.family("rachel_cloud_queue_depth", "gauge", "Jobs waiting in each RQ queue.")
     for queue, depth in sorted(snapshot.queue_depths.items()):
-        out.append(f"rachel_cloud_queue_depth{_labels(queue=queue)} {depth}")
-    return "\n".join(out) + "\n"
+        out.sample("rachel_cloud_queue_depth", depth, queue=queue)
+    if snapshot.workers is not None:
+        out.family("rachel_cloud_workers", "gauge", "RQ workers alive (registered, heartbeating).")
+        out.sample("rachel_cloud_workers", snapshot.workers)
+    if snapshot.health is not None:
+        render_health(out, snapshot.health)
+    return out.text()

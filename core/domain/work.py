@@ -62,3 +62,7 @@ class WorkQueue(Protocol):
     def queue_depths(self, connection: redis.Redis) -> dict[str, int]:
         """Jobs waiting in each worker queue, by queue name (for `/metrics`)."""
         ...
+
+    def worker_count(self, connection: redis.Redis) -> int:
+        """Workers alive now: registered and heartbeating (for `/metrics`)."""
+        ...

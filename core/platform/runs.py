@@ -34,7 +34,7 @@ import redis
 
 log = logging.getLogger(__name__)
 
-TASKS = ("grace", "reconcile", "sweep")
+TASKS = ("grace", "reconcile", "sweep", "health")
 HISTORY = 50
 _PREFIX = "rachel-cloud:cron:"
 

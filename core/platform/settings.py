@@ -352,9 +352,10 @@ class Settings(HealthSettings):
     notifications: str = setting(
         "RACHEL_NOTIFICATIONS",
         "auto",
-        "Customer notifications (grace warnings): `telegram` (through the customer's own "
-        "bot), `off` (logged only), or `auto`: telegram against real Hetzner, off with the "
-        "simulator.",
+        "Owner notifications (grace warnings; the assistant down and back again): "
+        "`telegram` (through the customer's own bot), `off` (logged only), or `auto`: "
+        "telegram against real Hetzner, and with the simulator only when "
+        "RACHEL_TELEGRAM_API_URL is set (the simulator's Telegram, say).",
         parse_choice("auto", "telegram", "off"),
     )
     telegram_api_url: str = setting(
@@ -496,9 +497,14 @@ class Settings(HealthSettings):
 
     @property
     def notifications_enabled(self) -> bool:
-        """Whether customer notifications go out (`auto`: only against real Hetzner)."""
+        """Whether owner notifications go out.
+
+        `auto` is on against real Hetzner; with the simulator it is on only when
+        RACHEL_TELEGRAM_API_URL was set (as RACHEL_TELEGRAM_CHECK's `auto`), so
+        that tests and development never message real Telegram users unasked.
+        """
         if self.notifications == "auto":
-            return self.is_production
+            return self.is_production or "RACHEL_TELEGRAM_API_URL" in self.source
         return self.notifications == "telegram"
 
     @property

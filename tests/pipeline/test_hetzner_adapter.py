@@ -214,3 +214,34 @@ def test_a_ca_bundle_from_the_environment_is_kept(
     adapter = HetznerAdapter.connect(sim.endpoint, sim.token, env="test")
     session = sdk_session(adapter.client)
     assert session.verify == "/etc/ssl/certs/ca-certificates.crt" and not session.trust_env
+
+
+@pytest.mark.parametrize(("hard", "command"), [(False, "reboot_server"), (True, "reset_server")])
+def test_reboot_and_reset_are_one_call_each(
+    adapter: HetznerAdapter, sim: SimulatorServer, hard: bool, command: str
+) -> None:
+    fw, key = prepared(adapter)
+    server, _ = adapter.create_server(spec(7), fw, key)
+    deadline = time.monotonic() + 10
+    while adapter.client.servers.get_by_id(server.id).status != "running":
+        assert time.monotonic() < deadline, "the server never ran"
+        time.sleep(0.05)
+    before = adapter.call_count()
+    action_id = adapter.reboot_server(server.id, hard=hard)
+    assert adapter.call_count() - before == 1
+    assert adapter.client.actions.get_by_id(action_id).command == command
+
+
+def test_rebooting_a_gone_server_is_permanent_and_a_locked_one_transient(
+    adapter: HetznerAdapter, sim: SimulatorServer
+) -> None:
+    with pytest.raises(HetznerError) as gone:
+        adapter.reboot_server(999_999, hard=False)
+    assert gone.value.code == "not_found" and not gone.value.transient
+    assert gone.value.message.startswith("reboot server: not_found")
+    fw, key = prepared(adapter)
+    server, _ = adapter.create_server(spec(8), fw, key)
+    sim.set_faults({"errors": {"reset_server": {"code": "locked", "rate": 1.0}}})
+    with pytest.raises(HetznerError) as locked:
+        adapter.reboot_server(server.id, hard=True)
+    assert locked.value.code == "locked" and locked.value.transient

@@ -41,6 +41,7 @@ def test_the_scheduler_enqueues_every_task_at_its_interval(
         RACHEL_SWEEP_INTERVAL="10s",
         RACHEL_GRACE_INTERVAL="2m",
         RACHEL_RECONCILE_INTERVAL="1h",
+        RACHEL_HEALTH_INTERVAL="15s",
     )
     scheduler = build_scheduler(redis_client, settings, name="test-cron")
     intervals = {job.name: job.interval for job in scheduler.get_jobs()}
@@ -49,12 +50,14 @@ def test_the_scheduler_enqueues_every_task_at_its_interval(
         "rachel-cloud:reconcile": 3600,
         "rachel-cloud:sweep": 10,
         "rachel-cloud:prune": 3600,
+        "rachel-cloud:health": 15,
     }
     enqueued = scheduler.enqueue_jobs()  # interval jobs run at once on start
-    assert len(enqueued) == 4
+    assert len(enqueued) == 5
     funcs = sorted(job.func_name for job in Queue(CRON_QUEUE, connection=redis_client).jobs)
     assert funcs == [
         "jobs.grace.enforce_grace",
+        "jobs.health.check_health",
         "jobs.housekeeping.prune_deliveries",
         "jobs.reconcile.reconcile",
         "jobs.sweeper.sweep",

@@ -41,6 +41,15 @@ SIGNATURES = {
     JobFunction.SWEEP: "() -> str",
     JobFunction.PRUNE_DELIVERIES: "() -> str",
     JobFunction.POLL_CALLBACKS: "() -> str",
+    JobFunction.CHECK_HEALTH: "() -> str",
+    JobFunction.PROBE_SERVER: "(server_id: int) -> str",
+    JobFunction.REPAIR_SERVER: (
+        "(server_id: int, action: str, why: str = '', next_step: str = '') -> str"
+    ),
+    JobFunction.TELL_OWNER: "(server_id: int, what: str, problem: str) -> str",
+    JobFunction.ALERT_OPERATORS: (
+        "(server_id: int | None, what: str, why: str, next_step: str) -> str"
+    ),
 }
 
 
