@@ -107,6 +107,22 @@ def pids_in_group(pgid: int) -> list[int]:
     return [int(p) for p in out.stdout.split()]
 
 
+def group_cpu(pgid: int) -> float:
+    """CPU seconds of every live process in the process group `pgid`."""
+    return sum(cpu_seconds(pid) for pid in pids_in_group(pgid))
+
+
+def rss_bytes(pid: int, field: str = "VmRSS") -> int:
+    """A process's resident memory now (`VmHWM`: its peak); 0 if gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def write_json(name: str, data: dict[str, Any]) -> Path:
     """Write `data` to bench/results/<name>.json; returns the path."""
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -192,12 +208,14 @@ def environment(values: dict[str, str]) -> Iterator[None]:
 def ensure_repo_on_path() -> None:
     """Make the project's packages importable when a script runs as `python bench/x.py`.
 
-    bench/ itself leaves the path: `bench/tui.py` and `bench/webhook.py` would
-    otherwise hide the `tui` and `webhook` packages.
+    bench/ itself moves to the end of the path: `bench/tui.py` and
+    `bench/webhook.py` would otherwise hide the `tui` and `webhook` packages,
+    and the scripts' helpers (`_http`, `_heartbeat_agents`...) stay importable.
     """
     here = str(Path(__file__).resolve().parent)
     sys.path[:] = [p for p in sys.path if str(Path(p or ".").resolve()) != here]
     sys.path.insert(0, str(REPO))
+    sys.path.append(here)
 
 
 @contextlib.contextmanager
