@@ -1,6 +1,6 @@
 """The health task for `bench/heartbeat.py`: its pass, every interval, in a process of its own.
 
-    python bench/_health_loop.py --task jobs.health:check_health --first-at T --interval 10 --until T2
+    python bench/_health_loop.py --task jobs.health:check_health --first-at T --until T2
 
 Production runs the health task as a cron task (`rachel-cloud cron` enqueues
 it every RACHEL_HEALTH_INTERVAL, a worker runs it); here one process runs the

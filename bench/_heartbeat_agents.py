@@ -113,7 +113,9 @@ class Agents:
         counted = self.window[0] <= due < self.window[1]
         if counted:
             self.lags.append(began - due)
-        body = agent_body(heartbeat_of(int(time.time() * 1000), UPTIME_AT_START + began - self.start))
+        body = agent_body(
+            heartbeat_of(int(time.time() * 1000), UPTIME_AT_START + began - self.start)
+        )
         request = request_of(self.port, server["id"], server["credential"], body)
         writer = None
         try:

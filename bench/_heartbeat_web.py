@@ -47,12 +47,14 @@ BASELINE_COLUMNS = (
 ARMED = webhook.heartbeats.ARMED
 
 
-def record_in_row(server_id: int, credential_hash: str, source: str, seq: int, body: bytes) -> Recorded:
+def record_in_row(
+    server_id: int, credential_hash: str, source: str, seq: int, body: bytes
+) -> Recorded:
     """The baseline's `record`: one UPDATE when the heartbeat is good, a SELECT to say why not."""
     with connection() as db:
         p = db.param
         updated = db.execute_sql(
-            f"UPDATE server SET hb_seq = {p}, hb_received_at = {p}, hb_body = {p} "  # noqa: S608
+            f"UPDATE server SET hb_seq = {p}, hb_received_at = {p}, hb_body = {p} "
             f"WHERE id = {p} AND status IN ({p}, {p}) AND heartbeat_credential_hash = {p} "
             f"AND ipv4 = {p} AND (hb_seq IS NULL OR hb_seq < {p})",
             (seq, time.time(), body.decode(), server_id, *ARMED, credential_hash, source, seq),
@@ -60,7 +62,7 @@ def record_in_row(server_id: int, credential_hash: str, source: str, seq: int, b
         if updated:
             return Recorded.OK
         row = db.execute_sql(
-            f"SELECT status, heartbeat_credential_hash, ipv4 FROM server WHERE id = {p}",  # noqa: S608
+            f"SELECT status, heartbeat_credential_hash, ipv4 FROM server WHERE id = {p}",
             (server_id,),
         ).fetchone()
     if row is None or row[0] not in ARMED:
@@ -86,7 +88,7 @@ def main() -> None:
     args = parser.parse_args()
     web_args = [a for a in args.web_args if a != "--"]
     if args.store == "database":
-        webhook.heartbeats._record = record_in_database  # type: ignore[assignment]  # noqa: SLF001
+        webhook.heartbeats._record = record_in_database  # type: ignore[assignment]
     run: Any = lambda: rachel_cloud(["web", *web_args])  # noqa: E731
     if not args.profile:
         run()

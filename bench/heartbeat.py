@@ -23,7 +23,7 @@ warm-up it measures, over the window: every answer (each must be 202) and its
 latency; the CPU seconds of the web process, redis-server, the health process
 and this database's PostgreSQL backends as a share of one core; their memory.
 
-    uv run python bench/heartbeat.py                   # 10,000 servers every 30 s, 60 s window, both stores
+    uv run python bench/heartbeat.py       # 10,000 servers every 30 s, 60 s window, both stores
     uv run python bench/heartbeat.py --servers 1000 --duration 20 --stores redis
     uv run python bench/heartbeat.py --stores redis --profile --name heartbeat-profile
 """
@@ -132,7 +132,7 @@ def add_baseline_columns() -> None:
             db.execute_sql(f"ALTER TABLE server ADD COLUMN {column} {kind}")
         p = db.param
         db.execute_sql(
-            f"UPDATE server SET hb_seq = 1, hb_received_at = {p}, hb_body = {p}",  # noqa: S608
+            f"UPDATE server SET hb_seq = 1, hb_received_at = {p}, hb_body = {p}",
             (time.time(), body),
         )
 
@@ -202,11 +202,18 @@ def measure(
             f"{args.warmup:g} s warm-up, {args.duration:g} s measured",
             file=sys.stderr,
         )
+        agent_args = [
+            *("--fleet", str(tmp / "fleet.json"), "--port", str(port)),
+            *("--period", str(args.period), "--start-at", str(start)),
+            *("--warmup", str(args.warmup), "--duration", str(args.duration)),
+        ]
+        loop_args = [
+            *("--first-at", str(window[0] - 1.5 * args.health_interval)),
+            *("--interval", str(args.health_interval), "--until", str(window[1])),
+        ]
         try:
             agents = subprocess.Popen(
-                [sys.executable, str(BENCH / "_heartbeat_agents.py"), "--fleet", str(tmp / "fleet.json")]
-                + ["--port", str(port), "--period", str(args.period), "--start-at", str(start)]
-                + ["--warmup", str(args.warmup), "--duration", str(args.duration)],
+                [sys.executable, str(BENCH / "_heartbeat_agents.py"), *agent_args],
                 env=env,
                 stdout=subprocess.PIPE,
             )
@@ -215,9 +222,13 @@ def measure(
             if task is not None:
                 with (tmp / "health.log").open("ab") as log:
                     health = subprocess.Popen(
-                        [sys.executable, str(BENCH / "_health_loop.py"), "--task", task]
-                        + ["--first-at", str(window[0] - 1.5 * args.health_interval)]
-                        + ["--interval", str(args.health_interval), "--until", str(window[1])],
+                        [
+                            sys.executable,
+                            str(BENCH / "_health_loop.py"),
+                            "--task",
+                            task,
+                            *loop_args,
+                        ],
                         env=env,
                         stdin=subprocess.PIPE,
                         stdout=subprocess.PIPE,
@@ -261,7 +272,10 @@ def measure(
         "cpu_seconds": {k: round(v, 3) for k, v in cpu.items()},
         "cores": {k: round(v / wall, 4) for k, v in cpu.items()},
         "rss_mib": {k: round(v / 2**20, 1) for k, v in rss.items()},
-        "postgres_backends": {"at_start": len(before["postgres"]), "at_end": len(after["postgres"])},
+        "postgres_backends": {
+            "at_start": len(before["postgres"]),
+            "at_end": len(after["postgres"]),
+        },
         "health": {"task": task, "what": task_note, "interval": args.health_interval},
         "profiled": profile is not None,
     }
@@ -299,7 +313,12 @@ def profile_summary(path: Path, top: int = 25) -> dict[str, Any]:
         "own_seconds": round(total, 3),
         "by_package": {k: round(v / total, 4) for k, v in by_package.most_common(top)},
         "top_functions": [
-            {"function": f, "own_share": round(o / total, 4), "cumulative": round(cu, 3), "calls": n}
+            {
+                "function": f,
+                "own_share": round(o / total, 4),
+                "cumulative": round(cu, 3),
+                "calls": n,
+            }
             for o, cu, n, f in functions[:top]
         ],
     }
@@ -371,7 +390,9 @@ def report(results: list[dict[str, Any]]) -> str:
                 f"{cores['redis']:.3f}",
                 f"{cores['health']:.3f}" if r["health"]["task"] else "-",
                 f"{cores['postgres']:.3f}",
-                verdict(r)[1] if r["store"] == "redis" else f"{cores['web'] + cores['redis'] + cores['postgres']:.3f} (web+redis+pg)",
+                verdict(r)[1]
+                if r["store"] == "redis"
+                else f"{cores['web'] + cores['redis'] + cores['postgres']:.3f} (web+redis+pg)",
             ]
         )
     headers = ["store", "hb/s", "202", "not 202", "p50", "p95", "p99", "web", "redis", "health"]
@@ -402,10 +423,14 @@ def report(results: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--servers", type=int, default=10_000)
-    parser.add_argument("--period", type=float, default=30.0, help="each server's heartbeat period (s)")
+    parser.add_argument(
+        "--period", type=float, default=30.0, help="each server's heartbeat period (s)"
+    )
     parser.add_argument("--duration", type=float, default=60.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=20.0)
-    parser.add_argument("--stores", default="redis,database", help="redis (ours), database (baseline)")
+    parser.add_argument(
+        "--stores", default="redis,database", help="redis (ours), database (baseline)"
+    )
     parser.add_argument(
         "--health",
         choices=["auto", "real", "stand-in", "none"],
@@ -413,8 +438,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the health pass beside the product: auto = the real task if it exists",
     )
     parser.add_argument("--health-task", default=REAL_TASK, help="module:function of its pass")
-    parser.add_argument("--health-interval", type=float, default=10.0, help="RACHEL_HEALTH_INTERVAL")
-    parser.add_argument("--profile", action="store_true", help="cProfile the web process (inflates its CPU)")
+    parser.add_argument(
+        "--health-interval", type=float, default=10.0, help="RACHEL_HEALTH_INTERVAL"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile the web process (inflates its CPU)"
+    )
     parser.add_argument("--database", choices=["postgres", "sqlite"], default="postgres")
     parser.add_argument("--pg-admin-url", default=c.PG_ADMIN_URL)
     parser.add_argument("--log-level", default="info", help="the web app's log level")
