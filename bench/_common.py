@@ -85,14 +85,20 @@ def machine() -> dict[str, Any]:
     }
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU seconds (user + system) of a process and its waited-for children; 0 if gone."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process and its waited-for children; zeros if gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0
-    ticks = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
-    return ticks / os.sysconf("SC_CLK_TCK")
+        return 0.0, 0.0
+    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+    tick = os.sysconf("SC_CLK_TCK")
+    return (utime + cutime) / tick, (stime + cstime) / tick
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its waited-for children; 0 if gone."""
+    return sum(cpu_times(pid))
 
 
 def pids_named(pattern: str) -> list[int]:

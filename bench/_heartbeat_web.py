@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import signal
 import sys
 import time
 from typing import Any
@@ -93,6 +94,9 @@ def main() -> None:
     if not args.profile:
         run()
         return
+    # uvicorn re-raises the SIGTERM it shut down on once it has restored the
+    # previous handler: this one, so that the stats are written before the exit.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     profiler = cProfile.Profile()
     try:
         profiler.runcall(run)

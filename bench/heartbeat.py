@@ -23,7 +23,7 @@ warm-up it measures, over the window: every answer (each must be 202) and its
 latency; the CPU seconds of the web process, redis-server, the health process
 and this database's PostgreSQL backends as a share of one core; their memory.
 
-    uv run python bench/heartbeat.py       # 10,000 servers every 30 s, 60 s window, both stores
+    uv run python bench/heartbeat.py       # 10,000 servers every 30 s, 60 s window, 3 servers
     uv run python bench/heartbeat.py --servers 1000 --duration 20 --stores redis
     uv run python bench/heartbeat.py --stores redis --profile --name heartbeat-profile
 """
@@ -163,7 +163,12 @@ def health_task(args: argparse.Namespace) -> tuple[str | None, str]:
 
 def sample(pgid: int, pids: dict[str, int | None], postgres: bool) -> dict[str, Any]:
     """CPU seconds so far of each measured process."""
-    found: dict[str, Any] = {"at": time.monotonic(), "web": c.group_cpu(pgid)}
+    web = [c.cpu_times(pid) for pid in c.pids_in_group(pgid)]
+    found: dict[str, Any] = {
+        "at": time.monotonic(),
+        "web": sum(u + s for u, s in web),
+        "web_system": sum(s for _, s in web),
+    }
     for name, pid in pids.items():
         found[name] = c.cpu_seconds(pid) if pid else 0.0
     found["postgres"] = backend_cpus() if postgres else {}
@@ -177,20 +182,28 @@ def until(moment: float) -> None:
     time.sleep(max(0.0, moment - time.monotonic()))
 
 
+def web_argv(store: str, port: int, profile: Path | None) -> list[str]:
+    """The web process of `store`: ours, the baseline's, or the trivial endpoint."""
+    web = ["--port", str(port), "--workers", "1"]
+    if store == "trivial":
+        return [sys.executable, str(BENCH / "_trivial.py"), *web]
+    if store == "redis" and profile is None:
+        return [sys.executable, "-m", "cli.main", "web", *web]  # exactly `rachel-cloud web`
+    argv = [sys.executable, str(BENCH / "_heartbeat_web.py"), "--store", store]
+    argv += ["--profile", str(profile)] if profile else []
+    return [*argv, "--", *web]
+
+
 def measure(
     store: str, args: argparse.Namespace, tmp: Path, env: dict[str, str], redis_pid: int
 ) -> dict[str, Any]:
     """One store's run: serve, load, measure the window."""
     port = c.free_port()
-    web = ["--port", str(port), "--workers", "1"]
-    profile = tmp / f"web-{store}.prof" if args.profile else None
-    if store == "redis" and profile is None:
-        argv = [sys.executable, "-m", "cli.main", "web", *web]  # exactly `rachel-cloud web`
-    else:
-        argv = [sys.executable, str(BENCH / "_heartbeat_web.py"), "--store", store]
-        argv += ["--profile", str(profile)] if profile else []
-        argv += ["--", *web]
-    task, task_note = health_task(args) if store == "redis" else (None, "not run (baseline)")
+    profiled = args.profile and store != "trivial"
+    profile = c.RESULTS / f"{args.name}-{store}.prof" if profiled else None
+    argv = web_argv(store, port, profile)
+    c.RESULTS.mkdir(parents=True, exist_ok=True)
+    task, task_note = health_task(args) if store == "redis" else (None, f"not run ({store})")
     load_before = os.getloadavg()
     children: list[subprocess.Popen[bytes]] = []
     postgres = "postgres" in env["DATABASE_URL"]
@@ -259,7 +272,8 @@ def measure(
                     child.kill()
                     child.wait()
     wall = after["at"] - before["at"]
-    cpu = {k: after[k] - before[k] for k in ("web", "redis", "health", "agents", "postgres_shared")}
+    measured = ("web", "web_system", "redis", "health", "agents", "postgres_shared")
+    cpu = {k: after[k] - before[k] for k in measured}
     cpu["postgres"] = sum(v - before["postgres"].get(p, 0.0) for p, v in after["postgres"].items())
     figures: dict[str, Any] = {
         "store": store,
@@ -299,19 +313,40 @@ def package_of(filename: str) -> str:
     return "stdlib: " + Path(filename).name.removesuffix(".py")
 
 
+#: Steps of a heartbeat whose cumulative time the profile summary gives: (file, function).
+STEPS = (
+    ("uvicorn/protocols/http/httptools_impl.py", "connection_made"),
+    ("uvicorn/protocols/http/httptools_impl.py", "data_received"),
+    ("uvicorn/protocols/http/httptools_impl.py", "run_asgi"),
+    ("uvicorn/protocols/http/httptools_impl.py", "connection_lost"),
+    ("litestar/app.py", "__call__"),
+    ("litestar/routes/http.py", "_get_response_data"),
+    ("webhook/heartbeats.py", "heartbeat"),
+    ("core/domain/heartbeats.py", "record_async"),
+    ("redis/asyncio/client.py", "execute_command"),
+    ("redis/asyncio/connection.py", "read_response"),
+    ("litestar/response/base.py", "to_asgi_response"),
+)
+
+
 def profile_summary(path: Path, top: int = 25) -> dict[str, Any]:
-    """Own time by package and the functions with the most own time, of a cProfile dump."""
+    """Own time by package, the steps' cumulative time, the functions with most own time."""
     stats: Any = pstats.Stats(str(path))
     total = sum(entry[2] for entry in stats.stats.values())
     by_package: Counter[str] = Counter()
+    steps: Counter[str] = Counter()
     functions = []
     for (filename, line, name), (_, calls, own, cumulative, _) in stats.stats.items():
         by_package[package_of(filename)] += own
         functions.append((own, cumulative, calls, f"{package_of(filename)}:{line}({name})"))
+        for suffix, function in STEPS:
+            if name == function and filename.endswith(suffix):
+                steps[f"{suffix}:{function}"] += cumulative
     functions.sort(reverse=True)
     return {
         "own_seconds": round(total, 3),
         "by_package": {k: round(v / total, 4) for k, v in by_package.most_common(top)},
+        "steps_cumulative": {k: round(v / total, 4) for k, v in steps.items()},
         "top_functions": [
             {
                 "function": f,
@@ -386,7 +421,7 @@ def report(results: list[dict[str, Any]]) -> str:
                 c.ms(lat["p50"]),
                 c.ms(lat["p95"]),
                 c.ms(lat["p99"]),
-                f"{cores['web']:.3f}",
+                f"{cores['web']:.3f} ({cores['web_system']:.3f} sys)",
                 f"{cores['redis']:.3f}",
                 f"{cores['health']:.3f}" if r["health"]["task"] else "-",
                 f"{cores['postgres']:.3f}",
@@ -415,6 +450,8 @@ def report(results: list[dict[str, Any]]) -> str:
             prof = r["profile"]
             lines.append(f"{r['store']} profile (own time {prof['own_seconds']} s), by package:")
             lines += [f"  {v:6.1%}  {k}" for k, v in prof["by_package"].items()]
+            lines.append("  steps, cumulative (a coroutine's time while it runs):")
+            lines += [f"  {v:6.1%}  {k}" for k, v in prof["steps_cumulative"].items()]
             lines.append("  top functions by own time:")
             lines += [f"  {f['own_share']:6.1%}  {f['function']}" for f in prof["top_functions"]]
     return "\n".join(lines)
@@ -429,7 +466,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=60.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=20.0)
     parser.add_argument(
-        "--stores", default="redis,database", help="redis (ours), database (baseline)"
+        "--stores",
+        default="trivial,redis,database",
+        help="redis (ours), database (the baseline), trivial (the floor: read, answer 202)",
     )
     parser.add_argument(
         "--health",
@@ -450,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="heartbeat")
     args = parser.parse_args(argv)
     args.stores = [s for s in args.stores.split(",") if s]
-    if unknown := set(args.stores) - {"redis", "database"}:
+    if unknown := set(args.stores) - {"redis", "database", "trivial"}:
         parser.error(f"unknown store(s): {', '.join(sorted(unknown))}")
     if args.servers > 254 * 254 * 254:
         parser.error("at most 16,387,064 servers (one loopback address each)")
