@@ -12,7 +12,9 @@ from the server's own address, urllib's request with `Connection: close`, a
 JSON body (`json.dumps` of a `Heartbeat`) whose sequence is the time in
 milliseconds. It prints one JSON object: answers by status, errors by kind,
 the latency (connect to answer read) of the heartbeats scheduled in the
-window, and how late it sent them.
+window, and how late it sent them. With `--proxy N` the heartbeats reach the
+web app as through a reverse proxy (TLS terminated there): over kept-alive
+connections from 127.0.0.1, each agent's address in X-Forwarded-For.
 """
 
 from __future__ import annotations
@@ -64,13 +66,20 @@ def agent_body(heartbeat: Heartbeat) -> bytes:
     return json.dumps(msgspec.to_builtins(heartbeat)).encode()
 
 
-def request_of(port: int, server_id: int, credential: str, body: bytes) -> bytes:
-    """urllib's POST (what `urllib.request.urlopen(Request(url, body, headers))` sends)."""
+def request_of(
+    port: int, server_id: int, credential: str, body: bytes, forwarded_for: str | None = None
+) -> bytes:
+    """urllib's POST (what `urllib.request.urlopen(Request(url, body, headers))` sends).
+
+    With `forwarded_for`, as a reverse proxy passes it on: the agent's address
+    in X-Forwarded-For, on a connection it keeps alive.
+    """
+    last = f"X-Forwarded-For: {forwarded_for}" if forwarded_for else "Connection: close"
     return (
         f"POST /heartbeats/{server_id} HTTP/1.1\r\nAccept-Encoding: identity\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
         f"Host: 127.0.0.1:{port}\r\nUser-Agent: Python-urllib/3.11\r\n"
-        f"Authorization: Bearer {credential}\r\nConnection: close\r\n\r\n"
+        f"Authorization: Bearer {credential}\r\n{last}\r\n\r\n"
     ).encode() + body
 
 
@@ -91,6 +100,10 @@ class Agents:
         self.latencies: list[float] = []
         self.lags: list[float] = []
         self.refusals: list[str] = []
+        #: A reverse proxy's kept-alive connections (at most `proxy` idle), or 0: none.
+        self.proxy = args.proxy
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.resent = 0
 
     async def run(self) -> None:
         """Send every heartbeat due before the window ends, then wait for their answers."""
@@ -116,23 +129,17 @@ class Agents:
         body = agent_body(
             heartbeat_of(int(time.time() * 1000), UPTIME_AT_START + began - self.start)
         )
-        request = request_of(self.port, server["id"], server["credential"], body)
-        writer = None
+        forwarded = server["address"] if self.proxy else None
+        request = request_of(self.port, server["id"], server["credential"], body, forwarded)
         try:
             async with asyncio.timeout(self.timeout):
-                reader, writer = await asyncio.open_connection(
-                    "127.0.0.1", self.port, local_addr=(server["address"], 0)
-                )
-                status, answer = await exchange(reader, writer, request)
+                status, answer = await self.send(server["address"], request)
         except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
             kind = type(exc).__name__
             self.errors[kind] += 1
             if counted:
                 self.window_errors[kind] += 1
             return
-        finally:
-            if writer is not None:
-                writer.close()
         took = time.monotonic() - began
         self.statuses[status] += 1
         if status != 202 and len(self.refusals) < 5:
@@ -140,6 +147,41 @@ class Agents:
         if counted:
             self.window_statuses[status] += 1
             self.latencies.append(took)
+
+    async def send(self, address: str, request: bytes) -> tuple[int, bytes]:
+        """The agent's own connection from `address`, or one of the proxy's kept-alive ones."""
+        if not self.proxy:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", self.port, local_addr=(address, 0)
+            )
+            try:
+                return await exchange(reader, writer, request)
+            finally:
+                writer.close()
+        reused = bool(self.idle)
+        if reused:
+            reader, writer = self.idle.pop()
+        else:
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        try:
+            answer = await exchange(reader, writer, request)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            writer.close()
+            if not reused:
+                raise
+            # The server closed it while idle (uvicorn's keep-alive timeout): as a
+            # proxy does, send again on a new connection.
+            self.resent += 1
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            answer = await exchange(reader, writer, request)
+        except BaseException:
+            writer.close()
+            raise
+        if len(self.idle) < self.proxy:
+            self.idle.append((reader, writer))
+        else:
+            writer.close()
+        return answer
 
     def figures(self) -> dict[str, Any]:
         sent = sum(self.window_statuses.values()) + sum(self.window_errors.values())
@@ -153,6 +195,7 @@ class Agents:
             "refusals": self.refusals,
             "latency": c.summary(self.latencies),
             "send_lag": c.summary(self.lags),
+            "proxy_resent": self.resent,
         }
 
 
@@ -165,6 +208,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, required=True)
     parser.add_argument("--duration", type=float, required=True)
     parser.add_argument("--timeout", type=float, default=10.0, help="the agent's (urlopen's)")
+    parser.add_argument(
+        "--proxy",
+        type=int,
+        default=0,
+        help="send as a reverse proxy would: over at most N kept-alive connections from "
+        "127.0.0.1, the agent's address in X-Forwarded-For (0: each agent connects itself)",
+    )
     args = parser.parse_args()
     agents = Agents(json.loads(args.fleet.read_text()), args)
     own = time.process_time()

@@ -219,6 +219,7 @@ def measure(
             *("--fleet", str(tmp / "fleet.json"), "--port", str(port)),
             *("--period", str(args.period), "--start-at", str(start)),
             *("--warmup", str(args.warmup), "--duration", str(args.duration)),
+            *("--proxy", str(args.proxy)),
         ]
         loop_args = [
             *("--first-at", str(window[0] - 1.5 * args.health_interval)),
@@ -277,6 +278,7 @@ def measure(
     cpu["postgres"] = sum(v - before["postgres"].get(p, 0.0) for p, v in after["postgres"].items())
     figures: dict[str, Any] = {
         "store": store,
+        "client": f"proxy ({args.proxy} kept-alive connections)" if args.proxy else "agents",
         "servers": args.servers,
         "period": args.period,
         "target_rate": args.servers / args.period,
@@ -373,6 +375,8 @@ def run(args: argparse.Namespace, tmp: Path, db_url: str) -> list[dict[str, Any]
             "REDIS_URL": redis_url,
             "RACHEL_LOG_LEVEL": args.log_level,
             "RACHEL_HEALTH_INTERVAL": f"{args.health_interval:g}s",
+            # Through a proxy, the agent's address comes in X-Forwarded-For from loopback.
+            "RACHEL_TRUSTED_PROXIES": "127.0.0.1/32" if args.proxy else "",
             "PYTHONPATH": str(c.REPO),
         }
         init_database(db_url)
@@ -414,7 +418,7 @@ def report(results: list[dict[str, Any]]) -> str:
         refused = load["window_heartbeats"] - accepted
         rows.append(
             [
-                r["store"],
+                r["store"] + (" (proxied)" if r["client"] != "agents" else ""),
                 f"{load['window_rate']:.1f}",
                 f"{accepted}/{load['window_heartbeats']}",
                 refused,
@@ -482,6 +486,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--profile", action="store_true", help="cProfile the web process (inflates its CPU)"
+    )
+    parser.add_argument(
+        "--proxy",
+        type=int,
+        default=0,
+        help="heartbeats through a reverse proxy's N kept-alive connections (X-Forwarded-For) "
+        "instead of a connection per heartbeat from each agent (0)",
     )
     parser.add_argument("--database", choices=["postgres", "sqlite"], default="postgres")
     parser.add_argument("--pg-admin-url", default=c.PG_ADMIN_URL)

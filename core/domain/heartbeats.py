@@ -205,9 +205,9 @@ class _HeldConnection:
     """One connection of an asyncio client's pool, kept for `record_async` (the hot path).
 
     redis-py's per-command machinery (a pool checkout and check-in with their
-    metrics hooks, the retry wrapper) cost the web process more than the round
-    trip itself: at 333 heartbeats/s the same script on a held connection took
-    about a sixth off the web process's CPU (bench/heartbeat.py). Calls take
+    metrics hooks, the retry wrapper) cost more than the round trip itself: at
+    333 heartbeats/s the same script on a held connection took about a tenth
+    off the web process's CPU (bench/heartbeat.py, BENCHMARKS.md). Calls take
     turns (a round trip is well under a millisecond). NOSCRIPT (Redis restarted)
     or a broken connection: that call goes through the client's own path, which
     loads the script, reconnects and retries; the held connection, disconnected
