@@ -34,17 +34,16 @@ import argparse
 import importlib.util
 import json
 import os
-import pstats
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import _common as c
+import _heartbeat_profile
 from _health_loop import REAL_TASK, STAND_IN
 from _heartbeat_agents import COMMIT, UPTIME_AT_START, agent_body, heartbeat_of
 from _heartbeat_web import BASELINE_COLUMNS
@@ -194,6 +193,13 @@ def web_argv(store: str, port: int, profile: Path | None) -> list[str]:
     return [*argv, "--", *web]
 
 
+def spawn(script: str, argv: list[str], env: dict[str, str], **options: Any) -> Any:
+    """One of the benchmark's helper processes (`bench/_*.py`), its stdout piped."""
+    return subprocess.Popen(
+        [sys.executable, str(BENCH / script), *argv], env=env, stdout=subprocess.PIPE, **options
+    )
+
+
 def measure(
     store: str, args: argparse.Namespace, tmp: Path, env: dict[str, str], redis_pid: int
 ) -> dict[str, Any]:
@@ -201,69 +207,51 @@ def measure(
     port = c.free_port()
     profiled = args.profile and store != "trivial"
     profile = c.RESULTS / f"{args.name}-{store}.prof" if profiled else None
-    argv = web_argv(store, port, profile)
     c.RESULTS.mkdir(parents=True, exist_ok=True)
     task, task_note = health_task(args) if store == "redis" else (None, f"not run ({store})")
     load_before = os.getloadavg()
     children: list[subprocess.Popen[bytes]] = []
     postgres = "postgres" in env["DATABASE_URL"]
-    with c.serve(argv, env, port, tmp / f"web-{store}.log") as pgid:
+    with c.serve(web_argv(store, port, profile), env, port, tmp / f"web-{store}.log") as pgid:
         start = time.monotonic() + STARTUP
         window = (start + args.warmup, start + args.warmup + args.duration)
-        print(
-            f"{store}: {args.servers} servers every {args.period:g} s; "
-            f"{args.warmup:g} s warm-up, {args.duration:g} s measured",
-            file=sys.stderr,
-        )
-        agent_args = [
-            *("--fleet", str(tmp / "fleet.json"), "--port", str(port)),
-            *("--period", str(args.period), "--start-at", str(start)),
-            *("--warmup", str(args.warmup), "--duration", str(args.duration)),
-            *("--proxy", str(args.proxy)),
-        ]
-        loop_args = [
-            *("--first-at", str(window[0] - 1.5 * args.health_interval)),
-            *("--interval", str(args.health_interval), "--until", str(window[1])),
-        ]
+        print(f"{store}: {args.servers} servers every {args.period:g} s", file=sys.stderr)
         try:
-            agents = subprocess.Popen(
-                [sys.executable, str(BENCH / "_heartbeat_agents.py"), *agent_args],
-                env=env,
-                stdout=subprocess.PIPE,
+            agents = spawn(
+                "_heartbeat_agents.py",
+                [
+                    *("--fleet", str(tmp / "fleet.json"), "--port", str(port)),
+                    *("--period", str(args.period), "--start-at", str(start)),
+                    *("--warmup", str(args.warmup), "--duration", str(args.duration)),
+                    *("--proxy", str(args.proxy)),
+                ],
+                env,
             )
             children.append(agents)
             health = None
             if task is not None:
                 with (tmp / "health.log").open("ab") as log:
-                    health = subprocess.Popen(
+                    health = spawn(
+                        "_health_loop.py",
                         [
-                            sys.executable,
-                            str(BENCH / "_health_loop.py"),
-                            "--task",
-                            task,
-                            *loop_args,
+                            *("--task", task, "--interval", str(args.health_interval)),
+                            *("--first-at", str(window[0] - 1.5 * args.health_interval)),
+                            *("--until", str(window[1])),
                         ],
-                        env=env,
+                        env,
                         stdin=subprocess.PIPE,
-                        stdout=subprocess.PIPE,
                         stderr=log,
                     )
                 children.append(health)
-            pids = {
-                "redis": redis_pid,
-                "health": health.pid if health else None,
-                "agents": agents.pid,
-            }
+            pids = {"redis": redis_pid, "health": health and health.pid, "agents": agents.pid}
             until(window[0])
             before = sample(pgid, pids, postgres)
-            rss_start = c.rss_bytes(health.pid) if health else 0
             until(window[1])
             after = sample(pgid, pids, postgres)
             rss = {
                 "web": sum(c.rss_bytes(p) for p in c.pids_in_group(pgid)),
                 "redis": c.rss_bytes(redis_pid),
-                "health": c.rss_bytes(health.pid, "VmHWM") if health else 0,
-                "health_at_window_start": rss_start,
+                "health_peak": c.rss_bytes(health.pid, "VmHWM") if health else 0,
             }
             load = json.loads(agents.communicate(timeout=args.duration + 60)[0])
             passes = json.loads(health.communicate(timeout=120)[0]) if health else None
@@ -300,65 +288,8 @@ def measure(
         figures["health"]["passes_in_window"] = inside
         figures["health"]["all_passes"] = len(passes["passes"])
     if profile is not None and profile.exists():
-        figures["profile"] = profile_summary(profile)
+        figures["profile"] = _heartbeat_profile.summary(profile)
     return figures
-
-
-def package_of(filename: str) -> str:
-    """Where a profiled function lives: a site-packages package, our package, or the stdlib."""
-    if filename == "~":
-        return "built-in (C)"
-    if "site-packages/" in filename:
-        return filename.split("site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
-    if filename.startswith(str(c.REPO)):
-        return filename[len(str(c.REPO)) + 1 :].split("/", 1)[0]
-    return "stdlib: " + Path(filename).name.removesuffix(".py")
-
-
-#: Steps of a heartbeat whose cumulative time the profile summary gives: (file, function).
-STEPS = (
-    ("uvicorn/protocols/http/httptools_impl.py", "connection_made"),
-    ("uvicorn/protocols/http/httptools_impl.py", "data_received"),
-    ("uvicorn/protocols/http/httptools_impl.py", "run_asgi"),
-    ("uvicorn/protocols/http/httptools_impl.py", "connection_lost"),
-    ("litestar/app.py", "__call__"),
-    ("litestar/routes/http.py", "_get_response_data"),
-    ("webhook/heartbeats.py", "heartbeat"),
-    ("core/domain/heartbeats.py", "record_async"),
-    ("redis/asyncio/client.py", "execute_command"),
-    ("redis/asyncio/connection.py", "read_response"),
-    ("litestar/response/base.py", "to_asgi_response"),
-)
-
-
-def profile_summary(path: Path, top: int = 25) -> dict[str, Any]:
-    """Own time by package, the steps' cumulative time, the functions with most own time."""
-    stats: Any = pstats.Stats(str(path))
-    total = sum(entry[2] for entry in stats.stats.values())
-    by_package: Counter[str] = Counter()
-    steps: Counter[str] = Counter()
-    functions = []
-    for (filename, line, name), (_, calls, own, cumulative, _) in stats.stats.items():
-        by_package[package_of(filename)] += own
-        functions.append((own, cumulative, calls, f"{package_of(filename)}:{line}({name})"))
-        for suffix, function in STEPS:
-            if name == function and filename.endswith(suffix):
-                steps[f"{suffix}:{function}"] += cumulative
-    functions.sort(reverse=True)
-    return {
-        "own_seconds": round(total, 3),
-        "by_package": {k: round(v / total, 4) for k, v in by_package.most_common(top)},
-        "steps_cumulative": {k: round(v / total, 4) for k, v in steps.items()},
-        "top_functions": [
-            {
-                "function": f,
-                "own_share": round(o / total, 4),
-                "cumulative": round(cu, 3),
-                "calls": n,
-            }
-            for o, cu, n, f in functions[:top]
-        ],
-    }
 
 
 def run(args: argparse.Namespace, tmp: Path, db_url: str) -> list[dict[str, Any]]:
@@ -440,7 +371,7 @@ def report(results: list[dict[str, Any]]) -> str:
         load, rss = r["load"], r["rss_mib"]
         lines.append(
             f"{r['store']}: RSS web {rss['web']} MiB, redis {rss['redis']} MiB"
-            + (f", health peak {rss['health']} MiB" if r["health"]["task"] else "")
+            + (f", health peak {rss['health_peak']} MiB" if r["health"]["task"] else "")
             + f"; postgres shared processes {r['cores']['postgres_shared']:.3f} cores"
             + f"; agents (not counted) {r['cores']['agents']:.3f} cores, "
             + f"send lag p99 {c.ms(load['send_lag']['p99'])}"
@@ -451,13 +382,8 @@ def report(results: list[dict[str, Any]]) -> str:
         if load["all_errors"] or load["refusals"]:
             lines.append(f"{r['store']}: errors {load['all_errors']}, refusals {load['refusals']}")
         if "profile" in r:
-            prof = r["profile"]
-            lines.append(f"{r['store']} profile (own time {prof['own_seconds']} s), by package:")
-            lines += [f"  {v:6.1%}  {k}" for k, v in prof["by_package"].items()]
-            lines.append("  steps, cumulative (a coroutine's time while it runs):")
-            lines += [f"  {v:6.1%}  {k}" for k, v in prof["steps_cumulative"].items()]
-            lines.append("  top functions by own time:")
-            lines += [f"  {f['own_share']:6.1%}  {f['function']}" for f in prof["top_functions"]]
+            lines.append(f"{r['store']} profile:")
+            lines += _heartbeat_profile.lines(r["profile"])
     return "\n".join(lines)
 
 
@@ -472,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--stores",
         default="trivial,redis,database",
-        help="redis (ours), database (the baseline), trivial (the floor: read, answer 202)",
+        help="redis (ours), database (the baseline), trivial (the floor: read, answer 202), "
+        "stub (ours recording nothing: what the Redis call costs the web process)",
     )
     parser.add_argument(
         "--health",
@@ -500,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="heartbeat")
     args = parser.parse_args(argv)
     args.stores = [s for s in args.stores.split(",") if s]
-    if unknown := set(args.stores) - {"redis", "database", "trivial"}:
+    if unknown := set(args.stores) - {"redis", "database", "trivial", "stub"}:
         parser.error(f"unknown store(s): {', '.join(sorted(unknown))}")
     if args.servers > 254 * 254 * 254:
         parser.error("at most 16,387,064 servers (one loopback address each)")
