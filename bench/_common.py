@@ -85,14 +85,20 @@ def machine() -> dict[str, Any]:
     }
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU seconds (user + system) of a process and its waited-for children; 0 if gone."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process and its waited-for children; zeros if gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0
-    ticks = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
-    return ticks / os.sysconf("SC_CLK_TCK")
+        return 0.0, 0.0
+    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+    tick = os.sysconf("SC_CLK_TCK")
+    return (utime + cutime) / tick, (stime + cstime) / tick
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its waited-for children; 0 if gone."""
+    return sum(cpu_times(pid))
 
 
 def pids_named(pattern: str) -> list[int]:
@@ -105,6 +111,22 @@ def pids_in_group(pgid: int) -> list[int]:
     """Live processes of a process group."""
     out = subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True, text=True, check=False)
     return [int(p) for p in out.stdout.split()]
+
+
+def group_cpu(pgid: int) -> float:
+    """CPU seconds of every live process in the process group `pgid`."""
+    return sum(cpu_seconds(pid) for pid in pids_in_group(pgid))
+
+
+def rss_bytes(pid: int, field: str = "VmRSS") -> int:
+    """A process's resident memory now (`VmHWM`: its peak); 0 if gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def write_json(name: str, data: dict[str, Any]) -> Path:
@@ -192,12 +214,14 @@ def environment(values: dict[str, str]) -> Iterator[None]:
 def ensure_repo_on_path() -> None:
     """Make the project's packages importable when a script runs as `python bench/x.py`.
 
-    bench/ itself leaves the path: `bench/tui.py` and `bench/webhook.py` would
-    otherwise hide the `tui` and `webhook` packages.
+    bench/ itself moves to the end of the path: `bench/tui.py` and
+    `bench/webhook.py` would otherwise hide the `tui` and `webhook` packages,
+    and the scripts' helpers (`_http`, `_heartbeat_agents`...) stay importable.
     """
     here = str(Path(__file__).resolve().parent)
     sys.path[:] = [p for p in sys.path if str(Path(p or ".").resolve()) != here]
     sys.path.insert(0, str(REPO))
+    sys.path.append(here)
 
 
 @contextlib.contextmanager

@@ -1,4 +1,7 @@
-"""The trivial Litestar endpoint `bench/webhook.py` measures beside ours: read the body, answer.
+"""The trivial Litestar endpoints `bench/webhook.py` and `bench/heartbeat.py` measure beside ours.
+
+Each reads the body and answers 202, doing nothing else: the floor of the
+framework and the server.
 
     python bench/_trivial.py --port 8001 --workers 2
 
@@ -24,13 +27,20 @@ async def deploy(request: Request) -> dict[str, bool]:  # type: ignore[type-arg]
     return {"accepted": True}
 
 
+@post("/heartbeats/{server_id:int}", status_code=202)
+async def heartbeat(request: Request, server_id: int) -> dict[str, bool]:  # type: ignore[type-arg]
+    """The heartbeat route's floor (bench/heartbeat.py): read the body and answer 202."""
+    await request.body()
+    return {"accepted": True}
+
+
 @get("/healthz")
 async def healthz() -> dict[str, bool]:
     """Up."""
     return {"ok": True}
 
 
-app = Litestar(route_handlers=[deploy, healthz], logging_config=None)
+app = Litestar(route_handlers=[deploy, heartbeat, healthz], logging_config=None)
 
 
 def main() -> None:

@@ -163,11 +163,6 @@ def intake_run(settings: Settings, redis_url: str, limit: int) -> dict[str, Any]
     }
 
 
-def group_cpu(pgid: int) -> float:
-    """CPU seconds of every live process in the process group `pgid`."""
-    return sum(c.cpu_seconds(pid) for pid in c.pids_in_group(pgid))
-
-
 def backends_cpu() -> float:
     """CPU seconds of the PostgreSQL backends serving this database, but for our own."""
     with connection() as db:
@@ -238,7 +233,7 @@ def _run(
                     f"{target}, {workers} worker(s): {args.duration:g} s at C={args.concurrency}",
                     file=sys.stderr,
                 )
-                cpu0, own0 = group_cpu(pgid), time.process_time()
+                cpu0, own0 = c.group_cpu(pgid), time.process_time()
                 red0 = c.cpu_seconds(redis_pid) if redis_pid else 0.0
                 figures = asyncio.run(
                     load(
@@ -250,7 +245,7 @@ def _run(
                         repeat=target == "trivial",
                     )
                 )
-                cpu1, own1 = group_cpu(pgid), time.process_time()
+                cpu1, own1 = c.group_cpu(pgid), time.process_time()
                 red1 = c.cpu_seconds(redis_pid) if redis_pid else 0.0
                 pg = backends_cpu() if "postgres" in db_url else 0.0
             # Per request over the whole run (warm-up included): where the CPU went.

@@ -22,6 +22,7 @@ Redis keys (one deployment per Redis database):
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 from collections.abc import Iterable, Mapping
@@ -31,6 +32,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 import redis
+from redis.exceptions import NoScriptError
 
 CREDENTIAL_BYTES = 32
 #: A heartbeat is a few hundred bytes; anything much larger is refused (413).
@@ -199,17 +201,54 @@ return answer('ok')
 """
 
 
+class _HeldConnection:
+    """One connection of an asyncio client's pool, kept for `record_async` (the hot path).
+
+    redis-py's per-command machinery (a pool checkout and check-in with their
+    metrics hooks, the retry wrapper) cost more than the round trip itself: at
+    333 heartbeats/s the same script on a held connection took about a tenth
+    off the web process's CPU (bench/heartbeat.py, BENCHMARKS.md). Calls take
+    turns (a round trip is well under a millisecond). NOSCRIPT (Redis restarted)
+    or a broken connection: that call goes through the client's own path, which
+    loads the script, reconnects and retries; the held connection, disconnected
+    by redis-py on the error, connects again on its next use. The client's
+    `aclose()` disconnects it with the rest of its pool.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._lock = asyncio.Lock()
+        self._connection: Any = None
+
+    async def run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """`script(keys=keys, args=args)`, on the held connection when it can."""
+        async with self._lock:
+            if self._connection is None:
+                self._connection = await self._client.connection_pool.get_connection()
+            connection = self._connection
+            try:
+                await connection.send_packed_command(
+                    connection.pack_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                )
+                return await connection.read_response()
+            except (NoScriptError, redis.ConnectionError, redis.TimeoutError):
+                pass
+        return await script(keys=keys, args=args)
+
+
 class HeartbeatStore:
     """The Redis edge of heartbeats, over an injected client (sync or asyncio).
 
     Args:
         client: a `redis.Redis` (jobs, CLI) or `redis.asyncio.Redis` (the web
-            app); `record_async` needs the latter.
+            app); `record_async` needs the latter, and keeps one of its
+            connections for itself.
     """
 
     def __init__(self, client: Any) -> None:
         self.client = client
         self._script = client.register_script(_RECORD)
+        self._held: _HeldConnection | None = None
 
     def _args(
         self,
@@ -256,9 +295,11 @@ class HeartbeatStore:
         body: bytes,
         now: float,
     ) -> Recorded:
-        """`record` with an asyncio client (the web app's event loop)."""
+        """`record` with an asyncio client (the web app's event loop), on a held connection."""
         keys, args = self._args(server_id, credential, address, heartbeat, body=body, now=now)
-        return Recorded(_text(await self._script(keys=keys, args=args)))
+        if self._held is None:
+            self._held = _HeldConnection(self.client)
+        return Recorded(_text(await self._held.run(self._script, keys, args)))
 
     def results(self) -> dict[str, int]:
         """How many heartbeats got each answer since Redis started (a metrics counter)."""

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import typing
+from pathlib import Path
 
 import msgspec
 import pytest
 import redis
+import redis.asyncio as aioredis
 
+from cli.embedded_redis import EmbeddedRedis
 from core.cloud import vps_contract as vps
 from core.domain import heartbeats
 from core.domain.heartbeats import (
@@ -84,6 +88,78 @@ def test_record_checks_credential_address_and_sequence(redis_client: redis.Redis
     assert send(fresh, "10.0.0.9", beat(2), 150.0) is Recorded.UNKNOWN
     assert store.seen() == {}
     assert store.results() == {"ok": 3, "unknown": 2, "denied": 3, "stale": 2}
+
+
+def _named(client: redis.Redis, name: str) -> list[dict[str, typing.Any]]:
+    """The connections of the server whose client name is `name`."""
+    return [c for c in client.client_list() if c.get("name") == name]
+
+
+def test_record_async_takes_turns_on_one_connection(
+    redis_server_url: str, redis_client: redis.Redis
+) -> None:
+    """The web app's hot path: 100 heartbeats at once, all recorded, one connection."""
+    keys = {sid: heartbeats.new_credential() for sid in range(1, 101)}
+    for sid, (_, digest) in keys.items():
+        heartbeats.register(redis_client, sid, digest, f"10.0.0.{sid}")
+
+    async def scenario() -> list[Recorded]:
+        client = aioredis.Redis.from_url(redis_server_url, client_name="rc-test-held-turns")
+        store = HeartbeatStore(client)
+        try:
+            return await asyncio.gather(
+                *(
+                    store.record_async(
+                        sid, key, f"10.0.0.{sid}", beat(3), body=heartbeats.encode(beat(3)), now=9.0
+                    )
+                    for sid, (key, _) in keys.items()
+                )
+            )
+        finally:
+            assert len(_named(redis_client, "rc-test-held-turns")) == 1
+            await client.aclose()
+
+    assert asyncio.run(scenario()) == [Recorded.OK] * 100
+    assert set(HeartbeatStore(redis_client).seen()) == set(keys)
+
+
+def test_record_async_outlives_a_flushed_script_and_a_killed_connection(tmp_path: Path) -> None:
+    """A Redis that restarted (no scripts) or dropped the connection costs no heartbeat."""
+    server = EmbeddedRedis(tmp_path)  # its own server: SCRIPT FLUSH is server-wide
+    url = server.ensure_running()
+    admin = redis.Redis.from_url(url)
+    credential, digest = heartbeats.new_credential()
+    heartbeats.register(admin, 7, digest, "10.0.0.7")
+
+    async def scenario() -> list[Recorded]:
+        client = aioredis.Redis.from_url(url, client_name="rc-test-held")
+        store = HeartbeatStore(client)
+
+        async def send(seq: int) -> Recorded:
+            sent = beat(seq)
+            body = heartbeats.encode(sent)
+            return await store.record_async(7, credential, "10.0.0.7", sent, body=body, now=seq)
+
+        try:
+            answers = [await send(1), await send(1)]
+            admin.script_flush()
+            answers += [await send(2), await send(3)]
+            for connection in _named(admin, "rc-test-held"):
+                admin.client_kill_filter(_id=connection["id"])
+            answers += [await send(4), await send(5)]
+            return answers
+        finally:
+            await client.aclose()
+
+    try:
+        answers = asyncio.run(scenario())
+        stored = HeartbeatStore(admin).latest([7])
+    finally:
+        admin.close()
+        server.stop()
+    assert answers == [Recorded.OK, Recorded.STALE, *[Recorded.OK] * 4]
+    assert stored[7].heartbeat == beat(5)
+    assert stored[7].received_at == 5.0
 
 
 def test_the_heartbeat_url_is_the_routes() -> None:
