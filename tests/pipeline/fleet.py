@@ -144,7 +144,7 @@ class Fleet:
     def timeline(self, server: Server) -> list[str]:
         """The health states the server went through, oldest first."""
         query = Event.select().where((Event.server == server.id) & (Event.kind == "health"))
-        return [e.to_status for e in query.order_by(Event.id)]
+        return [str(e.to_status) for e in query.order_by(Event.id)]
 
     def fleet_events(self, kind: str) -> list[str]:
         query = Event.select().where(Event.server.is_null() & (Event.kind == kind))

@@ -323,7 +323,7 @@ def test_the_herd_guard_holds_repairs_while_a_third_is_partitioned_and_resumes_a
     # The network heals: the partitioned servers heartbeat again, the share drops, the
     # guard clears by itself and the held repair goes ahead.
     fleet.clear("crash_loop", down)
-    assert sorted(fleet.clear("partition")) == sorted(fleet.row(s).name for s in cut)
+    assert sorted(fleet.clear("partition")) == sorted(str(fleet.row(s).name) for s in cut)
     fleet.watch(lambda: all(fleet.health(s)[0] == "healthy" for s in servers), "all healthy")
     assert not HerdStore(fleet.stack.redis).read()[0].tripped
     herd = fleet.fleet_events("herd")

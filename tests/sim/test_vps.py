@@ -16,6 +16,7 @@ from hcloud.ssh_keys import SSHKey
 
 from core.cloud import vps_contract
 from sim.server import SimulatorServer
+from sim.vps import Vps
 from tests.sim.conftest import fast_client
 from tests.sim.helpers import CallbackReceiver, KeyPair, key_pair, user_data, wait_for
 
@@ -164,18 +165,19 @@ def test_ssh_connections_are_counted_per_vps_and_shown(
     sim = make_sim()
     client: hcloud.Client = fast_client(sim)
     key, stranger = key_pair(), key_pair()
-    made = [
-        client.servers.create(
-            name, server_type=ServerType(name="cx23"), image=Image(name="debian-12"),
+
+    def booted(name: str) -> Vps:
+        made = client.servers.create(
+            name,
+            server_type=ServerType(name="cx23"),
+            image=Image(name="debian-12"),
             user_data=user_data(root_keys=[key.public]),
-        )  # fmt: skip
-        for name in ("counted", "left-alone")
-    ]
-    counted, alone = (
-        wait_for(lambda m=m: sim.vps(m.server.id), what="the VPS") for m in made
-    )
-    for vps in (counted, alone):
-        wait_for(lambda v=vps: v.ssh_listening and v.cloud_init_done, what="SSH and cloud-init")
+        )
+        vps: Vps = wait_for(lambda: sim.vps(made.server.id or 0), what="the VPS")
+        wait_for(lambda: vps.ssh_listening and vps.cloud_init_done, what="SSH and cloud-init")
+        return vps
+
+    counted, alone = booted("counted"), booted("left-alone")
     assert counted.ssh_connections == alone.ssh_connections == 0
     port = sim.config.ssh_port
     connect(counted.ip, port, key, counted.host_public_key).close()
