@@ -58,9 +58,7 @@ POST_TIMEOUT = 10.0
 IDENT = "rachel-cloud agent"
 #: The script's pattern: grammY's "(409: Conflict: terminated by other getUpdates request",
 #: but not a webhook's 409s (getWebhookInfo tells of the webhook).
-CONFLICT = re.compile(
-    r"\b409\W+Conflict\b(?!\W+(?:terminated by setWebhook|can't use getUpdates method while))"
-)
+CONFLICT = re.compile(r"\b409\W+Conflict\b(?!\W+(?:terminated by setW|can't use getU))")
 #: Without a state file, the 409 lines of the last minute are reported.
 FIRST_LOOK_BACK = 60.0
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")

@@ -36,10 +36,8 @@ DISK = "/"
 
 TIMEOUT = 5
 # grammY: "Call to 'getUpdates' failed! (409: Conflict: terminated by other getUpdates request".
-# A webhook's 409s are not another poller: getWebhookInfo tells of the webhook.
-CONFLICT = re.compile(
-    r"\b409\W+Conflict\b(?!\W+(?:terminated by setWebhook|can't use getUpdates method while))"
-)
+# Not a webhook's 409s ("terminated by setWebhook", "can't use getUpdates"): webhook_set.
+CONFLICT = re.compile(r"\b409\W+Conflict\b(?!\W+(?:terminated by setW|can't use getU))")
 
 
 def run(*argv: str) -> str:
@@ -79,23 +77,12 @@ def ask(url: str) -> Any:
         return json.load(answer)["result"]
 
 
-def started() -> float | None:
-    """When Rachel8's process last started (epoch seconds); None: not since the boot, or unknown."""
-    shown = run("systemctl", "show", UNIT, "--timestamp=unix", "--property=ExecMainStartTimestamp")
-    lines = (line.partition("=") for line in shown.splitlines())
-    value = next((v.strip() for k, _, v in lines if k == "ExecMainStartTimestamp"), "")
-    try:
-        return float(value[1:]) if value.startswith("@") else None
-    except ValueError:
-        return None
-
-
 def telegram(api: str, since: float) -> dict[str, object]:
     """getMe, getWebhookInfo, and the 409 Conflict lines Rachel8 logged since `since`, or
-    since it last started when that is earlier (one that exited on a 409 shows it until
-    it starts again, however many heartbeats later)."""
-    start = started()
-    since = min(since, start) if start is not None else since
+    since it last started if earlier (one that exited on a 409 shows it until restarted)."""
+    shown = run("systemctl", "show", UNIT, "--timestamp=unix", "--property=ExecMainStartTimestamp")
+    start = re.search(r"^ExecMainStartTimestamp=@(\d+)", shown, re.M)
+    since = min(since, int(start[1])) if start else since
     journal = run("journalctl", "-u", UNIT, "--since", f"@{int(since)}", "-o", "cat", "--no-pager")
     found: dict[str, object] = {
         "get_me": "unconfigured",

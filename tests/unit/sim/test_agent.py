@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from core.cloud import vps_contract as contract
+from core.cloud.vps_scripts import AGENT, source
 from sim.agent import (
+    CONFLICT,
     AgentFailure,
     conflicts_since,
     next_sequence,
@@ -136,3 +138,7 @@ def test_a_webhooks_409s_are_no_conflict(fs: RootFs) -> None:
         ),
     )
     assert conflicts_since(systemd, 0.0) == 0
+
+
+def test_the_409_pattern_is_the_scripts() -> None:
+    assert f'CONFLICT = re.compile(r"{CONFLICT.pattern}")' in source(AGENT)
