@@ -200,27 +200,20 @@ class Fleet:
         answer: dict[str, Any] = httpx.post(url, data=params, timeout=10).json()
         return answer
 
-    def owner_messages(self, server: Server) -> list[str]:
-        """What the owner got from their bot but Rachel8's own "I'm back online!"."""
+    def _sent_to_owner(self, server: Server) -> list[str]:
+        """Every text the owner got from the server's bot, oldest first."""
         owner = self.row(server).customer
         answer = self.admin.get(
             "/telegram/messages", params={"chat_id": str(owner.owner_telegram_user_id)}
         )
         answer.raise_for_status()
         bot = bot_id_of(self.token(server))
-        return [
-            m["text"]
-            for m in answer.json()["messages"]
-            if m["bot_id"] == bot and m["text"] != ONLINE
-        ]
+        return [m["text"] for m in answer.json()["messages"] if m["bot_id"] == bot]
+
+    def owner_messages(self, server: Server) -> list[str]:
+        """What we told the owner: all from their bot but Rachel8's own "I'm back online!"."""
+        return [text for text in self._sent_to_owner(server) if text != ONLINE]
 
     def greetings(self, server: Server) -> int:
         """How many times Rachel8 started far enough to greet its owner."""
-        owner = self.row(server).customer
-        answer = self.admin.get(
-            "/telegram/messages", params={"chat_id": str(owner.owner_telegram_user_id)}
-        )
-        bot = bot_id_of(self.token(server))
-        return sum(
-            1 for m in answer.json()["messages"] if m["bot_id"] == bot and m["text"] == ONLINE
-        )
+        return self._sent_to_owner(server).count(ONLINE)
