@@ -56,7 +56,14 @@ from core.domain.herd import (
 )
 from core.domain.herd import record as record_fleet_event
 from core.domain.lifecycle import Status
-from core.domain.repair import STEPS, Incident, RepairPolicy, decide_repair, probe_due
+from core.domain.repair import (
+    STEPS,
+    Decision,
+    Incident,
+    RepairPolicy,
+    decide_repair,
+    probe_due,
+)
 from core.platform.logs import server_logger
 from core.platform.runs import RunSummary
 from core.store.db import connection, write_transaction
@@ -477,18 +484,20 @@ def _plan(
     now: datetime,
     summary: RunSummary,
 ) -> None:
-    """Queue the probes and repair steps the verdicts call for (one per server at most)."""
+    """Queue the probes and repair steps the verdicts call for (one per server at most).
+
+    A repair step the evidence calls for comes first: a probe is for a server
+    nothing can be done for yet (silent, or waiting on its last repair). The
+    other way round, a probe slower than its back-off (a frozen VPS holds one
+    for the whole SSH timeout) would be followed by another probe instead of
+    the reset it found necessary.
+    """
     policy = RepairPolicy.from_settings(ctx.settings)
     memory = HealthMemory(ctx.redis)
     for j in judged:
         if j.verdict.state not in (HealthState.UNHEALTHY, HealthState.DEGRADED):
             continue
         incident = j.server.incident(recall.acted.get(j.server.id))
-        if probe_due(j.verdict, j.finding, incident, now=now, policy=policy):
-            if not herd_tripped and memory.claim(j.server.id, "probe"):
-                _enqueue_probe(ctx, j.server.id, now)
-                summary.acted["probe"] += 1
-            continue
         decision = decide_repair(
             j.verdict,
             incident,
@@ -497,21 +506,31 @@ def _plan(
             policy=policy,
             held=holding,
         )
-        if decision.action in STEPS and memory.claim(j.server.id, decision.action.value):
-            enqueue_step(
-                ctx.redis,
-                FINISH,
-                JobFunction.REPAIR_SERVER,
-                j.server.id,
-                f"repair-{decision.action.value}",
-                record=False,
-                entry=now,
-                extra_args=(decision.action.value, decision.why, decision.next_step),
-            )
-            summary.acted[decision.action.value] += 1
-            server_logger(log, j.server.id, "health").warning(
-                "repair %s queued: %s (%s)", decision.action.value, j.verdict.reason, decision.why
-            )
+        if decision.action in STEPS:
+            if memory.claim(j.server.id, decision.action.value):
+                _enqueue_repair(ctx, j, decision, now)
+                summary.acted[decision.action.value] += 1
+            continue
+        due = probe_due(j.verdict, j.finding, incident, now=now, policy=policy)
+        if due and not herd_tripped and memory.claim(j.server.id, "probe"):
+            _enqueue_probe(ctx, j.server.id, now)
+            summary.acted["probe"] += 1
+
+
+def _enqueue_repair(ctx: JobContext, j: Judged, decision: Decision, now: datetime) -> None:
+    enqueue_step(
+        ctx.redis,
+        FINISH,
+        JobFunction.REPAIR_SERVER,
+        j.server.id,
+        f"repair-{decision.action.value}",
+        record=False,
+        entry=now,
+        extra_args=(decision.action.value, decision.why, decision.next_step),
+    )
+    server_logger(log, j.server.id, "health").warning(
+        "repair %s queued: %s (%s)", decision.action.value, j.verdict.reason, decision.why
+    )
 
 
 def _enqueue_probe(ctx: JobContext, server_id: int, now: datetime) -> None:

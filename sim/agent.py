@@ -13,8 +13,9 @@ with the VPS's root filesystem, systemd and network:
    the last run's time: the 409 lines are counted from it until a heartbeat
    is taken; without a state, from a minute ago);
 3. look at Rachel8: `systemctl show rachel8.service` (`SERVICE_PROPERTIES`),
-   the clone's `.git/HEAD`, the lines of its journal since then matching
-   `409 Conflict`;
+   the clone's `.git/HEAD`, the lines of its journal since then (or since its
+   process last started, when that is earlier) matching `409 Conflict` but
+   for a webhook's;
 4. uptime, disk and memory (`sim.hardware`, as `/proc` and `statvfs` say);
 5. ask Telegram over HTTP, at `TELEGRAM_API_VAR` (the simulator's
    `/telegram`), with the token in Rachel8's `.env`: `getMe` (ok;
@@ -55,8 +56,9 @@ from sim.systemd import Systemd
 TIMEOUT = 5.0
 POST_TIMEOUT = 10.0
 IDENT = "rachel-cloud agent"
-#: The script's pattern: grammY's "(409: Conflict: terminated by other getUpdates request".
-CONFLICT = re.compile(r"\b409\W+Conflict\b")
+#: The script's pattern: grammY's "(409: Conflict: terminated by other getUpdates request",
+#: but not a webhook's 409s (getWebhookInfo tells of the webhook).
+CONFLICT = re.compile(r"\b409\W+Conflict\b(?!\W+(?:terminated by setW|can't use getU))")
 #: Without a state file, the 409 lines of the last minute are reported.
 FIRST_LOOK_BACK = 60.0
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -158,14 +160,19 @@ def read_commit(fs: RootFs, layout: contract.Layout) -> str | None:
 
 
 def conflicts_since(systemd: Systemd, since: float) -> int:
-    """409 Conflict lines in Rachel8's journal from `since` (real epoch seconds) on."""
+    """409 Conflict lines in Rachel8's journal from `since` (real epoch seconds) on, or
+    from its process's last start when that is earlier (`ExecMainStartTimestamp`, as
+    the script asks for it): one that exited on a 409 shows it until it starts again."""
     with systemd.lock:
         service = systemd.services.get(contract.SERVICE_UNIT)
         if service is None:
             return 0
         service.advance()
         entries = list(service.journal)
+        started = service.exec_main_start_at
     clock = systemd.clock
+    if started is not None:
+        since = min(since, clock.epoch(started))
     return sum(
         len(CONFLICT.findall(entry.message)) for entry in entries if clock.epoch(entry.at) >= since
     )

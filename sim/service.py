@@ -108,6 +108,8 @@ class Service:
         on_spawn: called with each new process's pid and launch (to run `Launch.run`).
         inactive_exit_at: when it last left the inactive state (timers count from it).
         inactive_enter_at: when it last became inactive or failed.
+        exec_main_start_at: when its main process last started, this boot
+            (`ExecMainStartTimestamp`; it outlives the process).
     """
 
     name: str
@@ -126,6 +128,7 @@ class Service:
     n_restarts: int = 0
     inactive_exit_at: float | None = None
     inactive_enter_at: float | None = None
+    exec_main_start_at: float | None = None
     _exit_at: float | None = None
     _exit_status: int = 0
     _restart_at: float | None = None
@@ -196,6 +199,7 @@ class Service:
             self._set("active", "running", at)
             self._log(at, f"Started {self.title}.")
         self.main_pid, self.exec_main_status, self.exec_main_code = pid, 0, 0
+        self.exec_main_start_at = at
         for line in launch.systemd_output:
             # systemd's forked child logs under `(name)` until the exec.
             self._log(at, f"{self.name}: {line}", pid=pid, ident=f"({self._ident()})")
@@ -374,7 +378,7 @@ class Service:
         self.result = "success"
         self.active_state, self.sub_state = "inactive", "dead"
         # Monotonic timestamps belong to a boot: a new boot starts without them.
-        self.inactive_exit_at = self.inactive_enter_at = None
+        self.inactive_exit_at = self.inactive_enter_at = self.exec_main_start_at = None
 
     def properties(self) -> dict[str, str]:
         """`systemctl show` properties, brought up to date."""

@@ -30,14 +30,18 @@ class _VpsSSHServer(asyncssh.SSHServer):
         self,
         authorized: Callable[[], Mapping[str, set[bytes]]],
         connections: set[asyncssh.SSHServerConnection],
+        opened: Callable[[], None] | None = None,
     ) -> None:
         self._authorized = authorized
         self._connections = connections
+        self._opened = opened
         self._conn: asyncssh.SSHServerConnection | None = None
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
         self._connections.add(conn)
+        if self._opened is not None:
+            self._opened()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._conn is not None:
@@ -88,6 +92,7 @@ async def listen(
     systemd: Systemd,
     authorized: Callable[[], Mapping[str, set[bytes]]],
     connections: set[asyncssh.SSHServerConnection],
+    opened: Callable[[], None] | None = None,
 ) -> asyncssh.SSHAcceptor:
     """Start the VPS's SSH server on (host, port).
 
@@ -96,6 +101,8 @@ async def listen(
             per attempt so keys added later count.
         connections: filled with the open connections, so they can be cut
             when the server powers off or is deleted.
+        opened: called for each connection the server accepts (before any
+            authentication), so that tests can count who opened one.
     """
 
     def sftp_factory(chan: asyncssh.SSHServerChannel[bytes]) -> asyncssh.SFTPServer:
@@ -105,7 +112,7 @@ async def listen(
         host=host,
         port=port,
         server_host_keys=[host_key],
-        server_factory=lambda: _VpsSSHServer(authorized, connections),
+        server_factory=lambda: _VpsSSHServer(authorized, connections, opened),
         process_factory=_make_process_handler(fs, systemd),
         sftp_factory=sftp_factory,
         allow_scp=False,

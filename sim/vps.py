@@ -119,6 +119,9 @@ class Vps:
         #: True once cloud-init's run is over (whether or not it called back).
         self.cloud_init_done = False
         self.connections: set[asyncssh.SSHServerConnection] = set()
+        #: SSH connections accepted since the box was created (reboots included):
+        #: what shows that nobody opened one to a healthy server.
+        self.ssh_connections = 0
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._silent: socket.socket | None = None
         self._install(user_data, api_keys)
@@ -264,7 +267,11 @@ class Vps:
                 systemd=self.systemd,
                 authorized=self.authorized_keys,
                 connections=self.connections,
+                opened=self._ssh_opened,
             )
+
+    def _ssh_opened(self) -> None:
+        self.ssh_connections += 1
 
     async def stop_ssh(self) -> None:
         """Stop listening and cut open connections, as a powered-off box would."""
@@ -328,6 +335,7 @@ class Vps:
             "ssh_port": self.ssh_port,
             "root_dir": str(self.root),
             "ssh_listening": self.ssh_listening,
+            "ssh_connections": self.ssh_connections,
             "host_key": self.host_public_key,
             "authorized_users": sorted(self.authorized),
             "cloud_init_done": self.cloud_init_done,

@@ -62,7 +62,12 @@ milliseconds (so a lost state file does not make it a replayer) and POSTs one he
      "memory_available_bytes": 1, "memory_total_bytes": 2,   # /proc/meminfo
      "telegram": {"get_me": "ok" | "unauthorized" | "error" | "unconfigured",
                   "webhook_set": true | false | null,      # getWebhookInfo's url
-                  "conflicts": 0}}   # 409 lines in Rachel8's journal since the last run
+                  "conflicts": 0}}   # 409 lines in Rachel8's journal (see below)
+
+`conflicts` counts the `409 Conflict` lines (another poller; not a webhook's 409s,
+which `webhook_set` reports) in Rachel8's journal since the last run, or since
+Rachel8's process last started (`ExecMainStartTimestamp`) when that is earlier: a
+Rachel8 that exited on a 409 keeps showing it until it starts again.
 
 The bot token is read from Rachel8's `.env`; it never leaves the box but to Telegram.
 """

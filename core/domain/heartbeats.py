@@ -74,8 +74,9 @@ class TelegramReport(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         get_me: whether the bot token still answers `getMe` (`GET_ME_ANSWERS`).
         webhook_set: a webhook is set on the bot (it stops long polling); None
             when it could not be asked.
-        conflicts: 409 Conflict lines in Rachel8's journal since the last run
-            (another process polls the same bot).
+        conflicts: 409 Conflict lines in Rachel8's journal since the last run, or
+            since Rachel8 last started when that is earlier (another process polls
+            the same bot; `core.cloud.vps_contract`).
     """
 
     get_me: Literal["ok", "unauthorized", "error", "unconfigured"]

@@ -17,6 +17,8 @@ import redis
 from rq import Queue
 
 from core.domain import events
+from core.domain.health import Finding, HealthState, Problem, Verdict
+from core.domain.health_store import HealthMemory
 from core.domain.heartbeats import ServiceReport, TelegramReport
 from core.domain.herd import HerdStore, pause_repair, resume_repair
 from core.platform.clock import ManualClock
@@ -205,6 +207,26 @@ def test_a_silent_server_is_unhealthy_and_probed_once(
     assert of(redis_client, JobFunction.TELL_OWNER) == [], "silence alone is not told"
     clock.advance(10)
     assert health.run(ctx).acted == {}
+    assert len(of(redis_client, JobFunction.PROBE_SERVER)) == 1
+
+
+def test_a_probe_slower_than_its_back_off_is_followed_by_the_repair_it_calls_for(
+    ctx: JobContext, agents: Agents, clock: ManualClock, redis_client: redis.Redis
+) -> None:
+    (server,) = ready(agents)
+    agents.beat(server.id, epoch(clock))
+    health.run(ctx)
+    clock.advance(75)
+    assert health.run(ctx).acted == {"probe": 1}
+    # The probe started now and found the VPS unreachable, but only after the whole SSH
+    # timeout (here: longer than the 75 s it would wait to probe the same again).
+    memory = HealthMemory(redis_client)
+    gone = Verdict(HealthState.UNHEALTHY, Problem.UNREACHABLE, "VPS unreachable over SSH")
+    memory.store_finding(server.id, Finding(gone, clock.now()))
+    memory.release(server.id)
+    clock.advance(76)
+    assert health.run(ctx).acted == {"reset": 1}, "the reset, not another probe"
+    assert [args[1] for args in of(redis_client, JobFunction.REPAIR_SERVER)] == ["reset"]
     assert len(of(redis_client, JobFunction.PROBE_SERVER)) == 1
 
 

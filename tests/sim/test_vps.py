@@ -9,12 +9,14 @@ from collections.abc import Callable, Iterator
 import hcloud
 import paramiko
 import pytest
+import requests
 from hcloud.images import Image
 from hcloud.server_types import ServerType
 from hcloud.ssh_keys import SSHKey
 
 from core.cloud import vps_contract
 from sim.server import SimulatorServer
+from sim.vps import Vps
 from tests.sim.conftest import fast_client
 from tests.sim.helpers import CallbackReceiver, KeyPair, key_pair, user_data, wait_for
 
@@ -155,3 +157,37 @@ def test_no_bootstrap_env_means_no_callback(
         created.server.public_net.ipv4.ip, sim.config.ssh_port, key, vps.host_public_key
     ).close()
     assert receiver.calls == [] and vps.callback.attempts == 0
+
+
+def test_ssh_connections_are_counted_per_vps_and_shown(
+    make_sim: Callable[..., SimulatorServer], receiver: CallbackReceiver
+) -> None:
+    sim = make_sim()
+    client: hcloud.Client = fast_client(sim)
+    key, stranger = key_pair(), key_pair()
+
+    def booted(name: str) -> Vps:
+        made = client.servers.create(
+            name,
+            server_type=ServerType(name="cx23"),
+            image=Image(name="debian-12"),
+            user_data=user_data(root_keys=[key.public]),
+        )
+        vps: Vps = wait_for(lambda: sim.vps(made.server.id or 0), what="the VPS")
+        wait_for(lambda: vps.ssh_listening and vps.cloud_init_done, what="SSH and cloud-init")
+        return vps
+
+    counted, alone = booted("counted"), booted("left-alone")
+    assert counted.ssh_connections == alone.ssh_connections == 0
+    port = sim.config.ssh_port
+    connect(counted.ip, port, key, counted.host_public_key).close()
+    with pytest.raises(paramiko.AuthenticationException):
+        connect(counted.ip, port, stranger, counted.host_public_key)  # opened all the same
+    with socket.create_connection((counted.ip, port), timeout=2) as sock:
+        assert sock.recv(8).startswith(b"SSH-2.0")  # a bare TCP connect to the SSH server too
+    wait_for(lambda: counted.ssh_connections == 3, what="three connections counted")
+    listed = requests.get(
+        f"{sim.url}/_sim/vps", headers={"Authorization": f"Bearer {sim.token}"}, timeout=5
+    ).json()["vps"]
+    shown = {v["name"]: v["ssh_connections"] for v in listed}
+    assert shown == {"counted": 3, "left-alone": 0}

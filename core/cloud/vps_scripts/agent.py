@@ -36,7 +36,8 @@ DISK = "/"
 
 TIMEOUT = 5
 # grammY: "Call to 'getUpdates' failed! (409: Conflict: terminated by other getUpdates request".
-CONFLICT = re.compile(r"\b409\W+Conflict\b")
+# Not a webhook's 409s ("terminated by setWebhook", "can't use getUpdates"): webhook_set.
+CONFLICT = re.compile(r"\b409\W+Conflict\b(?!\W+(?:terminated by setW|can't use getU))")
 
 
 def run(*argv: str) -> str:
@@ -77,7 +78,11 @@ def ask(url: str) -> Any:
 
 
 def telegram(api: str, since: float) -> dict[str, object]:
-    """getMe, getWebhookInfo, and the 409 Conflict lines Rachel8 logged since `since`."""
+    """getMe, getWebhookInfo, and the 409 Conflict lines Rachel8 logged since `since`, or
+    since it last started if earlier (one that exited on a 409 shows it until restarted)."""
+    shown = run("systemctl", "show", UNIT, "--timestamp=unix", "--property=ExecMainStartTimestamp")
+    start = re.search(r"^ExecMainStartTimestamp=@(\d+)", shown, re.M)
+    since = min(since, int(start[1])) if start else since
     journal = run("journalctl", "-u", UNIT, "--since", f"@{int(since)}", "-o", "cat", "--no-pager")
     found: dict[str, object] = {
         "get_me": "unconfigured",

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from core.cloud import vps_contract as contract
+from core.cloud.vps_scripts import AGENT, source
 from sim.agent import (
+    CONFLICT,
     AgentFailure,
     conflicts_since,
     next_sequence,
@@ -91,8 +93,52 @@ def test_409_lines_are_counted_since_the_last_run(fs: RootFs) -> None:
     time.now = 10.0
     service.exit_now(1, ("Call to 'getUpdates' failed! (409: Conflict: terminated by other)",))
     assert conflicts_since(systemd, systemd.clock.epoch(0.0)) == 1
-    assert conflicts_since(systemd, systemd.clock.epoch(12.0)) == 0
     report = service_report(systemd)
     assert report is not None and (report.active, report.result, report.exit_status) == (
         "failed", "exit-code", 1,
     )  # fmt: skip
+
+
+def test_a_rachel8_that_exited_on_a_409_shows_it_until_it_starts_again(fs: RootFs) -> None:
+    time = ManualTime()
+    systemd = Systemd(fs, clock=Clock(1.0, time))
+    fs.write(
+        f"/etc/systemd/system/{contract.SERVICE_UNIT}",
+        b"[Service]\nExecStart=/usr/bin/sleep infinity\n",
+        0o644,
+    )
+    systemd.systemctl(["start", contract.SERVICE_UNIT])
+    service = systemd.services[contract.SERVICE_UNIT]
+    time.now = 10.0
+    service.exit_now(1, ("Call to 'getUpdates' failed! (409: Conflict: terminated by other)",))
+    # Heartbeats long after: the process that ended on it is still the last one started.
+    assert conflicts_since(systemd, systemd.clock.epoch(500.0)) == 1
+    time.now = 600.0
+    systemd.systemctl(["restart", contract.SERVICE_UNIT])
+    assert conflicts_since(systemd, systemd.clock.epoch(500.0)) == 0  # it started afresh
+    assert conflicts_since(systemd, systemd.clock.epoch(5.0)) == 1  # unless not heard since
+
+
+def test_a_webhooks_409s_are_no_conflict(fs: RootFs) -> None:
+    time = ManualTime()
+    systemd = Systemd(fs, clock=Clock(1.0, time))
+    fs.write(
+        f"/etc/systemd/system/{contract.SERVICE_UNIT}",
+        b"[Service]\nExecStart=/usr/bin/sleep infinity\n",
+        0o644,
+    )
+    systemd.systemctl(["start", contract.SERVICE_UNIT])
+    systemd.services[contract.SERVICE_UNIT].exit_now(
+        1,
+        (
+            "GrammyError: Call to 'getUpdates' failed! (409: Conflict: terminated by setWebhook "
+            "request)",
+            "GrammyError: Call to 'getUpdates' failed! (409: Conflict: can't use getUpdates "
+            "method while webhook is active; use deleteWebhook to delete the webhook first)",
+        ),
+    )
+    assert conflicts_since(systemd, 0.0) == 0
+
+
+def test_the_409_pattern_is_the_scripts() -> None:
+    assert f'CONFLICT = re.compile(r"{CONFLICT.pattern}")' in source(AGENT)

@@ -222,9 +222,11 @@ def test_a_heartbeat_reports_the_box_with_the_bearer_credential(
     )
     assert sent.telegram == heartbeats.TelegramReport("ok", False, 0)
     assert state.bot_calls == [f"/bot{TOKEN}/getMe", f"/bot{TOKEN}/getWebhookInfo"]
-    # It asked systemd exactly for the contract's properties of Rachel8's unit.
+    # It asked systemd exactly for the contract's properties of Rachel8's unit, then when
+    # its process last started (the 409 lines are counted from then at the latest).
     assert box.calls("systemctl") == [
-        ["show", vps.SERVICE_UNIT, *(f"--property={p}" for p in vps.SERVICE_PROPERTIES)]
+        ["show", vps.SERVICE_UNIT, *(f"--property={p}" for p in vps.SERVICE_PROPERTIES)],
+        ["show", vps.SERVICE_UNIT, "--timestamp=unix", "--property=ExecMainStartTimestamp"],
     ]
     _quiet(done)
 
@@ -361,6 +363,49 @@ def test_conflicts_are_the_409_lines_since_the_last_heartbeat(
     ]
     # Taken: the next run counts from this one on.
     assert started <= box.state()["at"] <= time.time()
+
+
+def test_a_rachel8_that_exited_on_a_409_shows_it_until_it_starts_again(
+    box: Box, endpoint: tuple[Endpoint, str]
+) -> None:
+    state, _ = endpoint
+    # It started two minutes ago, got its 409 and exited; the last heartbeat was 30 s ago.
+    start = time.time() - 120
+    box.show(SHOW + f"ExecMainStartTimestamp=@{start:.0f}\n")
+    box.journal("Rachel8 is running (polling mode)", CONFLICT_LINE)
+    box.path("var/agent.json").write_text(json.dumps({"seq": 5, "at": time.time() - 30}))
+    assert box.run().returncode == 0
+    assert _sent(state).telegram.conflicts == 1
+    (journalctl,) = box.calls("journalctl")
+    assert journalctl[2:4] == ["--since", f"@{int(float(f'{start:.0f}'))}"]
+
+
+@pytest.mark.parametrize(
+    "shown", ["ExecMainStartTimestamp=\n", "ExecMainStartTimestamp=Sat 2026-12-05 10:00:00 UTC\n"]
+)
+def test_without_a_start_time_it_counts_since_the_last_heartbeat(
+    box: Box, endpoint: tuple[Endpoint, str], shown: str
+) -> None:
+    # Never started since the boot (empty), or a systemd without --timestamp=unix.
+    box.show(SHOW + shown)
+    last = time.time() - 30
+    box.path("var/agent.json").write_text(json.dumps({"seq": 5, "at": last}))
+    assert box.run().returncode == 0
+    (journalctl,) = box.calls("journalctl")
+    assert journalctl[2:4] == ["--since", f"@{int(last)}"]
+
+
+def test_a_webhooks_409s_are_no_conflict(box: Box, endpoint: tuple[Endpoint, str]) -> None:
+    state, _ = endpoint
+    box.journal(
+        "GrammyError: Call to 'getUpdates' failed! (409: Conflict: terminated by setWebhook "
+        "request)",
+        "GrammyError: Call to 'getUpdates' failed! (409: Conflict: can't use getUpdates method "
+        "while webhook is active; use deleteWebhook to delete the webhook first)",
+        CONFLICT_LINE,
+    )
+    assert box.run().returncode == 0
+    assert _sent(state).telegram.conflicts == 1
 
 
 def test_a_refused_heartbeat_exits_1_in_one_line_and_is_counted_again(
