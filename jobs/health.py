@@ -184,11 +184,14 @@ def run(ctx: JobContext, *, summary: RunSummary | None = None) -> RunSummary:
     latest = HeartbeatStore(ctx.redis).all_latest()
     recall = memory.recall()
     herd, pause = HerdStore(ctx.redis).read()
+    was_tripped = herd.tripped
     policy = HealthPolicy.from_settings(ctx.settings)
     judged, memos = judge_all(servers, latest, recall, now, policy)
     applied = write_verdicts(ctx, [j for j in judged if j.changed], now, summary=summary)
     herd = _guard(ctx, herd, judged=judged, applied=applied, now=now, summary=summary)
     notify_changes(ctx, applied, herd_tripped=herd.tripped)
+    if was_tripped and not herd.tripped:
+        tell_owners_after_herd(ctx, judged)
     _plan(
         ctx,
         judged,
@@ -333,6 +336,17 @@ def notify_changes(ctx: JobContext, applied: Iterable[Judged], *, herd_tripped: 
                 verdict.reason,
                 "restarts do not fix this; the owner is told what to do",
             )
+
+
+def tell_owners_after_herd(ctx: JobContext, judged: Iterable[Judged]) -> None:
+    """The herd guard cleared: owners whose assistant is still down hear of it now.
+
+    During a herd nobody's owner is told (the cause is shared, operators know);
+    a server that stays down once it is over is an outage of its own.
+    """
+    for j in judged:
+        if j.verdict.owner_down and j.server.notified_down_at is None:
+            _tell_owner(ctx.redis, j.server.id, "down", j.verdict)
 
 
 _UP = (HealthState.HEALTHY, HealthState.DEGRADED)

@@ -18,7 +18,8 @@ fix: `core.domain.repair`) and the reason in words. The rules, first match wins:
   service running -> degraded "agent silent";
 - the bot token no longer answers `getMe`, a webhook is set on the bot, 409
   conflicts: unhealthy (restarts fix none of these: the owner and operators are told);
-- Rachel8's unit not running (failed, inactive, auto-restart...): unhealthy;
+- Rachel8's unit between two of systemd's own restarts (`auto-restart`): degraded;
+- Rachel8's unit not running (failed, inactive...): unhealthy;
 - systemd restarted it since the previous heartbeat, disk or memory low, Telegram
   unreachable from the box, another commit than `Server.rachel8_commit`: degraded;
 - otherwise healthy.
@@ -32,9 +33,10 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from core.cloud import vps_contract as vps
-from core.domain.heartbeats import Heartbeat, StoredHeartbeat
+from core.domain.heartbeats import Heartbeat, ServiceReport, StoredHeartbeat
 
 if TYPE_CHECKING:
+    from core.cloud.injection import ServiceState
     from core.cloud.vps_ops import Probe
     from core.platform.settings import Settings
 
@@ -244,13 +246,32 @@ def judge_heartbeat(
             "Rachel8's unit state is unknown: the agent could not read it",
         )
     if not service.running:
-        return Verdict(
-            HealthState.UNHEALTHY,
-            Problem.SERVICE_DOWN,
-            f"Rachel8 is not running: {service.active}/{service.sub} "
-            f"({service.result}, exit status {service.exit_status})",
-        )
+        return _not_running(service)
     return _degraded(heartbeat, commit=commit, restarted=restarted, policy=policy) or HEALTHY
+
+
+def _not_running(service: ServiceReport | ServiceState) -> Verdict:
+    """Rachel8's unit is not running: down, or between two of systemd's own restarts.
+
+    Within `RestartSec` of a crash systemd restarts it by itself (`auto-restart`):
+    that is a blip, not an outage, and restarting it ourselves would race
+    systemd and tell the owner of a crash they never noticed. A unit that keeps
+    crashing hits its start limit within `StartLimitIntervalSec` and is `failed`
+    at the next look.
+    """
+    if service.sub == "auto-restart":
+        return Verdict(
+            HealthState.DEGRADED,
+            Problem.RESTARTED,
+            f"systemd is restarting Rachel8 (it exited: {service.result}, "
+            f"exit status {service.exit_status})",
+        )
+    return Verdict(
+        HealthState.UNHEALTHY,
+        Problem.SERVICE_DOWN,
+        f"Rachel8 is not running: {service.active}/{service.sub} "
+        f"({service.result}, exit status {service.exit_status})",
+    )
 
 
 def _degraded(
@@ -296,12 +317,7 @@ def judge_probe(probe: Probe) -> Verdict:
             "heartbeats stopped and Rachel8's unit state cannot be read over SSH",
         )
     if not service.running:
-        return Verdict(
-            HealthState.UNHEALTHY,
-            Problem.SERVICE_DOWN,
-            f"Rachel8 is not running: {service.active}/{service.sub} "
-            f"({service.result}, exit status {service.exit_status})",
-        )
+        return _not_running(service)
     timer = {True: "timer active", False: "timer inactive", None: "timer unknown"}
     return Verdict(
         HealthState.DEGRADED,

@@ -351,6 +351,9 @@ def test_the_herd_guard_trips_holds_repairs_and_probes_and_clears(
     ]
     kinds = [e.message.split(":")[0] for e in Event.select().where(Event.kind == "herd")]
     assert kinds == ["herd guard tripped", "herd guard cleared"]
+    # Still down once the herd is over: an outage of its own, its owner is told now.
+    told = of(redis_client, JobFunction.TELL_OWNER)
+    assert [args[:2] for args in told] == [(fleet[3].id, "down")]
 
 
 def test_an_operator_resume_clears_the_guard_and_the_herd_no_longer_counts(

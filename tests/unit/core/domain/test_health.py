@@ -80,7 +80,6 @@ def test_a_fresh_good_heartbeat_is_healthy() -> None:
     [
         ("failed", "failed", "exit-code"),
         ("inactive", "dead", "success"),
-        ("activating", "auto-restart", "exit-code"),
         ("failed", "failed", "start-limit-hit"),
     ],
 )
@@ -89,6 +88,19 @@ def test_a_service_not_running_is_unhealthy(active: str, sub: str, result: str) 
     assert verdict.state == HealthState.UNHEALTHY and verdict.problem == Problem.SERVICE_DOWN
     assert f"{active}/{sub} ({result}" in verdict.reason
     assert verdict.owner_down
+
+
+def test_a_service_systemd_is_restarting_is_a_blip_not_an_outage() -> None:
+    # Within RestartSec of a crash systemd restarts Rachel8 itself: no repair,
+    # no message to the owner; a unit that keeps crashing is failed next time.
+    verdict = judge(service=service("activating", "auto-restart", "exit-code"))
+    assert (verdict.state, verdict.problem) == (HealthState.DEGRADED, Problem.RESTARTED)
+    assert "systemd is restarting Rachel8" in verdict.reason
+    assert not verdict.owner_down
+    found = judge_probe(
+        Probe(reachable=True, service=ServiceState("activating", "auto-restart", 1, "exit-code", 1))
+    )
+    assert (found.state, found.problem) == (HealthState.DEGRADED, Problem.RESTARTED)
 
 
 def test_an_unreadable_unit_is_unhealthy() -> None:
