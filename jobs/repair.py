@@ -38,7 +38,8 @@ from core.store import rows
 from core.store.db import connection
 from core.store.models import Server
 from jobs.context import JobContext, context
-from jobs.health import Judged, alert_operators, apply_verdicts, watched_of
+from jobs.health_fleet import Judged, watched_of
+from jobs.health_writes import alert_operators, apply_verdicts
 
 log = logging.getLogger(__name__)
 

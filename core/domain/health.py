@@ -181,6 +181,7 @@ def decide(
     restarted: bool,
     finding: Finding | None,
     policy: HealthPolicy,
+    previous: str = HealthState.UNKNOWN,
 ) -> Verdict:
     """A ready server's health from what is known of it.
 
@@ -196,6 +197,8 @@ def decide(
         finding: the latest SSH probe's verdict, used while the server is silent
             and the probe is newer than its latest heartbeat.
         policy: the thresholds.
+        previous: its health before this decision (a crash loop stays down
+            between systemd's own restarts).
     """
     if not watched:
         return UNWATCHED
@@ -207,7 +210,13 @@ def decide(
         if finding is not None and finding.at > received_at:
             return finding.verdict
         return _silent(policy, heard=True)
-    return judge_heartbeat(latest.heartbeat, commit=commit, restarted=restarted, policy=policy)
+    return judge_heartbeat(
+        latest.heartbeat,
+        commit=commit,
+        restarted=restarted,
+        policy=policy,
+        was_down=previous == HealthState.UNHEALTHY,
+    )
 
 
 def restarts_grew(previous: int | None, current: int) -> bool:
@@ -216,9 +225,15 @@ def restarts_grew(previous: int | None, current: int) -> bool:
 
 
 def judge_heartbeat(
-    heartbeat: Heartbeat, *, commit: str | None, restarted: bool, policy: HealthPolicy
+    heartbeat: Heartbeat,
+    *,
+    commit: str | None,
+    restarted: bool,
+    policy: HealthPolicy,
+    was_down: bool = False,
 ) -> Verdict:
-    """The health a fresh heartbeat shows (see the module's rules)."""
+    """The health a fresh heartbeat shows (see the module's rules); `was_down`: the
+    server was unhealthy before it."""
     telegram = heartbeat.telegram
     if telegram.get_me == vps.GET_ME_UNAUTHORIZED:
         return Verdict(
@@ -246,20 +261,21 @@ def judge_heartbeat(
             "Rachel8's unit state is unknown: the agent could not read it",
         )
     if not service.running:
-        return _not_running(service)
+        return _not_running(service, was_down=was_down)
     return _degraded(heartbeat, commit=commit, restarted=restarted, policy=policy) or HEALTHY
 
 
-def _not_running(service: ServiceReport | ServiceState) -> Verdict:
+def _not_running(service: ServiceReport | ServiceState, *, was_down: bool) -> Verdict:
     """Rachel8's unit is not running: down, or between two of systemd's own restarts.
 
     Within `RestartSec` of a crash systemd restarts it by itself (`auto-restart`):
     that is a blip, not an outage, and restarting it ourselves would race
     systemd and tell the owner of a crash they never noticed. A unit that keeps
     crashing hits its start limit within `StartLimitIntervalSec` and is `failed`
-    at the next look.
+    at the next look. A server that was down already (a crash loop, a silent
+    server probed) is not up between two of those restarts: it stays down.
     """
-    if service.sub == "auto-restart":
+    if service.sub == "auto-restart" and not was_down:
         return Verdict(
             HealthState.DEGRADED,
             Problem.RESTARTED,
@@ -317,7 +333,7 @@ def judge_probe(probe: Probe) -> Verdict:
             "heartbeats stopped and Rachel8's unit state cannot be read over SSH",
         )
     if not service.running:
-        return _not_running(service)
+        return _not_running(service, was_down=True)
     timer = {True: "timer active", False: "timer inactive", None: "timer unknown"}
     return Verdict(
         HealthState.DEGRADED,

@@ -19,13 +19,13 @@ from rq import Queue
 from core.domain import events
 from core.domain.health import Finding, HealthState, Problem, Verdict
 from core.domain.health_store import HealthMemory
-from core.domain.heartbeats import ServiceReport, TelegramReport
+from core.domain.heartbeats import HeartbeatStore, ServiceReport, TelegramReport
 from core.domain.herd import HerdStore, pause_repair, resume_repair
 from core.platform.clock import ManualClock
 from core.platform.runs import read_runs
 from core.security.crypto import KeyRing, generate_key_entry
 from core.store.models import Event, Server
-from jobs import health
+from jobs import health, health_fleet, health_writes
 from jobs.context import JobContext, use_context
 from jobs.queues import FINISH
 from jobs.registry import JobFunction
@@ -384,21 +384,21 @@ def test_a_row_changed_meanwhile_is_left_to_its_writer(
 ) -> None:
     (server,) = ready(agents)
     agents.beat(server.id, epoch(clock))
-    servers = health.ready_servers()
+    servers = health_fleet.ready_servers()
     Server.update(health="degraded", health_reason="written by a probe").where(
         Server.id == server.id
     ).execute()
     judged = [
-        health.Judged(servers[0], v.verdict, v.evidence_at, None)
-        for v in health.judge_all(
+        health_fleet.Judged(servers[0], v.verdict, v.evidence_at, None)
+        for v in health_fleet.judge_all(
             servers,
-            health.HeartbeatStore(ctx.redis).all_latest(),
-            health.HealthMemory(ctx.redis).recall(),
+            HeartbeatStore(ctx.redis).all_latest(),
+            HealthMemory(ctx.redis).recall(),
             clock.now(),
             health.HealthPolicy.from_settings(ctx.settings),
         )[0]
     ]
-    assert health.apply_verdicts(ctx, judged, clock.now()) == []
+    assert health_writes.apply_verdicts(ctx, judged, clock.now()) == []
     assert row(server).health_reason == "written by a probe" and health_events(server) == []
 
 

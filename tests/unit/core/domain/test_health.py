@@ -97,10 +97,26 @@ def test_a_service_systemd_is_restarting_is_a_blip_not_an_outage() -> None:
     assert (verdict.state, verdict.problem) == (HealthState.DEGRADED, Problem.RESTARTED)
     assert "systemd is restarting Rachel8" in verdict.reason
     assert not verdict.owner_down
+    # But a crash loop, or a silent server probed, is not up between two restarts.
+    crashing = beat(service=service("activating", "auto-restart", "exit-code"))
+    down = decide(
+        StoredHeartbeat(crashing, 0.0),
+        received_at=at(1),
+        now=NOW,
+        ready_at=at(600),
+        watched=True,
+        commit=COMMIT,
+        restarted=False,
+        finding=None,
+        policy=POLICY,
+        previous=HealthState.UNHEALTHY,
+    )
+    assert (down.state, down.problem) == (HealthState.UNHEALTHY, Problem.SERVICE_DOWN)
+    assert "activating/auto-restart (exit-code" in down.reason
     found = judge_probe(
         Probe(reachable=True, service=ServiceState("activating", "auto-restart", 1, "exit-code", 1))
     )
-    assert (found.state, found.problem) == (HealthState.DEGRADED, Problem.RESTARTED)
+    assert (found.state, found.problem) == (HealthState.UNHEALTHY, Problem.SERVICE_DOWN)
 
 
 def test_an_unreadable_unit_is_unhealthy() -> None:
