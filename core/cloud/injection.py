@@ -178,9 +178,14 @@ def _service_state(
 
 
 def _journal(client: paramiko.SSHClient, unit: str, timeout: float) -> str:
-    """The unit's last journal lines (redacted by `run`), for the failure's reason."""
+    """The unit's last journal lines (redacted by `run`), for the failure's reason.
+
+    Whole: `last_output` looks for what Rachel8 printed before systemd's own lines
+    about its exits and restarts, which alone can fill `run`'s default bound.
+    """
+    command = f"journalctl -u {unit} -n {_JOURNAL_LINES} --no-pager"
     with contextlib.suppress(OSError, paramiko.SSHException):
-        _, out, _ = run(client, f"journalctl -u {unit} -n {_JOURNAL_LINES} --no-pager", timeout)
+        _, out, _ = run(client, command, timeout, limit=_JOURNAL_LINES * 1024)
         return out
     return ""
 
