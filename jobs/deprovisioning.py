@@ -62,6 +62,9 @@ def deprovision(server_id: int) -> str:
                 "last_error": None,
                 "deadline_at": None,
                 "heartbeat_credential_hash": None,
+                # Not watched any more: a deleted server has no health to show.
+                "health": "unknown",
+                "health_reason": None,
             },
             clock=ctx.clock,
             publish=ctx.publish,

@@ -16,6 +16,7 @@ from core.domain.events import publish
 from core.domain.health import (
     TOLD,
     HealthState,
+    Problem,
     Verdict,
 )
 from core.domain.health_metrics import observe_recoveries
@@ -110,7 +111,9 @@ def notify_changes(ctx: JobContext, applied: Iterable[Judged], *, herd_tripped: 
                 old.id,
                 f"unhealthy: {verdict.problem.value.replace('_', ' ')}",
                 verdict.reason,
-                "restarts do not fix this; the owner is told what to do",
+                _OWNER_ACTS.get(
+                    verdict.problem, "restarts do not fix this; the owner is told what to do"
+                ),
             )
 
 
@@ -126,6 +129,13 @@ def tell_owners_after_herd(ctx: JobContext, judged: Iterable[Judged]) -> None:
 
 
 _UP = (HealthState.HEALTHY, HealthState.DEGRADED)
+#: What happens next for a problem the owner must fix, when that is not the usual.
+_OWNER_ACTS = {
+    Problem.TOKEN_REVOKED: (
+        "restarts do not fix this, and the owner cannot be told through a revoked bot: "
+        "reach them another way so that they enter a new token"
+    ),
+}
 
 
 def _write(db: peewee.Database, changes: Sequence[Judged], now: datetime) -> list[Judged]:

@@ -21,7 +21,7 @@ from datetime import datetime
 from core.domain.health import HealthState, Problem
 from core.domain.health_metrics import count_notification
 from core.domain.health_store import HealthMemory
-from core.domain.herd import HerdStore
+from core.domain.herd import HerdStore, held
 from core.domain.lifecycle import Status, record_event
 from core.domain.notify import (
     OWNER_BACK_TEXT,
@@ -62,7 +62,7 @@ def _down(ctx: JobContext, server: Server, problem: Problem) -> str:
     slog = server_logger(log, server.id, "health")
     if server.health != HealthState.UNHEALTHY:
         return "skipped: no longer unhealthy"
-    herd, _ = HerdStore(ctx.redis).read()
+    herd, pause = HerdStore(ctx.redis).read()
     if herd.tripped:
         count_notification(ctx.redis, "owner", "skipped")
         slog.info("owner not told: the herd guard holds (operators are alerted instead)")
@@ -81,7 +81,12 @@ def _down(ctx: JobContext, server: Server, problem: Problem) -> str:
         count_notification(ctx.redis, "owner", "skipped")
         slog.info("owner not told again: told less than %.0fs ago", cooldown)
         return "skipped: told within the cooldown"
-    delivery = _send(ctx, server, owner_down_text(problem))
+    repairing = (
+        ctx.settings.repair_enabled
+        and held(herd, pause) is None
+        and (server.breaker_until is None or server.breaker_until <= now)
+    )
+    delivery = _send(ctx, server, owner_down_text(problem, repairing=repairing))
     if not delivery.sent:
         # Not told: no "back" for it either; the cooldown still spaces the attempts.
         _unclaim(server, now)

@@ -182,8 +182,29 @@ _DOWN = {
 OWNER_BACK_TEXT = "Your assistant is back and answering again."
 
 
-def owner_down_text(problem: Problem) -> str:
-    """What the owner is told when their assistant is down for `problem`."""
+#: Down, while no automatic repair will run (paused, disabled, or given up for now).
+_DOWN_HELD = {
+    Problem.SERVICE_DOWN: (
+        "Your assistant is down: it stopped running on its server. We are looking into it "
+        "and will tell you here when it is back."
+    ),
+    Problem.UNREACHABLE: (
+        "Your assistant is down: its server does not answer. We are looking into it "
+        "and will tell you here when it is back."
+    ),
+}
+
+
+def owner_down_text(problem: Problem, *, repairing: bool = True) -> str:
+    """What the owner is told when their assistant is down for `problem`.
+
+    Args:
+        problem: why it is down.
+        repairing: an automatic repair will run; without one, the message
+            promises no restart (repair paused or disabled, the breaker open).
+    """
+    if not repairing and problem in _DOWN_HELD:
+        return _DOWN_HELD[problem]
     return _DOWN.get(
         problem,
         "Your assistant is down. We are working on it and will tell you here when it is back.",

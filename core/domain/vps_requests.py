@@ -36,6 +36,9 @@ from core.store.vault import reveal
 
 log = logging.getLogger(__name__)
 
+#: Statuses a server does not come back from to ready by itself.
+_GONE = (Status.DEPROVISIONING, Status.DELETED, Status.FAILED)
+
 #: Seconds for the SSH connection and each command of one request.
 OPS_TIMEOUT_SECONDS = 20.0
 #: The Event kind of a restart (the health task's repairs use it too).
@@ -90,8 +93,9 @@ def reach(
         if server is None:
             raise VpsRequestRefused(f"server {server_id} does not exist", code="not_found")
         if server.status != Status.READY:
+            later = "any more" if server.status in _GONE else "yet"
             raise VpsRequestRefused(
-                f"server {server_id} is {server.status}, not ready: its VPS cannot be asked yet"
+                f"server {server_id} is {server.status}, not ready: its VPS cannot be asked {later}"
             )
         target = target_for(server, keyring, settings)
         if target is None:

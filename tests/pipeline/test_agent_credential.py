@@ -73,11 +73,13 @@ def test_each_injection_gives_a_new_credential_armed_for_the_servers_address(
     assert row.heartbeat_credential_hash == heartbeats.hash_credential(second)
     assert _registration(stack, server_id) == f"{row.heartbeat_credential_hash} {row.ipv4}"
 
-    # Deprovisioned: revoked in Redis and forgotten by the row.
+    # Deprovisioned: revoked in Redis and forgotten by the row, its health too.
+    Server.update(health="healthy", health_reason="fine").where(Server.id == server_id).execute()
     operator.deprovision(stack.redis, server_id, "operator:test")
     row = stack.wait_status(server_id, Status.DELETED)
     assert _registration(stack, server_id) is None
     assert row.heartbeat_credential_hash is None
+    assert (row.health, row.health_reason) == ("unknown", None)
 
 
 def test_a_deprovision_revokes_the_credential_before_the_vps_is_gone(stack: Stack) -> None:

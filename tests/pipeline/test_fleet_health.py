@@ -230,6 +230,8 @@ def test_a_revoked_token_is_unhealthy_told_to_operators_and_nothing_restarted(
     )
     assert alerted.startswith("operators alerted: unhealthy: token revoked: ")
     assert fleet.alerts(server) == ["unhealthy: token revoked"]
+    (body,) = [b for b in fleet.receiver.bodies if b["server_id"] == server.id]
+    assert "the owner cannot be told through a revoked bot" in body["next"]
     assert fleet.owner_messages(server) == []
     # Rachel8 exits on its 401 and crash-loops: no restart by us would help.
     fleet.heartbeats(server, 3)

@@ -14,7 +14,7 @@ import redis
 
 from core.domain.health import Problem
 from core.domain.health_metrics import NOTIFICATIONS_KEY
-from core.domain.herd import HerdStore
+from core.domain.herd import HerdStore, pause_repair
 from core.domain.notify import OWNER_BACK_TEXT, owner_down_text
 from core.platform.clock import ManualClock
 from core.security.crypto import KeyRing, generate_key_entry
@@ -191,3 +191,15 @@ def test_operator_alerts_for_a_server_and_the_fleet(ctx: JobContext, receiver: R
     receiver.status = 503
     assert notifying.alert_operators(server.id, "x", "y", "z") == "operator webhook answered 503"
     assert counts(ctx.redis)["operators|failed"] == 1
+
+
+def test_an_owner_is_promised_no_restart_that_will_not_run(
+    ctx: JobContext, sim: SimulatorServer
+) -> None:
+    # Repair paused by an operator: the message says the assistant is down, and
+    # that we are looking into it, not that it is being restarted.
+    server = down_server(ctx)
+    pause_repair(ctx.redis, "operator:test", "a bad release", clock=ctx.clock)
+    notifying.tell_owner(server.id, "down", "service_down")
+    assert sent(sim) == [owner_down_text(Problem.SERVICE_DOWN, repairing=False)]
+    assert "restarting" not in sent(sim)[0]

@@ -89,3 +89,12 @@ def test_alert_failures_are_reported_never_raised(caplog: pytest.LogCaptureFixtu
     gone = OperatorAlerts(secret_url, timeout=2).send(ALERT)
     assert (gone.sent, gone.detail) == (False, "operator webhook unreachable (ConnectError)")
     assert "s3cr3t-path" not in caplog.text, "a chat webhook's URL carries its secret"
+
+
+def test_a_down_message_promises_a_restart_only_when_one_will_run() -> None:
+    for problem in (Problem.SERVICE_DOWN, Problem.UNREACHABLE):
+        assert "We are restarting" in owner_down_text(problem)
+        held = owner_down_text(problem, repairing=False)
+        assert "restarting" not in held and "looking into it" in held
+    # What the owner must fix reads the same either way.
+    assert owner_down_text(Problem.CONFLICT, repairing=False) == owner_down_text(Problem.CONFLICT)
