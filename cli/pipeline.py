@@ -75,15 +75,21 @@ def fleet_command(as_json: bool, include_deleted: bool) -> None:
         for row in rows:
             click.echo(json.dumps(row.as_json()))
         return
-    header = f"{'ID':>6}  {'CUSTOMER':<18} {'STATUS':<18} {'IPV4':<16} {'TIME':>8}  LAST ERROR"
+    header = (
+        f"{'ID':>6}  {'CUSTOMER':<18} {'STATUS':<18} {'HEALTH':<10} {'IPV4':<16} "
+        f"{'TIME':>8}  LAST ERROR / HEALTH REASON"
+    )
     click.echo(header)
     for row in rows:
         took = row.provisioning_seconds if row.status == "ready" else row.seconds_in_status
         # A reconciler finding beside the status: a lost VPS must not read as plain "ready".
         status = f"{row.status} !{row.drift}" if row.drift else row.status
+        # Health is a ready server's; an unhealthy one says why where an error would.
+        health = row.health if row.status == "ready" else "-"
+        why = row.last_error or (row.health_reason if health in ("unhealthy", "degraded") else "")
         click.echo(
-            f"{row.id:>6}  {row.customer[:18]:<18} {status:<18} "
-            f"{(row.ipv4 or '-'):<16} {took or 0:>7.1f}s  {(row.last_error or '')[:60]}"
+            f"{row.id:>6}  {row.customer[:18]:<18} {status:<18} {health:<10} "
+            f"{(row.ipv4 or '-'):<16} {took or 0:>7.1f}s  {(why or '')[:60]}"
         )
     if not rows:
         click.echo("(no servers)")

@@ -23,7 +23,12 @@ from typing import Any, Self, TypeVar, overload
 from dotenv import dotenv_values
 
 from core.errors import SettingsError
-from core.platform.settings_parsing import format_duration, parse_duration, parse_text
+from core.platform.settings_parsing import (
+    format_duration,
+    parse_duration,
+    parse_period,
+    parse_text,
+)
 
 T = TypeVar("T")
 
@@ -222,7 +227,7 @@ class DeclaredSettings:
                 shown = "(set, hidden)"
             elif isinstance(value, tuple):
                 shown = ",".join(value)
-            elif spec.parse is parse_duration:
+            elif spec.parse in (parse_duration, parse_period):
                 # As written in settings (`10m`), whether set or the default, not 600.0.
                 shown = format_duration(value)
             elif spec.env in self.source:

@@ -50,8 +50,15 @@ def test_a_ready_server_whose_vps_is_gone_shows_as_lost_until_it_is_back(
     assert out.returncode == 0, out.stderr
     listed = {item["id"]: item for item in map(json.loads, out.stdout.splitlines())}
     assert listed[lost.id]["drift"] == "lost" and listed[good.id]["drift"] is None
+    Server.update(health="unhealthy", health_reason="VPS unreachable over SSH").where(
+        Server.id == good.id
+    ).execute()
     table = run_cli(stack, database_url, redis_server_url, command="fleet")
     assert any(str(lost.id) in line and "lost" in line for line in table.stdout.splitlines())
+    # Health beside the status, and an unhealthy server's reason where an error would be.
+    assert "HEALTH" in table.stdout.splitlines()[0]
+    (line,) = [x for x in table.stdout.splitlines() if x.split()[0] == str(good.id)]
+    assert "unhealthy" in line and "VPS unreachable over SSH" in line
 
     body = status_api(stack, redis_server_url, lost.id)
     assert body["status"] == "ready"

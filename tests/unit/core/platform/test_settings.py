@@ -144,3 +144,9 @@ def test_health_periods_must_be_above_zero() -> None:
         with pytest.raises(SettingsError, match=f"{env}: expected a period above zero"):
             load(**{env: "0s"})
     assert load(RACHEL_HEARTBEAT_INTERVAL="250ms").heartbeat_interval_seconds == 0.25
+
+
+def test_durations_are_shown_as_written_periods_too() -> None:
+    shown = dict(load(RACHEL_HERD_WINDOW="300s").describe())
+    assert shown["RACHEL_HERD_WINDOW"] == "5m"
+    assert shown["RACHEL_HEARTBEAT_INTERVAL"] == "30s"
