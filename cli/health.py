@@ -17,13 +17,17 @@ def health_group() -> None:
     """Fleet health: servers by state, the herd guard, automatic repair."""
 
 
+#: How many of the fleet's own Events (kind `herd`) `health status` shows.
+RECENT_FLEET_EVENTS = 5
+
+
 def _status(client: redis.Redis, now: datetime) -> dict[str, Any]:
     import peewee
 
     from core.domain.health import HEALTH_STATES
     from core.domain.herd import HerdStore
     from core.store.db import connection
-    from core.store.models import Server
+    from core.store.models import Event, Server
 
     with connection():
         counts = dict.fromkeys(HEALTH_STATES, 0)
@@ -45,9 +49,22 @@ def _status(client: redis.Redis, now: datetime) -> dict[str, Any]:
             {"server_id": i, "name": name, "until": until.isoformat(), "reason": reason}
             for i, name, until, reason in breakers
         ]
+        # The fleet's own timeline: herd guard trips and clears, pauses and resumes.
+        fleet_events: Any = (
+            Event.select(Event.at, Event.actor, Event.message)
+            .where(Event.server.is_null() & (Event.kind == "herd"))
+            .order_by(Event.id.desc())
+            .limit(RECENT_FLEET_EVENTS)
+            .tuples()
+        )
+        recent = [
+            {"at": at.isoformat(), "actor": who, "message": message}
+            for at, who, message in reversed(list(fleet_events))
+        ]
     herd, pause = HerdStore(client).read()
     return {
         "at": now.isoformat(),
+        "recent_fleet_events": recent,
         "health": {str(k): v for k, v in counts.items()},
         "herd_guard": {
             "tripped": herd.tripped,
@@ -93,6 +110,11 @@ def _print(status: dict[str, Any], repair_enabled: bool) -> None:
         click.echo(
             f"  server {b['server_id']} ({b['name'] or '-'}) until {b['until']} UTC: {b['reason']}"
         )
+    recent = status["recent_fleet_events"]
+    if recent:
+        click.echo("recent fleet events:")
+        for event in recent:
+            click.echo(f"  {event['at']} UTC {event['actor']}: {event['message']}")
 
 
 def _redis_error(exc: redis.RedisError) -> click.ClickException:

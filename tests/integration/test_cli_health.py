@@ -68,6 +68,15 @@ def test_status_pause_and_resume(
     assert again.returncode == 0 and "nothing to resume" in again.stdout
     fleet = Event.select().where(Event.server.is_null() & (Event.kind == "herd"))
     assert [e.actor for e in fleet.order_by(Event.id)] == ["operator:alice", "operator:bob"]
+    # The fleet's own timeline is in the status: who paused and resumed, and why.
+    text = run("health", "status", cwd=tmp_path, env=env).stdout
+    assert "recent fleet events:" in text
+    assert "operator:alice: automatic repair paused fleet-wide by operator:alice" in text
+    recent = json.loads(run("health", "status", "--json", cwd=tmp_path, env=env).stdout)
+    assert [e["actor"] for e in recent["recent_fleet_events"]] == [
+        "operator:alice",
+        "operator:bob",
+    ]
 
 
 def test_health_errors_are_clear(
