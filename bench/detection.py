@@ -51,18 +51,16 @@ import argparse
 import os
 import random
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC
-from pathlib import Path
 from typing import Any
 
 import _common as c
 import _detection_report as rep
 import _sweep
-from provision import _post_all, _servers_of, _sqlite, _wait
+from provision import _post_all, _servers_of, _wait, local_stack
 
 c.ensure_repo_on_path()
 
@@ -71,7 +69,6 @@ import redis  # noqa: E402
 
 from cli import up  # noqa: E402
 from cli.demo import demo_payloads  # noqa: E402
-from cli.supervisor import LogFiles  # noqa: E402
 from core.cloud.ssh import Target, connect, run  # noqa: E402
 from core.cloud.vps_contract import AGENT_TIMER_UNIT  # noqa: E402
 from core.domain import heartbeats  # noqa: E402
@@ -381,32 +378,9 @@ def _measure(stack: up.LocalStack, args: argparse.Namespace) -> dict[str, Any]:
 def run_one(args: argparse.Namespace) -> dict[str, Any]:
     """Start the stack, measure, stop everything."""
     logs = c.RESULTS / f"{args.name}-logs"
-    with (
-        tempfile.TemporaryDirectory(prefix="rc-bench-") as tmp,
-        c.postgres_database(args.pg_admin_url)
-        if args.database == "postgres"
-        else _sqlite(tmp) as db_url,
-    ):
-        env = {
-            **PRODUCTION,
-            "RACHEL_DATA_DIR": str(Path(tmp) / "data"),
-            "DATABASE_URL": db_url,
-            "RACHEL_WEB_PORT": str(c.free_port()),
-            "RACHEL_SIM_PORT": str(c.free_port()),
-            "RACHEL_SIM_SSH_PORT": str(c.free_port()),
-            "RACHEL_LOG_LEVEL": args.log_level,
-            "RACHEL_SERVICE_SETTLE": "0s",
-        }
-        with c.environment(env):
-            settings = Settings.load(env_file=None)
-            up.TIMINGS["bench"] = tuple(args.timings.split(","))  # type: ignore[assignment]
-            sink = LogFiles(logs)
-            stack = up.start_stack(settings, sink, workers=args.workers, timing="bench")
-            try:
-                result = _measure(stack, args)
-            finally:
-                up.stop_stack(stack)
-                sink.close()
+    env = {**PRODUCTION, "RACHEL_SERVICE_SETTLE": "0s"}
+    with local_stack(args, env, workers=args.workers, logs=logs) as stack:
+        result = _measure(stack, args)
     result.update(load_before=args.load_before, logs=str(logs))
     return result
 
