@@ -55,6 +55,7 @@ def _ours(inc: Incident, timeline: Timeline) -> dict[str, Any]:
         "first_verdict": down[1] if down else None,
         "timeline": [to for _, to, _ in health],
         "repairs": [kind for _, kind in repairs],
+        "repairs_at": [round(at - t0, 1) for at, _ in repairs],
         "restarts_while_crashing": sum(1 for at, k in repairs if k == "restart" and at < cleared),
         "probes": sum(1 for at, kind, _, _ in timeline if kind == "probe" and at >= t0),
     }
@@ -74,6 +75,7 @@ def _baseline(inc: Incident, checks: Sequence[Check]) -> dict[str, Any]:
         "healthy_again": again - t0 if again and restarts else None,
         "first_verdict": down.state if down else None,
         "restarts": len([r for r in restarts if again is None or r <= again]),
+        "restarts_at": [round(r - t0, 1) for r in restarts],
         "restarts_while_crashing": sum(1 for r in restarts if r < cleared),
         "checks_until_running": len([k for k in after if again is None or k.started <= again]),
     }
@@ -98,8 +100,8 @@ def _design(incidents: list[Incident], matched: list[dict[str, Any]]) -> dict[st
         "unit_at_clear": dict(Counter(i.state_at_clear for i in incidents)),
         "restarted_while_crashing": sum(1 for m in matched if m["restarts_while_crashing"]),
         "per_incident": [
-            {"server_id": i.server_id, "crash_at": i.crash_at, **m}
-            for i, m in zip(incidents, matched, strict=True)
+            {"server_id": i.server_id, "crash_at": i.crash_at, "running_again": r, **m}
+            for i, m, r in zip(incidents, matched, running, strict=True)
         ],
     }
 
@@ -165,6 +167,15 @@ def analyse(
     ours_fig["up_again"] = _summary([m["up_again"] for m in matched_ours])
     ours_fig["repairs"] = dict(Counter(k for m in matched_ours for k in m["repairs"]))
     ours_fig["probes"] = sum(m["probes"] for m in matched_ours)
+    # Where our time goes: Rachel8 back (the simulator) -> the healthy Event.
+    lag = [
+        m["healthy_again"] - p["running_again"]
+        for m, p in zip(matched_ours, ours_fig["per_incident"], strict=True)
+        if m["healthy_again"] is not None and p["running_again"] is not None
+    ]
+    ours_fig["running_to_healthy"] = c.summary(lag)
+    ours_fig["restarts_per_incident"] = dict(Counter(len(m["repairs"]) for m in matched_ours))
+    ours_fig["degraded_on_the_way"] = sum(1 for m in matched_ours if "degraded" in m["timeline"])
     base_fig = _design(theirs, [_baseline(i, checks) for i in theirs])
     return {
         "servers": len(ours) + len(base),
@@ -217,6 +228,13 @@ def report(results: list[dict[str, Any]]) -> str:
             f"ours: repairs {ours['repairs']}, probes {ours['probes']}; restarted while the "
             f"cause lasted in {ours['restarted_while_crashing']} of {ours['incidents']}; "
             f"unit at the clear {ours['unit_at_clear']}"
+        )
+        out.append(
+            f"ours: Rachel8 running again -> healthy Event p50 "
+            f"{c.ms(ours['running_to_healthy']['p50'])}, p95 "
+            f"{c.ms(ours['running_to_healthy']['p95'])}; repairs per incident "
+            f"{ours['restarts_per_incident']}; degraded on the way in "
+            f"{ours['degraded_on_the_way']}"
         )
         out.append(
             f"baseline: {sweep['passes']} passes over {sweep['servers']} servers, pass "
