@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -264,6 +266,37 @@ def _measure(stack: up.LocalStack, size: int, args: argparse.Namespace) -> dict[
 
 def run_one(args: argparse.Namespace, size: int, mode: str) -> dict[str, Any]:
     """Start the stack for one (size, mode), measure, stop everything."""
+    env = {
+        "RACHEL_CALLBACK_DISPATCH": mode,
+        "RACHEL_CALLBACK_POLL_INTERVAL": args.poll_interval,
+        "RACHEL_WORKER_CLASS": args.worker_class,
+        # The settle period is a deliberate wait, not control-plane work: off by
+        # default so the figures compare with earlier runs (--settle to include it).
+        "RACHEL_SERVICE_SETTLE": args.settle,
+    }
+    if args.redis_url:  # else the stack starts an embedded redis-server of its own
+        env["REDIS_URL"] = args.redis_url
+        redis.Redis.from_url(args.redis_url).flushdb()
+    try:
+        with local_stack(args, env, workers=args.workers) as stack:
+            result = _measure(stack, size, args)
+    finally:
+        if args.redis_url:
+            redis.Redis.from_url(args.redis_url).flushdb()
+    result.update(mode=mode, workers=args.workers, worker_class=args.worker_class, rate=args.rate)
+    return result
+
+
+@contextlib.contextmanager
+def local_stack(
+    args: argparse.Namespace, env: dict[str, str], *, workers: int, logs: Path | None = None
+) -> Iterator[up.LocalStack]:
+    """The whole stack (`cli.up.start_stack`) on a database of its own and free ports.
+
+    `args` gives the database (`--database`, `--pg-admin-url`), the log level and the
+    simulated create, boot and cloud-init times (`--timings`); `env` adds settings.
+    Everything is stopped, and the database dropped, when the block ends.
+    """
     with (
         tempfile.TemporaryDirectory(prefix="rc-bench-") as tmp,
         c.postgres_database(args.pg_admin_url)
@@ -276,33 +309,19 @@ def run_one(args: argparse.Namespace, size: int, mode: str) -> dict[str, Any]:
             "RACHEL_WEB_PORT": str(c.free_port()),
             "RACHEL_SIM_PORT": str(c.free_port()),
             "RACHEL_SIM_SSH_PORT": str(c.free_port()),
-            "RACHEL_CALLBACK_DISPATCH": mode,
-            "RACHEL_CALLBACK_POLL_INTERVAL": args.poll_interval,
-            "RACHEL_WORKER_CLASS": args.worker_class,
             "RACHEL_LOG_LEVEL": args.log_level,
-            # The settle period is a deliberate wait, not control-plane work: off by
-            # default so the figures compare with earlier runs (--settle to include it).
-            "RACHEL_SERVICE_SETTLE": args.settle,
+            **env,
         }
-        if args.redis_url:  # else the stack starts an embedded redis-server of its own
-            env["REDIS_URL"] = args.redis_url
-            redis.Redis.from_url(args.redis_url).flushdb()
         with c.environment(env):
             settings = Settings.load(env_file=None)
             up.TIMINGS["bench"] = tuple(args.timings.split(","))  # type: ignore[assignment]
-            sink = LogFiles(Path(tmp) / "logs")
-            stack = up.start_stack(settings, sink, workers=args.workers, timing="bench")
+            sink = LogFiles(logs or Path(tmp) / "logs")
+            stack = up.start_stack(settings, sink, workers=workers, timing="bench")
             try:
-                result = _measure(stack, size, args)
+                yield stack
             finally:
                 up.stop_stack(stack)
                 sink.close()
-                if args.redis_url:
-                    redis.Redis.from_url(args.redis_url).flushdb()
-        result.update(
-            mode=mode, workers=args.workers, worker_class=args.worker_class, rate=args.rate
-        )
-        return result
 
 
 class _sqlite:
