@@ -154,7 +154,11 @@ def test_crash_loop_restarts_then_a_reboot_then_the_breaker_opens(fleet: Fleet) 
     assert fleet.events(server, "probe") == [] and reboots(fleet) == (1, 0)
     assert fleet.ssh_connections(server) == [ssh[0] + 2]
     assert len(fleet.alerts(server)) == 1 and len(fleet.owner_messages(server)) == 1
-    assert set(fleet.timeline(server)[1:]) == {"unhealthy"}
+    # A heartbeat may catch systemd between two of its own restarts: a degraded blip,
+    # then unhealthy once it gives up. Once unhealthy, it never reads as a blip again.
+    timeline = fleet.timeline(server)
+    after = timeline[2:] if timeline[1] == "degraded" else timeline[1:]
+    assert timeline[0] == "healthy" and after and set(after) == {"unhealthy"}
 
 
 def test_a_frozen_vps_is_probed_reset_through_hetzner_and_healthy_again(fleet: Fleet) -> None:
