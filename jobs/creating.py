@@ -16,6 +16,7 @@ from core.cloud.cloudinit import CloudConfigInput, Rachel8Install, callback_url,
 from core.cloud.provider import CreateSpec, HetznerError
 from core.domain.callbacks import hash_token, issue_token
 from core.domain.lifecycle import Status, transition
+from core.domain.releases import current_commit
 from core.platform.logs import server_logger
 from core.security.crypto import generate_ssh_keypair
 from core.store import rows
@@ -67,9 +68,10 @@ def _user_data(ctx: JobContext, server: Server) -> str:
     install = Rachel8Install.from_settings(ctx.settings)
     # The commit is fixed per attempt, like the token: a retried create that
     # adopts the VPS of an earlier run expects the commit that VPS was given,
-    # and the callback checks the VPS checked out exactly this one.
+    # and the callback checks the VPS checked out exactly this one. A new
+    # attempt gets the fleet's current release (RACHEL8_COMMIT only seeds it).
     if server.create_requested_at is None or not server.rachel8_commit:
-        server.rachel8_commit = install.commit
+        server.rachel8_commit = current_commit(ctx.settings.rachel8_commit, ctx.clock)
     return render(
         CloudConfigInput(
             hostname=server.name or f"{ctx.settings.name_prefix}-{server.id}",

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from core.errors import SettingsError
 from core.platform.health_settings import HealthSettings
+from core.platform.rollout_settings import RolloutSettings
 from core.platform.install_parsing import (
     parse_commit,
     parse_linux_user,
@@ -52,7 +53,7 @@ HETZNER_ENDPOINT = "https://api.hetzner.cloud/v1"
 
 
 @dataclass(frozen=True)
-class Settings(HealthSettings):
+class Settings(HealthSettings, RolloutSettings):
     """The parsed, validated settings every control-plane process shares.
 
     Build with `Settings.load()` (the environment over `.env`; tests pass an
@@ -287,8 +288,10 @@ class Settings(HealthSettings):
     rachel8_commit: str = setting(
         "RACHEL8_COMMIT",
         "63f162e9302a66344772ab23653789f701c7bcf9",
-        "The Rachel8 commit new servers check out: a full 40-hex-digit commit id (a branch or "
-        "tag is refused: it moves). The cloud-init callback must report this very commit.",
+        "The Rachel8 commit the fleet's first release is seeded from: a full 40-hex-digit "
+        "commit id (a branch or tag is refused: it moves). New servers check out the fleet's "
+        "current release (`rachel-cloud release list`), which only this seeds while there is "
+        "none; after that, rollouts change it.",
         parse_commit,
     )
     rachel8_bun_version: str = setting(
