@@ -133,3 +133,39 @@ def _evidence(
     if from_epoch(latest.received_at) <= switched_at:
         return None
     return latest
+
+
+def judge_rollback(
+    latest: StoredHeartbeat | None,
+    *,
+    from_commit: str,
+    row_commit: str | None,
+    rollback_at: datetime | None,
+    now: datetime,
+    policy: HealthPolicy,
+) -> Gate:
+    """The gate of a rollback: its first healthy heartbeat of `from_commit` passes it.
+
+    The rollback job (`jobs.update.rollback_server`) sets the row's commit back
+    to `from_commit` and stamps `rollback_at` once it has switched back; until
+    then (the job is queued, or its worker died: the driver re-queues it) the
+    gate waits, whatever time passes.
+
+    Args:
+        latest: the server's latest heartbeat, if any.
+        from_commit: the commit the server ran before the update.
+        row_commit: `Server.rachel8_commit` now.
+        rollback_at: `RolloutTarget.rollback_at` (the switch back's time once done).
+        now: the time of the decision (naive UTC).
+        policy: the health thresholds.
+    """
+    if rollback_at is None or row_commit != from_commit:
+        return Gate(GateOutcome.WAITING, f"waiting for the switch back to {from_commit[:12]}")
+    return judge(
+        latest,
+        commit=from_commit,
+        switched_at=rollback_at,
+        gate_seconds=0,
+        now=now,
+        policy=policy,
+    )

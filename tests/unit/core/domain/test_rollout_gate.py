@@ -9,7 +9,7 @@ import pytest
 
 from core.domain.health import HealthPolicy
 from core.domain.heartbeats import ServiceReport, StoredHeartbeat, TelegramReport
-from core.domain.rollout_gate import Gate, GateOutcome, judge
+from core.domain.rollout_gate import Gate, GateOutcome, judge, judge_rollback
 from tests.unit.core.domain.test_heartbeats import beat
 
 SWITCHED = datetime(2026, 3, 1, 12, 0, 0)
@@ -162,3 +162,21 @@ def test_a_rollback_passes_at_its_first_healthy_heartbeat() -> None:
     assert rollback(None, 75).failed
     bad = stored(2, commit=OLD, service=ServiceReport("failed", "failed", 0, "exit-code", 1))
     assert rollback(bad, 2).failed
+
+
+def test_a_rollback_waits_for_its_switch_back_however_long_the_job_takes() -> None:
+    def rollback(row: str | None, stamped: float | None, after: float) -> Gate:
+        return judge_rollback(
+            stored(after - 1, commit=OLD),
+            from_commit=OLD,
+            row_commit=row,
+            rollback_at=None if stamped is None else SWITCHED + timedelta(seconds=stamped),
+            now=SWITCHED + timedelta(seconds=after),
+            policy=POLICY,
+        )
+
+    waiting = Gate(GateOutcome.WAITING, f"waiting for the switch back to {OLD[:12]}")
+    assert rollback(NEW, 0, 1000) == waiting, "the row still says the new commit: not switched"
+    assert rollback(OLD, None, 1000) == waiting
+    assert rollback(OLD, 5, 10).passed
+    assert rollback(OLD, 20, 10).waiting, "its heartbeat came before the switch back"
