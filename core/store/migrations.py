@@ -28,7 +28,16 @@ from playhouse.migrate import PostgresqlMigrator, SchemaMigrator, SqliteMigrator
 from core.errors import SchemaVersionError
 from core.platform.clock import utcnow
 from core.store.db import current
-from core.store.models import MODELS, Customer, SchemaVersion, Server
+from core.store.models import (
+    MODELS,
+    Customer,
+    FleetRelease,
+    Release,
+    Rollout,
+    RolloutTarget,
+    SchemaVersion,
+    Server,
+)
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +114,23 @@ def _fleet_health(migrator: SchemaMigrator, db: peewee.Database) -> None:
     migrate(*(migrator.add_column(table, name, fields[name]) for name in HEALTH_COLUMNS))
 
 
+#: The columns of migration 5 on `server` (the update claim), and its tables.
+CLAIM_COLUMNS = ("update_claim", "update_claimed_at")
+RELEASE_TABLES = (Release, FleetRelease, Rollout, RolloutTarget)
+
+
+def _releases(migrator: SchemaMigrator, db: peewee.Database) -> None:
+    # Rachel8 releases across the fleet (issue 23): releases, the fleet's current
+    # one, rollouts and their per-server targets, and the claim an update holds.
+    # The fleet's current release is seeded on first use (core.domain.releases),
+    # from RACHEL8_COMMIT, not here: a migration does not read settings.
+    from playhouse.migrate import migrate  # noqa: PLC0415 - only upgrades need it
+
+    fields = Server._meta.fields
+    migrate(*(migrator.add_column(Server._meta.table_name, n, fields[n]) for n in CLAIM_COLUMNS))
+    db.create_tables(RELEASE_TABLES)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "baseline: customers, subscriptions, servers, events, deliveries", _baseline),
     Migration(
@@ -114,6 +140,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(3, "the reconciler's current finding per server (drift)", _drift),
     Migration(4, "fleet health: health state, heartbeat credential, repairs", _fleet_health),
+    Migration(5, "releases and rollouts, the update claim on servers", _releases),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 _LOCK_ID = zlib.crc32(b"rachel-cloud schema migration")

@@ -1,4 +1,5 @@
-"""The data model (peewee): customers, subscriptions, servers, events, deliveries.
+"""The data model (peewee): customers, subscriptions, servers, events, deliveries,
+Rachel8 releases and their rollouts.
 
 Secret columns are `EncryptedField`s: they hold `Ciphertext` values only and
 refuse a plain string, so plaintext cannot be stored by accident. Seal and
@@ -155,6 +156,11 @@ class Server(BaseModel):
     # When the owner was last told their assistant is down (None: not told, or
     # told it is back since): at most one "down" message per cooldown.
     owner_notified_down_at = peewee.DateTimeField(null=True)
+    # A rollout's update of this server holds it (the RolloutTarget id, as text)
+    # so that the pipeline, a deprovision, a re-injection and health repair do not
+    # race the update. Taken only by a compare-and-set on a ready, unclaimed server.
+    update_claim = peewee.CharField(max_length=32, null=True)
+    update_claimed_at = peewee.DateTimeField(null=True)
 
 
 # At most one live (not deleted) server per customer, enforced by the database
@@ -221,6 +227,79 @@ WebhookDelivery.add_index(
 )
 
 
+class Release(BaseModel):
+    """A Rachel8 commit the fleet may run, added by an operator (`core.domain.releases`)."""
+
+    id = peewee.AutoField()
+
+    commit = peewee.CharField(max_length=40, unique=True)
+    notes = peewee.TextField(default="")
+    added_by = peewee.CharField(max_length=96)
+    added_at = peewee.DateTimeField(default=utcnow)
+
+
+class FleetRelease(BaseModel):
+    """The fleet's current release (the one row, id 1): what new servers are created with."""
+
+    id = peewee.IntegerField(primary_key=True)
+
+    release = peewee.ForeignKeyField(Release, on_delete="RESTRICT")
+    release_id: int
+    changed_at = peewee.DateTimeField(default=utcnow)
+    changed_by = peewee.CharField(max_length=96)
+
+
+class Rollout(BaseModel):
+    """Moving the fleet to a release in waves (`core.domain.rollouts`, `rollout_store`)."""
+
+    id = peewee.AutoField()
+
+    release = peewee.ForeignKeyField(Release, on_delete="RESTRICT")
+    release_id: int
+    state = peewee.CharField(max_length=16, default="planned", index=True)
+    canary = peewee.IntegerField()
+    shares = peewee.TextField()  # JSON list of cumulative shares, ending at 1.0
+    max_in_flight = peewee.IntegerField()
+    soak_seconds = peewee.FloatField()
+    gate_seconds = peewee.FloatField()
+    # A wave halts when its failed share is above this (the canary: at any failure).
+    halt_share = peewee.FloatField()
+    wave = peewee.IntegerField(default=0)  # the current wave; 0 is the canary
+    soak_until = peewee.DateTimeField(null=True)
+    reason = peewee.TextField(null=True)  # why it halted, was aborted or rolled back
+    created_by = peewee.CharField(max_length=96)
+    created_at = peewee.DateTimeField(default=utcnow)
+    started_at = peewee.DateTimeField(null=True)
+    finished_at = peewee.DateTimeField(null=True)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+
+class RolloutTarget(BaseModel):
+    """One server of a rollout: its wave, order, and what became of it."""
+
+    id = peewee.AutoField()
+
+    rollout = peewee.ForeignKeyField(Rollout, backref="targets", on_delete="CASCADE")
+    rollout_id: int
+    server = peewee.ForeignKeyField(Server, on_delete="CASCADE", index=True)
+    server_id: int
+    wave = peewee.IntegerField()  # -1: not in any wave (skipped when planned)
+    position = peewee.IntegerField()  # order within the rollout
+    state = peewee.CharField(max_length=16, default="pending")
+    from_commit = peewee.CharField(max_length=40, null=True)
+    to_commit = peewee.CharField(max_length=40)
+    reason = peewee.TextField(null=True)
+    started_at = peewee.DateTimeField(null=True)  # its update was (last) queued
+    switched_at = peewee.DateTimeField(null=True)  # it runs the target commit since
+    rollback_at = peewee.DateTimeField(null=True)  # its rollback was (last) queued
+    finished_at = peewee.DateTimeField(null=True)
+
+
+RolloutTarget.add_index(
+    RolloutTarget.index(RolloutTarget.rollout, RolloutTarget.server, unique=True)
+)
+
+
 class SchemaVersion(BaseModel):
     """The schema version a database is at (one row), see `core.store.migrations`."""
 
@@ -238,6 +317,10 @@ MODELS: tuple[type[BaseModel], ...] = (
     Event,
     WebhookDelivery,
     SchemaVersion,
+    Release,
+    FleetRelease,
+    Rollout,
+    RolloutTarget,
 )
 #: Tables with encrypted columns, and those columns (key rotation walks them).
 ENCRYPTED_COLUMNS: dict[type[BaseModel], tuple[str, ...]] = {

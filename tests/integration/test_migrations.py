@@ -83,12 +83,13 @@ def test_version_1_gains_what_rachel8_needs_keeping_its_customers(db: peewee.Dat
         migrator.drop_column("server", "drift"),
         migrator.drop_column("server", "drift_reason"),
         *_drop_health(migrator),
+        *_drop_releases(db, migrator),
     )
     SchemaVersion.delete().execute()
     SchemaVersion.create(version=1)
     with pytest.raises(SchemaVersionError, match=f"needs {SCHEMA_VERSION}"):
         migrations.check(db)
-    assert migrations.upgrade(db) == [2, 3, 4]
+    assert migrations.upgrade(db) == [2, 3, 4, 5]
     migrations.check(db)
     assert {"owner_telegram_user_id", "stt_provider", "stt_api_key"} <= {
         c.name for c in db.get_columns("customer")
@@ -109,10 +110,11 @@ def test_version_2_gains_the_reconcilers_drift_columns(db: peewee.Database) -> N
         migrator.drop_column("server", "drift"),
         migrator.drop_column("server", "drift_reason"),
         *_drop_health(migrator),
+        *_drop_releases(db, migrator),
     )
     SchemaVersion.delete().execute()
     SchemaVersion.create(version=2)
-    assert migrations.upgrade(db) == [3, 4]
+    assert migrations.upgrade(db) == [3, 4, 5]
     migrations.check(db)
     assert {"drift", "drift_reason"} <= {c.name for c in db.get_columns("server")}
     assert Server.get_by_id(server.id).drift is None
@@ -126,15 +128,56 @@ def _drop_health(migrator: Any) -> list[Any]:
     ]
 
 
+def _drop_releases(db: peewee.Database, migrator: Any) -> list[Any]:
+    """Migration 5's tables (dropped at once) and columns, as a database from before it lacks."""
+    db.drop_tables(migrations.RELEASE_TABLES)
+    return [migrator.drop_column("server", name) for name in migrations.CLAIM_COLUMNS]
+
+
+def _schema(db: peewee.Database) -> dict[str, tuple[list[tuple[str, str, bool]], list[str]]]:
+    """Every table's columns (name, type, nullable) and index names."""
+    return {
+        table: (
+            sorted((c.name, c.data_type.lower(), c.null) for c in db.get_columns(table)),
+            sorted(i.name for i in db.get_indexes(table)),
+        )
+        for table in db.get_tables()
+    }
+
+
+def test_version_4_gains_releases_and_the_update_claim_as_a_fresh_schema_has_them(
+    db: peewee.Database,
+) -> None:
+    """Issue 23: a version 4 database upgrades to what a fresh create makes, keeping its rows."""
+    from playhouse.migrate import migrate
+
+    fresh = _schema(db)
+    server = factories.server(status="ready", rachel8_commit="a" * 40)
+    migrate(*_drop_releases(db, migrations._migrator(db)))
+    SchemaVersion.delete().execute()
+    SchemaVersion.create(version=4)
+    assert not db.table_exists("rollout")
+    assert migrations.upgrade(db) == [5]
+    migrations.check(db)
+    assert _schema(db) == fresh
+    kept = Server.get_by_id(server.id)
+    assert (kept.rachel8_commit, kept.update_claim, kept.update_claimed_at) == (
+        "a" * 40,
+        None,
+        None,
+    )
+
+
 def test_version_3_gains_fleet_health(db: peewee.Database) -> None:
     """Issue 22: health beside the status; every ready server starts unknown."""
     from playhouse.migrate import migrate
 
     server = factories.server(status="ready")
-    migrate(*_drop_health(migrations._migrator(db)))
+    migrator = migrations._migrator(db)
+    migrate(*_drop_health(migrator), *_drop_releases(db, migrator))
     SchemaVersion.delete().execute()
     SchemaVersion.create(version=3)
-    assert migrations.upgrade(db) == [4]
+    assert migrations.upgrade(db) == [4, 5]
     migrations.check(db)
     kept = Server.get_by_id(server.id)
     assert (kept.health, kept.repair_restarts) == ("unknown", 0)
