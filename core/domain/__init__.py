@@ -13,7 +13,7 @@
 - `fleet`, `metrics`, `health_metrics`, `exposition`, `events`: what operators see:
   rows, counts, Prometheus text, live messages.
 - `notify`: messages to owners (their own bot) and operators (a webhook).
-- `releases`, `rollouts`, `rollout_waves`, `rollout_targets`, `rollout_store`: Rachel8
+- `releases`, `rollouts`, `rollout_waves`, `rollout_store`: Rachel8
   releases across the fleet: the releases and the fleet's current one, rollouts as
   pure decisions (waves, the halt rule, states) and the store that applies them.
 - `work`: the port through which the web app asks the job system for work.

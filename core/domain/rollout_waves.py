@@ -14,15 +14,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from core.errors import RachelError
+from core.domain.rollouts import RolloutError
 
 DEFAULT_WAVES = "canary,10%,50%,100%"
-
-
-class RolloutError(RachelError):
-    """A rollout request that cannot be honoured: bad waves, a second rollout, nothing to do."""
-
-    code = "rollout_error"
 
 
 _COUNT = re.compile(r"[0-9]+")

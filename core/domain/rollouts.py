@@ -17,7 +17,23 @@ planned | running | paused | halted -> aborted     (nothing more is started)
 paused | halted | aborted -> rolling_back -> rolled_back   (an operator's rollback)
 ```
 
-Per server: `core.domain.rollout_targets`. The waves (`parse_waves`, `plan`):
+Per server (`TargetState`, `TARGET_TRANSITIONS`):
+
+```
+pending -> updating -> gating -> updated
+pending | updating | gating -> skipped  (not ready, not healthy, claimed, deprovisioned)
+updating | gating -> failed             (prepare or switch failed; the gate failed)
+gating | updated | failed -> rolling_back -> rolled_back | rollback_failed
+```
+
+The driver (`jobs.rollout`) moves targets pending -> updating, judges the
+gates (gating -> updated | failed, rolling_back -> rolled_back |
+rollback_failed) and starts rollbacks; the update and rollback jobs
+(`jobs.update`) do the rest. A target is `switched` while its server runs the
+target commit because of it (`RolloutTarget.switched_at`): a failed switched
+target is rolled back at once.
+
+The waves (`parse_waves`, `plan`):
 `core.domain.rollout_waves`. `decide` says what the driver (`jobs.rollout`)
 does next from a `RolloutView` of the rollout as stored; the store
 (`core.domain.rollout_store`) applies it.
@@ -30,16 +46,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from core.domain.rollout_targets import (
-    DONE_TARGETS,
-    FAILED_TARGETS,
-    IN_FLIGHT_TARGETS,
-    TargetState,
-)
-from core.domain.rollout_waves import RolloutError
+from core.errors import RachelError
 
 #: The wave of a target that is in none: skipped when the rollout was planned.
 NO_WAVE = -1
+
+
+class RolloutError(RachelError):
+    """A rollout request that cannot be honoured: bad waves, a second rollout, nothing to do."""
+
+    code = "rollout_error"
 
 
 class RolloutState(StrEnum):
@@ -110,6 +126,69 @@ def check_rollout_transition(source: RolloutState | str, target: RolloutState | 
         raise RolloutError(
             f"a rollout cannot go from {source} to {target}", code="invalid_rollout_transition"
         )
+
+
+class TargetState(StrEnum):
+    """What became of one server of a rollout."""
+
+    PENDING = "pending"
+    UPDATING = "updating"  # its update job is queued or running (prepare, switch)
+    GATING = "gating"  # switched; the driver judges its heartbeats
+    UPDATED = "updated"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # not updated, and not a failure (not ready, deprovisioned, ...)
+    ROLLING_BACK = "rolling_back"
+    ROLLED_BACK = "rolled_back"
+    ROLLBACK_FAILED = "rollback_failed"
+
+
+TARGET_TRANSITIONS: Mapping[TargetState, frozenset[TargetState]] = {
+    TargetState.PENDING: frozenset({TargetState.UPDATING, TargetState.SKIPPED}),
+    # Skipped: the update job found the server not ready, not healthy, or claimed.
+    TargetState.UPDATING: frozenset({TargetState.GATING, TargetState.FAILED, TargetState.SKIPPED}),
+    # Skipped: the server left ready (deprovisioned) during its gate.
+    TargetState.GATING: frozenset(
+        {TargetState.UPDATED, TargetState.FAILED, TargetState.SKIPPED, TargetState.ROLLING_BACK}
+    ),
+    TargetState.UPDATED: frozenset({TargetState.ROLLING_BACK}),
+    TargetState.FAILED: frozenset({TargetState.ROLLING_BACK}),
+    TargetState.ROLLING_BACK: frozenset({TargetState.ROLLED_BACK, TargetState.ROLLBACK_FAILED}),
+    TargetState.ROLLBACK_FAILED: frozenset({TargetState.ROLLING_BACK}),
+    TargetState.SKIPPED: frozenset(),
+    TargetState.ROLLED_BACK: frozenset(),
+}
+
+
+def target_transition_allowed(source: TargetState | str, target: TargetState | str) -> bool:
+    """Whether a rollout target may go from `source` to `target`."""
+    try:
+        return TargetState(target) in TARGET_TRANSITIONS[TargetState(source)]
+    except ValueError:
+        return False
+
+
+#: A job works on the target (its update, its rollback): it counts against max_in_flight.
+IN_FLIGHT_TARGETS = frozenset({TargetState.UPDATING, TargetState.GATING, TargetState.ROLLING_BACK})
+#: Counted as failures by the halt rule: a rollout that is running or paused only
+#: rolls back a server whose own update failed.
+FAILED_TARGETS = frozenset(
+    {
+        TargetState.FAILED,
+        TargetState.ROLLING_BACK,
+        TargetState.ROLLED_BACK,
+        TargetState.ROLLBACK_FAILED,
+    }
+)
+#: Nothing more happens to it in its wave.
+DONE_TARGETS = frozenset(
+    {
+        TargetState.UPDATED,
+        TargetState.FAILED,
+        TargetState.SKIPPED,
+        TargetState.ROLLED_BACK,
+        TargetState.ROLLBACK_FAILED,
+    }
+)
 
 
 # --- decisions -----------------------------------------------------------------

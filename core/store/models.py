@@ -291,7 +291,8 @@ class RolloutTarget(BaseModel):
     reason = peewee.TextField(null=True)
     started_at = peewee.DateTimeField(null=True)  # its update was (last) queued
     switched_at = peewee.DateTimeField(null=True)  # it runs the target commit since
-    rollback_at = peewee.DateTimeField(null=True)  # its rollback was (last) queued
+    rollback_started_at = peewee.DateTimeField(null=True)  # its rollback was (last) queued
+    rollback_at = peewee.DateTimeField(null=True)  # it was switched back to from_commit
     finished_at = peewee.DateTimeField(null=True)
 
 

@@ -11,13 +11,13 @@ from hypothesis import strategies as st
 from core.domain.rollout_waves import (
     DEFAULT_WAVES,
     Candidate,
-    RolloutError,
     Waves,
     order,
     parse_waves,
     plan,
     wave_sizes,
 )
+from core.domain.rollouts import RolloutError
 
 
 def test_the_default_and_a_canary_of_two() -> None:

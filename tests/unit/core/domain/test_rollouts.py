@@ -10,15 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.domain.rollout_targets import (
-    IN_FLIGHT_TARGETS,
-    TARGET_TRANSITIONS,
-    TargetState,
-    target_transition_allowed,
-)
 from core.domain.rollouts import (
+    IN_FLIGHT_TARGETS,
     LIVE_STATES,
     ROLLOUT_TRANSITIONS,
+    TARGET_TRANSITIONS,
     Action,
     BeginSoak,
     ChangeState,
@@ -31,11 +27,13 @@ from core.domain.rollouts import (
     Skip,
     StartRollback,
     StartUpdate,
+    TargetState,
     TargetView,
     check_rollout_transition,
     decide,
     halt_reason,
     rollout_transition_allowed,
+    target_transition_allowed,
 )
 
 T0 = datetime(2026, 5, 1, 12, 0, 0)
