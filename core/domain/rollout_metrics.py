@@ -29,8 +29,7 @@ import redis
 
 from core.domain.exposition import Exposition
 from core.domain.lifecycle import Status
-from core.domain.rollout_targets import TargetState
-from core.domain.rollouts import LIVE_STATES
+from core.domain.rollouts import LIVE_STATES, TargetState
 from core.store.models import Rollout, RolloutTarget, Server
 
 log = logging.getLogger(__name__)
