@@ -4,6 +4,8 @@ Every way into deprovisioning (an operator, the grace enforcer, the CLI and
 the TUI) ends in this job, so it is where the server's heartbeat credential
 is revoked, first: a server on its way out is no longer watched, and the web
 app's fallback never re-arms a deprovisioning or deleted server's credential.
+A deprovision wins over a Rachel8 update: the update job looks again before
+it switches and gives up, and the deleted server's claim is cleared here.
 A 404 is success (already gone). Transient errors retry with backoff; after
 the last retry the server stays in deprovisioning with its error, where the
 sweeper and the reconciler find it.
@@ -65,6 +67,9 @@ def deprovision(server_id: int) -> str:
                 # Not watched any more: a deleted server has no health to show.
                 "health": "unknown",
                 "health_reason": None,
+                # A deprovision wins over a Rachel8 update (`jobs.update` gives up).
+                "update_claim": None,
+                "update_claimed_at": None,
             },
             clock=ctx.clock,
             publish=ctx.publish,

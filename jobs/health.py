@@ -15,7 +15,8 @@ One pass (a cron task, locked, any worker):
 5. queues an SSH probe for each silent server, and a repair step for each server
    the escalation says to repair (`core.domain.repair`; `jobs.repair` runs them),
    never two for one server, none while the herd guard holds, none for repair
-   while RACHEL_REPAIR is false or an operator paused it.
+   while RACHEL_REPAIR is false or an operator paused it, none for a server a
+   Rachel8 update holds (its rollout's health gate decides: `jobs.update`).
 
 With nothing changed a pass costs the three reads and the decisions: no
 per-server query, no write but the memos of new heartbeats.
@@ -56,6 +57,7 @@ from core.store.db import connection
 from jobs.context import JobContext, context
 from jobs.health_fleet import (
     Judged,
+    claimed_servers,
     judge_all,
     outdated,
     ready_servers,
@@ -193,8 +195,14 @@ def _plan(
     """
     policy = RepairPolicy.from_settings(ctx.settings)
     memory = HealthMemory(ctx.redis)
+    claimed: set[int] | None = None  # read only when some server calls for action
     for j in judged:
         if j.verdict.state not in (HealthState.UNHEALTHY, HealthState.DEGRADED):
+            continue
+        if claimed is None:
+            with connection():
+                claimed = claimed_servers()
+        if j.server.id in claimed:
             continue
         incident = j.server.incident(recall.acted.get(j.server.id))
         decision = decide_repair(

@@ -111,6 +111,18 @@ def ready_servers() -> list[Watched]:
     return [Watched(*row) for row in rows]
 
 
+def claimed_servers() -> set[int]:
+    """Ready servers a Rachel8 update holds (`jobs.update`): their rollout's health
+    gate owns them, so the pass neither probes nor repairs them (call within
+    `connection()`)."""
+    rows: Any = (
+        Server.select(Server.id)
+        .where((Server.status == Status.READY) & Server.update_claim.is_null(False))
+        .tuples()
+    )
+    return {server_id for (server_id,) in rows}
+
+
 def outdated(judged: Iterable[Judged]) -> list[int]:
     """Servers whose probe finding a newer heartbeat replaced."""
     return [

@@ -21,7 +21,7 @@ from core.domain.lifecycle import IN_FLIGHT, Status, retry_target, transition
 from core.errors import RachelError
 from core.platform.clock import SYSTEM_CLOCK, Clock
 from core.platform.settings import Settings
-from core.store.db import connection
+from core.store.db import connection, current
 from core.store.models import Customer, Server
 from jobs.enqueue import enqueue_injection, start_deprovision, start_provisioning
 from jobs.queues import fetch, job_id
@@ -138,20 +138,51 @@ def reinject(conn: redis.Redis, server_id: int, actor: str, clock: Clock = SYSTE
                 "re-injected into ready servers only"
             )
         _require_rachel8_values(server.customer)
-        moved = transition(
-            server_id,
-            Status.READY,
-            Status.INJECTING_SECRETS,
-            actor=actor,
-            message="re-injecting secrets",
-            changes={"retries": 0},
-            clock=clock,
-            publish=redis_publisher(conn),
-        )
+        if server.update_claim is not None:
+            raise OperatorError(_updating_message(server))
+        with current().atomic():
+            # Lock the row while it is unclaimed (a row lock on PostgreSQL, the
+            # write lock on SQLite): an update's claim, which needs a ready
+            # server, waits for this transaction and then finds it injecting.
+            if not _hold_unclaimed(server_id, clock):
+                raise OperatorError(_updating_message(_server(server_id)))
+            moved = transition(
+                server_id,
+                Status.READY,
+                Status.INJECTING_SECRETS,
+                actor=actor,
+                message="re-injecting secrets",
+                changes={"retries": 0},
+                clock=clock,
+                publish=redis_publisher(conn),
+            )
         if not moved:
             raise OperatorError(f"server {server_id} changed meanwhile; look again")
         enqueue_injection(conn, _server(server_id))
         return Outcome(server_id, f"server {server_id} re-injecting secrets")
+
+
+def _hold_unclaimed(server_id: int, clock: Clock) -> bool:
+    """Touch a ready, unclaimed server's row in the caller's transaction (locking it)."""
+    touched = (
+        Server.update(updated_at=clock.now())
+        .where(
+            (Server.id == server_id)
+            & (Server.status == Status.READY)
+            & Server.update_claim.is_null()
+        )
+        .execute()
+    )
+    return bool(touched)
+
+
+def _updating_message(server: Server) -> str:
+    if server.update_claim is None:
+        return f"server {server.id} changed meanwhile; look again"
+    return (
+        f"server {server.id} is being updated by a rollout (target {server.update_claim}); "
+        "re-inject once its update ends (`rachel-cloud rollout status`)"
+    )
 
 
 def cancel_jobs(conn: redis.Redis, server: Server) -> list[str]:

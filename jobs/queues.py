@@ -1,8 +1,10 @@
 """Queues, job ids and idempotent enqueueing.
 
-Three queues, in the order workers serve them: work that finishes servers
+Four queues, in the order workers serve them: work that finishes servers
 already under way comes before work that starts new ones, so a burst of
-deploys does not starve the servers that have already booted.
+deploys does not starve the servers that have already booted; updates of
+running servers (a rollout, `jobs.update`) come last, so a rollout never
+starves provisioning.
 
 Job ids are deterministic (`srv<id>-<phase>-a<attempt>-r<retry>`) and enqueued
 with `unique=True`: enqueueing the same step twice (a webhook retried, a
@@ -31,7 +33,8 @@ log = logging.getLogger(__name__)
 FINISH = "rc-finish"  # inject secrets, finalize, boot deadlines, cleanup
 DEPROVISION = "rc-deprovision"
 START = "rc-start"  # server creation (rate limited per Hetzner project)
-WORKER_QUEUES = (FINISH, DEPROVISION, START)
+UPDATE = "rc-update"  # Rachel8 updates and rollbacks of ready servers (rollouts)
+WORKER_QUEUES = (FINISH, DEPROVISION, START, UPDATE)
 
 #: How long finished job records stay in Redis (the TUI's jobs view reads them).
 RESULT_TTL = 3600

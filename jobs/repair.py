@@ -12,8 +12,9 @@
 
 Both are queued by the health task, one per server at a time (a marker in
 Redis the job clears when it ends), and re-check what they need: a server no
-longer ready, a breaker opened, repair paused or the herd guard tripped since
-the step was queued means nothing is done.
+longer ready, claimed by a Rachel8 update (`jobs.update`), a breaker opened,
+repair paused or the herd guard tripped since the step was queued means
+nothing is done.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds an SSH probe may take (connect and both commands).
 PROBE_TIMEOUT = 10.0
+#: Why a claimed server is left alone.
+UPDATE_HOLDS = "a Rachel8 update holds the server (its rollout's health gate decides)"
 
 
 def probe_server(server_id: int) -> str:
@@ -72,6 +75,8 @@ def _probe(ctx: JobContext, server_id: int) -> str:
     server = rows.get(Server, server_id)
     if server is None or server.status != Status.READY:
         return "skipped: not ready"
+    if server.update_claim is not None:
+        return f"skipped: {UPDATE_HOLDS}"
     slog = server_logger(log, server.id, "health")
     now = ctx.clock.now()
     target, why_not = _target(ctx, server)
@@ -143,6 +148,8 @@ def _repair(ctx: JobContext, server_id: int, action: Action, why: str, next_step
     holding = held(*HerdStore(ctx.redis).read())
     if not policy.enabled:
         return _skip(ctx, server, action, "automatic repair is off (RACHEL_REPAIR=false)")
+    if server.update_claim is not None:
+        return _skip(ctx, server, action, UPDATE_HOLDS)
     if holding is not None and action != Action.GIVE_UP:
         return _skip(ctx, server, action, holding)
     if incident.breaker_open(now):

@@ -18,6 +18,7 @@ from core.domain.metrics import (
     parse_webhook_results,
 )
 from core.domain.metrics import render as render_metrics
+from core.domain.rollout_metrics import collect_rollouts
 from core.errors import RachelError, RedisUnavailable
 from core.platform.clock import utcnow
 from core.store import db as core_db
@@ -62,8 +63,9 @@ class OpsController(Controller):
     async def metrics(self, ctx: Ctx) -> Response[str]:
         """Servers by status and by health, provisioning durations, SLA hits and misses,
         webhook results, queue depths, workers, heartbeat lag and results, probes, repairs,
-        detection-to-repair time, notifications, the herd guard and open circuit breakers
-        (Prometheus text format 0.0.4; `core.domain.health_metrics` lists the health ones)."""
+        detection-to-repair time, notifications, the herd guard and open circuit breakers,
+        servers per Rachel8 commit and rollout progress (Prometheus text format 0.0.4;
+        `core.domain.health_metrics` and `core.domain.rollout_metrics` list them)."""
         await ctx.results.flush(ctx.aredis())  # this process's latest counts
         snapshot = await sync_to_thread(_snapshot, ctx)
         return Response(render_metrics(snapshot), media_type=PROMETHEUS_TEXT)
@@ -75,6 +77,7 @@ def _snapshot(ctx: Ctx) -> Snapshot:
             counts, durations = collect_database()
             waiting = intake.pending()
             health = collect_health(ctx.redis, utcnow())
+            rollouts = collect_rollouts(ctx.redis)
         raw = ctx.redis.hgetall(WEBHOOK_RESULTS_KEY)
         depths = ctx.work.queue_depths(ctx.redis)
         workers = ctx.work.worker_count(ctx.redis)
@@ -89,6 +92,7 @@ def _snapshot(ctx: Ctx) -> Snapshot:
         intake_pending=waiting,
         workers=workers,
         health=health,
+        rollouts=rollouts,
     )
 
 

@@ -9,6 +9,7 @@
 - `heartbeats`, `health`, `repair`, `herd`, `health_store`, `vps_access`: fleet health:
   heartbeats pushed by each VPS, health decisions, repair by escalation, the herd
   guard, the health task's working state, the SSH way into a VPS.
+- `rollout_gate`: the health gate of one server's update or rollback.
 - `fleet`, `metrics`, `health_metrics`, `exposition`, `events`: what operators see:
   rows, counts, Prometheus text, live messages.
 - `notify`: messages to owners (their own bot) and operators (a webhook).

@@ -18,6 +18,7 @@ import peewee
 from core.domain.exposition import Exposition, cumulative_counts
 from core.domain.health_metrics import HealthSnapshot, render_health
 from core.domain.lifecycle import Status
+from core.domain.rollout_metrics import RolloutSnapshot, render_rollouts
 from core.store.models import Server
 
 #: Upper bounds (seconds) of the provisioning-duration histogram buckets.
@@ -37,6 +38,7 @@ class Snapshot:
     intake_pending: int = 0
     workers: int | None = None
     health: HealthSnapshot | None = None
+    rollouts: RolloutSnapshot | None = None
 
 
 def collect_database() -> tuple[dict[str, int], list[float]]:
@@ -106,4 +108,6 @@ def render(snapshot: Snapshot) -> str:
         out.sample("rachel_cloud_workers", snapshot.workers)
     if snapshot.health is not None:
         render_health(out, snapshot.health)
+    if snapshot.rollouts is not None:
+        render_rollouts(out, snapshot.rollouts)
     return out.text()
