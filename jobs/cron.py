@@ -13,6 +13,7 @@ actions), so a second cron process is a spare, not a hazard.
 | prune | `jobs.housekeeping.prune_deliveries` | hourly (RACHEL_DELIVERY_RETENTION) |
 | poll | `jobs.callback_poll.poll_callbacks` | RACHEL_CALLBACK_POLL_INTERVAL (poll mode only) |
 | health | `jobs.health.check_health` | RACHEL_HEALTH_INTERVAL |
+| rollout | `jobs.rollout.advance_rollouts` | RACHEL_ROLLOUT_INTERVAL |
 
 The tasks go to the `rc-finish` queue, which every worker serves first.
 """
@@ -34,6 +35,7 @@ from jobs.housekeeping import INTERVAL_SECONDS as PRUNE_INTERVAL
 from jobs.housekeeping import prune_deliveries
 from jobs.queues import FINISH
 from jobs.reconcile import reconcile
+from jobs.rollout import advance_rollouts
 from jobs.sweeper import sweep
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,12 @@ def tasks(settings: Settings) -> list[Task]:
             seconds(settings.health_interval_seconds),
             "decide ready servers' health from heartbeats; queue probes and repairs"
             + ("" if settings.repair_enabled else " (repair off)"),
+        ),
+        Task(
+            "rollout",
+            advance_rollouts,
+            seconds(settings.rollout_interval_seconds),
+            "move Rachel8 rollouts on: gates, waves, soaks, halts, rollbacks",
         ),
         Task(
             "prune",

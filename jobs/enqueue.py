@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 #: meanwhile need no job of their own. Expires, so a lost job heals by itself.
 INTAKE_FLAG = "rachel-cloud:intake:queued"
 INTAKE_FLAG_SECONDS = 30
+#: Set while a rollout's tick is queued and has not started (`enqueue_rollout_tick`).
+ROLLOUT_TICK_FLAG = "rachel-cloud:rollout:{}:tick-queued"
+ROLLOUT_TICK_FLAG_SECONDS = 30
 #: The step name in injection job ids (`enqueue_injection`, `injection_job_id`).
 INJECTION_STEP = "injecting_secrets"
 
@@ -220,5 +223,38 @@ def request_intake(connection: redis.Redis) -> str | None:
     except BaseException:
         with contextlib.suppress(redis.RedisError):
             connection.delete(INTAKE_FLAG)  # the next deploy (or the sweeper) tries again
+        raise
+    return jid
+
+
+def enqueue_rollout_tick(connection: redis.Redis, rollout_id: int) -> str | None:
+    """Make sure the rollout driver (`jobs.rollout.advance_rollout`) looks at the rollout soon.
+
+    Call after the change that calls for it committed (an operator's action, a
+    target finished). One queued tick serves every call made before it starts
+    (it clears the flag first, then reads), as `request_intake` does; the cron
+    task ticks every rollout with work left anyway, so a lost tick costs seconds.
+
+    Returns:
+        The id of the job queued, or None when one was already waiting.
+    """
+    flag = ROLLOUT_TICK_FLAG.format(rollout_id)
+    if not connection.set(flag, "1", nx=True, ex=ROLLOUT_TICK_FLAG_SECONDS):
+        return None
+    jid = f"rollout{rollout_id}-tick-{time.time_ns()}"
+    try:
+        queue(connection, FINISH).enqueue(
+            JobFunction.ADVANCE_ROLLOUT.path,
+            rollout_id,
+            job_id=jid,
+            result_ttl=60,
+            failure_ttl=FAILURE_TTL,
+            job_timeout=JOB_TIMEOUT,
+            description=f"rollout {rollout_id}: tick",
+            meta={"rollout_id": rollout_id},
+        )
+    except BaseException:
+        with contextlib.suppress(redis.RedisError):
+            connection.delete(flag)
         raise
     return jid

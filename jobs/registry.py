@@ -42,6 +42,9 @@ class JobFunction(StrEnum):
     PRUNE_DELIVERIES = "jobs.housekeeping.prune_deliveries"
     POLL_CALLBACKS = "jobs.callback_poll.poll_callbacks"
     CHECK_HEALTH = "jobs.health.check_health"
+    ADVANCE_ROLLOUTS = "jobs.rollout.advance_rollouts"
+    # The rollout driver's tick: `fn(rollout_id)` via `jobs.enqueue.enqueue_rollout_tick`.
+    ADVANCE_ROLLOUT = "jobs.rollout.advance_rollout"
     # Fleet health: `fn(server_id, ...)` queued by the health task.
     PROBE_SERVER = "jobs.repair.probe_server"
     REPAIR_SERVER = "jobs.repair.repair_server"
@@ -64,5 +67,6 @@ CRON_JOBS = frozenset(
         JobFunction.PRUNE_DELIVERIES,
         JobFunction.POLL_CALLBACKS,
         JobFunction.CHECK_HEALTH,
+        JobFunction.ADVANCE_ROLLOUTS,
     }
 )
