@@ -44,6 +44,8 @@ SIGNATURES = {
     JobFunction.CHECK_HEALTH: "() -> str",
     JobFunction.ADVANCE_ROLLOUTS: "() -> str",
     JobFunction.ADVANCE_ROLLOUT: "(rollout_id: int) -> str",
+    JobFunction.UPDATE_SERVER: "(target_id: int) -> str",
+    JobFunction.ROLLBACK_SERVER: "(target_id: int) -> str",
     JobFunction.PROBE_SERVER: "(server_id: int) -> str",
     JobFunction.REPAIR_SERVER: (
         "(server_id: int, action: str, why: str = '', next_step: str = '') -> str"
