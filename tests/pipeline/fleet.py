@@ -12,7 +12,8 @@ row and timeline, the simulator's admin API (`/_sim/vps`, `/_sim/stats`,
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,15 @@ from tests.stand_ins import Receiver
 #: Seconds between two health passes while a test watches (the cron's RACHEL_HEALTH_INTERVAL
 #: is at least a second; the passes are only closer together here).
 PASS_SECONDS = 0.2
+
+
+@contextmanager
+def watched(stack: Stack, receiver: Receiver) -> Iterator[Fleet]:
+    """A `Fleet` on a served stack, the simulator's admin API beside it."""
+    sim = stack.sim
+    headers = {"Authorization": f"Bearer {sim.token}"}
+    with httpx.Client(base_url=f"{sim.url}/_sim", headers=headers, timeout=10) as admin:
+        yield Fleet(stack, receiver, admin)
 
 
 @dataclass
