@@ -16,7 +16,7 @@ from core.domain.fleet import (
 from core.platform.clock import ManualClock
 from core.store.models import Event
 from jobs import inspect
-from jobs.queues import DEPROVISION, FINISH, START, enqueue_step
+from jobs.queues import DEPROVISION, FINISH, START, UPDATE, enqueue_step
 from jobs.registry import JobFunction
 from tests.tui.conftest import NOW, ago, seed_fleet
 
@@ -57,7 +57,7 @@ def test_queue_inspection_and_requeue(redis_client: redis.Redis) -> None:
         redis_client, DEPROVISION, JobFunction.DEPROVISION, 42, "deprovisioning", record=False
     )
     infos = {q.name: q for q in inspect.queue_infos(redis_client)}
-    assert list(infos) == [FINISH, DEPROVISION, START]
+    assert list(infos) == [FINISH, DEPROVISION, START, UPDATE]
     assert infos[FINISH].queued == 1 and infos[START].queued == 0
 
     Queue(FINISH, connection=redis_client).empty()
