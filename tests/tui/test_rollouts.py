@@ -28,6 +28,7 @@ from core.store.models import Event, Rollout, RolloutTarget, Server
 from jobs.queues import FINISH
 from jobs.rollout_operator import act
 from tests.tui.conftest import OPERATOR, SIZE, loaded, make_server, wait_for
+from tests.tui.test_screens import help_text
 from tui.app import RachelApp
 from tui.screens.confirm import ConfirmChoice
 from tui.screens.rollouts import RolloutsScreen
@@ -291,10 +292,15 @@ async def test_no_rollout_yet_and_read_only(fleet, make_app) -> None:
         assert "no rollout yet" in text(app, "#rollout-head")
         assert [row[0] for row in cells(app, "#rollout-targets")] == ["no rollout yet"]
         # Read-only: not offered (footer and help leave them out), refused if asked.
-        assert "p" not in screen.active_bindings or not screen.check_action("pause", ())
-        await pilot.press("p")
+        await pilot.press("question_mark")
+        keys = help_text(app.screen)
+        assert "Back" in keys and "Reload" in keys
+        assert not [k for k in ("Pause", "Resume", "Abort", "Roll back") if k in keys]
+        await pilot.press("escape", "p")
         assert app.screen is screen
         assert Rollout.select().count() == 0
+        await pilot.press("escape", "question_mark")
+        assert "Rollouts" in help_text(app.screen)  # the fleet's key to this screen
 
 
 def test_act_without_redis_still_acts_and_warns(
