@@ -23,9 +23,10 @@ def add_command(commit: str, notes: str, operator: str | None) -> None:
 
     It changes no server: `rachel-cloud rollout start COMMIT` rolls it out.
     """
-    from core.domain.releases import add_release, short
+    from core.domain.releases import add_release, current, short
 
-    runtime("cli")
+    rt = runtime("cli")
+    current(rt.settings.rachel8_commit)  # a first release is seeded before this one
     release = add_release(commit, notes, actor(operator))
     click.echo(
         f"release {short(release.commit)} added; roll it out with "

@@ -72,7 +72,7 @@ def advance_rollout(rollout_id: int) -> str:
 
 
 def advance_rollouts() -> str:
-    """Cron task: tick every rollout with work left (live, or with a job in flight)."""
+    """RQ job (cron): tick every rollout with work left (live, or with a job in flight)."""
     ctx = context()
     with task_run(ctx.redis, "rollout", record_event=False) as summary:
         if summary is None:

@@ -335,19 +335,21 @@ def _restarts(view: RolloutView, now: datetime) -> list[Action]:
     return actions
 
 
-def _switched_and_failed(target: TargetView) -> bool:
-    return target.state == TargetState.FAILED and target.switched
+def _rollbacks(view: RolloutView, room: int, *, everything: bool) -> list[StartRollback]:
+    """Roll back the switched servers whose update failed, or (`everything`) all of them.
 
-
-def _to_roll_back(view: RolloutView, everything: bool) -> list[TargetView]:
-    """The switched servers to roll back: those whose update failed, or (`everything`) all."""
+    A gating server is in flight already, so rolling it back takes no room; the
+    others take what `room` leaves.
+    """
     chosen = [
         t
         for t in view.targets
-        if _switched_and_failed(t)
+        if (t.state == TargetState.FAILED and t.switched)
         or (everything and t.state in (TargetState.UPDATED, TargetState.GATING))
     ]
-    return sorted(chosen, key=_position)
+    gating = [t for t in chosen if t.state == TargetState.GATING]
+    others = sorted((t for t in chosen if t.state != TargetState.GATING), key=_position)
+    return [StartRollback(t.id) for t in sorted(gating + others[:room], key=_position)]
 
 
 def _position(target: TargetView) -> int:
@@ -382,7 +384,7 @@ def _wind_down(view: RolloutView, why: str, room: int) -> list[Action]:
     actions: list[Action] = [
         Skip(t.id, why) for t in view.targets if t.state == TargetState.PENDING
     ]
-    actions += [StartRollback(t.id) for t in _to_roll_back(view, everything=True)[:room]]
+    actions += _rollbacks(view, room, everything=True)
     if not actions and all(t.state not in IN_FLIGHT_TARGETS for t in view.targets):
         return [ChangeState(RolloutState.ROLLED_BACK)]  # settled: every switched server is back
     return actions
@@ -412,9 +414,7 @@ def decide(view: RolloutView, now: datetime) -> list[Action]:
         return actions  # only stuck jobs are looked after
     # A server whose update failed after its switch goes back at once, whatever
     # the rollout does; a paused or aborted rollout starts nothing else.
-    rollbacks: list[Action] = [
-        StartRollback(t.id) for t in _to_roll_back(view, everything=False)[:room]
-    ]
+    rollbacks = _rollbacks(view, room, everything=False)  # failed ones: never gating
     actions += rollbacks
     if state != RolloutState.RUNNING:
         return actions

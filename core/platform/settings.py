@@ -24,13 +24,13 @@ from urllib.parse import urlsplit
 
 from core.errors import SettingsError
 from core.platform.health_settings import HealthSettings
-from core.platform.rollout_settings import RolloutSettings
 from core.platform.install_parsing import (
     parse_commit,
     parse_linux_user,
     parse_repo_url,
     parse_version,
 )
+from core.platform.rollout_settings import RolloutSettings
 from core.platform.settings_parsing import (
     parse_bool,
     parse_choice,

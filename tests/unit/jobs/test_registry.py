@@ -42,6 +42,8 @@ SIGNATURES = {
     JobFunction.PRUNE_DELIVERIES: "() -> str",
     JobFunction.POLL_CALLBACKS: "() -> str",
     JobFunction.CHECK_HEALTH: "() -> str",
+    JobFunction.ADVANCE_ROLLOUTS: "() -> str",
+    JobFunction.ADVANCE_ROLLOUT: "(rollout_id: int) -> str",
     JobFunction.PROBE_SERVER: "(server_id: int) -> str",
     JobFunction.REPAIR_SERVER: (
         "(server_id: int, action: str, why: str = '', next_step: str = '') -> str"

@@ -182,8 +182,13 @@ def test_halted_skips_what_did_not_start_and_rolls_back_what_switched() -> None:
         StartRollback(2),
         StartRollback(3),
     ]
-    # The limit holds for rollbacks too (3 and 4 are in flight already).
-    assert decide(view(R.HALTED, ts, max_in_flight=3), T0)[2:] == [StartRollback(1)]
+    # The limit holds for rollbacks too (3 and 4 are in flight already); 3 is in
+    # flight already, so rolling it back takes no room.
+    assert decide(view(R.HALTED, ts, max_in_flight=3), T0)[2:] == [
+        StartRollback(1),
+        StartRollback(3),
+    ]
+    assert decide(view(R.HALTED, ts, max_in_flight=2), T0)[2:] == [StartRollback(3)]
 
 
 def test_halted_or_rolling_back_ends_rolled_back_once_everything_settled() -> None:
