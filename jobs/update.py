@@ -255,7 +255,11 @@ class _Update(_Step):
         rollout = Rollout.get_by_id(target.rollout_id)
         if rollout.state not in SWITCHING:
             return f"the rollout is {rollout.state}"
-        why_not = _not_updatable(server)
+        # A re-run (RQ's retry of a killed job, the driver's re-queue) finds the claim
+        # its own: the server was judged at the first run, and may have been switched
+        # since, so its health now is the new release's, for the gate to judge.
+        rerun = server.update_claim == self.tid
+        why_not = _not_updatable(server, rerun=rerun)
         if why_not is not None:
             return why_not
         if not self.claim():
@@ -384,11 +388,11 @@ class _Update(_Step):
             self.slog.warning("prune failed: %s; old releases left", _stage_words(pruned))
 
 
-def _not_updatable(server: Server) -> str | None:
-    """Why a server must not be updated now, or None."""
+def _not_updatable(server: Server, *, rerun: bool) -> str | None:
+    """Why a server must not be updated now, or None (`rerun`: its health was judged)."""
     if server.status != Status.READY:
         return _status_words(server.status)
-    if server.health != HealthState.HEALTHY:
+    if server.health != HealthState.HEALTHY and not rerun:
         return f"not healthy ({server.health}: {server.health_reason or 'no heartbeat judged yet'})"
     return None
 

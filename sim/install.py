@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.cloud import vps_contract as contract
-from sim import rachel8
+from sim import rachel8, releases
 from sim.accounts import Account
+from sim.releases import StepFailed
 from sim.rootfs import RootFs
 from sim.systemd import Systemd
 
@@ -28,15 +29,6 @@ log = logging.getLogger(__name__)
 BUN_RELEASES = "https://github.com/oven-sh/bun/releases/download"
 #: Where the output of every step goes, as the script's `tee` would leave it.
 INSTALL_LOG_PATH = "/var/log/rachel-cloud-install.log"
-
-
-class StepFailed(Exception):
-    """A step exited non-zero; `output` is what it printed."""
-
-    def __init__(self, exit_status: int, output: str) -> None:
-        super().__init__(output)
-        self.exit_status = exit_status
-        self.output = output
 
 
 #: What each step prints when a fault makes it fail (exit status, output):
@@ -187,59 +179,21 @@ class InstallRun:
     def clone_step(self) -> str:
         account = self._user()
         layout = contract.Layout(account.name)
-        repo = self._value(contract.REPO_VAR)
         commit = self._value(contract.COMMIT_VAR)
-        if not rachel8.known_repository(repo):
-            raise StepFailed(
-                128,
-                f"Cloning into '{layout.clone_dir}'...\nremote: Repository not found.\n"
-                f"fatal: repository '{repo}' not found\n",
-            )
-        clone = self.fs.real(layout.clone_dir, "/")
-        if clone.exists() and any(clone.iterdir()):
-            raise StepFailed(
-                128,
-                f"fatal: destination path '{layout.clone_dir}' already exists "
-                "and is not an empty directory.\n",
-            )
-        release = rachel8.RELEASES.get(commit)
-        if release is None:
-            raise StepFailed(
-                128,
-                f"Cloning into '{layout.clone_dir}'...\nfatal: reference is not a tree: {commit}\n",
-            )
-        owner = self._owned(account)
-        self.fs.makedirs(f"{layout.clone_dir}/.git", 0o755, owner)
-        for path, text in release.files().items():
-            self.fs.makedirs(f"{layout.clone_dir}/{path}".rsplit("/", 1)[0], 0o755, owner)
-            self.fs.write(f"{layout.clone_dir}/{path}", text.encode(), 0o644, owner=owner)
-        self.fs.write(layout.git_head_path, f"{commit}\n".encode(), 0o644, owner=owner)
-        self.fs.write(
-            f"{layout.clone_dir}/.git/config",
-            f'[remote "origin"]\n\turl = {repo}\n'.encode(),
-            0o644,
-            owner=owner,
+        release = layout.release_dir(commit)
+        output = releases.clone(
+            self.fs, release, self._value(contract.REPO_VAR), commit, self._owned(account)
         )
+        releases.point_link(self.fs, layout, commit, self._owned(account))
         self.commit = commit
-        return (
-            f"Cloning into '{layout.clone_dir}'...\nHEAD is now at {commit[:7]} {release.subject}\n"
-        )
+        return output
 
     def dependencies_step(self) -> str:
         account = self._user()
         layout = contract.Layout(account.name)
-        if not self.fs.real(f"{layout.clone_dir}/bun.lock", "/").is_file():
-            raise StepFailed(1, "error: lockfile not found; --frozen-lockfile needs one\n")
-        owner = self._owned(account)
-        lines = [f"bun install v{self.versions['bun']}", ""]
-        for name, version in rachel8.DEPENDENCIES:
-            package_dir = f"{layout.clone_dir}/node_modules/{name}"
-            self.fs.makedirs(package_dir, 0o755, owner)
-            text = json.dumps({"name": name, "version": version}).encode()
-            self.fs.write(f"{package_dir}/package.json", text, 0o644, owner=owner)
-            lines.append(f"+ {name}@{version}")
-        lines += ["", f"{len(rachel8.DEPENDENCIES)} packages installed"]
-        return "\n".join(lines) + "\n"
+        return releases.bun_install(
+            self.fs, layout.clone_dir, self._owned(account), self.versions["bun"]
+        )
 
     def shared_folder_step(self) -> str:
         account = self._user()

@@ -9,6 +9,11 @@ AI provider, the shared folder, `claude` on the unit's `PATH` and the Claude
 credentials under `$HOME` (owner, mode 0600, document). Any failure is
 exit 1 with what Rachel8 would print; otherwise it goes on to Telegram
 (`sim.rachel8_telegram`: the bot token, webhooks, other pollers, faults).
+
+What runs is the release checked out in the working directory (its
+`.git/HEAD`, through the `~/rachel8` link): a `crash_at_start` release
+throws at import, before reading `.env`; `crash_later` and `polling_fails`
+get as far as Telegram (`sim.rachel8.DEFECTS`).
 """
 
 from __future__ import annotations
@@ -19,10 +24,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from core.cloud import vps_contract
+from sim import rachel8
 from sim.accounts import Account
 from sim.rachel8_env import ai_provider, parse_dotenv, report, validate
 from sim.rachel8_telegram import STARTUP_SECONDS, Outside, bun_of
 from sim.rachel8_telegram import start as telegram_start
+from sim.releases import release_of
 from sim.rootfs import READ, RootFs
 from sim.service import Launch
 from sim.spawn import Spawned, find_executable, spawn
@@ -30,6 +37,14 @@ from sim.units import UnitFile
 
 CREDENTIALS = ".claude/.credentials.json"
 SECRET_MODE = 0o600
+#: A `crash_at_start` release: its new router module throws while being imported.
+IMPORT_ERROR = (
+    "TypeError: undefined is not a function (near '...handlers.map(register)...')",
+    "      at {clone}/src/telegram/router.ts:17:3",
+    "      at loadAndEvaluateModule (1:11)",
+)
+#: Where a `polling_fails` release (webhook mode by default) registers its webhook.
+WEBHOOK_URL = "https://{hostname}:8443/telegram"
 
 
 def is_rachel8(unit: UnitFile) -> bool:
@@ -54,9 +69,12 @@ class Rachel8Start:
             checks its configuration and runs).
     """
 
-    def __init__(self, fs: RootFs, outside: Outside | None = None) -> None:
+    def __init__(
+        self, fs: RootFs, outside: Outside | None = None, hostname: str = "localhost"
+    ) -> None:
         self.fs = fs
         self.outside = outside or Outside()
+        self.hostname = hostname
 
     def __call__(self, unit: UnitFile) -> Launch:
         spawned = spawn(self.fs, unit)
@@ -74,9 +92,15 @@ class Rachel8Start:
             return _crash(f'error: Module not found "{at("src/index.ts")}"')
         if not self.fs.real(at("node_modules"), "/").is_dir():
             return _crash(f'error: Cannot find package "grammy" from "{at("src/index.ts")}"')
-        return self._configured(account, cwd, env)
+        release = release_of(self.fs, cwd)
+        defect = release.defect if release is not None else None
+        if defect == rachel8.CRASH_AT_START:
+            return _crash(*bun_of(self.fs, cwd).uncaught(*IMPORT_ERROR))
+        return self._configured(account, cwd, env, defect)
 
-    def _configured(self, account: Account, cwd: str, env: dict[str, str]) -> Launch:
+    def _configured(
+        self, account: Account, cwd: str, env: dict[str, str], defect: str | None
+    ) -> Launch:
         dotenv = posixpath.join(cwd, ".env")
         if not self.fs.real(dotenv, "/").is_file():
             return Launch(
@@ -105,7 +129,12 @@ class Rachel8Start:
             return _crash(problem)
         owner = merged[vps_contract.ENV_OWNER_ID].strip()
         return telegram_start(
-            self.outside, merged[vps_contract.ENV_BOT_TOKEN], owner, bun_of(self.fs, cwd)
+            self.outside,
+            merged[vps_contract.ENV_BOT_TOKEN],
+            owner,
+            bun_of(self.fs, cwd),
+            defect=defect,
+            webhook_url=WEBHOOK_URL.format(hostname=self.hostname),
         )
 
     def _shared_folder(self, path: str, account: Account) -> str | None:

@@ -19,6 +19,11 @@ So, for the simulator:
 - another poller (the `conflict` fault, or anyone calling `getUpdates`):
   409 `terminated by other getUpdates request`, exit 1, at every start;
 - `crash_once`, `crash_loop`: an uncaught error, exit 1.
+
+Releases (`sim.rachel8.DEFECTS`): a `crash_later` one polls, then throws a
+minute (simulated) after each start; a `polling_fails` one runs in webhook
+mode: it greets its owner, sets a webhook on the bot instead of polling
+(`getWebhookInfo` then shows it) and stays up, answering nobody.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import TYPE_CHECKING
 from core.cloud import vps_contract
 from sim.cloudconfig import parse_env_file
 from sim.faults import VpsFaults
+from sim.rachel8 import CRASH_LATER, CRASH_LATER_SECONDS, POLLING_FAILS
 from sim.rootfs import RootFs
 from sim.service import Launch, Service
 from sim.telegram import OTHER_POLLER, BotEvent, TelegramSim, bot_id_of, token_hash
@@ -43,9 +49,15 @@ RETRY_SECONDS = 2.0
 #: How soon a second poller's request ends Rachel8's long poll after it started polling.
 CONFLICT_SECONDS = 3.0
 RUNNING = "Rachel8 is running (polling mode)"
+WEBHOOK_MODE = "Rachel8 is running (webhook mode), updates at"
 ONLINE = "I'm back online! \U0001f7e2"
 TERMINATED_BY_WEBHOOK = "Conflict: terminated by setWebhook request"
 _STACK = "      at toGrammyError ({clone}/node_modules/grammy/out/core/error.js:44:12)"
+#: A `crash_later` release's scheduled compaction, a minute after each start.
+_LATER_CRASH = (
+    "RangeError: Maximum call stack size exceeded.",
+    "      at compactMemory ({clone}/src/memory/compact.ts:88:21)",
+)
 _CRASH = (
     "TypeError: undefined is not an object (evaluating 'ctx.message.text')",
     "      at handleMessage ({clone}/src/telegram/handlers/message.ts:42:18)",
@@ -110,8 +122,21 @@ def _warn_tries(error: str) -> tuple[tuple[float, str], ...]:
     return tuple(lines)
 
 
-def start(outside: Outside, token: str, owner: str, bun: Bun) -> Launch:
-    """What a start of Rachel8 does once its `.env` and credentials passed."""
+def start(
+    outside: Outside,
+    token: str,
+    owner: str,
+    bun: Bun,
+    *,
+    defect: str | None = None,
+    webhook_url: str = "",
+) -> Launch:
+    """What a start of Rachel8 does once its `.env` and credentials passed.
+
+    Args:
+        defect: how the release that runs is broken (`sim.rachel8.DEFECTS`), if it is.
+        webhook_url: where a `polling_fails` release registers its webhook.
+    """
     faults = outside.faults
     if faults.crash_loop or faults.take_crash_once():
         return Launch(output=bun.crash(), exit_status=1, runtime=STARTUP_SECONDS)
@@ -130,14 +155,33 @@ def start(outside: Outside, token: str, owner: str, bun: Bun) -> Launch:
         )
     if telegram is not None:
         telegram.send(token, owner, ONLINE)
+    if defect == POLLING_FAILS:
+        # Webhook mode: no bot.start(), so no deleteWebhook and no polling; Telegram
+        # now holds the updates for a URL nobody serves.
+        if telegram is not None:
+            telegram.set_webhook(token, webhook_url)
+        return Launch(timed=((STARTUP_SECONDS, f"{WEBHOOK_MODE} {webhook_url}"),))
+    if telegram is not None:
         telegram.delete_webhook(token)
+    return _polling(bun, conflict=faults.conflict, crash_later=defect == CRASH_LATER)
+
+
+def _polling(bun: Bun, *, conflict: bool, crash_later: bool) -> Launch:
+    """Rachel8 long-polling: until another poller's 409, a late crash, or for good."""
     running = ((STARTUP_SECONDS, RUNNING),)
-    if faults.conflict:
+    if conflict:
         return Launch(
             timed=running,
             output=bun.grammy("getUpdates", 409, OTHER_POLLER),
             exit_status=1,
             runtime=STARTUP_SECONDS + CONFLICT_SECONDS,
+        )
+    if crash_later:
+        return Launch(
+            timed=running,
+            output=bun.uncaught(*_LATER_CRASH),
+            exit_status=1,
+            runtime=STARTUP_SECONDS + CRASH_LATER_SECONDS,
         )
     return Launch(timed=running)
 

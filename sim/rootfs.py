@@ -35,7 +35,7 @@ class RootFs:
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
-        self.owners = Owners()
+        self.owners = Owners(self.canonical)
         self.accounts = Accounts()
 
     def virtual(self, path: str, cwd: str = "/root") -> str:
@@ -57,6 +57,26 @@ class RootFs:
             if resolved != self.root and not resolved.is_relative_to(self.root):
                 raise PathEscape(path)
         return candidate
+
+    def canonical(self, path: str, *, follow: bool = False) -> str:
+        """The VPS path of `path` with the directories leading to it followed through
+        symlinks; the last component too when `follow` (stat(2) rather than lstat(2)).
+
+        A path whose links lead outside the root is kept as given (nothing there is ours).
+        """
+        virtual = self.virtual(path, "/")
+        if virtual == "/":
+            return virtual
+        directory, name = posixpath.split(virtual)
+        if follow:
+            directory, name = virtual, ""
+        if not self._has_link(directory.lstrip("/")):
+            return virtual
+        resolved = (self.root / directory.lstrip("/")).resolve()
+        if resolved != self.root and not resolved.is_relative_to(self.root):
+            return virtual
+        found = self.virtual_of(resolved)
+        return posixpath.join(found, name) if name else found
 
     def _has_link(self, virtual: str) -> bool:
         # `..` is gone (virtual) and the root itself is resolved, so only a
@@ -121,7 +141,7 @@ class RootFs:
         mode = self.mode(path)
         if account.uid == 0:
             return not bits & EXECUTE or bool(mode & 0o111) or self.real(path, "/").is_dir()
-        uid, gid = self.owners.get(self.virtual(path, "/"))
+        uid, gid = self.owners.get(self.canonical(path, follow=True))
         shift = 6 if uid == account.uid else 3 if gid == account.gid else 0
         return (mode >> shift) & bits == bits
 

@@ -63,8 +63,9 @@ class VpsSFTPServer(asyncssh.SFTPServer):
         return "" if gid is None else self._fs.accounts.group_name(gid)
 
     def stat(self, path: bytes) -> SFTPAttrs:
-        """stat(2), with the virtual owner."""
-        return self._attrs(os.stat(self.map_path(path)), self._virtual(path))
+        """stat(2), with the virtual owner (of a symlink's target)."""
+        virtual = self._fs.canonical(self._virtual(path), follow=True)
+        return self._attrs(os.stat(self.map_path(path)), virtual)
 
     def lstat(self, path: bytes) -> SFTPAttrs:
         """lstat(2), with the virtual owner."""
@@ -92,7 +93,8 @@ class VpsSFTPServer(asyncssh.SFTPServer):
     def setstat(self, path: bytes, attrs: SFTPAttrs) -> None:
         """chown/chmod/truncate/utimes on a path; ENOENT when it is missing."""
         os.stat(self.map_path(path))
-        super().setstat(path, self._chown(self._virtual(path), attrs))
+        virtual = self._fs.canonical(self._virtual(path), follow=True)
+        super().setstat(path, self._chown(virtual, attrs))
 
     def lsetstat(self, path: bytes, attrs: SFTPAttrs) -> None:
         """setstat without following a final symlink."""

@@ -3,7 +3,8 @@
 A small, honest subset: what the control plane uses (`systemctl`,
 `journalctl`, `true`, `cat` (with `/proc/uptime` and `/proc/meminfo`),
 `test`, `stat -c`, `ls`, `mkdir -p`, `mv`, `rm`, `chmod`, `chown`, `echo`,
-`df -B1 --output=... /`), joined with `;`, `&&` and `||`. Owners are
+`df -B1 --output=... /`, and the update script `UPDATE_SCRIPT_PATH`, run by
+`sim.update`), joined with `;`, `&&` and `||`. Owners are
 the VPS's virtual ones (`sim.owners`): new directories belong to the
 session's user, `mv` carries ownership, `rm` drops it. Anything else exits 127 as an unknown
 command does in a real shell, so a control plane relying on more fails in
@@ -19,6 +20,8 @@ import shutil
 import stat as stat_module
 from collections.abc import Callable
 
+from core.cloud import vps_contract as contract
+from sim import update
 from sim.accounts import ROOT
 from sim.hardware import uptime_text
 from sim.rootfs import PathEscape, RootFs
@@ -47,7 +50,7 @@ class Shell:
         self.fs = fs
         self.systemd = systemd
         self.cwd = cwd
-        account = fs.accounts.get(user) or ROOT
+        account = self._account = fs.accounts.get(user) or ROOT
         self._owner = (account.uid, account.gid)
         self._commands: dict[str, Callable[[list[str]], Result]] = {
             "true": lambda _a: Result(0),
@@ -105,6 +108,8 @@ class Shell:
             argv = argv[1:]
         if not argv:
             return Result(0)
+        if argv[0] == contract.UPDATE_SCRIPT_PATH:
+            return update.run(self.fs, self.systemd, self._account, argv[1:])
         handler = self._commands.get(argv[0])
         if handler is None:
             return Result(127, stderr=f"sh: 1: {argv[0]}: not found\n")

@@ -159,7 +159,7 @@ class Systemd:
 
     def _launch(self, unit: UnitFile) -> Launch:
         if is_rachel8(unit):
-            return Rachel8Start(self.fs, self.outside)(unit)
+            return Rachel8Start(self.fs, self.outside, self.hostname)(unit)
         if not (unit.type == "oneshot" or is_agent(unit)):
             return Launch()
         spawned = spawn(self.fs, unit, check_interpreter=is_agent(unit))

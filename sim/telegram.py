@@ -22,7 +22,7 @@ matters: `{"ok": true, "result": ...}`, or `{"ok": false, "error_code": 401,
   simulated Rachel8) ends with 409 Conflict.
 
 Rachel8's own traffic (`sim.rachel8_service`) does not go over HTTP: it
-calls `authorized`, `delete_webhook` and `send` here directly, as its
+calls `authorized`, `delete_webhook`, `set_webhook` and `send` here directly, as its
 process would call Telegram. A `BotWatcher` (the simulator) hears of every
 change a running Rachel8 would notice: a token revoked, a webhook set,
 another poller.
@@ -178,6 +178,19 @@ class TelegramSim:
         if bot_id is not None and self.authorized(token):
             with self.lock:
                 self.webhooks.pop(bot_id, None)
+
+    def set_webhook(self, token: str, url: str) -> bool:
+        """setWebhook with this token by the bot's own process (a Rachel8 in webhook
+        mode), with the Bot API's checks; whether Telegram took it.
+
+        No watcher hears of it: the process that sets it is the one that would.
+        """
+        bot_id = bot_id_of(token)
+        if bot_id is None or not self.authorized(token) or _webhook_problem(url, {}):
+            return False
+        with self.lock:
+            self.webhooks[bot_id] = Webhook(url)
+        return True
 
     def send(self, token: str, chat_id: str, text: str) -> bool:
         """sendMessage with this token; False when Telegram refuses it."""

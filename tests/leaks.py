@@ -40,11 +40,15 @@ from core.cloud import vps_contract as vps
 from core.store.models import ENCRYPTED_COLUMNS, MODELS, Event
 
 #: Where the secrets legitimately live on a VPS: Rachel8's `.env` and the Claude
-#: credentials (for any user name: the paths end the same way).
+#: credentials (for any user name: the paths end the same way). `.env` is in each
+#: release dir (`~/rachel8` links to the running one), seen here by its real path.
 _LAYOUT = vps.Layout()
 SECRETS_FILES = (
     _LAYOUT.env_path.removeprefix(_LAYOUT.home),
     _LAYOUT.credentials_path.removeprefix(_LAYOUT.home),
+)
+_RELEASE_ENV = re.compile(
+    re.escape(_LAYOUT.release_dir("").removeprefix(_LAYOUT.home)) + r"[0-9a-f]{40}/\.env$"
 )
 
 
@@ -180,7 +184,8 @@ def vps_text(roots: Iterable[Path]) -> str:
     chunks = []
     for root in roots:
         for path in sorted(root.rglob("*")):
-            if path.is_file() and not str(path).endswith(SECRETS_FILES):
+            secret = str(path).endswith(SECRETS_FILES) or _RELEASE_ENV.search(str(path))
+            if path.is_file() and not secret:
                 with contextlib.suppress(OSError):
                     chunks.append(path.read_text(errors="replace"))
     return "\n".join(chunks)

@@ -167,6 +167,7 @@ def install_script(layout: vps.Layout) -> str:
             "UNIT_PATH": vps.SERVICE_UNIT_PATH,
             "HOME": layout.home,
             "CLONE_DIR": layout.clone_dir,
+            "RELEASES_DIR": layout.releases_dir,
             "SHARED_DIR": layout.shared_dir,
             "BUN_DIR": posixpath.dirname(layout.bin_dir),
             "BUN_PATH": layout.bun_path,

@@ -143,14 +143,28 @@ def connect(target: Target, timeout: float) -> paramiko.SSHClient:
 
 
 def run(
-    client: paramiko.SSHClient, command: str, timeout: float, *, limit: int = 500
+    client: paramiko.SSHClient,
+    command: str,
+    timeout: float,
+    *,
+    limit: int = 500,
+    wait: float | None = None,
 ) -> tuple[int, str, str]:
     """Run a command; its exit status, standard output and error output.
 
     Both are redacted (no registered secret survives) and bounded: the last
     `limit` characters of each.
+
+    Args:
+        wait: seconds the command may take to exit (None: as long as it takes).
+
+    Raises:
+        TimeoutError: the command did not exit within `wait` seconds.
     """
     _, stdout, stderr = client.exec_command(command, timeout=timeout)
+    if wait is not None and not stdout.channel.status_event.wait(wait):
+        stdout.channel.close()
+        raise TimeoutError(f"the command did not exit within {wait:.0f}s")
     status = stdout.channel.recv_exit_status()
     out, err = (s.read().decode("utf-8", "replace").strip() for s in (stdout, stderr))
     return status, redact(out)[-limit:], redact(err)[-limit:]

@@ -32,8 +32,58 @@ The bootstrap POSTs `{"host_key": "<contents of HOST_KEY_PATH>", "install":
      "commit": null | "<40 hex>",          # what `git rev-parse HEAD` says in the clone
      "versions": {"bun": "...", "claude_code": "..."}}
 
+## Releases
+Each Rachel8 commit a VPS has installed is a full clone of its own,
+checked out detached, in `Layout.release_dir(commit)` (`~/releases/<40 hex>`,
+the user's). `Layout.clone_dir` (`~/rachel8`, the unit's `WorkingDirectory`)
+is a symlink owned by the user, with the relative target
+`Layout.link_target(commit)` (`releases/<commit>`): the release that runs.
+Everything that reads or writes "the clone" (`.env`, `.git/HEAD`) goes
+through the link, so it always means the running release. The install
+clones into the release dir of its commit and makes the link; a VPS
+installed before releases existed has a real directory there instead, which
+the update script's `prepare` moves into place first (step `layout`).
+
+## Updates
+The update script (`UPDATE_SCRIPT_PATH`, python3 and its standard library)
+is not in the user data: every update uploads it over SFTP (root's, mode
+`UPDATE_SCRIPT_MODE`, written atomically) and runs it as root, one stage
+per SSH command: `UPDATE_SCRIPT_PATH <stage> [arg]`. Each stage prints ONE
+line of JSON on its standard output and exits 0 when `ok` (1 when not, 2
+for bad arguments):
+
+    {"ok": true|false,
+     "stage": "prepare" | "switch" | "prune",
+     "commit": null | "<40 hex>",     # the release the stage was about (prune: the current)
+     "previous": null | "<40 hex>",   # the release running before it
+     "failed_step": null | one of UPDATE_STEPS,
+     "exit_status": null | int,       # of the failed step's command
+     "log_tail": "...",               # at most MAX_LOG_TAIL characters, no secret
+     "service": null | {"ActiveState": ..., "SubState": ..., "NRestarts": ...,
+                        "Result": ..., "ExecMainStatus": ...},   # switch: SERVICE_PROPERTIES
+     "removed": ["<40 hex>", ...]}    # prune: the release dirs it deleted
+
+- `prepare <commit>`: idempotent; ok at once when the release dir holds the
+  commit (`.git/HEAD`) and `node_modules`. Otherwise, as the user (runuser,
+  a clean environment, as the install): clone into `<release dir>.partial`
+  (a leftover one removed first), `checkout --detach`, `bun install
+  --frozen-lockfile`, copy the running release's `.env` (mode 0600, the
+  user's), rename the `.partial` dir into place. Steps `layout`, `clone`,
+  `dependencies`, `env`.
+- `switch <commit>`: the release must be prepared (step `release`); the link
+  is repointed atomically (a new link renamed over it; step `link`),
+  `UPDATE_STATE_PATH` keeps `{"current": c, "previous": p}`, Rachel8 is
+  restarted (`reset-failed` first: a crash-looped unit's start limit would
+  refuse it; step `restart`) and the agent started at once (`systemctl
+  start --no-block`), so a heartbeat tells of the new release without
+  waiting for the timer. Switching to the running commit restarts only a
+  unit that is not active.
+- `prune <keep>`: deletes release dirs (and leftover `.partial` ones) but
+  the current, the previous and the newest others, `keep` in all.
+
 ## Injection
-`.env` in the clone (`Layout.env_path`) and the Claude credentials
+`.env` in the clone (`Layout.env_path`, through the link: in the running
+release) and the Claude credentials
 (`Layout.credentials_path`), both mode `SECRET_MODE` and owned by the user,
 each written to a temp file beside it and renamed over it. Then the unit is
 (re)started and watched (`systemctl show` with `SERVICE_PROPERTIES`).
@@ -74,6 +124,7 @@ The bot token is read from Rachel8's `.env`; it never leaves the box but to Tele
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass
 
 #: KEY=VALUE lines (shell-sourceable) with the callback URL and one-time token.
@@ -120,6 +171,43 @@ INSTALL_STEPS = (
 PACKAGES = ("git", "curl", "unzip", "ca-certificates", "ffmpeg", "build-essential", "cmake")
 MAX_LOG_TAIL = 2000
 MAX_CLOUD_INIT_ERRORS = 5
+
+#: The update script (see "Updates" above): uploaded with every update, root's.
+UPDATE_SCRIPT_PATH = "/usr/local/sbin/rachel-cloud-update"
+UPDATE_SCRIPT_MODE = 0o700
+#: `{"current": "<commit>", "previous": "<commit>" | null}`, written by `switch`.
+UPDATE_STATE_PATH = "/var/lib/rachel-cloud/releases.json"
+#: The update script's full output, for an operator (root only).
+UPDATE_LOG_PATH = "/var/log/rachel-cloud-update.log"
+#: Held (flock) by a running stage: a second one at the same time fails at step `lock`.
+UPDATE_LOCK_PATH = "/var/lib/rachel-cloud/update.lock"
+STAGE_PREPARE = "prepare"
+STAGE_SWITCH = "switch"
+STAGE_PRUNE = "prune"
+UPDATE_STAGES = (STAGE_PREPARE, STAGE_SWITCH, STAGE_PRUNE)
+#: What a stage's failure names (`clone` and `dependencies` as the install's).
+STEP_ARGUMENTS = "arguments"
+STEP_LOCK = "lock"
+STEP_LAYOUT = "layout"
+STEP_ENV = "env"
+STEP_RELEASE = "release"
+STEP_LINK = "link"
+STEP_RESTART = "restart"
+STEP_PRUNE = "prune"
+UPDATE_STEPS = (
+    STEP_ARGUMENTS,
+    STEP_LOCK,
+    STEP_LAYOUT,
+    STEP_CLONE,
+    STEP_DEPENDENCIES,
+    STEP_ENV,
+    STEP_RELEASE,
+    STEP_LINK,
+    STEP_RESTART,
+    STEP_PRUNE,
+)
+#: A release dir being prepared: `<release dir>` + this; never run, removed when left over.
+PARTIAL_SUFFIX = ".partial"
 
 #: The Rachel8 systemd unit (a system unit with `User=`).
 SERVICE_UNIT = "rachel8.service"
@@ -177,8 +265,22 @@ class Layout:
 
     @property
     def clone_dir(self) -> str:
-        """The git clone, Rachel8's working directory."""
+        """Rachel8's working directory: a link to the running release (see "Releases")."""
         return f"{self.home}/rachel8"
+
+    @property
+    def releases_dir(self) -> str:
+        """Where every installed release has its clone."""
+        return f"{self.home}/releases"
+
+    def release_dir(self, commit: str) -> str:
+        """The clone of `commit` (40 hex), checked out detached."""
+        return f"{self.releases_dir}/{commit}"
+
+    def link_target(self, commit: str) -> str:
+        """`clone_dir`'s target when `commit` runs: relative, so it means the same
+        wherever the home directory is seen from (a chroot, a backup)."""
+        return f"{posixpath.basename(self.releases_dir)}/{commit}"
 
     @property
     def env_path(self) -> str:

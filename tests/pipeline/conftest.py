@@ -13,6 +13,7 @@ from core.cloud.hetzner import HetznerAdapter
 from sim.config import SimConfig
 from sim.server import SimulatorServer
 from tests.pipeline.harness import Stack, WebServer, served_stack
+from tests.stand_ins import Receiver
 
 
 @pytest.fixture
@@ -33,6 +34,14 @@ def web() -> Iterator[WebServer]:
     server = WebServer()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """The operators' webhook: what alerts reach (`Receiver.bodies`)."""
+    found = Receiver()
+    yield found
+    found.close()
 
 
 @pytest.fixture

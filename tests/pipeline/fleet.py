@@ -12,11 +12,14 @@ row and timeline, the simulator's admin API (`/_sim/vps`, `/_sim/stats`,
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 
 from core.domain.heartbeats import HeartbeatStore, StoredHeartbeat
 from core.domain.lifecycle import Status
@@ -27,14 +30,47 @@ from jobs.cron import CRON_QUEUE, JOB_TIMEOUT, RESULT_TTL
 from jobs.queues import queue
 from jobs.registry import JobFunction
 from sim.rachel8_telegram import ONLINE
+from sim.server import SimulatorServer
 from sim.telegram import bot_id_of
 from tests import factories
-from tests.pipeline.harness import Stack
+from tests.pipeline.harness import Stack, WebServer, served_stack
 from tests.stand_ins import Receiver
 
 #: Seconds between two health passes while a test watches (the cron's RACHEL_HEALTH_INTERVAL
 #: is at least a second; the passes are only closer together here).
 PASS_SECONDS = 0.2
+
+
+@contextmanager
+def served_fleet(
+    tmp_path: Path,
+    redis_client: redis.Redis,
+    redis_url: str,
+    sim: SimulatorServer,
+    web: WebServer,
+    receiver: Receiver,
+    **env: str,
+) -> Iterator[Fleet]:
+    """A `Fleet` on a served stack: Rachel8 and the agent talk to the simulated Telegram,
+    operators' alerts go to `receiver`, and `env` sets the rest."""
+    with (
+        served_stack(
+            tmp_path,
+            redis_client,
+            redis_url,
+            sim,
+            web,
+            RACHEL_TELEGRAM_API_URL=f"{sim.url}/telegram",
+            RACHEL_OPERATOR_WEBHOOK_URL=receiver.url,
+            **env,
+        ) as stack,
+        httpx.Client(
+            base_url=f"{sim.url}/_sim",
+            headers={"Authorization": f"Bearer {sim.token}"},
+            timeout=10,
+        ) as admin,
+    ):
+        yield Fleet(stack, receiver, admin)
 
 
 @dataclass

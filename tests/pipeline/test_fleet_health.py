@@ -29,8 +29,8 @@ from core.domain.notify import OWNER_BACK_TEXT, owner_down_text
 from core.platform.dev_secrets import api_keys
 from core.store.models import Server
 from sim.server import SimulatorServer
-from tests.pipeline.fleet import Fleet
-from tests.pipeline.harness import WebServer, served_stack
+from tests.pipeline.fleet import Fleet, served_fleet
+from tests.pipeline.harness import WebServer
 from tests.stand_ins import Receiver
 
 #: Seconds (of the control plane's clock) without a heartbeat before a server is probed.
@@ -54,34 +54,26 @@ def fleet(
     tmp_path: Path,
     receiver: Receiver,
 ) -> Iterator[Fleet]:
-    with (
-        served_stack(
-            tmp_path,
-            redis_client,
-            redis_server_url,
-            sim,
-            web,
-            RACHEL_BOOT_TIMEOUT="8s",
-            # At the simulator's time scale (0.01): a heartbeat every 0.6 s.
-            RACHEL_HEARTBEAT_INTERVAL="60s",
-            RACHEL_HEARTBEAT_MISSING=f"{MISSING:.0f}s",
-            RACHEL_HEALTH_INTERVAL="1s",
-            RACHEL_REPAIR_RESTARTS="2",
-            RACHEL_REPAIR_WINDOW="10m",
-            RACHEL_REPAIR_COOLDOWN="10m",
-            RACHEL_HERD_SHARE="0.2",
-            RACHEL_HERD_MIN_SERVERS="2",
-            RACHEL_HERD_WINDOW="5m",
-            RACHEL_TELEGRAM_API_URL=f"{sim.url}/telegram",
-            RACHEL_OPERATOR_WEBHOOK_URL=receiver.url,
-        ) as stack,
-        httpx.Client(
-            base_url=f"{sim.url}/_sim",
-            headers={"Authorization": f"Bearer {sim.token}"},
-            timeout=10,
-        ) as admin,
-    ):
-        yield Fleet(stack, receiver, admin)
+    with served_fleet(
+        tmp_path,
+        redis_client,
+        redis_server_url,
+        sim,
+        web,
+        receiver,
+        RACHEL_BOOT_TIMEOUT="8s",
+        # At the simulator's time scale (0.01): a heartbeat every 0.6 s.
+        RACHEL_HEARTBEAT_INTERVAL="60s",
+        RACHEL_HEARTBEAT_MISSING=f"{MISSING:.0f}s",
+        RACHEL_HEALTH_INTERVAL="1s",
+        RACHEL_REPAIR_RESTARTS="2",
+        RACHEL_REPAIR_WINDOW="10m",
+        RACHEL_REPAIR_COOLDOWN="10m",
+        RACHEL_HERD_SHARE="0.2",
+        RACHEL_HERD_MIN_SERVERS="2",
+        RACHEL_HERD_WINDOW="5m",
+    ) as fleet:
+        yield fleet
 
 
 #: How each repair Event begins (`jobs.repair`, and the customer's own restart).

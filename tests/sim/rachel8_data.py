@@ -16,6 +16,7 @@ import yaml
 
 from core.cloud import vps_contract as contract
 from sim.rachel8 import CURRENT_COMMIT
+from sim.telegram import TelegramSim
 from sim.vps import Vps
 
 LAYOUT = contract.Layout("rachel")
@@ -93,7 +94,13 @@ def user_data(
     return "#cloud-config\n" + yaml.safe_dump(document, sort_keys=False)
 
 
-def make_vps(tmp_path: Path, *, install_fail: str | None = None, **fields: Any) -> Vps:
+def make_vps(
+    tmp_path: Path,
+    *,
+    install_fail: str | None = None,
+    telegram: TelegramSim | None = None,
+    **fields: Any,
+) -> Vps:
     """A VPS (no SSH) built from Rachel8 user data, its cloud-init run to the end."""
     vps = Vps(
         server_id=1,
@@ -105,6 +112,7 @@ def make_vps(tmp_path: Path, *, install_fail: str | None = None, **fields: Any) 
         api_keys=[],
         install_fail=install_fail,
         time_scale=0.001,
+        telegram=telegram,
     )
     vps.run_cloud_init()
     return vps

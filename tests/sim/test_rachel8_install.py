@@ -10,7 +10,7 @@ import pytest
 
 from core.cloud import vps_contract as contract
 from sim.install import FAULT_OUTPUT
-from sim.rachel8 import CURRENT_COMMIT, RELEASES
+from sim.rachel8 import BAD_RELEASES, CURRENT_COMMIT, INSTALL_FAILS, RELEASES
 from sim.shell import Shell
 from sim.vps import Vps
 from tests.sim.rachel8_data import LAYOUT, make_vps, user_data
@@ -57,6 +57,12 @@ def test_a_successful_install_leaves_rachel8_ready_to_configure(tmp_path: Path) 
         for p in (vps.root / LAYOUT.clone_dir.lstrip("/")).rglob("*")
     }
     assert (vps.root / LAYOUT.git_head_path.lstrip("/")).read_text() == CURRENT_COMMIT + "\n"
+    # The clone is the release dir of its commit; ~/rachel8 a relative link to it.
+    link = vps.root / LAYOUT.clone_dir.lstrip("/")
+    assert link.is_symlink() and str(link.readlink()) == LAYOUT.link_target(CURRENT_COMMIT)
+    release = vps.root / LAYOUT.release_dir(CURRENT_COMMIT).lstrip("/")
+    assert release.is_dir() and not release.is_symlink()
+    assert vps.fs.owners.get(LAYOUT.release_dir(CURRENT_COMMIT)) == mine
     # The unit file is root's; the unit is enabled, not started (no .env yet).
     assert vps.fs.owners.get(contract.SERVICE_UNIT_PATH) == (0, 0)
     assert vps.systemd.systemctl(["is-enabled", contract.SERVICE_UNIT]).stdout == "enabled\n"
@@ -101,10 +107,18 @@ def test_an_unknown_commit_fails_the_clone_as_git_does(tmp_path: Path) -> None:
     assert result["commit"] is None
 
 
-@pytest.mark.parametrize("commit", sorted(RELEASES))
-def test_every_catalogued_release_installs(tmp_path: Path, commit: str) -> None:
+@pytest.mark.parametrize("commit", sorted(c for c, r in RELEASES.items() if r.defect is None))
+def test_every_good_release_installs(tmp_path: Path, commit: str) -> None:
     result = make_vps(tmp_path, commit=commit).install_result
     assert result is not None and result["ok"] and result["commit"] == commit
+
+
+def test_a_release_whose_lockfile_is_out_of_date_fails_bun_install(tmp_path: Path) -> None:
+    commit = BAD_RELEASES[INSTALL_FAILS].commit
+    result = make_vps(tmp_path, commit=commit).install_result
+    assert result is not None
+    assert (result["failed_step"], result["exit_status"]) == (contract.STEP_DEPENDENCIES, 1)
+    assert "lockfile had changes, but lockfile is frozen" in result["log_tail"]
 
 
 @pytest.mark.parametrize(

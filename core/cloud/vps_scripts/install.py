@@ -16,7 +16,6 @@ import json
 import os
 import pwd
 import re
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -24,10 +23,15 @@ import time
 import traceback
 from typing import Callable
 
-# <shared> (core.cloud.vps_scripts splices common.py's block here)
+# <shared> (core.cloud.vps_scripts splices common.py's blocks here)
 from core.cloud.vps_scripts.common import read_env
 
 # </shared>
+# isort: split
+# <shared:steps>
+from core.cloud.vps_scripts.common import StepFailed, run, user_command, write_private
+
+# </shared:steps>
 
 # <constants> (core.cloud.vps_scripts renders them from core.cloud.vps_contract)
 INSTALL_ENV = "/etc/rachel-cloud/install.env"
@@ -46,6 +50,7 @@ UNIT = "rachel8.service"
 UNIT_PATH = "/etc/systemd/system/rachel8.service"
 HOME = "/home/rachel"
 CLONE_DIR = "/home/rachel/rachel8"
+RELEASES_DIR = "/home/rachel/releases"
 SHARED_DIR = "/home/rachel/shared"
 BUN_DIR = "/home/rachel/.bun"
 BUN_PATH = "/home/rachel/.bun/bin/bun"
@@ -57,54 +62,10 @@ MAX_LOG_TAIL = 2000
 MAX_CLOUD_INIT_ERRORS = 5
 # </constants>
 
-#: One command's time limit: a hung mirror or registry fails its step, not the boot deadline.
-COMMAND_TIMEOUT = 900
 APT_ATTEMPTS = 3
 APT_RETRY_SECONDS = 15
 MAX_ERROR_LENGTH = 500
 _COMMIT = re.compile(r"[0-9a-f]{40}")
-
-
-class StepFailed(Exception):
-    """A step's command failed; `status` is its exit status (None: no process ran)."""
-
-    def __init__(self, status: int | None, reason: str = "") -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
-def run(argv: list[str], out: list[str], cwd: str | None = None) -> str:
-    """Run `argv`, its output appended to `out`; return it stripped.
-
-    Raises:
-        StepFailed: the command exited non-zero, timed out (124) or could not run (127).
-    """
-    out.append("$ " + " ".join(shlex.quote(arg) for arg in argv) + "\n")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", LANG="C.UTF-8")
-    try:
-        proc = subprocess.run(  # noqa: S603 - our own commands, no shell
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            timeout=COMMAND_TIMEOUT,
-            env=env,
-            cwd=cwd,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        partial = exc.output.decode("utf-8", "replace") if isinstance(exc.output, bytes) else ""
-        out.append(partial + f"\ntimed out after {COMMAND_TIMEOUT}s\n")
-        raise StepFailed(124, f"{argv[0]} timed out") from None
-    except OSError as exc:
-        out.append(f"cannot run {argv[0]}: {exc}\n")
-        raise StepFailed(127, f"cannot run {argv[0]}") from None
-    text = proc.stdout.decode("utf-8", "replace")
-    out.append(text if text.endswith("\n") or not text else text + "\n")
-    if proc.returncode != 0:
-        raise StepFailed(proc.returncode, f"{argv[0]} exited {proc.returncode}")
-    return text.strip()
 
 
 class Install:
@@ -130,10 +91,7 @@ class Install:
 
     def as_user(self, *argv: str) -> list[str]:
         """`argv` run as the Rachel8 user, in a clean environment where `bun` resolves."""
-        return [
-            "runuser", "-u", self.user, "--", "env", "-i", f"HOME={HOME}", f"PATH={PATH_ENV}",
-            f"BUN_INSTALL={BUN_DIR}", "LANG=C.UTF-8", "GIT_TERMINAL_PROMPT=0", *argv,
-        ]  # fmt: skip
+        return user_command(self.user, HOME, PATH_ENV, BUN_DIR, argv)
 
     def packages(self, out: list[str]) -> None:
         # DPkg::Lock::Timeout waits for a concurrent apt (unattended-upgrades at
@@ -190,15 +148,19 @@ class Install:
             raise StepFailed(1, f"claude reports {found!r}, expected {self.claude_code_version}")
 
     def clone(self, out: list[str]) -> None:
-        if os.path.isdir(os.path.join(CLONE_DIR, ".git")):
-            run(self.as_user("git", "-C", CLONE_DIR, "fetch", "--quiet", "origin"), out)
+        # Into the commit's release dir; CLONE_DIR links to it (vps_contract, "Releases").
+        release = f"{RELEASES_DIR}/{self.commit}"
+        if os.path.isdir(os.path.join(release, ".git")):
+            run(self.as_user("git", "-C", release, "fetch", "--quiet", "origin"), out)
         else:
-            run(self.as_user("git", "clone", "--quiet", "--", self.repo, CLONE_DIR), out)
-        git = ["git", "-C", CLONE_DIR, "-c", "advice.detachedHead=false"]
+            run(self.as_user("git", "clone", "--quiet", "--", self.repo, release), out)
+        git = ["git", "-C", release, "-c", "advice.detachedHead=false"]
         run(self.as_user(*git, "checkout", "--quiet", "--detach", self.commit), out)
         head = run(self.as_user(*git, "rev-parse", "HEAD"), out)
         if head != self.commit:
             raise StepFailed(1, f"HEAD is {head}, expected {self.commit}")
+        link = os.path.relpath(release, os.path.dirname(CLONE_DIR))
+        run(self.as_user("ln", "-sfn", link, CLONE_DIR), out)
 
     def dependencies(self, out: list[str]) -> None:
         run(self.as_user(BUN_PATH, "install", "--frozen-lockfile"), out, cwd=CLONE_DIR)
@@ -292,15 +254,6 @@ def install(manifest: dict[str, str], token: str, log: list[str]) -> dict[str, o
         "commit": job.head(),
         "versions": job.versions,
     }
-
-
-def write_private(path: str, text: str, mode: int) -> None:
-    """Write `path` atomically (a temp file beside it, renamed over it)."""
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    temp = f"{path}.tmp"
-    with open(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "w") as handle:
-        handle.write(text)
-    os.replace(temp, path)
 
 
 def main() -> int:

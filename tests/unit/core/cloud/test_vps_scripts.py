@@ -47,6 +47,7 @@ def installer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]
     ns["RESULT"] = str(tmp_path / "var/install.json")
     ns["LOG_PATH"] = str(tmp_path / "var/install.log")
     ns["CLONE_DIR"] = str(tmp_path / "home/rachel8")
+    ns["RELEASES_DIR"] = str(tmp_path / "home/releases")
     Path(ns["BOOTSTRAP_ENV"]).write_text(f"RACHEL_CALLBACK_TOKEN={TOKEN}\n")
     # cloud-init's status, with more errors than the report carries, one with the token.
     bindir = tmp_path / "bin"
@@ -92,6 +93,9 @@ def test_a_good_install_reports_ok_and_the_commit(
     result = json.loads(Path(installer["RESULT"]).read_text())
     assert result["ok"] is True and result["failed_step"] is None
     assert result["commit"] == repo[1]
+    clone = Path(installer["CLONE_DIR"])
+    assert clone.is_symlink() and clone.readlink() == Path(f"releases/{repo[1]}")
+    assert (Path(installer["RELEASES_DIR"]) / repo[1] / ".git/HEAD").read_text().strip() == repo[1]
     assert result["cloud_init"]["status"] == "running"
     assert len(result["cloud_init"]["errors"]) == vps.MAX_CLOUD_INIT_ERRORS
     assert TOKEN not in json.dumps(result)
@@ -113,7 +117,9 @@ def test_an_unknown_commit_fails_the_clone_step_and_stops(
     assert (result["ok"], result["failed_step"]) == (False, "clone")
     assert isinstance(result["exit_status"], int) and result["exit_status"] != 0
     assert "4303627f1cb709be417de6bc7da447987bba8dbc" in result["log_tail"]
-    assert result["commit"] == repo[1]  # cloned, but at the default branch's head
+    # Cloned (at the default branch's head), but the checkout failed: no release is linked.
+    assert result["commit"] is None
+    assert not Path(installer["CLONE_DIR"]).exists()
     assert later == []  # the steps after the failed one never ran
 
 
