@@ -38,18 +38,11 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 
 def _tick(rt: Runtime, rollout: Rollout) -> None:
     """Wake the driver; a Redis outage only delays it until its cron task runs."""
-    import redis
+    from jobs.rollout_operator import wake_driver
 
-    from jobs.enqueue import enqueue_rollout_tick
-
-    try:
-        enqueue_rollout_tick(rt.redis, rollout.id)
-    except redis.RedisError as exc:
-        click.echo(
-            f"warning: could not wake the rollout driver ({exc}); its cron task will pick "
-            "the change up",
-            err=True,
-        )
+    warning = wake_driver(rt.redis, rollout.id)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
 
 
 @rollout_group.command("start")
@@ -258,16 +251,15 @@ def status_command(as_json: bool, show_all: bool) -> None:
     _print(status, show_all)
 
 
-def _action(name: str, operator: str | None, **kwargs: Any) -> None:
-    from core.domain import rollout_store
+def _action(name: str, operator: str | None, reason: str | None = None) -> None:
+    """Apply an action through `jobs.rollout_operator`, the TUI's way too."""
+    from jobs.rollout_operator import act
 
     rt = runtime("cli")
-    do = getattr(rollout_store, name)
-    rollout = do(actor(operator), **kwargs)
-    _tick(rt, rollout)
-    fresh = rollout_store.latest()
-    state = fresh.state if fresh is not None else "?"
-    click.echo(f"rollout {rollout.id}: {state}")
+    outcome = act(rt.redis, name, actor(operator), reason)
+    if outcome.warning:
+        click.echo(f"warning: {outcome.warning}", err=True)
+    click.echo(f"rollout {outcome.rollout_id}: {outcome.state}")
 
 
 @rollout_group.command("pause")
@@ -290,11 +282,11 @@ def resume_command(operator: str | None) -> None:
 def abort_command(reason: str | None, operator: str | None) -> None:
     """Abort the rollout: nothing more starts; updated servers keep the release
     (`rollout rollback` then takes them back)."""
-    _action("abort", operator, reason=reason.strip() if reason else None)
+    _action("abort", operator, reason.strip() if reason else None)
 
 
 @rollout_group.command("rollback")
 @operator_option
 def rollback_command(operator: str | None) -> None:
     """Roll back every server the rollout switched (a paused, halted or aborted rollout)."""
-    _action("roll_back", operator)
+    _action("rollback", operator)

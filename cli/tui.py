@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 def operations(conn: redis.Redis, settings: Settings) -> Operations:
     """The TUI's `Operations`, made of the same `jobs` functions the CLI uses."""
-    from jobs import inspect, operator
+    from core.domain.releases import list_releases
+    from jobs import inspect, operator, rollout_operator
     from tui.backend import Operations
 
     return Operations(
@@ -34,6 +35,10 @@ def operations(conn: redis.Redis, settings: Settings) -> Operations:
         cron_tasks=lambda now: inspect.cron_tasks(conn, settings, now),
         requeue=lambda jid: inspect.requeue(conn, jid),
         server_jobs=lambda sid, current: inspect.server_jobs(conn, sid, current),
+        rollout_action=lambda action, actor, reason: (
+            rollout_operator.act(conn, action, actor, reason).message
+        ),
+        releases=lambda: list_releases(settings.rachel8_commit),
     )
 
 

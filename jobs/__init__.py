@@ -7,7 +7,8 @@
 - `registry`: every job function named once; each enqueue names its job there;
 - `queues` and `enqueue`: queues, job ids, and the public enqueue helpers the
   CLI and the TUI use; `work`: the same for the web app, as `core`'s port;
-- `operator`: operator actions shared by the CLI and the TUI;
+- `operator`: operator actions shared by the CLI and the TUI; `rollout_operator`: the
+  same for the rollout (pause, resume, abort, roll back, each waking the driver);
 - `cron`: the scheduled tasks; `worker`: the worker process;
 - `inspect`, `jobscan`: reading the queues (job views, the sweeper).
 

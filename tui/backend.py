@@ -25,12 +25,14 @@ from core.domain.fleet import (
     timeline,
 )
 from core.domain.heartbeats import HeartbeatStore
+from core.domain.releases import ReleaseRow
 from core.errors import DatabaseError, RachelError, RedisUnavailable
 from core.platform.clock import SYSTEM_CLOCK, Clock
 from core.security.redaction import redact
 from core.store.db import connection
 from core.store.models import Server
 from tui.cells import Row
+from tui.rollout_reads import RolloutsData, read_rollouts
 
 
 class QueueView(Protocol):
@@ -133,6 +135,8 @@ class Operations:
     cron_tasks: Callable[[datetime], Sequence[CronView]]  # now (naive UTC): which are due
     requeue: Callable[[str], JobView]
     server_jobs: Callable[[int, str | None], Sequence[JobView]]
+    rollout_action: Callable[[str, str, str | None], str]  # action, actor, reason
+    releases: Callable[[], Sequence[ReleaseRow]]  # newest first, the current one marked
 
 
 @dataclass(frozen=True)
@@ -184,6 +188,8 @@ class ServerDetail:
     jobs: Sequence[JobView] | None  # None: Redis unreachable
     health_changed_at: datetime | None = None
     heartbeat: Heartbeat = Heartbeat(None, known=False)
+    rachel8_commit: str | None = None  # the commit its row says it runs
+    update_claim: str | None = None  # the rollout target updating it, if any
 
 
 def classify(exc: BaseException) -> str | None:
@@ -268,7 +274,13 @@ class Backend:
             jobs=jobs,
             health_changed_at=server.health_changed_at,
             heartbeat=self.last_heartbeat(server_id),
+            rachel8_commit=server.rachel8_commit,
+            update_claim=server.update_claim,
         )
+
+    def load_rollouts(self) -> RolloutsData:
+        """The rollouts screen's data: the newest rollout and its servers, recent ones, releases."""
+        return read_rollouts(self.operations.releases())
 
     def last_heartbeat(self, server_id: int) -> Heartbeat:
         """When the server's latest heartbeat arrived (from Redis)."""
@@ -295,6 +307,14 @@ class Backend:
         if action == "deprovision":
             return ops.deprovision(server_id, self.actor, reason or "forced deprovision from TUI")
         raise ValueError(f"unknown action {action!r}")
+
+    def run_rollout_action(self, action: str, reason: str | None = None) -> str:
+        """Pause, resume, abort or roll back the rollout, as the CLI does; the outcome's message.
+
+        Raises:
+            RachelError: the rollout's state refuses it (its message says why).
+        """
+        return self.operations.rollout_action(action, self.actor, reason)
 
 
 def describe_error(exc: BaseException) -> str:

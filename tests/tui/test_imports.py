@@ -14,7 +14,16 @@ from pathlib import Path
 TUI = Path(__file__).resolve().parents[2] / "tui"
 
 #: The modules that hold the TUI's logic and must run (and be tested) without Textual.
-PURE = {"tui.backend", "tui.cells", "tui.filters", "tui.live", "tui.model", "tui.state"}
+PURE = {
+    "tui.backend",
+    "tui.cells",
+    "tui.filters",
+    "tui.live",
+    "tui.model",
+    "tui.rollout_reads",
+    "tui.rollout_view",
+    "tui.state",
+}
 
 
 def module_name(path: Path) -> str:

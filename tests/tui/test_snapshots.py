@@ -1,4 +1,4 @@
-"""Snapshots (pytest-textual-snapshot) of the fleet, server and jobs screens, seeded data.
+"""Snapshots (pytest-textual-snapshot) of the fleet, server, jobs, rollouts screens, seeded data.
 
 Deterministic: a fixed clock, fixed rows and times, a fixed terminal size, and
 timers that do not fire while the screenshot is taken. Update with
@@ -12,6 +12,7 @@ import redis
 from jobs.queues import START, enqueue_step
 from jobs.registry import JobFunction
 from tests.tui.conftest import SIZE, heard, loaded, wait_for
+from tests.tui.test_rollouts import open_rollouts, seed_rollout
 from tui.screens.jobs import JobsScreen
 from tui.screens.server import ServerScreen
 from tui.widgets import FleetTable
@@ -65,4 +66,14 @@ def test_jobs_screen(fleet, make_app, snap_compare, redis_client: redis.Redis) -
 def test_unhealthy_server_screen(fleet, make_app, snap_compare, redis_client: redis.Redis) -> None:
     heard(redis_client, fleet["slow"], 95)
     ready = _server_screen(fleet["slow"].id)
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=ready)
+
+
+def test_rollouts_screen(fleet, make_app, snap_compare, clock) -> None:
+    seed_rollout(clock)
+
+    async def ready(pilot) -> None:
+        await open_rollouts(pilot)
+        await pilot.pause()
+
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=ready)

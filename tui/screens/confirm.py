@@ -1,8 +1,9 @@
-"""Confirmation of an action on servers.
+"""Confirmation of an operator's action.
 
 Force deprovisioning destroys: the operator types what they destroy. Retry and
-re-inject change running servers (a re-inject restarts the customer's bot): the
-operator reads what happens to how many servers and presses `y`.
+re-inject change running servers (a re-inject restarts the customer's bot), and
+the rollout's pause, resume, abort and roll back change the fleet: the operator
+reads what happens to how many servers and presses `y` (`ConfirmChoice`).
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ CONSEQUENCES: dict[str, tuple[str, str]] = {
 }
 
 
-class ConfirmAction(ModalScreen[bool]):
-    """Asks before a retry or re-inject; dismisses with True only on `y`."""
+class ConfirmChoice(ModalScreen[bool]):
+    """Asks `question`, saying what happens (`body`); dismisses with True only on `y`."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("y", "confirm", "Yes, do it"),
@@ -70,25 +71,15 @@ class ConfirmAction(ModalScreen[bool]):
         Binding("escape", "cancel", "Cancel"),
     ]
 
-    def __init__(self, action: str, rows: Sequence[Row]) -> None:
-        """Ask about `action` (a key of `CONSEQUENCES`) on `rows`."""
+    def __init__(self, question: str, body: str) -> None:
         super().__init__()
-        self.action = action
-        self.rows = list(rows)
-
-    @property
-    def question(self) -> str:
-        """The title: what, and on how many servers."""
-        n = len(self.rows)
-        what = f"server {self.rows[0].server.name or self.rows[0].server.id}" if n == 1 else None
-        return f"{CONSEQUENCES[self.action][0]} {what or f'these {n} servers'}?"
+        self.question = question
+        self.body = body
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-box"):
             yield Label(self.question, id="confirm-title")
-            yield Static(
-                CONSEQUENCES[self.action][1] + "\n" + describe(self.rows), id="confirm-what"
-            )
+            yield Static(self.body, id="confirm-what")
             yield Label("Press y to confirm, n or escape to cancel", id="confirm-prompt")
 
     def action_confirm(self) -> None:
@@ -96,6 +87,21 @@ class ConfirmAction(ModalScreen[bool]):
 
     def action_cancel(self) -> None:
         self.dismiss(False)
+
+
+class ConfirmAction(ConfirmChoice):
+    """Asks before a retry or re-inject of servers."""
+
+    def __init__(self, action: str, rows: Sequence[Row]) -> None:
+        """Ask about `action` (a key of `CONSEQUENCES`) on `rows`."""
+        n = len(rows)
+        what = f"server {rows[0].server.name or rows[0].server.id}" if n == 1 else None
+        super().__init__(
+            f"{CONSEQUENCES[action][0]} {what or f'these {n} servers'}?",
+            CONSEQUENCES[action][1] + "\n" + describe(rows),
+        )
+        self.action = action
+        self.rows = list(rows)
 
 
 class ConfirmDestroy(ModalScreen[bool]):

@@ -21,6 +21,7 @@ from tui.messages import ActionsFinished, ConnectionChanged, ServersChanged
 from tui.model import FleetModel, TableDiff
 from tui.screens.base import PaletteCommand, ServerActionsScreen
 from tui.screens.jobs import JobsScreen
+from tui.screens.rollouts import RolloutsScreen
 from tui.screens.server import ServerScreen
 from tui.state import KINDS
 from tui.summary import summary_text
@@ -41,6 +42,7 @@ class FleetScreen(ServerActionsScreen):
         # The footer lists keys in this order and cuts what does not fit (80
         # columns): `j` first, after the base screen's `q` and `?`.
         Binding("j", "jobs", "Jobs"),
+        Binding("o", "rollouts", "Rollouts"),
         Binding("enter", "open", "Open", show=False),
         # Priority: the app runs it as it reads the key, before it routes the next
         # keys (a paste, tmux send-keys), so those reach the filter, not the table.
@@ -351,6 +353,9 @@ class FleetScreen(ServerActionsScreen):
     def action_jobs(self) -> None:
         self.app.push_screen(JobsScreen())
 
+    def action_rollouts(self) -> None:
+        self.app.push_screen(RolloutsScreen())
+
     def palette_commands(self) -> list[PaletteCommand]:
         """Every fleet action, for the command palette."""
         commands = [
@@ -372,6 +377,12 @@ class FleetScreen(ServerActionsScreen):
             PaletteCommand("Open server", "enter: timeline, events, jobs", self.action_open, False),
             PaletteCommand(
                 "Jobs screen", "j: queues, workers, failed jobs", self.action_jobs, False
+            ),
+            PaletteCommand(
+                "Rollouts screen",
+                "o: the release rollout, its waves and servers; pause, abort, roll back",
+                self.action_rollouts,
+                False,
             ),
             PaletteCommand("Filter", "/: text or status:failed terms", self.action_filter, False),
             PaletteCommand("Toggle deleted servers", "a", self.action_toggle_deleted, False),

@@ -11,6 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Label, Static
 
+from core.domain.releases import short
 from core.security.redaction import redact
 from tui.backend import EventLine, ServerDetail
 from tui.cells import (
@@ -108,6 +109,15 @@ class ServerScreen(ServerActionsScreen, LoadingScreen[ServerDetail | None]):
             f"\n{s.ipv4 or 'no address'}  {s.location}  {s.server_type}  "
             f"attempt {s.attempt}  hetzner #{s.provider_id or '-'}  job {s.job_id or '-'}"
         )
+        text.append("\nRachel8 ")
+        if detail.rachel8_commit:
+            text.append(short(detail.rachel8_commit), style="bold")
+        else:
+            text.append("(no commit recorded yet)", style="dim")
+        if detail.update_claim is not None:
+            text.append(
+                f"  being updated by a rollout (target {detail.update_claim})", style="cyan"
+            )
         head.update(text)
         self.query_one("#server-health", Static).update(self._health_text(detail))
         spans = phase_spans(detail.events, now)
