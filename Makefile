@@ -21,9 +21,10 @@ run: sync
 demo: sync
 	$(UV) run rachel-cloud demo --customers 5
 
-## Lint, type-check and run every test (what CI runs).
+## Lint, type-check and run every test (what CI runs), in two pytest-xdist processes:
+## the suite waits on real processes and sockets much of the time, so two take ~40% less.
 test: sync lint typecheck
-	$(UV) run pytest
+	$(UV) run pytest -n 2
 
 lint: $(UV)
 	$(UV) run ruff check .

@@ -112,11 +112,23 @@ def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # Only TEST_REDIS_URL: tests flush their database, so never a REDIS_URL meant for real use.
     url = os.environ.get("TEST_REDIS_URL")
     if url:
-        yield url
+        yield _own_database(url)
         return
     server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
     yield server.ensure_running()
     server.stop()
+
+
+def _own_database(url: str) -> str:
+    """`url` for this test process: under pytest-xdist, each worker a database of its own
+    (the one given, then the ones below it), since tests flush theirs."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return url
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    own = (base - int(worker[2:])) % 16
+    return urlunsplit(parts._replace(path=f"/{own}"))
 
 
 @pytest.fixture
