@@ -15,8 +15,11 @@ One pass (a cron task, locked, any worker):
 5. queues an SSH probe for each silent server, and a repair step for each server
    the escalation says to repair (`core.domain.repair`; `jobs.repair` runs them),
    never two for one server, none while the herd guard holds, none for repair
-   while RACHEL_REPAIR is false or an operator paused it, none for a server a
-   Rachel8 update holds (its rollout's health gate decides: `jobs.update`).
+   while RACHEL_REPAIR is false or an operator paused it.
+
+A server a Rachel8 update holds (`jobs.update`) is judged and written like any
+other, but its rollout's health gate owns it: it counts in no herd, its owner
+is not told, and it is neither probed nor repaired.
 
 With nothing changed a pass costs the three reads and the decisions: no
 per-server query, no write but the memos of new heartbeats.
@@ -99,13 +102,25 @@ def run(ctx: JobContext, *, summary: RunSummary | None = None) -> RunSummary:
     policy = HealthPolicy.from_settings(ctx.settings)
     judged, memos = judge_all(servers, latest, recall, now, policy)
     applied = write_verdicts(ctx, [j for j in judged if j.changed], now, summary=summary)
-    herd = _guard(ctx, herd, judged=judged, applied=applied, now=now, summary=summary)
-    notify_changes(ctx, applied, herd_tripped=herd.tripped)
+    # A server a Rachel8 update holds is its rollout's: its gate judges it, a failure is
+    # rolled back, so it counts in no herd, its owner is not told, and nothing repairs it.
+    held_ids = _claimed(judged)
+    herd = _guard(
+        ctx,
+        herd,
+        judged=[j for j in judged if j.server.id not in held_ids],
+        applied=applied,
+        now=now,
+        summary=summary,
+    )
+    notify_changes(
+        ctx, [j for j in applied if j.server.id not in held_ids], herd_tripped=herd.tripped
+    )
     if was_tripped and not herd.tripped:
         tell_owners_after_herd(ctx, judged)
     _plan(
         ctx,
-        judged,
+        [j for j in judged if j.server.id not in held_ids],
         recall=recall,
         holding=held(herd, pause),
         herd_tripped=herd.tripped,
@@ -116,6 +131,17 @@ def run(ctx: JobContext, *, summary: RunSummary | None = None) -> RunSummary:
     known = set(recall.memos) | set(recall.findings) | set(recall.acted)
     memory.save(memos, stale_findings=outdated(judged), forget=known - ready)
     return summary
+
+
+def _claimed(judged: Sequence[Judged]) -> set[int]:
+    """The servers a Rachel8 update holds, read only when some server is not healthy."""
+    if all(j.verdict.state not in _ATTENTION for j in judged):
+        return set()
+    with connection():
+        return claimed_servers()
+
+
+_ATTENTION = (HealthState.UNHEALTHY, HealthState.DEGRADED)
 
 
 # --- the herd guard -----------------------------------------------------------------
@@ -195,14 +221,8 @@ def _plan(
     """
     policy = RepairPolicy.from_settings(ctx.settings)
     memory = HealthMemory(ctx.redis)
-    claimed: set[int] | None = None  # read only when some server calls for action
     for j in judged:
         if j.verdict.state not in (HealthState.UNHEALTHY, HealthState.DEGRADED):
-            continue
-        if claimed is None:
-            with connection():
-                claimed = claimed_servers()
-        if j.server.id in claimed:
             continue
         incident = j.server.incident(recall.acted.get(j.server.id))
         decision = decide_repair(

@@ -127,7 +127,7 @@ BAD_RELEASES: dict[str, Release] = {
         ),
         Release(
             "2d6f0b4e8a1c3e5f7092b4d6f8a0c2e4b6d8f0a2",
-            "Receive updates by webhook when WEBHOOK_URL is set",
+            "Webhook mode by default: updates on port 8443",
             "0.9.5",
             POLLING_FAILS,
         ),

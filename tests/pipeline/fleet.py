@@ -42,6 +42,15 @@ PASS_SECONDS = 0.2
 
 
 @contextmanager
+def watched(stack: Stack, receiver: Receiver) -> Iterator[Fleet]:
+    """A `Fleet` on a served stack, the simulator's admin API beside it."""
+    sim = stack.sim
+    headers = {"Authorization": f"Bearer {sim.token}"}
+    with httpx.Client(base_url=f"{sim.url}/_sim", headers=headers, timeout=10) as admin:
+        yield Fleet(stack, receiver, admin)
+
+
+@contextmanager
 def served_fleet(
     tmp_path: Path,
     redis_client: redis.Redis,
@@ -51,8 +60,8 @@ def served_fleet(
     receiver: Receiver,
     **env: str,
 ) -> Iterator[Fleet]:
-    """A `Fleet` on a served stack: Rachel8 and the agent talk to the simulated Telegram,
-    operators' alerts go to `receiver`, and `env` sets the rest."""
+    """A `Fleet` on a stack served for it: Rachel8 and the agent talk to the simulated
+    Telegram, operators' alerts go to `receiver`, and `env` sets the rest."""
     with (
         served_stack(
             tmp_path,
@@ -64,13 +73,9 @@ def served_fleet(
             RACHEL_OPERATOR_WEBHOOK_URL=receiver.url,
             **env,
         ) as stack,
-        httpx.Client(
-            base_url=f"{sim.url}/_sim",
-            headers={"Authorization": f"Bearer {sim.token}"},
-            timeout=10,
-        ) as admin,
+        watched(stack, receiver) as fleet,
     ):
-        yield Fleet(stack, receiver, admin)
+        yield fleet
 
 
 @dataclass

@@ -270,7 +270,9 @@ def test_a_bad_release_halts_in_the_canary_and_is_rolled_back(fleet: Fleet, kind
     assert [runs(fleet, s) for s in servers] == [CURRENT_COMMIT] * 3
     assert all(fleet.row(s).health == "healthy" for s in servers)
     assert all(fleet.row(s).update_claim is None for s in servers)
-    assert fleet.events(server, "repair") == [], "the gate owned it: no health repair"
+    # The gate owned it: no health repair, and its bad release told to no owner or operator.
+    assert fleet.events(server, "repair") == [] and fleet.events(server, "probe") == []
+    assert fleet.owner_messages(server) == [] and fleet.alerts(server) == []
 
 
 def test_pause_holds_the_next_wave_and_resume_finishes_it(fleet: Fleet) -> None:

@@ -45,7 +45,7 @@ def release(server: Server) -> None:
     Server.update(update_claim=None).where(Server.id == server.id).execute()
 
 
-def test_a_claimed_server_is_judged_but_neither_repaired_nor_probed(
+def test_a_claimed_server_is_judged_but_neither_repaired_probed_nor_told(
     ctx: JobContext, agents: Agents, clock: ManualClock, redis_client: redis.Redis
 ) -> None:
     down, silent = ready(agents, 2)
@@ -62,6 +62,7 @@ def test_a_claimed_server_is_judged_but_neither_repaired_nor_probed(
     assert summary.acted == {}
     assert of(redis_client, JobFunction.REPAIR_SERVER) == []
     assert of(redis_client, JobFunction.PROBE_SERVER) == []
+    assert of(redis_client, JobFunction.TELL_OWNER) == [], "the rollout rolls it back"
     # Released (the gate decided): the next pass repairs and probes as usual.
     release(down)
     release(silent)
