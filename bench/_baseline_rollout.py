@@ -57,6 +57,7 @@ class Outcome:
         step: where it failed (`prepare`, `switch`, `check`), or None.
         rolled_back: switched back to the recorded commit after a failure.
         detail: the failure in words.
+        recorded: the commit it ran before.
     """
 
     server_id: int
@@ -67,6 +68,7 @@ class Outcome:
     step: str | None = None
     rolled_back: bool = False
     detail: str = ""
+    recorded: str | None = None
 
 
 @dataclass
@@ -159,16 +161,17 @@ class Baseline:
             step = "check"
             check_service(target, timeout=self.timeout)
         except (VpsUpdateError, SSHError) as exc:
-            back = step != "prepare" and self._switch_back(target, recorded)
+            back = step != "prepare" and self.switch_back(server_id, recorded)
             return self._failed(server_id, stage, started, step, str(exc), back)
         with connection():
             Server.update(rachel8_commit=self.commit).where(Server.id == server_id).execute()
-        return Outcome(server_id, stage, started, time.time(), ok=True)
+        return Outcome(server_id, stage, started, time.time(), ok=True, recorded=recorded)
 
-    def _switch_back(self, target: Target, recorded: str | None) -> bool:
-        """Roll back to the recorded commit, and check the unit again."""
+    def switch_back(self, server_id: int, recorded: str | None) -> bool:
+        """Roll back to the recorded commit, and check the unit again (the row says it)."""
         if recorded is None:
             return False
+        target = self.targets[server_id]
         try:
             back = vps_update.switch(target, recorded, layout=self.layout, timeout=self.timeout)
             if not back.ok:
@@ -176,6 +179,8 @@ class Baseline:
             check_service(target, timeout=self.timeout)
         except (VpsUpdateError, SSHError):
             return False
+        with connection():
+            Server.update(rachel8_commit=recorded).where(Server.id == server_id).execute()
         return True
 
     @staticmethod

@@ -212,6 +212,13 @@ def report(results: list[dict[str, Any]]) -> str:
                 f"{_s(_un(b['halt_to_all_healthy'], scale))} (unscaled); API calls "
                 f"{sum(b['api_calls'].values())}"
             )
+        for b in r.get("baseline_bad", []):
+            out.append(
+                f"baseline, first stage with {b['kind']}: {b['stage_servers']} servers, "
+                f"{b['passed_check']} passed its check, {b['failed']} failed "
+                f"{b['failures']} ({b['rolled_back_by_it']} rolled back by it); halted: "
+                f"{b['halted']}; left running it: {b['running_it_after_stage']}"
+            )
     return "\n".join(out)
 
 

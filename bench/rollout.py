@@ -45,8 +45,11 @@ scale is the work itself (SSH sessions, jobs, database): in the unscaled
 equivalent (wall / scale) it counts 1/scale times, so that figure is an
 upper bound of what an unscaled run would take.
 
-    uv run python bench/rollout.py --servers 50               # a small fleet (~8 min)
-    uv run python bench/rollout.py --servers 1000 --workers 16  # issue 23's target
+    uv run python bench/rollout.py --servers 50                 # a small fleet (~6 min)
+    uv run python bench/rollout.py --servers 1000 --bad all     # issue 23's targets (~30 min)
+    # the replaced design's first stage with each bad release: does its check stop it?
+    uv run python bench/rollout.py --servers 50 --bad "" --skip-ours --skip-baseline \
+        --baseline-bad all --name rollout-baseline-bad
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ import argparse
 import os
 import sys
 import time
+from collections import Counter
 from typing import Any
 
 import _common as c
@@ -281,6 +285,33 @@ def baseline_run(stack: up.LocalStack, fleet: Fleet, args: argparse.Namespace) -
     }
 
 
+def baseline_bad_run(kind: str, fleet: Fleet, args: argparse.Namespace) -> dict[str, Any]:
+    """The replaced design's first stage with a bad release: did its check stop it?
+
+    Only the first stage (10%) runs: a stage it does not halt after, it
+    continues from (50%, then 100%). Every server it left on the bad release is
+    then switched back to the commit it recorded, as the next runs need.
+    """
+    commit = rachel8.BAD_RELEASES[kind].commit
+    wait_healthy(fleet.ids, args.timeout)
+    design = Baseline(fleet.targets, commit, layout=fleet.layout, pause=10.0 * args.scale)
+    run = design.run(max_stages=1)
+    left = fleet.running(commit)
+    passed = [o for o in run.outcomes if o.ok]
+    restored = sum(design.switch_back(o.server_id, o.recorded) for o in passed)
+    return {
+        "kind": kind,
+        "stage_servers": len(run.outcomes),
+        "passed_check": len(passed),
+        "failed": len(run.outcomes) - len(passed),
+        "rolled_back_by_it": sum(1 for o in run.outcomes if o.rolled_back),
+        "halted": run.halted_at_stage is not None,
+        "running_it_after_stage": len(left),
+        "failures": dict(Counter(str(o.step) for o in run.outcomes if not o.ok)),
+        "restored_by_bench": restored,
+    }
+
+
 def _measure(stack: up.LocalStack, args: argparse.Namespace) -> dict[str, Any]:
     sim = Simulator(stack.settings)
     started = time.time()
@@ -301,6 +332,9 @@ def _measure(stack: up.LocalStack, args: argparse.Namespace) -> dict[str, Any]:
     if not args.skip_baseline:
         print("the replaced design's rollout (baseline)...", file=sys.stderr)
         result["baseline"] = baseline_run(stack, fleet, args)
+    for kind in args.baseline_bad:
+        print(f"the replaced design's first stage with {kind}...", file=sys.stderr)
+        result.setdefault("baseline_bad", []).append(baseline_bad_run(kind, fleet, args))
     return result
 
 
@@ -324,6 +358,11 @@ def main(argv: list[str] | None = None) -> int:
         default="crash_at_start,polling_fails",
         help="bad releases to roll out first (kinds of sim.rachel8.BAD_RELEASES, `all`, or ``)",
     )
+    parser.add_argument(
+        "--baseline-bad",
+        default="",
+        help="bad releases the replaced design rolls out (its first stage only), at the end",
+    )
     parser.add_argument("--skip-ours", action="store_true")
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--workers", type=int, default=16)
@@ -334,12 +373,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1800, help="seconds for each wait")
     parser.add_argument("--name", default="rollout", help="bench/results/<name>.json")
     args = parser.parse_args(argv)
-    every = list(rachel8.BAD_RELEASES)
-    kinds = every if args.bad == "all" else [k for k in args.bad.split(",") if k]
-    unknown = [k for k in kinds if k not in rachel8.BAD_RELEASES]
-    if unknown:
-        parser.error(f"unknown bad release kinds {unknown}: {sorted(rachel8.BAD_RELEASES)}")
-    args.bad = kinds
+    for option in ("bad", "baseline_bad"):
+        text = getattr(args, option)
+        kinds = list(rachel8.BAD_RELEASES) if text == "all" else [k for k in text.split(",") if k]
+        unknown = [k for k in kinds if k not in rachel8.BAD_RELEASES]
+        if unknown:
+            parser.error(f"unknown bad release kinds {unknown}: {sorted(rachel8.BAD_RELEASES)}")
+        setattr(args, option, kinds)
     args.load_before = list(os.getloadavg())
     print(f"load before: {args.load_before}", file=sys.stderr)
     return c.run_and_publish(args, lambda: [run_one(args)], rep.report)
