@@ -34,6 +34,8 @@ class SimConfig:
         seed: seeds the random choices (faults, addresses) when set.
         time_scale: real seconds per simulated second of a VPS's systemd
             (RestartSec, start limits, Rachel8's start-up): 0.01 is 100x faster.
+        update_seconds: simulated seconds an update's `prepare` takes to clone and
+            install a release (`sim.update.seconds`), scaled by `time_scale`.
     """
 
     host: str = "127.0.0.1"
@@ -51,6 +53,7 @@ class SimConfig:
     vps_parent: Path | None = None
     seed: int | None = None
     time_scale: float = 1.0
+    update_seconds: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: SimSettings) -> SimConfig:
@@ -68,4 +71,5 @@ class SimConfig:
             faults=settings.faults,
             vps_parent=settings.vps_dir,
             time_scale=settings.time_scale,
+            update_seconds=settings.update_seconds,
         )

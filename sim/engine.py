@@ -275,6 +275,7 @@ class Simulator:
                 api_keys=server.public_keys,
                 install_fail=server.faults.install_fail,
                 time_scale=self.config.time_scale,
+                update_seconds=self.config.update_seconds,
                 telegram=self.telegram,
                 hardware=Hardware(server.server_type["disk"], server.server_type["memory"]),
             )

@@ -82,6 +82,14 @@ class SimSettings(DeclaredSettings):
         "RestartSec=10, its start limit, its start-up): 0.01 runs a crash loop 100 times faster.",
         parse_float(0.0001, 1000.0),
     )
+    update_seconds: float = setting(
+        "RACHEL_SIM_UPDATE_TIME",
+        "0s",
+        "Simulated time the update script's `prepare` takes when it clones a release and runs "
+        "`bun install` (a prepared release is ok at once), scaled by RACHEL_SIM_TIME_SCALE: "
+        "20s with a scale of 0.1 answers 2 s later.",
+        parse_duration,
+    )
     faults: Faults = setting(
         "RACHEL_SIM_FAULTS",
         "",

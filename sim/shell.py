@@ -35,6 +35,17 @@ def _field(fields: dict[str, str], match: re.Match[str]) -> str:
     return fields.get(match.group(1), match.group(0))
 
 
+def _tokens(line: str) -> list[str]:
+    """A command line's words and operators, as a POSIX shell splits them.
+
+    Raises:
+        ValueError: unbalanced quotes.
+    """
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|<>")
+    lexer.whitespace_split = True
+    return list(lexer)
+
+
 class Shell:
     """Runs command lines for one VPS user.
 
@@ -42,14 +53,22 @@ class Shell:
         fs: the VPS root filesystem.
         systemd: the VPS's unit states.
         cwd: the working directory (the user's home).
+        update_seconds: simulated seconds the update script's `prepare` takes to
+            clone and install a release.
     """
 
     def __init__(
-        self, fs: RootFs, systemd: Systemd, cwd: str = "/root", user: str = "root"
+        self,
+        fs: RootFs,
+        systemd: Systemd,
+        cwd: str = "/root",
+        user: str = "root",
+        update_seconds: float = 0.0,
     ) -> None:
         self.fs = fs
         self.systemd = systemd
         self.cwd = cwd
+        self.update_seconds = update_seconds
         account = self._account = fs.accounts.get(user) or ROOT
         self._owner = (account.uid, account.gid)
         self._commands: dict[str, Callable[[list[str]], Result]] = {
@@ -70,12 +89,33 @@ class Shell:
             "journalctl": self.systemd.journalctl,
         }
 
+    def seconds(self, line: str) -> float:
+        """Simulated seconds the command line takes before it answers.
+
+        Each run of the update script adds what its stage takes
+        (`sim.update.seconds`); everything else is instant. Whether `&&` or `||`
+        skips a command is not foreseen (the control plane runs the script alone).
+        """
+        try:
+            tokens = _tokens(line)
+        except ValueError:
+            return 0.0
+        total, command = 0.0, []
+        for token in [*tokens, ";"]:
+            if token not in _OPERATORS:
+                command.append(token)
+                continue
+            while command and command[0] == "sudo":
+                command = command[1:]
+            if command and command[0] == contract.UPDATE_SCRIPT_PATH:
+                total += update.seconds(self.fs, self.systemd, command[1:], self.update_seconds)
+            command = []
+        return total
+
     def run(self, line: str) -> Result:
         """Run a command line and return its combined result."""
         try:
-            lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|<>")
-            lexer.whitespace_split = True
-            tokens = list(lexer)
+            tokens = _tokens(line)
         except ValueError as exc:
             return Result(2, stderr=f"sh: 1: syntax error: {exc}\n")
         out, err = [], []

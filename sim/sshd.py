@@ -2,13 +2,16 @@
 
 Exec runs through `sim.shell.Shell` and SFTP (`sim.sftp`) is chrooted to the
 VPS root, so nothing a client does over SSH touches the host outside that
-directory.
+directory. A command that takes time on a real box (an update's `prepare`:
+`Shell.seconds`) answers that many of the VPS's simulated seconds later; the
+loop serves everything else meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import asyncssh
 
@@ -61,9 +64,9 @@ class _VpsSSHServer(asyncssh.SSHServer):
 
 
 def _make_process_handler(
-    fs: RootFs, systemd: Systemd
-) -> Callable[[asyncssh.SSHServerProcess[str]], None]:
-    def handle(process: asyncssh.SSHServerProcess[str]) -> None:
+    fs: RootFs, systemd: Systemd, update_seconds: float = 0.0
+) -> Callable[[asyncssh.SSHServerProcess[str]], Awaitable[None]]:
+    async def handle(process: asyncssh.SSHServerProcess[str]) -> None:
         command = process.command
         if command is None:
             process.stderr.write("This simulated VPS supports exec and SFTP, not shells.\n")
@@ -71,9 +74,14 @@ def _make_process_handler(
             return
         user = process.get_extra_info("username") or "root"
         account = fs.accounts.get(user)
-        result = Shell(fs, systemd, account.home if account else home_of(user), user=user).run(
-            command
-        )
+        home = account.home if account else home_of(user)
+        shell = Shell(fs, systemd, home, user=user, update_seconds=update_seconds)
+        # The work happens at the end of the wait: until then the box is as before
+        # (a release being prepared is not there yet), as a real one's is.
+        busy = shell.seconds(command) * systemd.clock.scale
+        if busy > 0:
+            await asyncio.sleep(busy)
+        result = shell.run(command)
         if result.stdout:
             process.stdout.write(result.stdout)
         if result.stderr:
@@ -93,6 +101,7 @@ async def listen(
     authorized: Callable[[], Mapping[str, set[bytes]]],
     connections: set[asyncssh.SSHServerConnection],
     opened: Callable[[], None] | None = None,
+    update_seconds: float = 0.0,
 ) -> asyncssh.SSHAcceptor:
     """Start the VPS's SSH server on (host, port).
 
@@ -103,6 +112,8 @@ async def listen(
             when the server powers off or is deleted.
         opened: called for each connection the server accepts (before any
             authentication), so that tests can count who opened one.
+        update_seconds: simulated seconds an update's `prepare` takes to
+            install a release (`Shell.seconds`).
     """
 
     def sftp_factory(chan: asyncssh.SSHServerChannel[bytes]) -> asyncssh.SFTPServer:
@@ -113,7 +124,7 @@ async def listen(
         port=port,
         server_host_keys=[host_key],
         server_factory=lambda: _VpsSSHServer(authorized, connections, opened),
-        process_factory=_make_process_handler(fs, systemd),
+        process_factory=_make_process_handler(fs, systemd, update_seconds),
         sftp_factory=sftp_factory,
         allow_scp=False,
         reuse_address=True,

@@ -25,7 +25,10 @@ over SSH does to the box (`sim.shell` dispatches it):
 
 Each stage prints the script's one JSON line and exits as it does (0 ok,
 1 failed, 2 bad arguments). A stage runs on the simulator's loop, one at a
-time per box, so the script's lock is never contended here.
+time per box, so the script's lock is never contended here. A `prepare` that
+installs a release (not one found prepared, or running) takes
+RACHEL_SIM_UPDATE_TIME of the box's simulated time (`seconds`): the SSH
+server answers that much later, the stage's work done at the end of the wait.
 """
 
 from __future__ import annotations
@@ -279,6 +282,24 @@ class UpdateRun:
         except StepFailed as exc:
             return exc
         return None
+
+
+def seconds(fs: RootFs, systemd: Systemd, args: list[str], install_seconds: float) -> float:
+    """Simulated seconds the script's run with `args` takes before it answers.
+
+    A `prepare` of a full commit that is neither prepared nor running clones it
+    and installs its dependencies: `install_seconds` (also when the install then
+    fails: `bun install` runs before it fails). Every other run is instant.
+    """
+    if install_seconds <= 0 or len(args) != 2 or args[0] != contract.STAGE_PREPARE:
+        return 0.0
+    commit = args[1]
+    if not _COMMIT.match(commit) or not fs.real(contract.UPDATE_SCRIPT_PATH, "/").is_file():
+        return 0.0
+    box = UpdateRun(fs, systemd)
+    if box._prepared(commit) or releases.linked_commit(fs, box.layout) == commit:
+        return 0.0
+    return install_seconds
 
 
 def run(fs: RootFs, systemd: Systemd, account: Account, args: list[str]) -> Result:

@@ -82,6 +82,7 @@ class Vps:
         api_keys: list[str],
         install_fail: str | None = None,
         time_scale: float = 1.0,
+        update_seconds: float = 0.0,
         telegram: TelegramSim | None = None,
         hardware: Hardware | None = None,
     ) -> None:
@@ -89,6 +90,8 @@ class Vps:
         self.name = name
         self.ip = ip
         self.ssh_port = ssh_port
+        #: Simulated seconds an update's `prepare` takes to install a release (`sim.update`).
+        self.update_seconds = update_seconds
         self.root = Path(tempfile.mkdtemp(prefix=f"rachel-sim-vps-{server_id}-", dir=base_dir))
         self.fs = RootFs(self.root)
         #: Faults aimed at this box (`sim.faults.VpsFaults`).
@@ -268,6 +271,7 @@ class Vps:
                 authorized=self.authorized_keys,
                 connections=self.connections,
                 opened=self._ssh_opened,
+                update_seconds=self.update_seconds,
             )
 
     def _ssh_opened(self) -> None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
+import asyncssh
 import pytest
 
 from core.cloud import vps_contract as contract
-from sim import rachel8
+from sim import rachel8, sshd
 from sim.rachel8 import BAD_RELEASES, CURRENT_COMMIT, NEWER_COMMIT
 from sim.shell import Shell
 from sim.telegram import TelegramSim, bot_id_of
@@ -27,6 +30,7 @@ from tests.sim.rachel8_data import (
 
 SCRIPT = contract.UPDATE_SCRIPT_PATH
 UNIT = contract.SERVICE_UNIT
+OLDER = next(c for c, r in rachel8.RELEASES.items() if r.defect is None and r.version < "0.9")
 
 
 def _vps(tmp_path: Path, telegram: TelegramSim | None = None) -> Vps:
@@ -209,3 +213,65 @@ def test_prune_keeps_the_current_the_previous_and_the_newest(tmp_path: Path) -> 
 def test_bad_arguments_exit_2(tmp_path: Path, args: tuple[str, ...]) -> None:
     status, result = stage(_vps(tmp_path), *args)
     assert status == 2 and result["failed_step"] == contract.STEP_ARGUMENTS
+
+
+def test_only_a_prepare_that_installs_takes_the_update_time(tmp_path: Path) -> None:
+    vps = _vps(tmp_path)
+    shell = Shell(vps.fs, vps.systemd, update_seconds=20.0)
+    assert shell.seconds(f"{SCRIPT} prepare {NEWER_COMMIT}") == 20.0
+    assert shell.seconds(f"sudo {SCRIPT} prepare {NEWER_COMMIT}; true") == 20.0
+    # `bun install` runs before a stale lockfile fails it: the time is spent too.
+    assert shell.seconds(f"{SCRIPT} prepare {BAD_RELEASES[rachel8.INSTALL_FAILS].commit}") == 20.0
+    for instant in (
+        f"{SCRIPT} prepare {CURRENT_COMMIT}",  # running: nothing to install
+        f"{SCRIPT} switch {NEWER_COMMIT}",
+        f"{SCRIPT} prune 3",
+        f"{SCRIPT} prepare HEAD",
+        f"systemctl restart {UNIT}",
+        "echo 'unbalanced",
+    ):
+        assert shell.seconds(instant) == 0.0, instant
+    assert Shell(vps.fs, vps.systemd).seconds(f"{SCRIPT} prepare {NEWER_COMMIT}") == 0.0
+    assert stage(vps, "prepare", NEWER_COMMIT)[0] == 0
+    assert shell.seconds(f"{SCRIPT} prepare {NEWER_COMMIT}") == 0.0  # prepared already
+    vps.fs.real(SCRIPT, "/").unlink()
+    assert shell.seconds(f"{SCRIPT} prepare {OLDER}") == 0.0  # not found
+
+
+def test_an_installing_prepare_answers_its_scaled_time_later_over_ssh(tmp_path: Path) -> None:
+    vps = _vps(tmp_path)  # time scale 0.001: 300 simulated seconds are 0.3 s
+    key = asyncssh.generate_private_key("ssh-ed25519")
+
+    async def prepare_twice() -> tuple[float, int, int]:
+        acceptor = await sshd.listen(
+            host="127.0.0.1",
+            port=0,
+            host_key=vps.host_key,
+            fs=vps.fs,
+            systemd=vps.systemd,
+            authorized=lambda: {"root": {key.public_data}},
+            connections=set(),
+            update_seconds=300.0,
+        )
+        try:
+            async with asyncssh.connect(
+                "127.0.0.1",
+                port=acceptor.get_port(),
+                username="root",
+                client_keys=[key],
+                known_hosts=None,
+            ) as conn:
+                took, statuses = [], []
+                for _ in range(2):
+                    started = time.monotonic()
+                    done = await conn.run(f"{SCRIPT} prepare {NEWER_COMMIT}")
+                    took.append(time.monotonic() - started)
+                    statuses.append(done.exit_status or 0)
+        finally:
+            acceptor.close()
+        return took[0], statuses[0], statuses[1]
+
+    first, status, again = asyncio.run(prepare_twice())
+    assert (status, again) == (0, 0)  # the second found it prepared (ok at once, above)
+    assert first >= 0.3
+    assert vps.fs.real(f"{LAYOUT.release_dir(NEWER_COMMIT)}/node_modules", "/").is_dir()
