@@ -2,7 +2,9 @@
 
 - `app`, `routes`, `api_*`, `http`, `pagination`, `ratelimit`, `errors`, `render`:
   the API, faithful to `../shared/hetzner/`.
-- `engine`, `state`, `catalog`, `labels`, `stats`: the simulated cloud.
+- `engine`, `state`, `catalog`, `labels`, `stats`: the simulated cloud;
+  `images`, `disk`: snapshot images and the disk copies they hold;
+  `capacity`: locations out of room for a server type.
 - `vps`, `rootfs`, `cloudconfig`, `shell`, `sshd`, `sftp`, `curl`, `bootstrap`,
   `scratch`, `addresses`: a simulated VPS, its real SSH server, its callback.
 - `systemd`, `systemctl`, `systemd_text`, `service`, `timers`, `timer_units`,
