@@ -55,7 +55,7 @@ from sim.cloudconfig import (
 from sim.disk import Disk
 from sim.faults import CLEARED_BY_REBOOT, VpsFaults
 from sim.hardware import Hardware
-from sim.install import InstallRun, pending_work
+from sim.install import STEP_WORK, InstallRun, pending_work
 from sim.rachel8_telegram import Outside, rachel8_fault
 from sim.rootfs import RootFs
 from sim.service import Clock
@@ -141,6 +141,8 @@ class Vps:
         if disk is not None:
             self.packages = disk.restore(self.fs, self.systemd)
             self._authorize_from_files()
+        #: What the disk held before cloud-init's `packages:` (apt's work is the install's).
+        self._disk_packages = list(self.packages)
         self._install(user_data, api_keys)
 
     @property
@@ -268,9 +270,11 @@ class Vps:
         """The share of the stock install's time cloud-init's install takes on this disk
         now (0 when the runcmd runs no install); see `sim.install.pending_work`."""
         command = self._runcmd(vps_contract.INSTALL_SCRIPT_PATH)
-        if command is None or self._install_refused(command) is not None:
-            return 0.0
-        return pending_work(self.fs, self._manifest(), self.packages, self.install_fail)
+        if command is not None and self._install_refused(command) is None:
+            return pending_work(self.fs, self._manifest(), self._disk_packages, self.install_fail)
+        # No install: cloud-config's `packages:` alone still runs apt.
+        apt = any(p not in self._disk_packages for p in self._config.packages)
+        return STEP_WORK[vps_contract.STEP_PACKAGES] if apt else 0.0
 
     def run_cloud_init(self) -> None:
         """cloud-init's final stage: run the install where runcmd runs it (blocking I/O)."""
