@@ -28,7 +28,6 @@ an image's leftover bootstrap env calls nobody by itself.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import logging
 import shutil
@@ -41,7 +40,7 @@ from typing import Any
 import asyncssh
 
 from core.cloud import vps_contract
-from sim import agent, sshd
+from sim import agent, sshd, vps_view
 from sim.agent import AgentRecord
 from sim.bootstrap import CallbackPolicy, CallbackRecord, run_callback
 from sim.cloudconfig import (
@@ -66,9 +65,6 @@ from sim.timer_loop import TimerLoop
 __all__ = ["CallbackPolicy", "CallbackRecord", "Vps"]
 
 log = logging.getLogger(__name__)
-
-#: Journal lines of the Rachel8 unit `/_sim/vps` shows.
-JOURNAL_TAIL = 20
 
 
 class Vps:
@@ -390,54 +386,5 @@ class Vps:
         await asyncio.to_thread(shutil.rmtree, self.root, True)
 
     def describe(self) -> dict[str, Any]:
-        """A JSON-ready summary for `/_sim/vps`."""
-        return {
-            "server_id": self.server_id,
-            "name": self.name,
-            "ip": self.ip,
-            "ssh_port": self.ssh_port,
-            "root_dir": str(self.root),
-            "ssh_listening": self.ssh_listening,
-            "ssh_connections": self.ssh_connections,
-            "host_key": self.host_public_key,
-            "authorized_users": sorted(self.authorized),
-            "cloud_init_done": self.cloud_init_done,
-            "from_image": self.from_image,
-            "powered": self.systemd.powered,
-            "uptime_seconds": round(self.systemd.uptime(), 3),
-            "faults": self.faults.active(),
-            "units": self.systemd.states,
-            "users": [
-                {
-                    "name": a.name,
-                    "uid": a.uid,
-                    "gid": a.gid,
-                    "home": a.home,
-                    "shell": a.shell,
-                    "sudo": a.has_sudo,
-                }
-                for a in self.fs.accounts.all()
-            ],
-            "packages": list(self.packages),
-            "install": self.install_result,
-            "rachel8": self._rachel8_state(),
-            "cloud_config_errors": list(self.cloud_config_errors),
-            "agent": dataclasses.asdict(self.agent_record),
-            "callback": {
-                "url": self.callback.url,
-                "attempts": self.callback.attempts,
-                "last_status": self.callback.last_status,
-                "last_error": self.callback.last_error,
-                "succeeded": self.callback.succeeded,
-            },
-        }
-
-    def _rachel8_state(self) -> dict[str, Any] | None:
-        unit = vps_contract.SERVICE_UNIT
-        if unit not in self.systemd.services:
-            return {"loaded": False, "enabled": unit in self.systemd.enabled}
-        props = self.systemd.properties(unit)
-        state: dict[str, Any] = {key: props[key] for key in vps_contract.SERVICE_PROPERTIES}
-        state |= {"loaded": True, "enabled": unit in self.systemd.enabled}
-        state["journal_tail"] = self.systemd.journal(unit, JOURNAL_TAIL)
-        return state
+        """A JSON-ready summary for `/_sim/vps` (`sim.vps_view`)."""
+        return vps_view.describe(self)
