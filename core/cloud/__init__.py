@@ -4,6 +4,7 @@
 - `hetzner`: the one adapter over the `hcloud` SDK; `hetzner_images` its
   snapshot, power and capacity operations.
 - `ratebudget`: the project's API budget, shared through Redis.
+- `availability`: what the API last said of server types' availability, shared.
 - `cloudinit`: a server's `#cloud-config` user data.
 - `vps_contract`: the paths and formats a VPS and the control plane agree on.
 - `ssh`: secret injection over SSH against a pinned host key.
