@@ -1,6 +1,7 @@
 """rachel-cloud jobs: the work done outside requests, on RQ.
 
-- the job functions, one module per concern (`creating`, `deadlines`,
+- the job functions, one module per concern (`creating` and its create call
+  with the capacity fallback `capacity`, `deadlines`,
   `injecting`, `deprovisioning`, `cleanup`, `intake`, the health task's probes
   and repairs `repair` and messages `notifying`, and the scheduled `grace`,
   `reconcile`, `sweeper`, `housekeeping`, `callback_poll`, `health`);

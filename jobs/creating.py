@@ -23,6 +23,7 @@ from core.store import rows
 from core.store.db import connection
 from core.store.models import Server
 from core.store.vault import seal
+from jobs.capacity import create_placed
 from jobs.context import JobContext, context
 from jobs.enqueue import create_rate_limit
 from jobs.outcomes import Requeue, retry_or_fail
@@ -152,7 +153,10 @@ def create_server(server_id: int) -> str:
             # The key pair, the armed token and the mark above: one UPDATE, before
             # the request that hands the key and the token to the VPS.
             server.save(only=_SAVED_BEFORE_CREATE)
-            provider, adopted = hetzner.create_server(
+            # The server's own location and type, then the fallbacks (jobs.capacity).
+            placed = create_placed(
+                ctx,
+                server,
                 CreateSpec(
                     server_id=server.id,
                     customer_id=server.customer_id,
@@ -164,12 +168,15 @@ def create_server(server_id: int) -> str:
                     env=settings.name_prefix,
                     maybe_exists=maybe_exists,
                 ),
-                firewall_id,
-                key_id,
+                (firewall_id, key_id),
                 refresh=lambda: _project_objects(ctx),
             )
         except HetznerError as exc:
             return retry_or_fail(ctx, server, Status.CREATING, exc, _requeue(ctx, server))
+        if placed is None:
+            slog.info("the server left creating meanwhile; no VPS created")
+            return "superseded"
+        provider, adopted = placed
         deadline = ctx.clock.now() + timedelta(seconds=settings.boot_timeout_seconds)
         verb = "adopted" if adopted else "created"
         moved = transition(

@@ -2,9 +2,12 @@
 
 - `app`, `routes`, `api_*`, `http`, `pagination`, `ratelimit`, `errors`, `render`:
   the API, faithful to `../shared/hetzner/`.
-- `engine`, `state`, `catalog`, `labels`, `stats`: the simulated cloud.
+- `engine`, `state`, `catalog`, `labels`, `stats`: the simulated cloud;
+  `images`, `disk`: snapshot images and the disk copies they hold;
+  `capacity`: locations out of room for a server type.
 - `vps`, `rootfs`, `cloudconfig`, `shell`, `sshd`, `sftp`, `curl`, `bootstrap`,
-  `scratch`, `addresses`: a simulated VPS, its real SSH server, its callback.
+  `scratch`, `addresses`: a simulated VPS, its real SSH server, its callback;
+  `vps_view`: what `/_sim/vps` shows of it.
 - `systemd`, `systemctl`, `systemd_text`, `service`, `timers`, `timer_units`,
   `timer_loop`, `units`, `spawn`: its systemd (services, timers, boots);
   `hardware`: its disk, memory, `/proc`; `install`, `rachel8*`: Rachel8, its

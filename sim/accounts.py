@@ -101,6 +101,11 @@ class Accounts:
         with self._lock:
             return sorted(self._by_name.values(), key=lambda a: a.uid)
 
+    def load(self, accounts: list[Account]) -> None:
+        """Replace every user with `accounts` (a disk restored from a copy; root stays)."""
+        with self._lock:
+            self._by_name = {ROOT.name: ROOT} | {a.name: a for a in accounts if a.uid != 0}
+
     def user_name(self, uid: int) -> str:
         """`stat -c %U`: the name, or the number when no user has it."""
         account = self.by_uid(uid)

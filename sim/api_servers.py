@@ -6,7 +6,7 @@ import re
 import secrets
 from typing import Any
 
-from sim import catalog, render
+from sim import capacity, catalog, images, render
 from sim.engine import Simulator
 from sim.errors import ApiError, invalid_field, not_found, uniqueness
 from sim.http import (
@@ -61,7 +61,28 @@ def _valid_name(body: dict[str, Any], sim: Simulator, current: Server | None = N
     return name
 
 
-def _placement(body: dict[str, Any], server_type: dict[str, Any]) -> str:
+def _placement(sim: Simulator, location: str | None, server_type: dict[str, Any]) -> str:
+    """The location asked for (None: Hetzner picks one) if it has room for the type.
+
+    Raises:
+        ApiError: a capacity fault's code (spending it).
+    """
+    type_name = server_type["name"]
+    if location is None:
+        # Hetzner places it where there is room; none anywhere: the first refusal stands.
+        where = [loc["name"] for loc in server_type["locations"]]
+        rules = sim.faults.capacity
+        room = [loc for loc in where if capacity.refusal(rules, loc, type_name) is None]
+        location = room[0] if room else where[0]
+    refused = capacity.refusal(sim.faults.capacity, location, type_name)
+    if refused is not None:
+        if refused.count is not None:
+            refused.count -= 1
+        raise ApiError(refused.code, capacity.message(refused, location, type_name))
+    return location
+
+
+def _location(body: dict[str, Any], server_type: dict[str, Any]) -> str | None:
     location = text_field(body, "location")
     datacenter = text_field(body, "datacenter")
     if location and datacenter:
@@ -75,7 +96,7 @@ def _placement(body: dict[str, Any], server_type: dict[str, Any]) -> str:
         ):
             raise invalid_field("datacenter", f"unknown datacenter {datacenter!r}")
     if location is None:
-        return str(where[0])
+        return None
     if catalog.location(location) is None:
         raise invalid_field("location", f"unknown location {location!r}")
     if location not in where:
@@ -113,10 +134,8 @@ def create_server(sim: Simulator, req: Request) -> Response:
     server_type = catalog.server_type(ref_field(body.get("server_type"), "server_type"))
     if server_type is None:
         raise invalid_field("server_type", "server type not found")
-    image = catalog.image(ref_field(body.get("image"), "image"), server_type["architecture"])
-    if image is None:
-        raise invalid_field("image", "image not found for this server type's architecture")
-    location = _placement(body, server_type)
+    image, disk = images.resolve(sim, ref_field(body.get("image"), "image"), server_type)
+    asked = _location(body, server_type)
     user_data = text_field(body, "user_data")
     if user_data is not None and len(user_data.encode()) > USER_DATA_MAX_BYTES:
         raise invalid_field("user_data", f"must be at most {USER_DATA_MAX_BYTES} bytes")
@@ -132,19 +151,21 @@ def create_server(sim: Simulator, req: Request) -> Response:
     fields = {
         "server_type": server_type,
         "image": image,
-        "location": location,
         "labels": labels_field(body) or {},
         "user_data": user_data,
         "public_keys": keys,
         "enable_ipv4": bool_field(public_net, "enable_ipv4", True),
         "enable_ipv6": bool_field(public_net, "enable_ipv6", True),
         "firewall_ids": _firewall_ids(sim, list_field(body, "firewalls")),
+        "disk": disk,
         # Without SSH keys Hetzner mails nothing and returns a root password.
         "root_password": None if keys else secrets.token_urlsafe(15),
     }
     start = bool_field(body, "start_after_create", True)
     # The name is checked last so a retried POST fails on it alone.
     fields["name"] = _valid_name(body, sim)
+    # Placement last, as Hetzner places a server it has accepted: a refusal is about room.
+    fields["location"] = _placement(sim, asked, server_type)
     server, action, next_actions = sim.create_server(fields, start)
     return Response(
         201,
@@ -191,9 +212,17 @@ def update_server(sim: Simulator, req: Request, id: str) -> Response:
     return Response(200, {"server": render.server(sim.store, server)})
 
 
+def _unlocked(server: Server) -> Server:
+    if server.imaging is not None:
+        raise ApiError(
+            "locked", f"server {server.id} is locked: image {server.imaging} is being made"
+        )
+    return server
+
+
 def delete_server(sim: Simulator, req: Request, id: str) -> Response:
     """DELETE /servers/{id}."""
-    server = get_server(sim, id)
+    server = _unlocked(get_server(sim, id))
     if server.status == "deleting":
         # A repeated delete (an SDK retry) gets the running delete action back.
         running = [
@@ -208,7 +237,7 @@ def delete_server(sim: Simulator, req: Request, id: str) -> Response:
 
 def _power(command: str) -> Any:
     def handler(sim: Simulator, req: Request, id: str) -> Response:
-        server = get_server(sim, id)
+        server = _unlocked(get_server(sim, id))
         if req.body.strip():
             req.json()  # the body is optional, but must be JSON when given
         if server.status in ("initializing", "deleting"):

@@ -28,6 +28,7 @@ from sim import (
     api_actions,
     api_catalog,
     api_firewalls,
+    api_images,
     api_servers,
     api_ssh_keys,
     telegram,
@@ -55,6 +56,7 @@ API_ROUTES: list[Route] = order(
         *api_firewalls.ROUTES,
         *api_actions.ROUTES,
         *api_catalog.ROUTES,
+        *api_images.ROUTES,
     ]
 )
 ADMIN_ROUTES: list[Route] = order(admin.ROUTES)

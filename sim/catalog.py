@@ -6,6 +6,7 @@ written against the simulator picks the same names it would on Hetzner.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 _CREATED = "2024-01-01T00:00:00Z"
@@ -120,7 +121,13 @@ def datacenter_for(location_name: str) -> dict[str, Any]:
     }
 
 
-def _server_type(row: tuple[Any, ...]) -> dict[str, Any]:
+def _always(location: str, server_type: str) -> bool:
+    return True
+
+
+def _server_type(
+    row: tuple[Any, ...], available: Callable[[str, str], bool] = _always
+) -> dict[str, Any]:
     tid, name, desc, cores, memory, disk, cpu, arch, category, price, where = row
     loc_ids = {loc[1]: loc[0] for loc in _LOCATIONS}
     return {
@@ -152,17 +159,22 @@ def _server_type(row: tuple[Any, ...]) -> dict[str, Any]:
                 "id": loc_ids[loc],
                 "name": loc,
                 "deprecation": None,
-                "available": True,
-                "recommended": True,
+                "available": available(loc, name),
+                "recommended": available(loc, name),
             }
             for loc in where
         ],
     }
 
 
-def server_types() -> list[dict[str, Any]]:
-    """Every server type, ordered by id, with the fields hcloud 2.27 requires."""
-    return [_server_type(row) for row in sorted(_SERVER_TYPES)]
+def server_types(available: Callable[[str, str], bool] = _always) -> list[dict[str, Any]]:
+    """Every server type, ordered by id, with the fields hcloud 2.27 requires.
+
+    Args:
+        available: `(location, type name) -> bool`: whether the type can be
+            ordered there now (`locations[].available`, `recommended`).
+    """
+    return [_server_type(row, available) for row in sorted(_SERVER_TYPES)]
 
 
 def server_type(ref: str | int) -> dict[str, Any] | None:

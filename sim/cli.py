@@ -31,7 +31,8 @@ def sim_command(host: str | None, port: int | None) -> None:
     PUT /_sim/servers/ID/faults for one server. Faults: errors (per API
     operation), rate_limit_burst, action_delay, action_errors, and the
     per-server never_running, no_callback, ssh_refuse and install_fail
-    (a step of the Rachel8 install). Every fault, with examples: the README's
+    (a step of the Rachel8 install), and capacity (locations out of room for
+    a server type). Every fault, with examples: the README's
     "Fault injection (the simulator)" section. For example:
 
     \b
@@ -57,7 +58,8 @@ def sim_command(host: str | None, port: int | None) -> None:
     click.echo(
         f"Hetzner Cloud API simulator on http://{config.host}:{config.port}/v1 "
         f"(VPS SSH port {config.ssh_port}; create {config.create_seconds}s, "
-        f"boot {config.boot_seconds}s, cloud-init {config.cloud_init_seconds}s). Ctrl-C stops."
+        f"boot {config.boot_seconds}s, cloud-init {config.cloud_init_seconds}s, "
+        f"install {config.install_seconds}s, at {config.time_scale} real s each). Ctrl-C stops."
     )
     try:
         serve_forever(config)

@@ -22,7 +22,12 @@ class SimConfig:
         token: the accepted bearer token.
         create_seconds: create -> the server `running` (create action done).
         boot_seconds: `running` -> SSH answering; also how long power actions take.
-        cloud_init_seconds: SSH answering -> the bootstrap callback.
+        cloud_init_seconds: SSH answering -> the bootstrap callback: cloud-init's
+            per-server part, without the install.
+        install_seconds: the stock install's work (apt, Bun, Claude Code, the
+            clone, `bun install`), spent in cloud-init when its install runs on a
+            disk without it (`sim.install.pending_work`).
+        image_seconds: `create_image` -> the image `available`.
         rate_limit: token bucket size (`RateLimit-Limit`).
         rate_refill: tokens refilled per second.
         faults: faults active at start.
@@ -32,8 +37,9 @@ class SimConfig:
         vps_parent: where that scratch directory is made; None: a RAM-backed
             directory with room, else the system temp dir.
         seed: seeds the random choices (faults, addresses) when set.
-        time_scale: real seconds per simulated second of a VPS's systemd
-            (RestartSec, start limits, Rachel8's start-up): 0.01 is 100x faster.
+        time_scale: real seconds per simulated second: of the timings above
+            and of a VPS's systemd (RestartSec, start limits, Rachel8's
+            start-up): 0.01 is 100x faster.
         update_seconds: simulated seconds an update's `prepare` takes to clone and
             install a release (`sim.update.seconds`), scaled by `time_scale`.
     """
@@ -45,6 +51,8 @@ class SimConfig:
     create_seconds: float = 0.0
     boot_seconds: float = 0.0
     cloud_init_seconds: float = 0.0
+    install_seconds: float = 0.0
+    image_seconds: float = 0.0
     rate_limit: int = 3600
     rate_refill: float = 1.0
     faults: Faults = field(default_factory=Faults)
@@ -66,6 +74,8 @@ class SimConfig:
             create_seconds=settings.create_seconds,
             boot_seconds=settings.boot_seconds,
             cloud_init_seconds=settings.cloud_init_seconds,
+            install_seconds=settings.install_seconds,
+            image_seconds=settings.image_seconds,
             rate_limit=settings.rate_limit,
             rate_refill=settings.rate_refill,
             faults=settings.faults,

@@ -1,6 +1,12 @@
 """The simulator core: state, faults, rate limit, stats and the asynchronous
 lifecycle of servers (create -> running -> SSH -> cloud-init callback).
 
+Its timings are simulated seconds (`SimConfig.time_scale` real seconds
+each): create, boot, cloud-init's per-server part, and the install's work
+when cloud-init runs it (the stock install's time, times the share of its
+work not on the disk yet: all of it on a stock image, none on a snapshot of
+an installed server; `sim.install.pending_work`).
+
 Everything runs on the event loop of the API server. Other threads (tests,
 the in-process runner) read and change state through the lock, and run
 coroutines with `call_soon`.
@@ -20,6 +26,7 @@ from typing import Any
 
 import msgspec
 
+from sim import images
 from sim.addresses import AddressPool
 from sim.config import SimConfig
 from sim.faults import Faults, action_fails, decide_server_faults, pick_error_rule
@@ -94,7 +101,12 @@ class Simulator:
             raise RuntimeError("the simulator is not running")
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def _spawn(self, server_id: int, coro: Coroutine[Any, Any, None]) -> None:
+    async def sleep(self, simulated: float, extra: float = 0.0) -> None:
+        """Wait `simulated` seconds of the simulated cloud, plus `extra` real ones."""
+        await asyncio.sleep(simulated * self.config.time_scale + extra)
+
+    def spawn_task(self, server_id: int, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run `coro` on the loop as a task of server `server_id` (0: of none); on the loop."""
         task = asyncio.get_running_loop().create_task(coro)
         tasks = self._tasks.setdefault(server_id, set())
         tasks.add(task)
@@ -116,6 +128,11 @@ class Simulator:
         with self.lock:
             vpss, self.vpss = list(self.vpss.values()), {}
         await asyncio.gather(*(v.destroy() for v in vpss), return_exceptions=True)
+        with self.lock:
+            disks = images.every_disk(self)
+            self.store.images = {}
+        for disk in disks:
+            await asyncio.to_thread(disk.remove)
         with self._scratch_lock:
             scratch, self._scratch = self._scratch, None
         if scratch is not None:
@@ -177,7 +194,8 @@ class Simulator:
             "RateLimit-Reset": str(int(reset)),
         }
 
-    def _action_fails(self, command: str) -> bool:
+    def action_fails(self, command: str) -> bool:
+        """Whether an action with `command` ends in error now (the fault dice)."""
         with self.lock:
             return action_fails(self.faults, command, self._rng.random())
 
@@ -204,6 +222,7 @@ class Simulator:
             faults=decide_server_faults(self.faults, fields["name"], self._rng),
             firewall_ids=fields["firewall_ids"],
             root_password=fields["root_password"],
+            disk=fields.get("disk"),
         )
         store.servers[server.id] = server
         for firewall_id in server.firewall_ids:
@@ -212,17 +231,17 @@ class Simulator:
         next_actions = (
             [store.new_action("start_server", "servers", [("server", server.id)])] if start else []
         )
-        self.stats.servers[server.id] = ServerTimings(server.name)
-        self._spawn(server.id, self._provision(server, action, next_actions, time.monotonic()))
+        self.stats.servers[server.id] = ServerTimings(server.name, image=server.image["type"])
+        self.spawn_task(server.id, self._provision(server, action, next_actions, time.monotonic()))
         return server, action, next_actions
 
     async def _provision(
         self, server: Server, action: Action, next_actions: list[Action], started: float
     ) -> None:
-        await asyncio.sleep(self.config.create_seconds + self.faults.action_delay)
+        await self.sleep(self.config.create_seconds, self.faults.action_delay)
         if server.faults.never_running:
             return  # the action stays running and the server initializing, forever
-        if self._action_fails("create_server"):
+        if self.action_fails("create_server"):
             self._fail_create(server, [action, *next_actions], "(simulated fault)")
             return
         vps = None
@@ -252,7 +271,8 @@ class Simulator:
                 action.fail("action_failed", f"server creation failed {why}")
             server.status = "off"
 
-    def _vps_dir(self) -> Path:
+    def vps_dir(self) -> Path:
+        """Where VPS roots and image disks are made (blocking the first time)."""
         if self.config.vps_dir is not None:
             return self.config.vps_dir
         with self._scratch_lock:
@@ -270,7 +290,7 @@ class Simulator:
                 name=server.name,
                 ip=server.ipv4 or "127.0.0.1",
                 ssh_port=self.config.ssh_port,
-                base_dir=self._vps_dir(),
+                base_dir=self.vps_dir(),
                 user_data=server.user_data,
                 api_keys=server.public_keys,
                 install_fail=server.faults.install_fail,
@@ -278,6 +298,7 @@ class Simulator:
                 update_seconds=self.config.update_seconds,
                 telegram=self.telegram,
                 hardware=Hardware(server.server_type["disk"], server.server_type["memory"]),
+                disk=server.disk,
             )
         finally:
             with self._builds_done:
@@ -290,14 +311,15 @@ class Simulator:
         vps = await asyncio.to_thread(self._build_vps, server)
         with self.lock:
             self.vpss[server.id] = vps
+            images.release(self, server.disk)  # its image may be gone meanwhile
         vps.attach(asyncio.get_running_loop())
         return vps
 
     async def _boot(self, server: Server, vps: Vps, first_boot: bool) -> None:
         booted = time.monotonic()
-        await asyncio.sleep(self.config.boot_seconds)
-        if not first_boot and not vps.systemd.powered:
-            vps.boot()
+        await self.sleep(self.config.boot_seconds)
+        if (not first_boot and not vps.systemd.powered) or (first_boot and vps.from_image):
+            vps.boot()  # an image's enabled units start at its first boot too
         if not server.faults.ssh_refuse and server.ipv4:
             await vps.start_ssh()
         timings = self.stats.servers[server.id]
@@ -305,9 +327,11 @@ class Simulator:
         if not first_boot:
             return
         cloud_init_started = time.monotonic()
-        await asyncio.sleep(self.config.cloud_init_seconds)
-        # The install runs within cloud-init's time: it adds file writes, not a delay.
+        await self.sleep(self.config.cloud_init_seconds)
         vps.install_fail = server.faults.install_fail  # as set now, per server too
+        # The install's work takes its time first; its files land at the end of it.
+        timings.install = self.config.install_seconds * vps.install_work()
+        await self.sleep(timings.install)
         await asyncio.to_thread(vps.run_cloud_init)
         vps.cloud_init_done = True
         if server.faults.no_callback:
@@ -325,14 +349,14 @@ class Simulator:
         server.status = "deleting"
         # Deleting stops whatever the box was doing, the callback retries included.
         self._cancel_tasks(server.id)
-        self._spawn(server.id, self._delete(server, action, previous))
+        self.spawn_task(server.id, self._delete(server, action, previous))
         return action
 
     async def _delete(self, server: Server, action: Action, previous: str) -> None:
-        await asyncio.sleep(self.config.boot_seconds + self.faults.action_delay)
+        await self.sleep(self.config.boot_seconds, self.faults.action_delay)
         with self.lock:
             vps = self.vpss.pop(server.id, None)
-        if self._action_fails("delete_server"):
+        if self.action_fails("delete_server"):
             if vps is not None:
                 await vps.stop_ssh()
                 with self.lock:
@@ -356,7 +380,7 @@ class Simulator:
         """Start a power action (`start_server`, `stop_server`, `shutdown_server`,
         `reboot_server`, `reset_server`); call on the loop, under the lock."""
         action = self.store.new_action(command, "servers", [("server", server.id)])
-        self._spawn(server.id, self._power(server, action, command))
+        self.spawn_task(server.id, self._power(server, action, command))
         return action
 
     async def _power(self, server: Server, action: Action, command: str) -> None:
@@ -367,8 +391,8 @@ class Simulator:
         if command in _POWERING_OFF:
             with self.lock:
                 server.status = "stopping"
-        await asyncio.sleep(self.config.boot_seconds + self.faults.action_delay)
-        if self._action_fails(command):
+        await self.sleep(self.config.boot_seconds, self.faults.action_delay)
+        if self.action_fails(command):
             with self.lock:
                 action.fail("action_failed", f"{command} failed (simulated fault)")
             return
@@ -390,12 +414,12 @@ class Simulator:
     ) -> Action:
         """An action that finishes after the fault delay (firewall changes); on the loop."""
         action = self.store.new_action(command, scope, resources)
-        self._spawn(0, self._finish_quick(action, apply))
+        self.spawn_task(0, self._finish_quick(action, apply))
         return action
 
     async def _finish_quick(self, action: Action, apply: Callable[[], None] | None) -> None:
         await asyncio.sleep(self.faults.action_delay)
-        failed = self._action_fails(action.command)
+        failed = self.action_fails(action.command)
         with self.lock:
             if failed:
                 action.fail("action_failed", f"{action.command} failed (simulated fault)")

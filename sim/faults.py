@@ -12,6 +12,7 @@ Faults are a JSON document (setting `RACHEL_SIM_FAULTS`, or `PUT /_sim/faults`):
   "no_callback": {"rate": 0, "names": ["rc-7-*"]},
   "ssh_refuse": 0.5,
   "install_fail": {"step": "clone", "rate": 1.0, "names": ["rc-9-*"]},
+  "capacity": [{"location": "fsn1", "server_type": "cx23"}],
   "seed": 42
 }
 ```
@@ -32,6 +33,9 @@ Faults are a JSON document (setting `RACHEL_SIM_FAULTS`, or `PUT /_sim/faults`):
   with probability `rate` (default 1 without `names`, else 0). The step
   prints a plausible error and exits non-zero; later steps do not run, and
   the bootstrap still calls back, reporting the failure.
+- `capacity`: locations out of room for server types: creating one there
+  answers `resource_unavailable` or `placement_error`, and the catalogue
+  may say so ahead (`sim.capacity`).
 - `seed`: makes the random decisions reproducible.
 
 ## Faults of running VPSs
@@ -65,6 +69,7 @@ from typing import Any
 import msgspec
 
 from core.cloud.vps_contract import INSTALL_STEPS
+from sim.capacity import CapacityFault, problem
 from sim.errors import ERROR_STATUS
 
 
@@ -117,6 +122,7 @@ class Faults(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=False):
     no_callback: float | ServerFault = 0.0
     ssh_refuse: float | ServerFault = 0.0
     install_fail: InstallFault | None = None
+    capacity: list[CapacityFault] = msgspec.field(default_factory=list)
     seed: int | None = None
 
 
@@ -153,6 +159,9 @@ def validate(faults: Faults) -> Faults:
                 f"(one of {', '.join(INSTALL_STEPS)})"
             )
         _check_rate("install_fail", faults.install_fail.effective_rate)
+    wrong = problem(faults.capacity)
+    if wrong is not None:
+        raise FaultError(wrong)
     if faults.rate_limit_burst < 0:
         raise FaultError("rate_limit_burst must not be negative")
     if faults.action_delay < 0:

@@ -7,6 +7,14 @@ Bun and Claude Code at versions that exist, the clone of the Rachel8
 repository at a commit that exists (`sim.rachel8`), `bun install`, the
 shared folder and the unit. The outcome is written to `INSTALL_RESULT_PATH`
 in the contract's format, which the bootstrap then reports.
+
+Like the real script, running it again is harmless: packages already there
+stay, Bun and Claude Code are installed over themselves, a release dir that
+holds a clone already is fetched and checked out instead of cloned. What it
+costs is its work: `pending_work` is the share of the stock install's time
+(`RACHEL_SIM_INSTALL_TIME`: apt, Bun, Claude Code, the clone, `bun install`)
+whose result is not on the disk yet. On a server made from a snapshot of an
+installed server, that is nothing.
 """
 
 from __future__ import annotations
@@ -63,6 +71,63 @@ FAULT_OUTPUT: dict[str, tuple[int, str]] = {
     contract.STEP_SHARED_FOLDER: (1, "mkdir: cannot create directory: No space left on device\n"),
     contract.STEP_UNIT: (1, "Failed to enable unit: Access denied\n"),
 }
+
+
+#: The shares of the stock install's time the steps take when they have work
+#: to do: apt most of it, then `bun install` of Rachel8's dependencies.
+STEP_WORK: dict[str, float] = {
+    contract.STEP_PACKAGES: 0.4,
+    contract.STEP_BUN: 0.1,
+    contract.STEP_CLAUDE_CODE: 0.15,
+    contract.STEP_CLONE: 0.1,
+    contract.STEP_DEPENDENCIES: 0.25,
+}
+
+
+def _file_text(fs: RootFs, path: str) -> str:
+    real = fs.real(path, "/")
+    return real.read_text(errors="replace") if real.is_file() else ""
+
+
+def _done_steps(fs: RootFs, manifest: Mapping[str, str], packages: list[str]) -> set[str]:
+    """The steps whose result is on the disk already, for what `manifest` asks."""
+    layout = contract.Layout(manifest.get(contract.USER_VAR, "").strip() or "rachel")
+    commit = manifest.get(contract.COMMIT_VAR, "").strip()
+    bun = manifest.get(contract.BUN_VERSION_VAR, "").strip()
+    claude = manifest.get(contract.CLAUDE_CODE_VERSION_VAR, "").strip()
+    release = layout.release_dir(commit) if commit else None
+    claude_manifest = (
+        f"{layout.home}/.bun/install/global/node_modules/@anthropic-ai/claude-code/package.json"
+    )
+    checks = {
+        contract.STEP_PACKAGES: all(p in packages for p in contract.PACKAGES),
+        contract.STEP_BUN: bool(bun) and f"# bun {bun}\n" in _file_text(fs, layout.bun_path),
+        contract.STEP_CLAUDE_CODE: bool(claude)
+        and f'"version": "{claude}"' in _file_text(fs, claude_manifest),
+        contract.STEP_CLONE: release is not None
+        and _file_text(fs, f"{release}/.git/HEAD").strip() == commit,
+        contract.STEP_DEPENDENCIES: release is not None
+        and fs.real(f"{release}/node_modules", "/").is_dir(),
+    }
+    return {step for step, done in checks.items() if done}
+
+
+def pending_work(
+    fs: RootFs, manifest: Mapping[str, str], packages: list[str], fail_step: str | None
+) -> float:
+    """The share (0 to 1) of the stock install's time a run of the install now takes.
+
+    The steps up to the one a fault fails at (later ones never run) whose
+    result is not on the disk yet.
+    """
+    done = _done_steps(fs, manifest, packages)
+    work = 0.0
+    for step in contract.INSTALL_STEPS:
+        if step == fail_step:
+            break
+        if step not in done:
+            work += STEP_WORK.get(step, 0.0)
+    return round(work, 6)
 
 
 @dataclass
@@ -181,9 +246,13 @@ class InstallRun:
         layout = contract.Layout(account.name)
         commit = self._value(contract.COMMIT_VAR)
         release = layout.release_dir(commit)
-        output = releases.clone(
-            self.fs, release, self._value(contract.REPO_VAR), commit, self._owned(account)
-        )
+        if self.fs.real(f"{release}/.git", "/").is_dir():
+            # Installed already (a snapshot's disk): the script fetches and checks out.
+            output = releases.checkout(self.fs, release, commit, self._owned(account))
+        else:
+            output = releases.clone(
+                self.fs, release, self._value(contract.REPO_VAR), commit, self._owned(account)
+            )
         releases.point_link(self.fs, layout, commit, self._owned(account))
         self.commit = commit
         return output

@@ -70,3 +70,13 @@ class Owners:
         with self._lock:
             for known in [p for p in self._map if _below(p, path)]:
                 del self._map[known]
+
+    def entries(self) -> dict[str, Owner]:
+        """Every recorded owner (what a copy of the disk keeps)."""
+        with self._lock:
+            return dict(self._map)
+
+    def load(self, entries: dict[str, Owner]) -> None:
+        """Replace every record with `entries` (a disk restored from a copy)."""
+        with self._lock:
+            self._map = {path: owner for path, owner in entries.items() if owner != ROOT_OWNER}

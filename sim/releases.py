@@ -73,6 +73,19 @@ def clone(fs: RootFs, directory: str, repo: str, commit: str, owner: Owner) -> s
     return f"{cloning}HEAD is now at {commit[:7]} {release.subject}\n"
 
 
+def checkout(fs: RootFs, directory: str, commit: str, owner: Owner) -> str:
+    """`git -C DIRECTORY fetch origin && git checkout --detach COMMIT` in an existing clone.
+
+    Raises:
+        StepFailed: the repository has no such commit.
+    """
+    release = rachel8.RELEASES.get(commit)
+    if release is None:
+        raise StepFailed(128, f"fatal: reference is not a tree: {commit}\n")
+    fs.write(f"{directory}/.git/HEAD", f"{commit}\n".encode(), 0o644, owner=owner)
+    return f"HEAD is now at {commit[:7]} {release.subject}\n"
+
+
 def bun_install(fs: RootFs, directory: str, owner: Owner, bun_version: str | None) -> str:
     """`bun install --frozen-lockfile` in `directory`; the output.
 

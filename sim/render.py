@@ -6,7 +6,7 @@ from typing import Any
 
 from sim import catalog
 from sim.labels import SelectorError, selector_matches
-from sim.state import Action, Firewall, Server, SshKey, Store
+from sim.state import Action, Firewall, Image, Server, SshKey, Store
 
 
 def action(a: Action) -> dict[str, Any]:
@@ -20,6 +20,31 @@ def action(a: Action) -> dict[str, Any]:
         "finished": a.finished,
         "resources": [dict(r) for r in a.resources],
         "error": dict(a.error) if a.error else None,
+    }
+
+
+def image(i: Image) -> dict[str, Any]:
+    """A snapshot image object (system images are `sim.catalog.images`)."""
+    server_id, server_name = i.created_from
+    return {
+        "id": i.id,
+        "type": i.type,
+        "status": i.status,
+        "name": None,  # only system images have one
+        "description": i.description,
+        "image_size": i.image_size,
+        "disk_size": i.disk_size,
+        "created": i.created,
+        "created_from": {"id": server_id, "name": server_name},
+        "bound_to": None,  # only backups are bound to their server
+        "os_flavor": i.base["os_flavor"],
+        "os_version": i.base["os_version"],
+        "rapid_deploy": False,
+        "protection": {"delete": False},
+        "deprecated": None,
+        "deleted": None,
+        "labels": dict(i.labels),
+        "architecture": i.architecture,
     }
 
 
@@ -106,7 +131,7 @@ def server(store: Store, s: Server) -> dict[str, Any]:
         "image": s.image,
         "iso": None,
         "rescue_enabled": False,
-        "locked": False,
+        "locked": s.imaging is not None,
         "backup_window": None,
         "outgoing_traffic": 0,
         "ingoing_traffic": 0,

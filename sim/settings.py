@@ -52,7 +52,22 @@ class SimSettings(DeclaredSettings):
     cloud_init_seconds: float = setting(
         "RACHEL_SIM_CLOUD_INIT_TIME",
         "0.2s",
-        "Simulated cloud-init run time before the VPS calls back.",
+        "Simulated time of cloud-init's per-server part (users, files, the "
+        "bootstrap) before the VPS calls back; the install's work is apart.",
+        parse_duration,
+    )
+    install_seconds: float = setting(
+        "RACHEL_SIM_INSTALL_TIME",
+        "0.5s",
+        "Simulated time of the stock Rachel8 install (apt, Bun, Claude Code, the clone, "
+        "`bun install`) within cloud-init, for the part of its work not on the disk yet: "
+        "all of it from a stock image, none from a snapshot of an installed server.",
+        parse_duration,
+    )
+    image_seconds: float = setting(
+        "RACHEL_SIM_IMAGE_TIME",
+        "0.3s",
+        "Simulated time from `create_image` to the snapshot image being available.",
         parse_duration,
     )
     rate_limit: int = setting(
@@ -78,8 +93,9 @@ class SimSettings(DeclaredSettings):
     time_scale: float = setting(
         "RACHEL_SIM_TIME_SCALE",
         "1",
-        "Real seconds per simulated second of a VPS's systemd timers (Rachel8's "
-        "RestartSec=10, its start limit, its start-up): 0.01 runs a crash loop 100 times faster.",
+        "Real seconds per simulated second: of the create, boot, cloud-init, install and "
+        "image times above, and of a VPS's systemd timers (Rachel8's RestartSec=10, its "
+        "start limit, its start-up): 0.01 runs a crash loop 100 times faster.",
         parse_float(0.0001, 1000.0),
     )
     update_seconds: float = setting(

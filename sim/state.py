@@ -1,4 +1,4 @@
-"""The simulator's in-memory project: records of servers, keys, firewalls, actions.
+"""The simulator's in-memory project: records of servers, images, keys, firewalls, actions.
 
 Plain data plus the bookkeeping (ids, uniqueness); the asynchronous lifecycle
 lives in `sim.engine` and the JSON shapes in `sim.render`.
@@ -68,6 +68,37 @@ class Server:
     created: str = field(default_factory=utc_now)
     firewall_ids: list[int] = field(default_factory=list)
     root_password: str | None = None
+    #: The image a running `create_image` is making of it: the server is locked.
+    imaging: int | None = None
+    #: The snapshot's disk it was made from (`sim.disk.Disk`); None: a system image's.
+    disk: Any = None
+
+
+@dataclass
+class Image:
+    """A snapshot image made of a server (system images are `sim.catalog`'s).
+
+    Attributes:
+        disk: the server's files when it was taken (`sim.disk.Disk`); None for
+            a server that never booted (its disk is the stock image's).
+        image_size: GB in Hetzner's storage, known once the image is available.
+        disk_size: GB of the disk it holds: servers made from it need as much.
+        created_from: (id, name) of the server it was made of.
+        base: the system image that server was made from (OS flavour, version).
+    """
+
+    id: int
+    type: str
+    description: str
+    labels: dict[str, str]
+    architecture: str
+    disk_size: float
+    created_from: tuple[int, str]
+    base: dict[str, Any]
+    disk: Any = None
+    status: str = "creating"
+    image_size: float | None = None
+    created: str = field(default_factory=utc_now)
 
 
 @dataclass
@@ -111,6 +142,7 @@ class Store:
         self.ssh_keys: dict[int, SshKey] = {}
         self.firewalls: dict[int, Firewall] = {}
         self.actions: dict[int, Action] = {}
+        self.images: dict[int, Image] = {}
         # Hetzner ids are large and per resource type; distinct ranges make a
         # mixed-up id fail loudly with not_found instead of hitting another object.
         self._server_ids = itertools.count(10_000_001)
@@ -118,6 +150,8 @@ class Store:
         self._firewall_ids = itertools.count(30_000_001)
         self._action_ids = itertools.count(40_000_001)
         self._ip_ids = itertools.count(50_000_001)
+        # Above the catalogue's system images (1xx_xxx_xxx): never one of theirs.
+        self._image_ids = itertools.count(310_000_001)
 
     def next_server_id(self) -> int:
         """A new server id."""
@@ -134,6 +168,10 @@ class Store:
     def next_ip_id(self) -> int:
         """A new primary IP id."""
         return next(self._ip_ids)
+
+    def next_image_id(self) -> int:
+        """A new image id."""
+        return next(self._image_ids)
 
     def new_action(self, command: str, scope: str, resources: list[tuple[str, int]]) -> Action:
         """Record a new running action on the given (type, id) resources."""

@@ -14,13 +14,19 @@ class ServerTimings:
     Attributes:
         create: create request -> `running`.
         boot: `running` -> SSH answering.
-        cloud_init: SSH answering -> callback answered 2xx (includes `callback`).
+        cloud_init: SSH answering -> callback answered 2xx (includes `callback`
+            and the install).
+        image: the type of image it was made from (`system`, `snapshot`).
+        install: simulated seconds its install's work took (0: none to do, or
+            none run; None: cloud-init has not got that far).
         callback: seconds the VPS spent in its callback requests, i.e. waiting
             for the control plane to answer (benchmarks count it as the control
             plane's time, not the cloud's).
     """
 
     name: str
+    image: str = "system"
+    install: float | None = None
     create: float | None = None
     boot: float | None = None
     cloud_init: float | None = None

@@ -13,12 +13,21 @@ Once attached to the simulator's loop (`attach`), its timers elapse
 (`sshd.silent_listener`) and its agent sends nothing. `power_off` and
 `boot` are the Hetzner power actions: a boot clears `freeze` and
 `crash_once`, and starts the enabled units afresh (uptime 0, NRestarts 0).
+
+A VPS made from a snapshot image starts with the image's disk
+(`sim.disk.Disk`): its files, users, enabled units and packages, and the
+keys authorised in its `authorized_keys` files. Then it is a new instance
+like any other: a new host key (cloud-init's `ssh` module replaces the
+image's on a new instance), its own user data run against those files (a
+user that exists already is skipped, as cloud-init does; the install, if
+the runcmd runs it, finds its work done), its enabled units started by its
+first boot. The callback runs only when the runcmd runs the bootstrap:
+an image's leftover bootstrap env calls nobody by itself.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import logging
 import shutil
@@ -31,7 +40,7 @@ from typing import Any
 import asyncssh
 
 from core.cloud import vps_contract
-from sim import agent, sshd
+from sim import agent, sshd, vps_view
 from sim.agent import AgentRecord
 from sim.bootstrap import CallbackPolicy, CallbackRecord, run_callback
 from sim.cloudconfig import (
@@ -42,9 +51,10 @@ from sim.cloudconfig import (
     parse_user_data,
     runs,
 )
+from sim.disk import Disk
 from sim.faults import CLEARED_BY_REBOOT, VpsFaults
 from sim.hardware import Hardware
-from sim.install import InstallRun
+from sim.install import STEP_WORK, InstallRun, pending_work
 from sim.rachel8_telegram import Outside, rachel8_fault
 from sim.rootfs import RootFs
 from sim.service import Clock
@@ -55,9 +65,6 @@ from sim.timer_loop import TimerLoop
 __all__ = ["CallbackPolicy", "CallbackRecord", "Vps"]
 
 log = logging.getLogger(__name__)
-
-#: Journal lines of the Rachel8 unit `/_sim/vps` shows.
-JOURNAL_TAIL = 20
 
 
 class Vps:
@@ -85,6 +92,7 @@ class Vps:
         update_seconds: float = 0.0,
         telegram: TelegramSim | None = None,
         hardware: Hardware | None = None,
+        disk: Disk | None = None,
     ) -> None:
         self.server_id = server_id
         self.name = name
@@ -127,6 +135,13 @@ class Vps:
         self.ssh_connections = 0
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._silent: socket.socket | None = None
+        #: Made from a snapshot image: its disk came with the image.
+        self.from_image = disk is not None
+        if disk is not None:
+            self.packages = disk.restore(self.fs, self.systemd)
+            self._authorize_from_files()
+        #: What the disk held before cloud-init's `packages:` (apt's work is the install's).
+        self._disk_packages = list(self.packages)
         self._install(user_data, api_keys)
 
     @property
@@ -159,6 +174,19 @@ class Vps:
                 owner=owner,
             )
 
+    def _authorize_from_files(self) -> None:
+        """sshd reads `authorized_keys` files: an image's keys let in whom they let in."""
+        for account in self.fs.accounts.all():
+            keys = self.fs.real(f"{account.home}/.ssh/authorized_keys", "/")
+            if not keys.is_file():
+                continue
+            for line in keys.read_text(errors="replace").splitlines():
+                try:
+                    key = asyncssh.import_public_key(line.strip())
+                except (asyncssh.KeyImportError, ValueError):
+                    continue
+                self.authorized.setdefault(account.name, set()).add(key.public_data)
+
     def _install(self, user_data: str | None, api_keys: list[str]) -> None:
         # What the image and cloud-init leave behind before sshd starts.
         for directory in ("root", "etc/ssh", "tmp", "etc/systemd/system"):
@@ -172,6 +200,9 @@ class Vps:
         self.cloud_config_errors.extend(config.errors)
         self._write_files([f for f in config.write_files if not f.defer])
         for spec in config.users:
+            if self.fs.accounts.get(spec.name) is not None:
+                # cloud-init: "User <name> already exists, skipping." (an image's user).
+                continue
             try:
                 account = self.fs.accounts.add(
                     spec.name,
@@ -209,30 +240,54 @@ class Vps:
             except OSError as exc:
                 self.cloud_config_errors.append(f"write_files {item.path}: {exc}")
 
+    def _runcmd(self, program: str) -> list[str] | str | None:
+        """The first runcmd entry that runs `program`, if any."""
+        return next((c for c in self._config.runcmd if runs(c, program)), None)
+
+    def _install_refused(self, command: list[str] | str) -> str | None:
+        """Why the shell cannot run the install script as `command` runs it, or None."""
+        script = vps_contract.INSTALL_SCRIPT_PATH
+        direct = (command[0] if isinstance(command, list) else command.split()[0]) == script
+        if not self.fs.real(script, "/").is_file():
+            return f"runcmd: {script}: not found"
+        if direct and not self.fs.mode(script) & 0o100:
+            return f"runcmd: {script}: Permission denied"
+        return None
+
+    def _manifest(self) -> dict[str, str]:
+        manifest_file = self.fs.real(vps_contract.INSTALL_ENV_PATH, "/")
+        if not manifest_file.is_file():
+            return {}
+        return parse_env_file(manifest_file.read_text(errors="replace"))
+
+    @property
+    def runs_bootstrap(self) -> bool:
+        """Whether cloud-init's runcmd runs the bootstrap (which calls back)."""
+        return self._runcmd(vps_contract.BOOTSTRAP_SCRIPT_PATH) is not None
+
+    def install_work(self) -> float:
+        """The share of the stock install's time cloud-init's install takes on this disk
+        now (0 when the runcmd runs no install); see `sim.install.pending_work`."""
+        command = self._runcmd(vps_contract.INSTALL_SCRIPT_PATH)
+        if command is not None and self._install_refused(command) is None:
+            return pending_work(self.fs, self._manifest(), self._disk_packages, self.install_fail)
+        # No install: cloud-config's `packages:` alone still runs apt.
+        apt = any(p not in self._disk_packages for p in self._config.packages)
+        return STEP_WORK[vps_contract.STEP_PACKAGES] if apt else 0.0
+
     def run_cloud_init(self) -> None:
         """cloud-init's final stage: run the install where runcmd runs it (blocking I/O)."""
-        script = vps_contract.INSTALL_SCRIPT_PATH
-        for command in self._config.runcmd:
-            if not runs(command, script):
-                continue
-            real = self.fs.real(script, "/")
-            direct = (command[0] if isinstance(command, list) else command.split()[0]) == script
-            if not real.is_file():
-                self.cloud_config_errors.append(f"runcmd: {script}: not found")
-            elif direct and not self.fs.mode(script) & 0o100:
-                self.cloud_config_errors.append(f"runcmd: {script}: Permission denied")
-            else:
-                self._run_install()
+        command = self._runcmd(vps_contract.INSTALL_SCRIPT_PATH)
+        if command is None:
             return
+        refused = self._install_refused(command)
+        if refused is not None:
+            self.cloud_config_errors.append(refused)
+        else:
+            self._run_install()
 
     def _run_install(self) -> None:
-        manifest_file = self.fs.real(vps_contract.INSTALL_ENV_PATH, "/")
-        manifest = (
-            parse_env_file(manifest_file.read_text(errors="replace"))
-            if manifest_file.is_file()
-            else {}
-        )
-        run = InstallRun(self.fs, self.systemd, manifest, self.install_fail, self.packages)
+        run = InstallRun(self.fs, self.systemd, self._manifest(), self.install_fail, self.packages)
         self.install_result = run.run(self.cloud_config_errors)
         outcome = self.install_result
         if outcome["ok"]:
@@ -291,7 +346,11 @@ class Vps:
         self.connections.clear()
 
     async def run_callback(self, policy: CallbackPolicy) -> bool:
-        """Do what the bootstrap script does last (`sim.bootstrap`); True on a 2xx answer."""
+        """Do what the bootstrap script does last (`sim.bootstrap`); True on a 2xx answer.
+
+        Nothing when the runcmd does not run the bootstrap."""
+        if not self.runs_bootstrap:
+            return False
         return await run_callback(self.fs, self.name, self.ip, self.callback, policy)
 
     async def set_fault(self, name: str, on: bool) -> None:
@@ -331,53 +390,5 @@ class Vps:
         await asyncio.to_thread(shutil.rmtree, self.root, True)
 
     def describe(self) -> dict[str, Any]:
-        """A JSON-ready summary for `/_sim/vps`."""
-        return {
-            "server_id": self.server_id,
-            "name": self.name,
-            "ip": self.ip,
-            "ssh_port": self.ssh_port,
-            "root_dir": str(self.root),
-            "ssh_listening": self.ssh_listening,
-            "ssh_connections": self.ssh_connections,
-            "host_key": self.host_public_key,
-            "authorized_users": sorted(self.authorized),
-            "cloud_init_done": self.cloud_init_done,
-            "powered": self.systemd.powered,
-            "uptime_seconds": round(self.systemd.uptime(), 3),
-            "faults": self.faults.active(),
-            "units": self.systemd.states,
-            "users": [
-                {
-                    "name": a.name,
-                    "uid": a.uid,
-                    "gid": a.gid,
-                    "home": a.home,
-                    "shell": a.shell,
-                    "sudo": a.has_sudo,
-                }
-                for a in self.fs.accounts.all()
-            ],
-            "packages": list(self.packages),
-            "install": self.install_result,
-            "rachel8": self._rachel8_state(),
-            "cloud_config_errors": list(self.cloud_config_errors),
-            "agent": dataclasses.asdict(self.agent_record),
-            "callback": {
-                "url": self.callback.url,
-                "attempts": self.callback.attempts,
-                "last_status": self.callback.last_status,
-                "last_error": self.callback.last_error,
-                "succeeded": self.callback.succeeded,
-            },
-        }
-
-    def _rachel8_state(self) -> dict[str, Any] | None:
-        unit = vps_contract.SERVICE_UNIT
-        if unit not in self.systemd.services:
-            return {"loaded": False, "enabled": unit in self.systemd.enabled}
-        props = self.systemd.properties(unit)
-        state: dict[str, Any] = {key: props[key] for key in vps_contract.SERVICE_PROPERTIES}
-        state |= {"loaded": True, "enabled": unit in self.systemd.enabled}
-        state["journal_tail"] = self.systemd.journal(unit, JOURNAL_TAIL)
-        return state
+        """A JSON-ready summary for `/_sim/vps` (`sim.vps_view`)."""
+        return vps_view.describe(self)

@@ -77,6 +77,7 @@ KIND_STYLE: dict[str, str] = {
     "notify": "blue",
     "error": "red",
     "retry": "yellow",
+    "capacity": "yellow",
     "rollout": "bold cyan",
 }
 #: Worst first: sorting by health ascending puts what needs attention on top.

@@ -12,6 +12,8 @@
 - The shared firewall (SSH only) and the fleet SSH key are get-or-create by
   name, their ids cached in Redis for every worker, creation races handled.
 - Every API call is counted (`calls`), by method and path.
+- Snapshots, shutdown/power-off and server type availability come from
+  `core.cloud.hetzner_images` (mixed in).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from hcloud.servers import Server
 from hcloud.ssh_keys import SSHKey
 
 from core.cloud.hcloud_internals import disable_sdk_retries, sdk_session
+from core.cloud.hetzner_images import ImageOperations
 from core.cloud.provider import (
     LABEL_ENV,
     LABEL_MANAGED,
@@ -93,7 +96,7 @@ def settle_environment(session: requests.Session, endpoint: str) -> None:
 
 
 @dataclass
-class HetznerAdapter:
+class HetznerAdapter(ImageOperations):
     """The operations the control plane performs on Hetzner Cloud.
 
     Build with `HetznerAdapter.connect(...)`; tests may pass any `hcloud.Client`.
@@ -367,7 +370,10 @@ class HetznerAdapter:
                 lambda: self.client.servers.create(
                     name=spec.name,
                     server_type=ServerType(name=spec.server_type),
-                    image=Image(name=spec.image),
+                    # A snapshot has no name: it is named by its id.
+                    image=Image(id=int(spec.image))
+                    if spec.image.isdigit()
+                    else Image(name=spec.image),
                     location=Location(name=spec.location),
                     ssh_keys=[SSHKey(id=ssh_key_id)],
                     firewalls=[Firewall(id=firewall_id)],

@@ -1,8 +1,9 @@
 """What the control plane knows of Hetzner Cloud, apart from the client that talks to it.
 
 The labels that mark our servers, the error every Hetzner failure becomes
-(code, transient or not, correlation id), the record of a server on
-Hetzner and the spec of one to create. The reconciler's pure decisions use
+(code, transient or not, correlation id; `CapacityError` for a location
+without room), the records of a server and of an image on Hetzner and the
+spec of a server to create. The reconciler's pure decisions use
 these without the adapter (`core.cloud.hetzner`) and its SDK client.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hcloud import APIException
+from hcloud.images import BoundImage
 from hcloud.servers import BoundServer
 
 from core.errors import RachelError
@@ -62,12 +64,26 @@ class HetznerError(RachelError):
         self.retry_after = retry_after
 
 
+#: What Hetzner answers a create when the location has no room for the server type.
+CAPACITY_CODES = frozenset({"resource_unavailable", "placement_error"})
+
+
+class CapacityError(HetznerError):
+    """Hetzner has no room for this server type in this location now
+    (`resource_unavailable`, 412) or failed to place it (`placement_error`, 422).
+
+    Not transient: retrying the same location and type is not the answer; the
+    creating job tries the next location or type.
+    """
+
+
 def translate(exc: APIException, operation: str) -> HetznerError:
     """Our error for an SDK `APIException` (codes are strings, or an HTTP status)."""
     code = str(exc.code)
     transient = code in TRANSIENT_CODES or (code.isdigit() and int(code) >= 500)
     where = f" (correlation id {exc.correlation_id})" if exc.correlation_id else ""
-    return HetznerError(
+    kind = CapacityError if code in CAPACITY_CODES else HetznerError
+    return kind(
         f"{operation}: {code}: {exc.message}{where}",
         code=code,
         transient=transient,
@@ -111,6 +127,45 @@ class ProviderServer:
 
 
 @dataclass(frozen=True)
+class ProviderImage:
+    """What we need to know of an image on Hetzner (a snapshot, mostly).
+
+    Attributes:
+        status: `creating`, `available` or `unavailable`.
+        image_size: GB billed for its storage (None while it is being made).
+        disk_size: GB of disk a server made from it needs at least.
+        created_from: the id of the server it was made of.
+    """
+
+    id: int
+    type: str
+    status: str
+    description: str
+    labels: dict[str, str]
+    architecture: str
+    disk_size: float
+    image_size: float | None = None
+    created: str | None = None
+    created_from: int | None = None
+
+    @classmethod
+    def from_bound(cls, image: BoundImage) -> ProviderImage:
+        origin = image.created_from
+        return cls(
+            id=int(image.id or 0),
+            type=str(image.type),
+            status=str(image.status),
+            description=str(image.description or ""),
+            labels=dict(image.labels or {}),
+            architecture=str(image.architecture),
+            disk_size=float(image.disk_size or 0),
+            image_size=float(image.image_size) if image.image_size is not None else None,
+            created=image.created.isoformat() if image.created is not None else None,
+            created_from=int(origin.id) if origin is not None and origin.id else None,
+        )
+
+
+@dataclass(frozen=True)
 class CreateSpec:
     """A server to create: everything but secrets (none are ever sent to Hetzner)."""
 
@@ -118,6 +173,7 @@ class CreateSpec:
     customer_id: int
     name: str
     server_type: str
+    #: A system image's name, or an image's id (a snapshot has no name).
     image: str
     location: str
     user_data: str

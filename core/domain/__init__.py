@@ -6,6 +6,7 @@
 - `callbacks`: the cloud-init callback and its one-time tokens.
 - `reconcile`, `sweep`: drift between Hetzner, the database and the queues; lost work.
 - `backoff`: the retry policy.
+- `placement`: the capacity fallback: the next (location, server type) to try.
 - `heartbeats`, `health`, `repair`, `herd`, `health_store`, `vps_access`: fleet health:
   heartbeats pushed by each VPS, health decisions, repair by escalation, the herd
   guard, the health task's working state, the SSH way into a VPS.

@@ -1,7 +1,8 @@
 """What every process stands on: settings, time, logging, Redis, development secrets.
 
 - `settings`, `settings_spec`, `settings_parsing`: 12-factor settings, each
-  declared once as a typed field.
+  declared once as a typed field; `placement_settings` the locations and server
+  types new servers go to, and Hetzner's network zones.
 - `clock`: naive UTC time from an injectable clock.
 - `logs`: one logging setup, text or JSON, redacted.
 - `redis`: the Redis client every process uses (the embedded server is `cli`'s).

@@ -30,6 +30,7 @@ from core.platform.install_parsing import (
     parse_repo_url,
     parse_version,
 )
+from core.platform.placement_settings import PlacementSettings
 from core.platform.rollout_settings import RolloutSettings
 from core.platform.settings_parsing import (
     parse_bool,
@@ -53,7 +54,7 @@ HETZNER_ENDPOINT = "https://api.hetzner.cloud/v1"
 
 
 @dataclass(frozen=True)
-class Settings(HealthSettings, RolloutSettings):
+class Settings(PlacementSettings, HealthSettings, RolloutSettings):
     """The parsed, validated settings every control-plane process shares.
 
     Build with `Settings.load()` (the environment over `.env`; tests pass an
@@ -188,16 +189,7 @@ class Settings(HealthSettings, RolloutSettings):
     )
 
     # Provisioning.
-    location: str = setting(
-        "RACHEL_LOCATION",
-        "fsn1",
-        "Default Hetzner location for new servers.",
-    )
-    server_type: str = setting(
-        "RACHEL_SERVER_TYPE",
-        "cx23",
-        "Default Hetzner server type.",
-    )
+    # RACHEL_LOCATION and RACHEL_SERVER_TYPE: PlacementSettings.
     image: str = setting(
         "RACHEL_IMAGE",
         "debian-12",

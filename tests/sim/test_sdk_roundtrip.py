@@ -13,6 +13,7 @@ from hcloud.firewalls import FirewallResource, FirewallRule
 from hcloud.images import Image
 from hcloud.locations import Location
 from hcloud.server_types import ServerType
+from hcloud.servers import Server
 from hcloud.ssh_keys import SSHKey
 
 from sim.server import SimulatorServer
@@ -257,6 +258,62 @@ def _selector(text: str) -> object:
     from hcloud.firewalls import FirewallResourceLabelSelector
 
     return FirewallResourceLabelSelector(selector=text)
+
+
+def test_snapshot_images(client: hcloud.Client, sim: SimulatorServer) -> None:
+    source = client.servers.create(
+        "snap-source", server_type=ServerType(name="cx23"), image=Image(name="ubuntu-24.04"),
+        location=Location(name="fsn1"),
+    )  # fmt: skip
+    source.action.wait_until_finished()
+    client.servers.shutdown(source.server).wait_until_finished()
+    made = client.servers.create_image(
+        source.server, description="rachel8 63f162e", labels={"rachel-cloud/image": "true"}
+    )
+    assert (made.image.type, made.image.status, made.image.name) == ("snapshot", "creating", None)
+    assert made.image.created_from.id == source.server.id and made.image.image_size is None
+    assert made.action.command == "create_image"
+    made.action.wait_until_finished()
+    image = client.images.get_by_id(made.image.id)
+    assert (image.status, image.disk_size, image.os_flavor, image.architecture) == (
+        "available", 40, "ubuntu", "x86"
+    )  # fmt: skip
+    assert image.image_size and image.image_size > 0 and image.description == "rachel8 63f162e"
+    snapshots = client.images.get_all(type=["snapshot"], label_selector="rachel-cloud/image")
+    assert [i.id for i in snapshots] == [image.id]
+    assert client.images.get_all(type=["snapshot"], label_selector="other") == []
+    assert image.id not in {i.id for i in client.images.get_all(name="ubuntu-24.04")}
+    by_name = client.request("GET", "/images", params={"sort": "name:desc", "type": "snapshot"})
+    assert [i["id"] for i in by_name["images"]] == [image.id]
+    updated = client.images.update(image, description="current", labels={"commit": "63f162e"})
+    assert (updated.description, updated.labels) == ("current", {"commit": "63f162e"})
+
+    # A server from the snapshot (by id), on a type with at least its disk.
+    copy = client.servers.create("snap-copy", server_type=ServerType(name="cx33"), image=image)
+    assert copy.server.image.id == image.id and copy.server.image.type == "snapshot"
+    copy.action.wait_until_finished()
+    client.servers.power_off(copy.server).wait_until_finished()
+    assert client.servers.get_by_id(copy.server.id).status == "off"
+
+    # Bad input.
+    def create(server_type: str, image_ref: Image) -> object:
+        return lambda: client.servers.create("x", server_type=ServerType(name=server_type),
+                                             image=image_ref)  # fmt: skip
+
+    assert api_error(create("cax11", image)).code == "invalid_input"  # an x86 disk on arm
+    assert api_error(create("cx23", Image(id=999_999_999))).code == "invalid_input"
+    system = client.images.get_by_name_and_architecture("debian-12", "x86")
+    assert api_error(lambda: client.images.delete(system)).code == "forbidden"
+    assert api_error(lambda: client.images.update(system, description="x")).code == "forbidden"
+    assert api_error(lambda: client.servers.create_image(Server(id=1))).code == "not_found"
+    bad_type = api_error(lambda: client.servers.create_image(source.server, type="backup"))
+    assert bad_type.code == "invalid_input"  # backups are not enabled
+    bad_status = api_error(lambda: client.request("GET", "/images", params={"status": "gone"}))
+    assert bad_status.code == "invalid_input"
+
+    assert client.images.delete(image) is True
+    assert api_error(lambda: client.images.get_by_id(image.id)).code == "not_found"
+    assert api_error(lambda: client.images.delete(image)).code == "not_found"
 
 
 def test_wrong_token_is_unauthorized(sim: SimulatorServer, openapi: OpenApi) -> None:

@@ -18,6 +18,7 @@ def test_defaults_and_the_shared_address() -> None:
     assert (s.host, s.port, s.ssh_port) == ("127.0.0.1", 5010, 2222)
     assert s.token == SIMULATOR_DEV_TOKEN and load(HCLOUD_TOKEN="tok").token == "tok"
     assert (s.create_seconds, s.boot_seconds, s.cloud_init_seconds) == (0.2, 0.1, 0.2)
+    assert (s.install_seconds, s.image_seconds) == (0.5, 0.3)
     assert s.faults == Faults() and s.vps_dir is None
 
 
@@ -26,11 +27,13 @@ def test_values_are_parsed_once_at_load() -> None:
         RACHEL_SIM_FAULTS='{"rate_limit_burst": 3}',
         RACHEL_SIM_VPS_DIR="/var/tmp/vps",
         RACHEL_SIM_CREATE_TIME="2s",
+        RACHEL_SIM_INSTALL_TIME="3m",
     )
     assert s.faults.rate_limit_burst == 3
     assert s.vps_dir == Path("/var/tmp/vps") and s.create_seconds == 2
     config = SimConfig.from_settings(s)
     assert config.faults is s.faults and config.vps_parent == s.vps_dir
+    assert s.install_seconds == config.install_seconds == 180
 
 
 @pytest.mark.parametrize(
