@@ -177,6 +177,7 @@ def install_script(layout: vps.Layout) -> str:
             "CLAUDE_CODE_PACKAGE": CLAUDE_CODE_PACKAGE,
             "MAX_LOG_TAIL": vps.MAX_LOG_TAIL,
             "MAX_CLOUD_INIT_ERRORS": vps.MAX_CLOUD_INIT_ERRORS,
+            "VERIFY": vps.INSTALL_VERIFY_ARG,
         },
     )
 
@@ -330,8 +331,17 @@ def render(data: CloudConfigInput) -> str:
     Raises:
         UserDataError: the result exceeds Hetzner's 32 KiB limit.
     """
+    return dump(build_cloud_config(data))
+
+
+def dump(config: dict[str, object]) -> str:
+    """A cloud-config as user data text.
+
+    Raises:
+        UserDataError: the result exceeds Hetzner's 32 KiB limit.
+    """
     body = yaml.dump(
-        build_cloud_config(data),
+        config,
         Dumper=_Dumper,
         sort_keys=False,
         default_flow_style=False,
