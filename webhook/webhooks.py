@@ -143,7 +143,7 @@ class CallbackController(Controller):
         sync_to_thread=True,
         summary="an image builder's cloud-init finished: its host key and install outcome",
         security=[{"callbackToken": []}],
-        responses=responses(400, 401, 413, 422, 500, 503),
+        responses=responses(400, 401, 404, 413, 422, 500, 503),
     )
     def image_build(
         self,

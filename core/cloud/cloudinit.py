@@ -146,8 +146,10 @@ def install_manifest(install: Rachel8Install) -> str:
     )
 
 
-def install_script(layout: vps.Layout) -> str:
-    """The install script, its constants those of the contract and `layout`."""
+def install_script(layout: vps.Layout, *, verify: bool = False) -> str:
+    """The install script, its constants those of the contract and `layout`; with its
+    checks (`INSTALL_VERIFY_ARG`) only when `verify`: a stock install has no use for
+    them, and the user data no room to spare."""
     return vps_scripts.render(
         vps_scripts.INSTALL,
         {
@@ -179,6 +181,7 @@ def install_script(layout: vps.Layout) -> str:
             "MAX_CLOUD_INIT_ERRORS": vps.MAX_CLOUD_INIT_ERRORS,
             "VERIFY": vps.INSTALL_VERIFY_ARG,
         },
+        drop=() if verify else ("verify",),
     )
 
 

@@ -20,7 +20,13 @@ import shlex
 from typing import cast
 
 from core.cloud import vps_contract as vps
-from core.cloud.cloudinit import INSTALL_LOG_PATH, CloudConfigInput, build_cloud_config, dump
+from core.cloud.cloudinit import (
+    INSTALL_LOG_PATH,
+    CloudConfigInput,
+    build_cloud_config,
+    dump,
+    install_script,
+)
 
 #: What a builder leaves that no server made from its image may inherit: root's
 #: keys (the builder's key would open every such server), the bootstrap env
@@ -41,14 +47,19 @@ def builder_cleanup_command() -> str:
 
 def build_per_server_config(data: CloudConfigInput) -> dict[str, object]:
     """The cloud-config of a server made from an image: the stock one's users, keys and
-    files but the unit (the image holds it, enabled), and a runcmd that checks the
-    install in place instead of doing it."""
+    files but the unit (the image holds it, enabled), the install script with its
+    checks, and a runcmd that checks the install in place instead of doing it."""
     stock = build_cloud_config(data)
     files = cast(list[dict[str, str]], stock["write_files"])
+    checking = install_script(data.install.layout, verify=True)
     verify = f"{vps.INSTALL_SCRIPT_PATH} {vps.INSTALL_VERIFY_ARG}"
     return {
         **stock,
-        "write_files": [f for f in files if f["path"] != vps.SERVICE_UNIT_PATH],
+        "write_files": [
+            {**f, "content": checking} if f["path"] == vps.INSTALL_SCRIPT_PATH else f
+            for f in files
+            if f["path"] != vps.SERVICE_UNIT_PATH
+        ],
         # One command, so the bootstrap reports even when the check failed.
         "runcmd": [["sh", "-c", f"{verify}; exec {vps.BOOTSTRAP_SCRIPT_PATH}"]],
     }

@@ -93,16 +93,6 @@ class Install:
             "shared_folder": self.shared_folder,
             "unit": self.unit,
         }
-        self.checks: dict[str, Callable[[list[str]], None]] = {
-            "packages": self.packages_present,
-            "user": self.check_user,
-            "bun": self.bun_version_found,
-            "claude_code": self.claude_code_version_found,
-            "clone": self.release_linked,
-            "dependencies": self.dependencies_present,
-            "shared_folder": self.shared_folder_present,
-            "unit": self.unit_enabled,
-        }
 
     def as_user(self, *argv: str) -> list[str]:
         """`argv` run as the Rachel8 user, in a clean environment where `bun` resolves."""
@@ -148,19 +138,12 @@ class Install:
             run(self.as_user("bash", installer, f"bun-v{self.bun_version}"), out)
         finally:
             os.unlink(installer)
-        found = run(self.as_user(BUN_PATH, "--version"), out)
-        self.versions["bun"] = found[:64]
-        if found != self.bun_version:
-            raise StepFailed(1, f"bun reports {found!r}, expected {self.bun_version}")
+        self.bun_version_found(out)
 
     def claude_code(self, out: list[str]) -> None:
         package = f"{CLAUDE_CODE_PACKAGE}@{self.claude_code_version}"
         run(self.as_user(BUN_PATH, "add", "-g", package), out)
-        words = run(self.as_user(CLAUDE_PATH, "--version"), out).split()
-        found = words[0] if words else ""
-        self.versions["claude_code"] = found[:64]
-        if found != self.claude_code_version:
-            raise StepFailed(1, f"claude reports {found!r}, expected {self.claude_code_version}")
+        self.claude_code_version_found(out)
 
     def clone(self, out: list[str]) -> None:
         # Into the commit's release dir; CLONE_DIR links to it (vps_contract, "Releases").
@@ -192,14 +175,6 @@ class Install:
         # Enabled, not started: Rachel8 has no .env until the control plane injects it.
         run(["systemctl", "enable", UNIT], out)
 
-    # -- VERIFY: each step's result is on the disk (a snapshot image's) -------
-
-    def packages_present(self, out: list[str]) -> None:
-        for name in PACKAGES:
-            status = run(["dpkg-query", "-W", "-f=${Status}", name], out)
-            if not status.endswith(" installed"):
-                raise StepFailed(1, f"package {name} is not installed ({status})")
-
     def bun_version_found(self, out: list[str]) -> None:
         found = run(self.as_user(BUN_PATH, "--version"), out)
         self.versions["bun"] = found[:64]
@@ -212,6 +187,40 @@ class Install:
         self.versions["claude_code"] = found[:64]
         if found != self.claude_code_version:
             raise StepFailed(1, f"claude reports {found!r}, expected {self.claude_code_version}")
+
+    def head(self) -> str | None:
+        """The commit checked out in the clone, if there is a clone."""
+        if not os.path.isdir(os.path.join(CLONE_DIR, ".git")):
+            return None
+        try:
+            found = run(self.as_user("git", "-C", CLONE_DIR, "rev-parse", "HEAD"), [])
+        except StepFailed:
+            return None
+        return found if _COMMIT.fullmatch(found) else None
+
+
+# <verify> (only a server made from an image checks: the stock user data drops it)
+class Verify(Install):
+    """The steps' checks: each result is on the disk (a snapshot image's)."""
+
+    def __init__(self, manifest: dict[str, str]) -> None:
+        super().__init__(manifest)
+        self.steps = {
+            "packages": self.packages_present,
+            "user": self.check_user,
+            "bun": self.bun_version_found,
+            "claude_code": self.claude_code_version_found,
+            "clone": self.release_linked,
+            "dependencies": self.dependencies_present,
+            "shared_folder": self.shared_folder_present,
+            "unit": self.unit_enabled,
+        }
+
+    def packages_present(self, out: list[str]) -> None:
+        for name in PACKAGES:
+            status = run(["dpkg-query", "-W", "-f=${Status}", name], out)
+            if not status.endswith(" installed"):
+                raise StepFailed(1, f"package {name} is not installed ({status})")
 
     def release_linked(self, out: list[str]) -> None:
         release = f"{RELEASES_DIR}/{self.commit}"
@@ -234,15 +243,8 @@ class Install:
             raise StepFailed(1, f"{UNIT_PATH} is missing")
         run(["systemctl", "is-enabled", "--quiet", UNIT], out)
 
-    def head(self) -> str | None:
-        """The commit checked out in the clone, if there is a clone."""
-        if not os.path.isdir(os.path.join(CLONE_DIR, ".git")):
-            return None
-        try:
-            found = run(self.as_user("git", "-C", CLONE_DIR, "rev-parse", "HEAD"), [])
-        except StepFailed:
-            return None
-        return found if _COMMIT.fullmatch(found) else None
+
+# </verify>
 
 
 def without_token(text: str, token: str) -> str:
@@ -286,8 +288,7 @@ def install(
 ) -> dict[str, object]:
     """Run the steps (or, `verify`, their checks) in order; the outcome in the format
     of core.cloud.vps_contract."""
-    job = Install(manifest)
-    steps = job.checks if verify else job.steps
+    job = Verify(manifest) if verify else Install(manifest)
     failed: str | None = None
     status: int | None = None
     tail = ""
@@ -295,7 +296,7 @@ def install(
         out: list[str] = []
         started = time.monotonic()
         try:
-            steps[name](out)
+            job.steps[name](out)
         except StepFailed as exc:
             failed, status = name, exc.status
             out.append(f"step {name} failed: {exc.reason}\n")

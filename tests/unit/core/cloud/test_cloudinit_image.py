@@ -34,6 +34,10 @@ def test_the_per_server_part_checks_the_install_and_reports_it() -> None:
     assert vps.SERVICE_UNIT_PATH not in paths  # the image holds it, enabled
     for path in (vps.INSTALL_ENV_PATH, vps.BOOTSTRAP_ENV_PATH, vps.INSTALL_SCRIPT_PATH):
         assert path in paths
+    scripts = {f["path"]: f["content"] for f in config["write_files"]}  # type: ignore[attr-defined]
+    stock_scripts = {f["path"]: f["content"] for f in stock["write_files"]}  # type: ignore[attr-defined]
+    assert "class Verify" in scripts[vps.INSTALL_SCRIPT_PATH]  # the checks, here only
+    assert "class Verify" not in stock_scripts[vps.INSTALL_SCRIPT_PATH]
     parsed = parse_user_data(render_from_image(given))
     (command,) = parsed.runcmd
     assert runs_with(command, vps.INSTALL_SCRIPT_PATH, vps.INSTALL_VERIFY_ARG)
