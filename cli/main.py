@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "reconcile": "cli.reconcile:reconcile_command",
     "redis": "cli.redis:redis_group",
     "release": "cli.release:release_group",
+    "image": "cli.image:image_group",
     "retry": "cli.pipeline:retry_command",
     "rollout": "cli.rollout:rollout_group",
     "settings": "cli.settings:settings_command",

@@ -13,8 +13,10 @@ from dataclasses import replace
 from datetime import timedelta
 
 from core.cloud.cloudinit import CloudConfigInput, Rachel8Install, callback_url, render
+from core.cloud.cloudinit_image import render_from_image
 from core.cloud.provider import CreateSpec, HetznerError
 from core.domain.callbacks import hash_token, issue_token
+from core.domain.image_store import is_snapshot, starting_image
 from core.domain.lifecycle import Status, transition
 from core.domain.releases import current_commit
 from core.platform.logs import server_logger
@@ -73,7 +75,15 @@ def _user_data(ctx: JobContext, server: Server) -> str:
     # attempt gets the fleet's current release (RACHEL8_COMMIT only seeds it).
     if server.create_requested_at is None or not server.rachel8_commit:
         server.rachel8_commit = current_commit(ctx.settings.rachel8_commit, ctx.clock)
-    return render(
+    if server.create_requested_at is None:
+        # The release's image when there is one (only the per-server part of
+        # cloud-init runs), else the stock image and the whole install.
+        settings = ctx.settings
+        server.image = starting_image(
+            settings.image, server.rachel8_commit, settings.images_enabled
+        )
+    rendering = render_from_image if is_snapshot(server.image) else render
+    return rendering(
         CloudConfigInput(
             hostname=server.name or f"{ctx.settings.name_prefix}-{server.id}",
             authorized_key=server.ssh_public_key or "",
@@ -93,6 +103,7 @@ _SAVED_BEFORE_CREATE = [
     Server.callback_token_used_at,
     Server.create_requested_at,
     Server.rachel8_commit,
+    Server.image,
 ]
 
 
@@ -115,7 +126,7 @@ def _callback_token(ctx: JobContext, server: Server) -> str:
     return ctx.keyring.derive_token(purpose)
 
 
-def _project_objects(ctx: JobContext) -> tuple[int, int]:
+def project_objects(ctx: JobContext) -> tuple[int, int]:
     """The ids of the shared firewall and the fleet SSH key (cached, else looked up or made)."""
     settings = ctx.settings
     firewall_id = ctx.hetzner.ensure_firewall(settings.firewall_name, settings.ssh_source_ranges)
@@ -145,7 +156,7 @@ def create_server(server_id: int) -> str:
             maybe_exists = server.create_requested_at is not None
             if not maybe_exists:
                 hetzner.require_budget(settings.rate_limit_reserve)
-            firewall_id, key_id = _project_objects(ctx)
+            firewall_id, key_id = project_objects(ctx)
             if not maybe_exists:
                 # Committed before the request: if we die after Hetzner created
                 # the VPS, the next run looks it up instead of making a second.
@@ -169,7 +180,7 @@ def create_server(server_id: int) -> str:
                     maybe_exists=maybe_exists,
                 ),
                 (firewall_id, key_id),
-                refresh=lambda: _project_objects(ctx),
+                refresh=lambda: project_objects(ctx),
             )
         except HetznerError as exc:
             return retry_or_fail(ctx, server, Status.CREATING, exc, _requeue(ctx, server))

@@ -14,6 +14,7 @@ actions), so a second cron process is a spare, not a hazard.
 | poll | `jobs.callback_poll.poll_callbacks` | RACHEL_CALLBACK_POLL_INTERVAL (poll mode only) |
 | health | `jobs.health.check_health` | RACHEL_HEALTH_INTERVAL |
 | rollout | `jobs.rollout.advance_rollouts` | RACHEL_ROLLOUT_INTERVAL |
+| images | `jobs.images.check_images` | RACHEL_IMAGE_INTERVAL |
 
 The tasks go to the `rc-finish` queue, which every worker serves first.
 """
@@ -33,6 +34,7 @@ from jobs.grace import enforce_grace
 from jobs.health import check_health
 from jobs.housekeeping import INTERVAL_SECONDS as PRUNE_INTERVAL
 from jobs.housekeeping import prune_deliveries
+from jobs.images import check_images
 from jobs.queues import FINISH
 from jobs.reconcile import reconcile
 from jobs.rollout import advance_rollouts
@@ -94,6 +96,13 @@ def tasks(settings: Settings) -> list[Task]:
             advance_rollouts,
             seconds(settings.rollout_interval_seconds),
             "move Rachel8 rollouts on: gates, waves, soaks, halts, rollbacks",
+        ),
+        Task(
+            "images",
+            check_images,
+            seconds(settings.image_interval_seconds),
+            "build the current release's image when it has none; fail stale builds; "
+            "delete old images",
         ),
         Task(
             "prune",

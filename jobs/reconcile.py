@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 
 from core.cloud.provider import LABEL_ENV, LABEL_MANAGED, HetznerError, ProviderServer
+from core.domain.image_store import live_views
 from core.domain.lifecycle import Status, allowed, record_event, transition
 from core.domain.reconcile import DbServer, Finding, Fix, Kind, Report, diff
 from core.domain.sweep import RESUME_STEP
@@ -55,6 +56,7 @@ def snapshot(ctx: JobContext) -> Report:
     """Read the three sides (the database first, see `core.reconcile.diff`) and diff them."""
     with connection():
         rows = list(Server.select().where(Server.status != Status.DELETED.value))
+        images = {image.id: image for image in live_views()}
     vps = ctx.hetzner.list_managed()
     live_ids = {row.id for row in rows}
     claimed = [p.server_id for p in vps if p.server_id is not None and p.server_id not in live_ids]
@@ -63,7 +65,7 @@ def snapshot(ctx: JobContext) -> Report:
             rows += list(Server.select().where(Server.id.in_(claimed)))
     servers = [DbServer.from_row(row) for row in rows]
     jobs = live_jobs(ctx.redis, also=[s.job_id for s in servers if s.job_id])
-    return diff(vps, servers, jobs, ctx.clock.now(), ctx.settings)
+    return diff(vps, servers, jobs, ctx.clock.now(), ctx.settings, images=images)
 
 
 def run(ctx: JobContext, *, apply: bool, summary: RunSummary | None = None) -> Report:

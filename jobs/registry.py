@@ -53,6 +53,9 @@ class JobFunction(StrEnum):
     # Rollouts: `fn(target_id)` on the rc-update queue (`jobs.update`).
     UPDATE_SERVER = "jobs.update.update_server"
     ROLLBACK_SERVER = "jobs.update.rollback_server"
+    # Snapshot images: `fn(image_id)` on the rc-update queue, and the image check (cron).
+    BUILD_IMAGE = "jobs.images.build_image"
+    CHECK_IMAGES = "jobs.images.check_images"
 
     @property
     def path(self) -> str:
@@ -71,5 +74,6 @@ CRON_JOBS = frozenset(
         JobFunction.POLL_CALLBACKS,
         JobFunction.CHECK_HEALTH,
         JobFunction.ADVANCE_ROLLOUTS,
+        JobFunction.CHECK_IMAGES,
     }
 )

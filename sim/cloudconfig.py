@@ -186,6 +186,15 @@ def runs(command: list[str] | str, program: str) -> bool:
     return any(word.search(part) for part in parts)
 
 
+def runs_with(command: list[str] | str, program: str, argument: str) -> bool:
+    """Whether a runcmd entry runs `program` with `argument` as its first argument."""
+    if isinstance(command, list) and command and command[0] == program:
+        return command[1:2] == [argument]
+    texts = command if isinstance(command, list) else [command]
+    call = re.compile(rf"(^|[\s;&|(]){re.escape(program)}\s+{re.escape(argument)}($|[\s;&|)<>])")
+    return any(call.search(text) for text in texts)
+
+
 #: libyaml's parser when PyYAML has it: the same documents, and a tenth of the
 #: simulator's CPU per server created went to the pure-Python one (py-spy).
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -15,6 +15,11 @@ costs is its work: `pending_work` is the share of the stock install's time
 (`RACHEL_SIM_INSTALL_TIME`: apt, Bun, Claude Code, the clone, `bun install`)
 whose result is not on the disk yet. On a server made from a snapshot of an
 installed server, that is nothing.
+
+With the script's `verify` argument (a server made from a snapshot image,
+`core.cloud.vps_contract`, "From a snapshot image") each step only checks
+its result on the disk, as the real script does, and the outcome is written
+afresh; it costs no install time.
 """
 
 from __future__ import annotations
@@ -151,6 +156,8 @@ class InstallRun:
         default_factory=lambda: {"bun": None, "claude_code": None}
     )
     commit: str | None = None
+    #: Check each step's result instead of doing the step (`INSTALL_VERIFY_ARG`).
+    verify: bool = False
 
     def _value(self, name: str) -> str:
         value = self.manifest.get(name, "").strip()
@@ -276,6 +283,69 @@ class InstallRun:
             raise StepFailed(enabled.exit_status, enabled.stdout + enabled.stderr)
         return enabled.stdout + enabled.stderr
 
+    # -- verify: the checks of the steps' results --------------------------------
+
+    def packages_check(self) -> str:
+        missing = [p for p in contract.PACKAGES if p not in self.packages]
+        if missing:
+            raise StepFailed(1, f"dpkg-query: no packages found matching {missing[0]}\n")
+        return "".join(f"install ok installed {p}\n" for p in contract.PACKAGES)
+
+    def bun_check(self) -> str:
+        account = self._user()
+        wanted = self._value(contract.BUN_VERSION_VAR)
+        text = _file_text(self.fs, contract.Layout(account.name).bun_path)
+        if not text:
+            raise StepFailed(127, "sh: 1: bun: not found\n")
+        found = text.rsplit("# bun ", 1)[-1].strip()
+        self.versions["bun"] = found
+        if found != wanted:
+            raise StepFailed(1, f"bun reports {found!r}, expected {wanted}\n")
+        return f"{found}\n"
+
+    def claude_code_check(self) -> str:
+        account = self._user()
+        wanted = self._value(contract.CLAUDE_CODE_VERSION_VAR)
+        text = _file_text(self.fs, contract.Layout(account.name).claude_path)
+        if not text:
+            raise StepFailed(127, "sh: 1: claude: not found\n")
+        found = text.rsplit("# Claude Code ", 1)[-1].strip()
+        self.versions["claude_code"] = found
+        if found != wanted:
+            raise StepFailed(1, f"claude reports {found!r}, expected {wanted}\n")
+        return f"{found} (Claude Code)\n"
+
+    def clone_check(self) -> str:
+        layout = contract.Layout(self._user().name)
+        wanted = self._value(contract.COMMIT_VAR)
+        head = _file_text(self.fs, layout.git_head_path).strip() or None
+        self.commit = head
+        if releases.linked_commit(self.fs, layout) != wanted:
+            raise StepFailed(
+                1, f"{layout.clone_dir} does not link to {layout.release_dir(wanted)}\n"
+            )
+        if head != wanted:
+            raise StepFailed(1, f"HEAD is {head}, expected {wanted}\n")
+        return f"{head}\n"
+
+    def dependencies_check(self) -> str:
+        layout = contract.Layout(self._user().name)
+        if not self.fs.real(f"{layout.clone_dir}/node_modules", "/").is_dir():
+            raise StepFailed(1, f"{layout.clone_dir}/node_modules is missing\n")
+        return ""
+
+    def shared_folder_check(self) -> str:
+        shared = contract.Layout(self._user().name).shared_dir
+        if not self.fs.real(shared, "/").is_dir():
+            raise StepFailed(1, f"{shared} is missing\n")
+        return ""
+
+    def unit_check(self) -> str:
+        enabled = self.systemd.systemctl(["is-enabled", contract.SERVICE_UNIT])
+        if enabled.exit_status:
+            raise StepFailed(enabled.exit_status, enabled.stdout + enabled.stderr)
+        return enabled.stdout
+
     # -- the run -------------------------------------------------------------
 
     def run(self, cloud_init_errors: list[str]) -> dict[str, Any]:
@@ -290,6 +360,17 @@ class InstallRun:
             contract.STEP_SHARED_FOLDER: self.shared_folder_step,
             contract.STEP_UNIT: self.unit_step,
         }
+        if self.verify:
+            steps = {
+                contract.STEP_PACKAGES: self.packages_check,
+                contract.STEP_USER: self.user_step,
+                contract.STEP_BUN: self.bun_check,
+                contract.STEP_CLAUDE_CODE: self.claude_code_check,
+                contract.STEP_CLONE: self.clone_check,
+                contract.STEP_DEPENDENCIES: self.dependencies_check,
+                contract.STEP_SHARED_FOLDER: self.shared_folder_check,
+                contract.STEP_UNIT: self.unit_check,
+            }
         failed: str | None = None
         exit_status: int | None = None
         for name in contract.INSTALL_STEPS:

@@ -50,6 +50,7 @@ from sim.cloudconfig import (
     parse_env_file,
     parse_user_data,
     runs,
+    runs_with,
 )
 from sim.disk import Disk
 from sim.faults import CLEARED_BY_REBOOT, VpsFaults
@@ -269,11 +270,17 @@ class Vps:
         """The share of the stock install's time cloud-init's install takes on this disk
         now (0 when the runcmd runs no install); see `sim.install.pending_work`."""
         command = self._runcmd(vps_contract.INSTALL_SCRIPT_PATH)
+        if command is not None and self._verifies(command):
+            return 0.0  # checks only: no install work
         if command is not None and self._install_refused(command) is None:
             return pending_work(self.fs, self._manifest(), self._disk_packages, self.install_fail)
         # No install: cloud-config's `packages:` alone still runs apt.
         apt = any(p not in self._disk_packages for p in self._config.packages)
         return STEP_WORK[vps_contract.STEP_PACKAGES] if apt else 0.0
+
+    def _verifies(self, command: list[str] | str) -> bool:
+        """Whether the runcmd runs the install script to check, not install."""
+        return runs_with(command, vps_contract.INSTALL_SCRIPT_PATH, vps_contract.INSTALL_VERIFY_ARG)
 
     def run_cloud_init(self) -> None:
         """cloud-init's final stage: run the install where runcmd runs it (blocking I/O)."""
@@ -284,10 +291,13 @@ class Vps:
         if refused is not None:
             self.cloud_config_errors.append(refused)
         else:
-            self._run_install()
+            self._run_install(self._verifies(command))
 
-    def _run_install(self) -> None:
-        run = InstallRun(self.fs, self.systemd, self._manifest(), self.install_fail, self.packages)
+    def _run_install(self, verify: bool) -> None:
+        run = InstallRun(
+            self.fs, self.systemd, self._manifest(), self.install_fail, self.packages,
+            verify=verify,
+        )  # fmt: skip
         self.install_result = run.run(self.cloud_config_errors)
         outcome = self.install_result
         if outcome["ok"]:

@@ -28,6 +28,7 @@ from core.domain.callbacks import accept_callback
 from core.domain.deploy_order import DeployInput, OAuthTriple, check_order
 from core.domain.deploys import live_server
 from core.domain.events import redis_publisher
+from core.domain.image_store import accept_build_callback
 from core.domain.install_outcome import InstallOutcome
 from core.domain.intake import Submission
 from core.domain.lifecycle import STAMP_COLUMN, Status
@@ -44,6 +45,7 @@ from webhook.structs import (
     DeployRequest,
     DeployStatus,
     Drift,
+    ImageCallbackAccepted,
     InstallReport,
     PhaseTiming,
     ServerStatus,
@@ -282,6 +284,17 @@ def callback(
     if failed:
         return CallbackAccepted(server_id=server.id, status=server.status, reason=server.last_error)
     return CallbackAccepted(server_id=server.id, status=server.status)
+
+
+def image_callback(
+    token: str, image_id: int, data: CloudInitCallback, source_ip: str | None
+) -> ImageCallbackAccepted:
+    """Accept an image builder's callback (`core.domain.image_store`); the build acts on it."""
+    with connection():
+        image = accept_build_callback(
+            image_id, token, data.host_key, source_ip, install=install_outcome(data.install)
+        )
+    return ImageCallbackAccepted(image_id=image.id, state=image.state, reason=image.reason)
 
 
 def server_status(ctx: WebContext, server_id: int) -> ServerStatus:

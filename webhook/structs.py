@@ -268,6 +268,15 @@ class CallbackAccepted(Struct, kw_only=True, omit_defaults=True):
     reason: str | None = None
 
 
+class ImageCallbackAccepted(Struct, kw_only=True, omit_defaults=True):
+    """The builder's callback was recorded: `reason` says why its install failed, if it
+    did (the build then fails and deletes the builder); the builder need not call again."""
+
+    image_id: int
+    state: str
+    reason: str | None = None
+
+
 class HeartbeatAccepted(Struct, kw_only=True):
     """The heartbeat is recorded."""
 

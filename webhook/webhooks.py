@@ -16,6 +16,7 @@ from webhook.structs import (
     CloudInitCallback,
     DeployAccepted,
     DeployRequest,
+    ImageCallbackAccepted,
     SubscriptionEvent,
     SubscriptionRecorded,
 )
@@ -133,9 +134,40 @@ class CallbackController(Controller):
         """Accept the one-time bearer token; pin the host key and queue secret injection,
         or, when the install failed, fail the server and queue its cleanup (200 either
         way: the VPS has nothing more to report)."""
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise RequestRejected("a Bearer token is required", code="unauthorized", status=401)
-        peer = request.client.host if request.client else None
-        source = client_address(peer, request.headers.get("x-forwarded-for"), ctx.trusted_proxies)
-        return services.callback(ctx, server_id, token.strip(), data, source)
+        token, source = _bearer(ctx, request)
+        return services.callback(ctx, server_id, token, data, source)
+
+    @post(
+        "/image-build/{image_id:int}",
+        status_code=200,
+        sync_to_thread=True,
+        summary="an image builder's cloud-init finished: its host key and install outcome",
+        security=[{"callbackToken": []}],
+        responses=responses(400, 401, 404, 413, 422, 500, 503),
+    )
+    def image_build(
+        self,
+        ctx: Ctx,
+        request: Request[Any, Any, Any],
+        data: JSONBody[CloudInitCallback],
+        image_id: Annotated[int, Parameter(ge=1, le=2**31 - 1)],
+    ) -> ImageCallbackAccepted:
+        """Accept the builder's one-time bearer token; record its host key and the
+        install's outcome, which the build acts on (200 either way)."""
+        token, source = _bearer(ctx, request)
+        return services.image_callback(token, image_id, data, source)
+
+
+def _bearer(ctx: Ctx, request: Request[Any, Any, Any]) -> tuple[str, str | None]:
+    """A callback's bearer token and the client address it came from.
+
+    Raises:
+        RequestRejected: 401 without a bearer token.
+    """
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise RequestRejected("a Bearer token is required", code="unauthorized", status=401)
+    peer = request.client.host if request.client else None
+    return token.strip(), client_address(
+        peer, request.headers.get("x-forwarded-for"), ctx.trusted_proxies
+    )

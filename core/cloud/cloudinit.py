@@ -146,8 +146,10 @@ def install_manifest(install: Rachel8Install) -> str:
     )
 
 
-def install_script(layout: vps.Layout) -> str:
-    """The install script, its constants those of the contract and `layout`."""
+def install_script(layout: vps.Layout, *, verify: bool = False) -> str:
+    """The install script, its constants those of the contract and `layout`; with its
+    checks (`INSTALL_VERIFY_ARG`) only when `verify`: a stock install has no use for
+    them, and the user data no room to spare."""
     return vps_scripts.render(
         vps_scripts.INSTALL,
         {
@@ -177,7 +179,9 @@ def install_script(layout: vps.Layout) -> str:
             "CLAUDE_CODE_PACKAGE": CLAUDE_CODE_PACKAGE,
             "MAX_LOG_TAIL": vps.MAX_LOG_TAIL,
             "MAX_CLOUD_INIT_ERRORS": vps.MAX_CLOUD_INIT_ERRORS,
+            "VERIFY": vps.INSTALL_VERIFY_ARG,
         },
+        drop=() if verify else ("verify",),
     )
 
 
@@ -330,8 +334,17 @@ def render(data: CloudConfigInput) -> str:
     Raises:
         UserDataError: the result exceeds Hetzner's 32 KiB limit.
     """
+    return dump(build_cloud_config(data))
+
+
+def dump(config: dict[str, object]) -> str:
+    """A cloud-config as user data text.
+
+    Raises:
+        UserDataError: the result exceeds Hetzner's 32 KiB limit.
+    """
     body = yaml.dump(
-        build_cloud_config(data),
+        config,
         Dumper=_Dumper,
         sort_keys=False,
         default_flow_style=False,

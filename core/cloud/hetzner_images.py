@@ -21,10 +21,14 @@ from collections.abc import Callable
 from typing import Any
 
 from hcloud import Client
+from hcloud.firewalls import Firewall
 from hcloud.images import Image
+from hcloud.locations import Location
+from hcloud.server_types import ServerType
 from hcloud.servers import Server
+from hcloud.ssh_keys import SSHKey
 
-from core.cloud.provider import HetznerError, ProviderImage
+from core.cloud.provider import HetznerError, ProviderImage, ProviderServer
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,41 @@ class ImageOperations:
 
     def _call(self, operation: str, func: Callable[[], Any]) -> Any:  # pragma: no cover
         raise NotImplementedError  # the adapter's
+
+    # --- builders -----------------------------------------------------------------
+
+    def create_builder(
+        self,
+        *,
+        name: str,
+        server_type: str,
+        image: str,
+        location: str,
+        user_data: str,
+        labels: dict[str, str],
+        firewall_id: int,
+        ssh_key_id: int,
+    ) -> ProviderServer:
+        """Create an image builder: a server with the given labels (no customer's).
+
+        Raises:
+            HetznerError: the create was refused (`uniqueness_error` for a name in use).
+        """
+        response = self._call(
+            "create builder",
+            lambda: self.client.servers.create(
+                name=name,
+                server_type=ServerType(name=server_type),
+                image=Image(name=image),
+                location=Location(name=location),
+                ssh_keys=[SSHKey(id=ssh_key_id)],
+                firewalls=[Firewall(id=firewall_id)],
+                user_data=user_data,
+                labels=labels,
+                start_after_create=True,
+            ),
+        )
+        return ProviderServer.from_bound(response.server)
 
     # --- power ------------------------------------------------------------------
 

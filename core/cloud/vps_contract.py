@@ -19,6 +19,18 @@ cloud-init creates the Rachel8 user (no sudo, no password) and writes:
 - `BOOTSTRAP_ENV_PATH` (0600) with `RACHEL_CALLBACK_URL` and
   `RACHEL_CALLBACK_TOKEN` lines, and the bootstrap script, which runs last.
 
+## From a snapshot image
+A server made from a snapshot image (`core.domain.images`) finds the install
+on its disk. Its user data authorises its own key, writes the manifest, the
+install script, the bootstrap env and script and the agent, and its runcmd
+runs `INSTALL_SCRIPT_PATH INSTALL_VERIFY_ARG` before the bootstrap: each
+install step only checks its result (the packages, the user, Bun's and Claude
+Code's versions, the link to the manifest's commit and its HEAD, the
+dependencies, the shared folder, the unit enabled) and the outcome is written
+afresh, so the callback reports this server's install, never the builder's.
+The builder removed its own leftovers before it was snapshotted (root's
+`authorized_keys`, the bootstrap env, the install's result and log).
+
 ## The callback
 The bootstrap POSTs `{"host_key": "<contents of HOST_KEY_PATH>", "install":
 <the install result>}` to the callback URL with `Authorization: Bearer
@@ -146,6 +158,8 @@ USER_VAR = "RACHEL_USER"
 #: The install script and where it leaves its outcome (JSON, the format above).
 INSTALL_SCRIPT_PATH = "/usr/local/sbin/rachel-cloud-install"
 INSTALL_RESULT_PATH = "/var/lib/rachel-cloud/install.json"
+#: The install script's argument that checks each step's result instead of doing it.
+INSTALL_VERIFY_ARG = "verify"
 
 #: The install's steps, in order; a failure names one of these.
 STEP_PACKAGES = "packages"

@@ -120,7 +120,8 @@ def parse_host_key(text: str) -> str:
     return f"{parts[0]} {parts[1]}"
 
 
-def _same_address(a: str | None, b: str | None) -> bool:
+def same_address(a: str | None, b: str | None) -> bool:
+    """Whether two addresses are the same IP (False when either is missing or malformed)."""
     if not a or not b:
         return False
     try:
@@ -192,7 +193,7 @@ def accept_callback(
             source_ip,
         )
         raise unauthorized
-    if check_source and not _same_address(source_ip, server.ipv4):
+    if check_source and not same_address(source_ip, server.ipv4):
         log.warning(
             "server %s: callback from %s, but the server's address is %s",
             server_id,

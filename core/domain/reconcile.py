@@ -15,6 +15,10 @@
   scheduled, rate-limited or running for it. Fix: cloud_init is failed (its
   cleanup deletes the VPS); the others have their step re-enqueued.
 
+An image builder (`core.domain.images`: labelled a builder, no server id) is
+no customer's: it is an orphan only once its build is over or past its time
+limit (`builder_finding`), and then deleted at once, whatever its age.
+
 Servers without our labels never reach this module: the adapter lists only
 servers labelled managed for our environment.
 """
@@ -29,6 +33,7 @@ from enum import StrEnum
 from typing import Any
 
 from core.cloud.provider import ProviderServer
+from core.domain.images import ImageView, builder_finding, image_of_builder
 from core.platform.settings import Settings
 from core.store.models import Server
 
@@ -235,12 +240,29 @@ def _orphan(
     )
 
 
+def _stale_builder(
+    vps: ProviderServer, image_id: int, images: Mapping[int, ImageView], now: datetime
+) -> Finding | None:
+    why = builder_finding(images.get(image_id), vps.id, now)
+    if why is None:
+        return None
+    return Finding(
+        Kind.ORPHAN,
+        f"Hetzner server {vps.id} ({vps.name}): a stale builder of image {image_id}: {why}",
+        Fix.DELETE,
+        provider_id=vps.id,
+        name=vps.name,
+    )
+
+
 def diff(
     provider_servers: Sequence[ProviderServer],
     db_servers: Sequence[DbServer],
     jobs: Mapping[int, Sequence[ActiveJob]],
     now: datetime,
     settings: Settings,
+    *,
+    images: Mapping[int, ImageView] | None = None,
 ) -> Report:
     """Compare Hetzner, the database and the job queues (pure).
 
@@ -252,11 +274,19 @@ def diff(
         jobs: the live jobs per server id (queued, scheduled, rate-limited, started).
         now: the current time (naive UTC).
         settings: phase limits, boot timeout, orphan safety age.
+        images: the image rows not deleted, by id (their builders' owners), read
+            before `provider_servers` too.
     """
     by_id = {row.id: row for row in db_servers}
     on_hetzner = {vps.id for vps in provider_servers}
     findings: list[Finding] = []
     for vps in sorted(provider_servers, key=lambda s: s.id):
+        image_id = image_of_builder(vps.labels)
+        if image_id is not None and vps.server_id is None:
+            found = _stale_builder(vps, image_id, images or {}, now)
+            if found is not None:
+                findings.append(found)
+            continue
         row = by_id.get(vps.server_id) if vps.server_id is not None else None
         found = _orphan(vps, row, now, settings.orphan_min_age_seconds)
         if found is not None:

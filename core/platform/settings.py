@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from core.errors import SettingsError
 from core.platform.health_settings import HealthSettings
+from core.platform.image_settings import ImageSettings
 from core.platform.install_parsing import (
     parse_commit,
     parse_linux_user,
@@ -54,7 +55,7 @@ HETZNER_ENDPOINT = "https://api.hetzner.cloud/v1"
 
 
 @dataclass(frozen=True)
-class Settings(PlacementSettings, HealthSettings, RolloutSettings):
+class Settings(PlacementSettings, HealthSettings, RolloutSettings, ImageSettings):
     """The parsed, validated settings every control-plane process shares.
 
     Build with `Settings.load()` (the environment over `.env`; tests pass an

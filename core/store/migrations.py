@@ -32,6 +32,7 @@ from core.store.models import (
     MODELS,
     Customer,
     FleetRelease,
+    Image,
     Release,
     Rollout,
     RolloutTarget,
@@ -131,6 +132,11 @@ def _releases(migrator: SchemaMigrator, db: peewee.Database) -> None:
     db.create_tables(RELEASE_TABLES)
 
 
+def _images(migrator: SchemaMigrator, db: peewee.Database) -> None:
+    # Snapshot images of installed releases (issue 24): new servers start from them.
+    db.create_tables([Image])
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "baseline: customers, subscriptions, servers, events, deliveries", _baseline),
     Migration(
@@ -141,6 +147,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "the reconciler's current finding per server (drift)", _drift),
     Migration(4, "fleet health: health state, heartbeat credential, repairs", _fleet_health),
     Migration(5, "releases and rollouts, the update claim on servers", _releases),
+    Migration(6, "snapshot images of installed Rachel8 releases", _images),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 _LOCK_ID = zlib.crc32(b"rachel-cloud schema migration")

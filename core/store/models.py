@@ -1,5 +1,5 @@
 """The data model (peewee): customers, subscriptions, servers, events, deliveries,
-Rachel8 releases and their rollouts.
+Rachel8 releases and their rollouts, snapshot images.
 
 Secret columns are `EncryptedField`s: they hold `Ciphertext` values only and
 refuse a plain string, so plaintext cannot be stored by accident. Seal and
@@ -301,6 +301,42 @@ RolloutTarget.add_index(
 )
 
 
+class Image(BaseModel):
+    """A snapshot image of a server with a Rachel8 release installed (`core.domain.images`).
+
+    A row is made `building` before its builder server exists; the builder's
+    callback token is stored hashed, like a server's. New servers start from
+    the newest `available` image of the fleet's current release.
+    """
+
+    id = peewee.AutoField()
+
+    state = peewee.CharField(max_length=16, default="building", index=True)
+    commit = peewee.CharField(max_length=40, index=True)  # the Rachel8 release it holds
+    bun_version = peewee.CharField(max_length=64)
+    claude_code_version = peewee.CharField(max_length=64)
+    provider_image_id = peewee.BigIntegerField(null=True, unique=True)  # the Hetzner snapshot
+    image_size = peewee.FloatField(null=True)  # GB billed for its storage
+    disk_size = peewee.FloatField(null=True)  # GB of disk a server made from it needs
+    # The builder: a server made from the stock image, deleted once snapshotted.
+    server_type = peewee.CharField(max_length=32)
+    location = peewee.CharField(max_length=32)
+    base_image = peewee.CharField(max_length=64)  # the stock image it was built from
+    builder_provider_id = peewee.BigIntegerField(null=True)
+    builder_ipv4 = peewee.CharField(max_length=45, null=True)
+    builder_host_key = peewee.TextField(null=True)  # pinned from the builder's callback
+    callback_token_hash = peewee.CharField(max_length=64, null=True)
+    callback_token_expires_at = peewee.DateTimeField(null=True)
+    called_back_at = peewee.DateTimeField(null=True)
+    reason = peewee.TextField(null=True)  # why it failed, or was deleted
+    requested_by = peewee.CharField(max_length=96)
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+    deadline_at = peewee.DateTimeField(null=True)  # the build's time limit
+    available_at = peewee.DateTimeField(null=True)
+    finished_at = peewee.DateTimeField(null=True)  # failed or deleted
+
+
 class SchemaVersion(BaseModel):
     """The schema version a database is at (one row), see `core.store.migrations`."""
 
@@ -322,6 +358,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     FleetRelease,
     Rollout,
     RolloutTarget,
+    Image,
 )
 #: Tables with encrypted columns, and those columns (key rotation walks them).
 ENCRYPTED_COLUMNS: dict[type[BaseModel], tuple[str, ...]] = {

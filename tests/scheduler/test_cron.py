@@ -43,6 +43,7 @@ def test_the_scheduler_enqueues_every_task_at_its_interval(
         RACHEL_RECONCILE_INTERVAL="1h",
         RACHEL_HEALTH_INTERVAL="15s",
         RACHEL_ROLLOUT_INTERVAL="3s",
+        RACHEL_IMAGE_INTERVAL="4m",
     )
     scheduler = build_scheduler(redis_client, settings, name="test-cron")
     intervals = {job.name: job.interval for job in scheduler.get_jobs()}
@@ -53,14 +54,16 @@ def test_the_scheduler_enqueues_every_task_at_its_interval(
         "rachel-cloud:prune": 3600,
         "rachel-cloud:health": 15,
         "rachel-cloud:rollout": 3,
+        "rachel-cloud:images": 240,
     }
     enqueued = scheduler.enqueue_jobs()  # interval jobs run at once on start
-    assert len(enqueued) == 6
+    assert len(enqueued) == 7
     funcs = sorted(job.func_name for job in Queue(CRON_QUEUE, connection=redis_client).jobs)
     assert funcs == [
         "jobs.grace.enforce_grace",
         "jobs.health.check_health",
         "jobs.housekeeping.prune_deliveries",
+        "jobs.images.check_images",
         "jobs.reconcile.reconcile",
         "jobs.rollout.advance_rollouts",
         "jobs.sweeper.sweep",

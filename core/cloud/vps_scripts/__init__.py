@@ -58,13 +58,17 @@ def _block(name: str, text: str, marker: str) -> re.Match[str]:
     return found
 
 
-def render(name: str, constants: Mapping[str, Constant]) -> str:
-    """Script `name` with the shared code and `constants` in their blocks, without comments.
+def render(name: str, constants: Mapping[str, Constant], drop: Sequence[str] = ()) -> str:
+    """Script `name` with the shared code and `constants` in their blocks, without comments
+    and without its optional blocks named in `drop` (`# <NAME>` ... `# </NAME>`).
 
     Raises:
         ScriptError: a block is missing, or the script names other constants than given.
     """
     text = source(name)
+    for optional in drop:
+        found = _block(name, text, optional)
+        text = text[: found.start()] + text[found.end() :]
     block = _block(name, text, "constants")
     declared = _NAME.findall(block.group(1))
     if sorted(declared) != sorted(constants):

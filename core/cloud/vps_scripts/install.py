@@ -4,6 +4,10 @@
 Run once by cloud-init, as root, before the bootstrap. It reads what to install
 from the manifest (INSTALL_ENV), runs STEPS in order, stops at the first that
 fails, and writes the outcome (JSON) to RESULT for the bootstrap to report.
+With the argument VERIFY (a server made from a snapshot image, whose disk holds
+the install already) each step only checks that its result is there, for the
+manifest's commit and versions, and the outcome is written afresh: the image's
+own RESULT is its builder's, not this server's.
 The full output of every step is kept in LOG_PATH (0600) for an operator.
 Python 3 is on every cloud-init image (cloud-init is Python); the standard
 library only.
@@ -60,6 +64,7 @@ BUN_INSTALLER_URL = "https://bun.sh/install"
 CLAUDE_CODE_PACKAGE = "@anthropic-ai/claude-code"
 MAX_LOG_TAIL = 2000
 MAX_CLOUD_INIT_ERRORS = 5
+VERIFY = "verify"
 # </constants>
 
 APT_ATTEMPTS = 3
@@ -133,19 +138,12 @@ class Install:
             run(self.as_user("bash", installer, f"bun-v{self.bun_version}"), out)
         finally:
             os.unlink(installer)
-        found = run(self.as_user(BUN_PATH, "--version"), out)
-        self.versions["bun"] = found[:64]
-        if found != self.bun_version:
-            raise StepFailed(1, f"bun reports {found!r}, expected {self.bun_version}")
+        self.bun_version_found(out)
 
     def claude_code(self, out: list[str]) -> None:
         package = f"{CLAUDE_CODE_PACKAGE}@{self.claude_code_version}"
         run(self.as_user(BUN_PATH, "add", "-g", package), out)
-        words = run(self.as_user(CLAUDE_PATH, "--version"), out).split()
-        found = words[0] if words else ""
-        self.versions["claude_code"] = found[:64]
-        if found != self.claude_code_version:
-            raise StepFailed(1, f"claude reports {found!r}, expected {self.claude_code_version}")
+        self.claude_code_version_found(out)
 
     def clone(self, out: list[str]) -> None:
         # Into the commit's release dir; CLONE_DIR links to it (vps_contract, "Releases").
@@ -177,6 +175,19 @@ class Install:
         # Enabled, not started: Rachel8 has no .env until the control plane injects it.
         run(["systemctl", "enable", UNIT], out)
 
+    def bun_version_found(self, out: list[str]) -> None:
+        found = run(self.as_user(BUN_PATH, "--version"), out)
+        self.versions["bun"] = found[:64]
+        if found != self.bun_version:
+            raise StepFailed(1, f"bun reports {found!r}, expected {self.bun_version}")
+
+    def claude_code_version_found(self, out: list[str]) -> None:
+        words = run(self.as_user(CLAUDE_PATH, "--version"), out).split()
+        found = words[0] if words else ""
+        self.versions["claude_code"] = found[:64]
+        if found != self.claude_code_version:
+            raise StepFailed(1, f"claude reports {found!r}, expected {self.claude_code_version}")
+
     def head(self) -> str | None:
         """The commit checked out in the clone, if there is a clone."""
         if not os.path.isdir(os.path.join(CLONE_DIR, ".git")):
@@ -186,6 +197,54 @@ class Install:
         except StepFailed:
             return None
         return found if _COMMIT.fullmatch(found) else None
+
+
+# <verify> (only a server made from an image checks: the stock user data drops it)
+class Verify(Install):
+    """The steps' checks: each result is on the disk (a snapshot image's)."""
+
+    def __init__(self, manifest: dict[str, str]) -> None:
+        super().__init__(manifest)
+        self.steps = {
+            "packages": self.packages_present,
+            "user": self.check_user,
+            "bun": self.bun_version_found,
+            "claude_code": self.claude_code_version_found,
+            "clone": self.release_linked,
+            "dependencies": self.dependencies_present,
+            "shared_folder": self.shared_folder_present,
+            "unit": self.unit_enabled,
+        }
+
+    def packages_present(self, out: list[str]) -> None:
+        for name in PACKAGES:
+            status = run(["dpkg-query", "-W", "-f=${Status}", name], out)
+            if not status.endswith(" installed"):
+                raise StepFailed(1, f"package {name} is not installed ({status})")
+
+    def release_linked(self, out: list[str]) -> None:
+        release = f"{RELEASES_DIR}/{self.commit}"
+        if os.path.realpath(CLONE_DIR) != os.path.realpath(release):
+            raise StepFailed(1, f"{CLONE_DIR} does not link to {release}")
+        head = self.head()
+        if head != self.commit:
+            raise StepFailed(1, f"HEAD is {head}, expected {self.commit}")
+
+    def dependencies_present(self, out: list[str]) -> None:
+        if not os.path.isdir(os.path.join(CLONE_DIR, "node_modules")):
+            raise StepFailed(1, f"{CLONE_DIR}/node_modules is missing")
+
+    def shared_folder_present(self, out: list[str]) -> None:
+        if not os.path.isdir(SHARED_DIR):
+            raise StepFailed(1, f"{SHARED_DIR} is missing")
+
+    def unit_enabled(self, out: list[str]) -> None:
+        if not os.path.isfile(UNIT_PATH):
+            raise StepFailed(1, f"{UNIT_PATH} is missing")
+        run(["systemctl", "is-enabled", "--quiet", UNIT], out)
+
+
+# </verify>
 
 
 def without_token(text: str, token: str) -> str:
@@ -224,9 +283,12 @@ def cloud_init_status(token: str) -> dict[str, object]:
     }
 
 
-def install(manifest: dict[str, str], token: str, log: list[str]) -> dict[str, object]:
-    """Run the steps in order; the outcome in the format of core.cloud.vps_contract."""
-    job = Install(manifest)
+def install(
+    manifest: dict[str, str], token: str, log: list[str], verify: bool = False
+) -> dict[str, object]:
+    """Run the steps (or, `verify`, their checks) in order; the outcome in the format
+    of core.cloud.vps_contract."""
+    job = Verify(manifest) if verify else Install(manifest)
     failed: str | None = None
     status: int | None = None
     tail = ""
@@ -257,10 +319,11 @@ def install(manifest: dict[str, str], token: str, log: list[str]) -> dict[str, o
 
 
 def main() -> int:
-    """Install, record the outcome; exit 0 only when every step succeeded."""
+    """Install (or VERIFY), record the outcome; exit 0 only when every step succeeded."""
+    verify = sys.argv[1:] == [VERIFY]
     token = read_env(BOOTSTRAP_ENV).get(TOKEN_VAR, "")
     log: list[str] = []
-    result = install(read_env(INSTALL_ENV), token, log)
+    result = install(read_env(INSTALL_ENV), token, log, verify)
     write_private(LOG_PATH, without_token("".join(log), token), 0o600)
     write_private(RESULT, json.dumps(result, indent=1) + "\n", 0o600)
     where = "every step succeeded" if result["ok"] else f"failed at {result['failed_step']}"

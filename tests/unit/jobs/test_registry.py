@@ -46,6 +46,8 @@ SIGNATURES = {
     JobFunction.ADVANCE_ROLLOUT: "(rollout_id: int) -> str",
     JobFunction.UPDATE_SERVER: "(target_id: int) -> str",
     JobFunction.ROLLBACK_SERVER: "(target_id: int) -> str",
+    JobFunction.BUILD_IMAGE: "(image_id: int) -> str",
+    JobFunction.CHECK_IMAGES: "() -> str",
     JobFunction.PROBE_SERVER: "(server_id: int) -> str",
     JobFunction.REPAIR_SERVER: (
         "(server_id: int, action: str, why: str = '', next_step: str = '') -> str"
