@@ -7,6 +7,7 @@ not on the disk: a builder pays it, a server from the image does not.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -108,6 +109,18 @@ def test_build_serve_from_the_image_and_keep_the_newest(stack: Stack) -> None:
     assert Image.get_by_id(newer.id).state == ImageState.AVAILABLE
 
 
+def _servers_left(stack: Stack, timeout: float = 15.0) -> list[object]:
+    """The managed servers still on Hetzner once the deletes asked for have run.
+
+    A DELETE answers with an action: the server shows `deleting` until it ends.
+    """
+    deadline = time.monotonic() + timeout
+    while (left := stack.ctx.hetzner.list_managed()) and time.monotonic() < deadline:
+        assert all(s.status == "deleting" for s in left), left
+        time.sleep(0.05)
+    return list(left)
+
+
 @pytest.mark.parametrize(
     ("faults", "expected"),
     [
@@ -128,7 +141,7 @@ def test_a_failed_build_leaves_no_builder(
     failed = Image.get_by_id(row.id)
     assert failed.state == ImageState.FAILED and expected in (failed.reason or "")
     assert failed.builder_provider_id is not None  # it was made, and then deleted
-    assert stack.ctx.hetzner.list_managed() == []
+    assert _servers_left(stack) == []
     assert stack.ctx.hetzner.list_snapshots("rachel-cloud/managed=true") == []
 
 
@@ -138,7 +151,7 @@ def test_an_unknown_stock_image_fails_cleanly(stack: Stack) -> None:
     with pytest.raises(ImageBuildError, match="image"):
         run_build(stack.ctx, row.id, progress=lambda _line: None)
     assert Image.get_by_id(row.id).state == ImageState.FAILED
-    assert stack.ctx.hetzner.list_managed() == []
+    assert _servers_left(stack) == []
 
 
 def test_the_check_builds_for_a_release_without_an_image(stack: Stack) -> None:
