@@ -215,11 +215,21 @@ def test_a_server_being_imaged_is_locked(make_sim: MakeSim, openapi: OpenApi) ->
     assert client.images.get_by_id(made.image.id).status == "available"
 
 
+def test_no_image_of_a_server_still_being_created(
+    make_sim: Callable[..., SimulatorServer],
+) -> None:
+    # A create that takes time: with zero timings it may end before the next request.
+    client = fast_client(make_sim(create_seconds=0.5))
+    made = client.servers.create(
+        "new", server_type=ServerType(name="cx23"), image=Image(name="debian-12")
+    )
+    assert api_error(lambda: client.servers.create_image(made.server)).code == "locked"
+
+
 def test_image_bad_input(sim: SimulatorServer, client: hcloud.Client) -> None:
     big = client.servers.create(
         "big", server_type=ServerType(name="cpx22"), image=Image(name="debian-12")
     )
-    assert api_error(lambda: client.servers.create_image(big.server)).code == "locked"  # creating
     big.action.wait_until_finished()
     made = client.servers.create_image(big.server, description="80 GB")
     made.action.wait_until_finished()
