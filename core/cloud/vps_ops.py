@@ -165,18 +165,32 @@ def _run_checked(target: Target, command: str, timeout: float, what: str) -> str
     return out
 
 
-def restart_service(target: Target, timeout: float) -> ServiceState:
+#: Starts the agent's service once, now, without waiting for it (a oneshot already
+#: running is not started twice): the heartbeat that tells whether a repair worked
+#: comes seconds after it, not at the timer's next tick (RACHEL_HEARTBEAT_INTERVAL).
+_HEARTBEAT_NOW = f"systemctl start --no-block {vps.AGENT_SERVICE_UNIT}"
+
+
+def restart_service(target: Target, timeout: float, *, ask_agent: bool = True) -> ServiceState:
     """Restart Rachel8 (after clearing a used-up start limit) and report its state.
 
     The state is what systemd says right after the restart: whether it stays up
-    is for the next heartbeat to tell.
+    is for the next heartbeat to tell, which the same session asks the agent
+    for at once (its timer then counts its period from that run).
+
+    Args:
+        ask_agent: start the agent's service once after the restart (False: only
+            the restart, as the replaced service's sweep did).
 
     Raises:
         SSHError: `ssh_unreachable` (transient), `host_key_mismatch`, `ssh_auth_failed`,
             `service_failed` (systemctl failed), `vps_contract` (unreadable state).
     """
     unit = vps.SERVICE_UNIT
-    command = f"systemctl reset-failed {unit}; systemctl restart {unit}; {_show(unit)}"
+    # The agent is asked before the look, so that the look's status is the command's:
+    # a server from before the agent has no agent unit, and its restart still succeeds.
+    ask = f"{_HEARTBEAT_NOW}; " if ask_agent else ""
+    command = f"systemctl reset-failed {unit}; systemctl restart {unit}; {ask}{_show(unit)}"
     out = _run_checked(target, command, timeout, f"restarting {unit}")
     try:
         return parse_show(out)
@@ -185,14 +199,18 @@ def restart_service(target: Target, timeout: float) -> ServiceState:
 
 
 def restart_agent(target: Target, timeout: float) -> None:
-    """Re-enable and restart the agent's timer (its heartbeats stopped, Rachel8 runs).
+    """Re-enable and restart the agent's timer (its heartbeats stopped, Rachel8 runs),
+    and run the agent once now (the heartbeat that tells whether it talks again).
 
     Raises:
         SSHError: the VPS could not be reached, or systemctl refused.
     """
     timer = vps.AGENT_TIMER_UNIT
-    command = f"systemctl reset-failed {vps.AGENT_SERVICE_UNIT}; systemctl enable --now {timer}"
-    _run_checked(target, f"{command} && systemctl restart {timer}", timeout, f"restarting {timer}")
+    command = (
+        f"systemctl reset-failed {vps.AGENT_SERVICE_UNIT}; systemctl enable --now {timer} "
+        f"&& systemctl restart {timer} && {_HEARTBEAT_NOW}"
+    )
+    _run_checked(target, command, timeout, f"restarting {timer}")
 
 
 def _redacted_lines(text: str, extra_secrets: Sequence[str]) -> list[str]:
