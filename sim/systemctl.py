@@ -3,8 +3,9 @@
 Verbs: `start`, `restart`, `try-restart`, `reload-or-restart`, `stop`,
 `enable [--now]`, `disable [--now]`, `is-active`, `is-enabled`, `status`,
 `show [-p A,B | --property=A] [--value]`, `reset-failed`, `daemon-reload`;
-for services and timers alike. An option the simulator does not know is refused. Exit codes and messages follow systemctl's
-(5 for a unit not found, 3 for `is-active` of an inactive unit...).
+for services and timers alike; an option the simulator does not know is
+refused. Exit codes and messages follow systemctl's (5 for a unit not found,
+3 for `is-active` of an inactive unit...).
 """
 
 from __future__ import annotations
@@ -134,12 +135,9 @@ def run_systemctl(systemd: Systemd, args: list[str]) -> Result:
     """Run `systemctl` with `args` (options may come anywhere)."""
     words, options = split_args(args)
     unknown = sorted(set(options) - _SYSTEMCTL_OPTIONS)
-    if unknown:
-        return Result(
-            1, stderr=f"systemctl: unrecognized option '{unknown[0]}' (simulated systemctl)\n"
-        )
-    if not words:
-        return Result(1, stderr="systemctl: a command is required (simulated systemctl)\n")
+    if unknown or not words:
+        what = f"unrecognized option '{unknown[0]}'" if unknown else "a command is required"
+        return Result(1, stderr=f"systemctl: {what} (simulated systemctl)\n")
     verb, units = words[0], words[1:]
     if verb == "daemon-reload":
         return Result(0)

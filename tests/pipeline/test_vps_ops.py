@@ -72,9 +72,9 @@ def test_restart_brings_a_stopped_service_back(
         restarted = machine.systemd.services[vps.SERVICE_UNIT].exec_main_start_at
         agent = list(machine.systemd.services[vps.AGENT_SERVICE_UNIT].journal)
     assert restarted is not None
-    assert any(
-        e.message.startswith("Starting") and 0 <= e.at - restarted < 1.0 for e in agent
-    ), agent[-5:]
+    assert any(e.message.startswith("Starting") and 0 <= e.at - restarted < 1.0 for e in agent), (
+        agent[-5:]
+    )
 
 
 def test_restart_of_a_vps_without_the_agent_still_succeeds(
