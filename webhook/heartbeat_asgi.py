@@ -38,9 +38,9 @@ from litestar.types import (
 from core.domain import heartbeats
 from core.domain.heartbeats import MAX_HEARTBEAT_BYTES, Recorded
 from core.errors import RachelError
+from webhook import heartbeats as route
 from webhook.context import WebContext, client_address
 from webhook.errors import heartbeat_refused, rachel_error_answer
-from webhook.heartbeats import ACCEPTED, bearer, record
 
 #: The route's path with an id within its range's digits (1 to 2**31 - 1, checked after).
 _PATH = re.compile(r"/heartbeats/([1-9][0-9]{0,9})")
@@ -125,7 +125,7 @@ def fast_path(app: ASGIApp, ctx: WebContext) -> ASGIApp:
             return  # the client left
         body, whole = read
         authorization = headers.get(b"authorization")
-        credential = bearer(authorization.decode("latin-1") if authorization else None)
+        credential = route.bearer(authorization.decode("latin-1") if authorization else None)
         forwarded = headers.get(b"x-forwarded-for")
         client = scope.get("client")
         source = client_address(
@@ -141,7 +141,7 @@ def fast_path(app: ASGIApp, ctx: WebContext) -> ASGIApp:
             await app(scope, _replay(body, whole, receive), send)
             return
         try:
-            result = await record(
+            result = await route.record(
                 ctx, server_id=server_id, credential=credential, source=source, data=data, body=body
             )
             if result is not Recorded.OK:
@@ -150,6 +150,6 @@ def fast_path(app: ASGIApp, ctx: WebContext) -> ASGIApp:
             status, error, extra = rachel_error_answer("POST", scope["path"], exc)
             await _answer(send, status, msgspec.json.encode(error), extra)
             return
-        await _answer(send, 202, ACCEPTED, {})
+        await _answer(send, 202, route.ACCEPTED, {})
 
     return handle
