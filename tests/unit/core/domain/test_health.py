@@ -114,6 +114,10 @@ def test_a_service_systemd_is_restarting_is_a_blip_not_an_outage() -> None:
     )
     assert (down.state, down.problem) == (HealthState.UNHEALTHY, Problem.SERVICE_DOWN)
     assert "activating/auto-restart (exit-code" in down.reason
+    # Nor is one that systemd restarted since the previous heartbeat and that exited
+    # again: the second crash in a row is a crash loop, seen before the start limit.
+    looping = judge(restarted=True, service=service("activating", "auto-restart", "exit-code"))
+    assert looping == down
     found = judge_probe(
         Probe(reachable=True, service=ServiceState("activating", "auto-restart", 1, "exit-code", 1))
     )
