@@ -3,11 +3,11 @@
 Every `period` seconds a pass over the servers, `concurrency` SSH sessions at
 a time: paramiko with the pinned host key (`core.cloud.vps_ops.probe`), and a
 Rachel8 found not running is restarted (`core.cloud.vps_ops.restart_service`,
-`reset-failed` + `restart`, without our agent's confirming run). After
-`max_failed` restarts in a row that the next pass still finds down, a server's
-circuit breaker opens for `cooldown` seconds, as the replaced service's did
-(3 failed restarts, 30 minutes). A pass that outlasts the period delays the
-next one: the replaced design's problem at 1,000 servers.
+`reset-failed` + `restart`). After `max_failed` restarts in a row that the
+next pass still finds down, a server's circuit breaker opens for `cooldown`
+seconds, as the replaced service's did (3 failed restarts, 30 minutes). A
+pass that outlasts the period delays the next one: the replaced design's
+problem at 1,000 servers.
 
 Every check is recorded (when, how long, what it found, what it did), for the
 benchmark to match against the crashes it caused.
@@ -136,7 +136,7 @@ class Sweep:
         if breaker.open_until:
             breaker.open_until, breaker.failed = 0.0, 0  # the cooldown ended: try again
         try:
-            state = vps_ops.restart_service(target, self.timeout, ask_agent=False)
+            state = vps_ops.restart_service(target, self.timeout)
         except SSHError as exc:
             breaker.restarted_last = True
             return replace(check, restarted_at=time.time(), skipped=f"{exc.code}: {exc.message}")

@@ -166,31 +166,22 @@ def _run_checked(target: Target, command: str, timeout: float, what: str) -> str
 
 
 #: Starts the agent's service once, now, without waiting for it (a oneshot already
-#: running is not started twice): the heartbeat that tells whether a repair worked
-#: comes seconds after it, not at the timer's next tick (RACHEL_HEARTBEAT_INTERVAL).
+#: running is not started twice, as systemd merges the jobs).
 _HEARTBEAT_NOW = f"systemctl start --no-block {vps.AGENT_SERVICE_UNIT}"
 
 
-def restart_service(target: Target, timeout: float, *, ask_agent: bool = True) -> ServiceState:
+def restart_service(target: Target, timeout: float) -> ServiceState:
     """Restart Rachel8 (after clearing a used-up start limit) and report its state.
 
     The state is what systemd says right after the restart: whether it stays up
-    is for the next heartbeat to tell, which the same session asks the agent
-    for at once (its timer then counts its period from that run).
-
-    Args:
-        ask_agent: start the agent's service once after the restart (False: only
-            the restart, as the replaced service's sweep did).
+    is for the next heartbeat to tell (`ask_heartbeat`).
 
     Raises:
         SSHError: `ssh_unreachable` (transient), `host_key_mismatch`, `ssh_auth_failed`,
             `service_failed` (systemctl failed), `vps_contract` (unreadable state).
     """
     unit = vps.SERVICE_UNIT
-    # The agent is asked before the look, so that the look's status is the command's:
-    # a server from before the agent has no agent unit, and its restart still succeeds.
-    ask = f"{_HEARTBEAT_NOW}; " if ask_agent else ""
-    command = f"systemctl reset-failed {unit}; systemctl restart {unit}; {ask}{_show(unit)}"
+    command = f"systemctl reset-failed {unit}; systemctl restart {unit}; {_show(unit)}"
     out = _run_checked(target, command, timeout, f"restarting {unit}")
     try:
         return parse_show(out)
@@ -198,9 +189,19 @@ def restart_service(target: Target, timeout: float, *, ask_agent: bool = True) -
         raise SSHError(f"{target.host}: {exc}", code="vps_contract", transient=False) from exc
 
 
+def ask_heartbeat(target: Target, timeout: float) -> None:
+    """Run the agent once now, not at its timer's next tick (its timer then counts its
+    period from this run): the heartbeat that tells whether a repair worked.
+
+    Raises:
+        SSHError: the VPS could not be reached, or systemctl refused (no agent unit).
+    """
+    _run_checked(target, _HEARTBEAT_NOW, timeout, f"starting {vps.AGENT_SERVICE_UNIT}")
+
+
 def restart_agent(target: Target, timeout: float) -> None:
     """Re-enable and restart the agent's timer (its heartbeats stopped, Rachel8 runs),
-    and run the agent once now (the heartbeat that tells whether it talks again).
+    and run the agent once now (`ask_heartbeat`: whether it talks again tells at once).
 
     Raises:
         SSHError: the VPS could not be reached, or systemctl refused.
