@@ -18,8 +18,9 @@ the step was queued means nothing is done.
 A restart that left Rachel8 running queues `ask_heartbeat` RACHEL_SERVICE_SETTLE
 later (the time the injection, too, wants Rachel8 to stay up): it runs the agent
 once, so that the heartbeat that tells whether Rachel8 stayed up comes then, not
-at the agent timer's next tick (up to RACHEL_HEARTBEAT_INTERVAL later). Asked at
-once, the agent would see a Rachel8 that is about to crash again still running.
+at the agent timer's next tick (up to RACHEL_HEARTBEAT_INTERVAL later), unless a
+heartbeat told already (the server is healthy: no SSH to it). Asked at once, the
+agent would see a Rachel8 that is about to crash again still running.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from core.cloud import vps_ops
 from core.cloud.provider import HetznerError
 from core.cloud.ssh import SSHError, Target
 from core.cloud.vps_ops import Probe
-from core.domain.health import Finding, judge_probe
+from core.domain.health import Finding, HealthState, judge_probe
 from core.domain.health_metrics import count_probe, count_repair
 from core.domain.health_store import HealthMemory
 from core.domain.herd import HerdStore, held
@@ -204,6 +205,9 @@ def ask_heartbeat(server_id: int) -> str:
         server = rows.get(Server, server_id)
         if server is None or server.status != Status.READY:
             return "skipped: not ready"
+        if server.health == HealthState.HEALTHY:
+            # A heartbeat since the restart told already: no SSH to a healthy server.
+            return "skipped: healthy already"
         target, why_not = _target(ctx, server)
     if target is None:
         return f"skipped: {why_not}"
