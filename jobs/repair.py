@@ -247,6 +247,7 @@ def _carry_out(
             action_id = ctx.hetzner.reboot_server(server.provider_id, hard=action == Action.RESET)
         except HetznerError as exc:
             return False, f"Hetzner refused: {exc.code}: {exc.message}"
+        HealthMemory(ctx.redis).restarts_reset(server.id)  # a boot starts the count afresh
         return True, f"Hetzner action {action_id} started"
     return _over_ssh(ctx, server, action)
 
@@ -263,4 +264,6 @@ def _over_ssh(ctx: JobContext, server: Server, action: Action) -> tuple[bool, st
         state = vps_ops.restart_service(target, timeout)
     except SSHError as exc:
         return False, f"{exc.code}: {exc.message}"
+    # reset-failed and a manual restart set systemd's count back to 0.
+    HealthMemory(ctx.redis).restarts_reset(server.id)
     return state.running, f"Rachel8 is {state.describe()} right after the restart"

@@ -277,6 +277,10 @@ def test_the_heartbeat_a_repair_restart_asks_for_is_judged_as_it_is() -> None:
     # three restarts of the crash loop do not read as "restarted since the last one".
     back = confirming(ServiceReport("active", "running", 0, "success", 0), memo_restarts=3)
     assert back == HEALTHY
+    # The repair sets the remembered count to 0 too (`HealthMemory.restarts_reset`): a
+    # crash since our restart, which systemd restarted, is not mistaken for healthy.
+    crashed = confirming(ServiceReport("active", "running", 1, "success", 0), memo_restarts=0)
+    assert (crashed.state, crashed.problem) == (HealthState.DEGRADED, Problem.RESTARTED)
     # Crashing again at once: down still, not a blip (it was down before our restart).
     again = confirming(ServiceReport("activating", "auto-restart", 1, "exit-code", 1), 0)
     assert (again.state, again.problem) == (HealthState.UNHEALTHY, Problem.SERVICE_DOWN)
