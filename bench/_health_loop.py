@@ -12,10 +12,7 @@ reads its CPU time first).
 
 `--task` is `module:function`, a function taking no argument that does one
 pass with the process's job context (`jobs.context.context()`), as a cron task
-does; `stand-in` is this file's `stand_in_pass`, the reads the task is
-designed to make, with a trivial decision and no writes. A stand-in's figures
-are NOT the task's: `bench/heartbeat.py` labels them and never counts them
-towards the target.
+does.
 """
 
 from __future__ import annotations
@@ -33,61 +30,13 @@ import _common as c
 c.ensure_repo_on_path()
 
 from cli.common import runtime  # noqa: E402
-from core.domain.heartbeats import HeartbeatStore  # noqa: E402
-from core.domain.lifecycle import Status  # noqa: E402
-from core.store.db import connection  # noqa: E402
-from core.store.models import Server  # noqa: E402
-from jobs.context import context  # noqa: E402
 
 #: The real task's pass (H3's `jobs/health.py`; the cron task's function).
 REAL_TASK = "jobs.health:check_health"
-STAND_IN = "stand-in"
-
-
-def stand_in_pass() -> str:
-    """NOT the health task: its designed reads (ready rows, every latest heartbeat), no writes."""
-    ctx = context()
-    missing = ctx.settings.heartbeat_missing_seconds
-    with connection():
-        rows = list(
-            Server.select(
-                Server.id,
-                Server.name,
-                Server.health,
-                Server.health_reason,
-                Server.health_changed_at,
-                Server.ready_at,
-                Server.rachel8_commit,
-                Server.heartbeat_credential_hash.is_null(False),
-                Server.repair_window_started_at,
-                Server.repair_restarts,
-                Server.repair_rebooted_at,
-                Server.breaker_until,
-                Server.owner_notified_down_at,
-            )
-            .where(Server.status == Status.READY)
-            .tuples()
-        )
-    latest = HeartbeatStore(ctx.redis).all_latest()
-    now = time.time()
-    changed = 0
-    for row in rows:
-        stored = latest.get(row[0])
-        fine = (
-            stored is not None
-            and now - stored.received_at < missing
-            and stored.heartbeat.service is not None
-            and stored.heartbeat.service.running
-            and stored.heartbeat.commit == row[6]
-        )
-        changed += (row[2] == "healthy") != fine
-    return f"stand-in: {len(rows)} ready, {len(latest)} heartbeats, {changed} would change"
 
 
 def pass_function(task: str) -> Callable[[], Any]:
-    """The pass to run: the stand-in, or `module:function` imported now."""
-    if task == STAND_IN:
-        return stand_in_pass
+    """The pass to run: `module:function`, imported now."""
     module, _, name = task.partition(":")
     func: Callable[[], Any] = getattr(importlib.import_module(module), name)
     return func
@@ -95,7 +44,7 @@ def pass_function(task: str) -> Callable[[], Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--task", default=REAL_TASK, help=f"module:function or {STAND_IN}")
+    parser.add_argument("--task", default=REAL_TASK, help="module:function")
     parser.add_argument("--first-at", type=float, required=True, help="time.monotonic() value")
     parser.add_argument("--interval", type=float, default=10.0)
     parser.add_argument("--until", type=float, required=True, help="time.monotonic() value")

@@ -5,7 +5,8 @@
 
 Runs `rachel-cloud web` (the same command, app, middleware and uvicorn options)
 in this process. With `--store database` the heartbeat endpoint keeps its
-route, body decoding, credential and address checks and answers, but records
+route (its hot path before Litestar's too), body decoding, credential and
+address checks and answers, but records
 each heartbeat with one UPDATE of the server's row instead of the Redis
 script: the obvious alternative design, measured beside ours. It lives here,
 in the benchmark, not in the product. The row's heartbeat columns
@@ -81,7 +82,7 @@ def record_in_row(
 async def record_in_database(
     ctx: WebContext, *, server_id: int, credential: str, source: str, data: Heartbeat, body: bytes
 ) -> Recorded:
-    """Replaces `webhook.heartbeats._record`: the database in a worker thread, as the app does."""
+    """Replaces `webhook.heartbeats.record`: the database in a worker thread, as the app does."""
     digest = heartbeats.hash_credential(credential)
     return await sync_to_thread(record_in_row, server_id, digest, source, data.seq, body)
 
@@ -89,7 +90,7 @@ async def record_in_database(
 async def record_nothing(
     ctx: WebContext, *, server_id: int, credential: str, source: str, data: Heartbeat, body: bytes
 ) -> Recorded:
-    """Replaces `webhook.heartbeats._record` for `--store stub`: the endpoint without its store."""
+    """Replaces `webhook.heartbeats.record` for `--store stub`: the endpoint without its store."""
     return Recorded.OK
 
 
@@ -102,7 +103,7 @@ def main() -> None:
     web_args = [a for a in args.web_args if a != "--"]
     if args.store != "redis":
         stores = {"database": record_in_database, "stub": record_nothing}
-        webhook.heartbeats._record = stores[args.store]  # type: ignore[assignment]
+        webhook.heartbeats.record = stores[args.store]  # type: ignore[assignment]
     run: Any = lambda: rachel_cloud(["web", *web_args])  # noqa: E731
     if not args.profile:
         run()

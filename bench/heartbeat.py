@@ -26,8 +26,8 @@ connections instead), spread uniformly over the period. After a warm-up it
 measures, over the window: every answer (each must be 202) and its latency;
 the CPU seconds of the web process, redis-server, the health process and this
 database's PostgreSQL backends as a share of one core; their memory. The
-verdict counts the web process, Redis and the health task; a stand-in pass
-(`--health stand-in`) is shown apart and never counted.
+verdict counts the web process, Redis and the health task (`--health none`:
+without the task, and no verdict).
 
     uv run python bench/heartbeat.py       # 10,000 servers every 30 s, 60 s window, all four
     uv run python bench/heartbeat.py --servers 1000 --duration 20 --stores redis
@@ -38,7 +38,6 @@ verdict counts the web process, Redis and the health task; a stand-in pass
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -51,7 +50,7 @@ from typing import Any
 
 import _common as c
 import _heartbeat_profile
-from _health_loop import REAL_TASK, STAND_IN
+from _health_loop import REAL_TASK
 from _heartbeat_agents import COMMIT, UPTIME_AT_START, agent_body, heartbeat_of
 from _heartbeat_web import BASELINE_COLUMNS
 
@@ -157,13 +156,6 @@ def health_task(args: argparse.Namespace) -> tuple[str | None, str]:
     """The health pass this run measures (None: none) and what it is."""
     if args.health == "none":
         return None, "not run (--health none)"
-    if args.health == "stand-in":
-        return STAND_IN, "a STAND-IN (the designed reads, no writes): NOT the health task"
-    module = args.health_task.partition(":")[0]
-    if importlib.util.find_spec(module) is None:
-        if args.health == "real":
-            raise SystemExit(f"{module} is not on this branch (--health auto or stand-in)")
-        return None, f"not measured: {module} is not on this branch yet"
     return args.health_task, f"the health task ({args.health_task})"
 
 
@@ -349,8 +341,6 @@ def verdict(r: dict[str, Any]) -> tuple[float | None, str]:
     base = cores["web"] + cores["redis"]
     if task is None:
         return None, f"{base:.3f} + health (not measured): pending"
-    if task == STAND_IN:
-        return None, f"{base:.3f} + stand-in {cores['health']:.3f} (NOT the task): pending"
     total = base + cores["health"] + cores["postgres"]
     return total, f"{total:.3f}: {'met' if total <= TARGET_CORES else 'MISSED'}"
 
@@ -421,9 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--health",
-        choices=["auto", "real", "stand-in", "none"],
-        default="auto",
-        help="the health pass beside the product: auto = the real task if it exists",
+        choices=["real", "none"],
+        default="real",
+        help="the health pass beside the product (none: not run, no verdict)",
     )
     parser.add_argument("--health-task", default=REAL_TASK, help="module:function of its pass")
     parser.add_argument(

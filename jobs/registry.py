@@ -48,6 +48,7 @@ class JobFunction(StrEnum):
     # Fleet health: `fn(server_id, ...)` queued by the health task.
     PROBE_SERVER = "jobs.repair.probe_server"
     REPAIR_SERVER = "jobs.repair.repair_server"
+    ASK_HEARTBEAT = "jobs.repair.ask_heartbeat"
     TELL_OWNER = "jobs.notifying.tell_owner"
     ALERT_OPERATORS = "jobs.notifying.alert_operators"
     # Rollouts: `fn(target_id)` on the rc-update queue (`jobs.update`).

@@ -15,6 +15,13 @@ Redis the job clears when it ends), and re-check what they need: a server no
 longer ready, claimed by a Rachel8 update (`jobs.update`), a breaker opened,
 repair paused or the herd guard tripped since the step was queued means
 nothing is done.
+
+A restart that left Rachel8 running queues `ask_heartbeat` RACHEL_SERVICE_SETTLE
+later (the time the injection, too, wants Rachel8 to stay up): it runs the agent
+once, so that the heartbeat that tells whether Rachel8 stayed up comes then, not
+at the agent timer's next tick (up to RACHEL_HEARTBEAT_INTERVAL later), unless a
+heartbeat told already (the server is healthy: no SSH to it). Asked at once, the
+agent would see a Rachel8 that is about to crash again still running.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from core.cloud import vps_ops
 from core.cloud.provider import HetznerError
 from core.cloud.ssh import SSHError, Target
 from core.cloud.vps_ops import Probe
-from core.domain.health import Finding, judge_probe
+from core.domain.health import Finding, HealthState, judge_probe
 from core.domain.health_metrics import count_probe, count_repair
 from core.domain.health_store import HealthMemory
 from core.domain.herd import HerdStore, held
@@ -41,6 +48,8 @@ from core.store.models import Server
 from jobs.context import JobContext, context
 from jobs.health_fleet import Judged, watched_of
 from jobs.health_writes import alert_operators, apply_verdicts
+from jobs.queues import FINISH, enqueue_step
+from jobs.registry import JobFunction
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +183,17 @@ def _repair(ctx: JobContext, server_id: int, action: Action, why: str, next_step
     server_logger(log, server.id, "health").warning(
         "repair %s %s: %s", action.value, outcome, message
     )
+    if action == Action.RESTART and ok:
+        enqueue_step(
+            ctx.redis,
+            FINISH,
+            JobFunction.ASK_HEARTBEAT,
+            server.id,
+            "ask-heartbeat",
+            record=False,
+            entry=now,
+            delay=ctx.settings.service_settle_seconds,
+        )
     if action == Action.GIVE_UP:
         alert_operators(
             ctx.redis,
@@ -183,6 +203,32 @@ def _repair(ctx: JobContext, server_id: int, action: Action, why: str, next_step
             next_step or "no automatic repair until the cooldown ends; look at the server",
         )
     return f"{action.value} {outcome}: {detail}"
+
+
+def ask_heartbeat(server_id: int) -> str:
+    """RQ job, RACHEL_SERVICE_SETTLE after a restart: run the server's agent once now."""
+    ctx = context()
+    with connection():
+        server = rows.get(Server, server_id)
+        if server is None or server.status != Status.READY:
+            return "skipped: not ready"
+        if server.health == HealthState.HEALTHY:
+            # A heartbeat since the restart told already: no SSH to a healthy server.
+            return "skipped: healthy already"
+        target, why_not = _target(ctx, server)
+    if target is None:
+        return f"skipped: {why_not}"
+    try:
+        vps_ops.ask_heartbeat(target, ctx.settings.inject_timeout_seconds)
+    except SSHError as exc:
+        server_logger(log, server_id, "health").info(
+            "asking the agent for a heartbeat after the restart failed (%s: %s); "
+            "its timer's next tick tells",
+            exc.code,
+            exc.message,
+        )
+        return f"not asked: {exc.code}"
+    return "asked"
 
 
 _VERB = {
@@ -208,6 +254,7 @@ def _carry_out(
             action_id = ctx.hetzner.reboot_server(server.provider_id, hard=action == Action.RESET)
         except HetznerError as exc:
             return False, f"Hetzner refused: {exc.code}: {exc.message}"
+        HealthMemory(ctx.redis).restarts_reset(server.id)  # a boot starts the count afresh
         return True, f"Hetzner action {action_id} started"
     return _over_ssh(ctx, server, action)
 
@@ -224,4 +271,6 @@ def _over_ssh(ctx: JobContext, server: Server, action: Action) -> tuple[bool, st
         state = vps_ops.restart_service(target, timeout)
     except SSHError as exc:
         return False, f"{exc.code}: {exc.message}"
+    # reset-failed and a manual restart set systemd's count back to 0.
+    HealthMemory(ctx.redis).restarts_reset(server.id)
     return state.running, f"Rachel8 is {state.describe()} right after the restart"

@@ -3,8 +3,9 @@
 Verbs: `start`, `restart`, `try-restart`, `reload-or-restart`, `stop`,
 `enable [--now]`, `disable [--now]`, `is-active`, `is-enabled`, `status`,
 `show [-p A,B | --property=A] [--value]`, `reset-failed`, `daemon-reload`;
-for services and timers alike. Exit codes and messages follow systemctl's
-(5 for a unit not found, 3 for `is-active` of an inactive unit...).
+for services and timers alike; an option the simulator does not know is
+refused. Exit codes and messages follow systemctl's (5 for a unit not found,
+3 for `is-active` of an inactive unit...).
 """
 
 from __future__ import annotations
@@ -24,6 +25,14 @@ _ACTIONS = ("start", "restart", "try-restart", "reload-or-restart")
 _VALUED = {
     "-p", "--property", "-n", "--lines", "-o", "--output", "-u", "--unit", "-t", "--type",
     "-S", "--since",
+}  # fmt: skip
+#: The options of `systemctl` the simulator honours (or that change nothing it prints):
+#: any other is refused, so that a command relying on one fails a test, not production.
+#: `--no-block` returns once the job is queued: the simulator's jobs are queued and
+#: answered at once, and an asynchronous main process (the health agent) runs after.
+_SYSTEMCTL_OPTIONS = {
+    "--now", "--value", "-p", "--property", "-q", "--quiet", "--no-block", "--no-pager",
+    "--no-ask-password", "--system", "--no-legend", "-l", "--full",
 }  # fmt: skip
 #: The journal outputs the simulator prints (others are refused, as unknown ones are).
 _OUTPUTS = ("short", "short-iso", "cat")
@@ -125,8 +134,10 @@ def _is_enabled(systemd: Systemd, units: list[str]) -> Result:
 def run_systemctl(systemd: Systemd, args: list[str]) -> Result:
     """Run `systemctl` with `args` (options may come anywhere)."""
     words, options = split_args(args)
-    if not words:
-        return Result(1, stderr="systemctl: a command is required (simulated systemctl)\n")
+    unknown = sorted(set(options) - _SYSTEMCTL_OPTIONS)
+    if unknown or not words:
+        what = f"unrecognized option '{unknown[0]}'" if unknown else "a command is required"
+        return Result(1, stderr=f"systemctl: {what} (simulated systemctl)\n")
     verb, units = words[0], words[1:]
     if verb == "daemon-reload":
         return Result(0)

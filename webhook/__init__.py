@@ -4,6 +4,7 @@
 - `webhooks`, `intake`, `api`, `ops`, `sse`: controllers, thin over `services`.
 - `structs`: msgspec request and response bodies.
 - `guards`: signature, API key and callback authentication.
+- `heartbeats`, `heartbeat_asgi`: the heartbeat route, and its hot path before Litestar's.
 - `errors`: the one mapping from errors to HTTP statuses and JSON bodies.
 - `observe`: metrics and readiness.
 

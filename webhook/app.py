@@ -17,6 +17,7 @@ from webhook.api import StatusController
 from webhook.context import WebContext
 from webhook.errors import EXCEPTION_HANDLERS
 from webhook.guards import API_KEY_HEADER
+from webhook.heartbeat_asgi import install as install_heartbeat_path
 from webhook.heartbeats import HeartbeatController
 from webhook.observe import count_results
 from webhook.ops import OpsController
@@ -77,7 +78,7 @@ def create_app(
             }
         ),
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             WebhookController,
             CallbackController,
@@ -100,3 +101,5 @@ def create_app(
         on_shutdown=[close_context],
         debug=debug,
     )
+    install_heartbeat_path(app, ctx)
+    return app

@@ -117,6 +117,20 @@ def status_for(exc: RachelError) -> int:
     return 503 if exc.transient else 500
 
 
+def error_body(
+    code: str, message: str, details: list[str] | None = None, *, field: str | None = None
+) -> ErrorBody:
+    """The JSON error body (message and details redacted)."""
+    return ErrorBody(
+        error=ErrorInfo(
+            code=code,
+            message=redact(message),
+            details=[redact(d) for d in details[:MAX_DETAILS]] if details else None,
+            field=field,
+        )
+    )
+
+
 def error_response(
     status: int,
     code: str,
@@ -127,31 +141,32 @@ def error_response(
     field: str | None = None,
 ) -> Response[ErrorBody]:
     """The JSON error response (message and details redacted)."""
-    body = ErrorBody(
-        error=ErrorInfo(
-            code=code,
-            message=redact(message),
-            details=[redact(d) for d in details[:MAX_DETAILS]] if details else None,
-            field=field,
-        )
-    )
+    body = error_body(code, message, details, field=field)
     return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
-def handle_rachel_error(request: Request[Any, Any, Any], exc: RachelError) -> Response[ErrorBody]:
-    """Our errors: their code and message, their status."""
+def rachel_error_answer(
+    method: str, path: str, exc: RachelError
+) -> tuple[int, ErrorBody, dict[str, str]]:
+    """What one of our errors answers (status, body, headers), logged as it is answered."""
     status = status_for(exc)
     # A refusal that asks the client to come back (a capacity limit) is logged where it is made.
     retry_later = isinstance(exc, RequestRejected) and "Retry-After" in exc.headers
     if status >= 500 and not retry_later:
-        log.error("%s %s: %s (%s)", request.method, request.url.path, exc.code, exc)
+        log.error("%s %s: %s (%s)", method, path, exc.code, exc)
     else:
-        log.info("%s %s: %d %s", request.method, request.url.path, status, exc.code)
-    headers = {"WWW-Authenticate": _challenge(request.url.path)} if status == 401 else {}
+        log.info("%s %s: %d %s", method, path, status, exc.code)
+    headers = {"WWW-Authenticate": _challenge(path)} if status == 401 else {}
     if isinstance(exc, RequestRejected):
         headers.update(exc.headers)
     field = exc.field if isinstance(exc, ConfigError) else None
-    return error_response(status, exc.code, exc.message, headers=headers or None, field=field)
+    return status, error_body(exc.code, exc.message, field=field), headers
+
+
+def handle_rachel_error(request: Request[Any, Any, Any], exc: RachelError) -> Response[ErrorBody]:
+    """Our errors: their code and message, their status."""
+    status, body, headers = rachel_error_answer(request.method, request.url.path, exc)
+    return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers or None)
 
 
 def _challenge(path: str) -> str:

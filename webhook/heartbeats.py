@@ -44,7 +44,7 @@ ARMED = (Status.INJECTING_SECRETS.value, Status.READY.value)
 #: Longer than any credential we issue (43 characters); longer ones are not hashed.
 MAX_CREDENTIAL_CHARS = 128
 #: The one success answer, encoded once.
-_ACCEPTED = b'{"accepted":true}'
+ACCEPTED = b'{"accepted":true}'
 
 ServerId = Annotated[int, Parameter(ge=1, le=2**31 - 1, description="The server's id.")]
 
@@ -79,21 +79,21 @@ class HeartbeatController(Controller):
         server_id: ServerId,
     ) -> Response[HeartbeatAccepted]:
         """Record the heartbeat in Redis (202), or refuse it having recorded nothing."""
-        credential = _bearer(request.headers.get("authorization"))
+        credential = bearer(request.headers.get("authorization"))
         peer = request.client.host if request.client else None
         ctx = context_of(request)
         source = client_address(peer, request.headers.get("x-forwarded-for"), ctx.trusted_proxies)
         if credential is None or source is None:
             raise heartbeat_refused(Recorded.DENIED)
-        result = await _record(
+        result = await record(
             ctx, server_id=server_id, credential=credential, source=source, data=data, body=body
         )
         if result is not Recorded.OK:
             raise heartbeat_refused(result)
-        return Response(_ACCEPTED, status_code=202, media_type=MediaType.JSON)  # type: ignore[arg-type]
+        return Response(ACCEPTED, status_code=202, media_type=MediaType.JSON)  # type: ignore[arg-type]
 
 
-def _bearer(header: str | None) -> str | None:
+def bearer(header: str | None) -> str | None:
     """The credential of an `Authorization: Bearer ...` header; None when there is none."""
     if not header:
         return None
@@ -104,7 +104,7 @@ def _bearer(header: str | None) -> str | None:
     return credential
 
 
-async def _record(
+async def record(
     ctx: WebContext,
     *,
     server_id: int,

@@ -165,11 +165,16 @@ def _run_checked(target: Target, command: str, timeout: float, what: str) -> str
     return out
 
 
+#: Starts the agent's service once, now, without waiting for it (a oneshot already
+#: running is not started twice, as systemd merges the jobs).
+_HEARTBEAT_NOW = f"systemctl start --no-block {vps.AGENT_SERVICE_UNIT}"
+
+
 def restart_service(target: Target, timeout: float) -> ServiceState:
     """Restart Rachel8 (after clearing a used-up start limit) and report its state.
 
     The state is what systemd says right after the restart: whether it stays up
-    is for the next heartbeat to tell.
+    is for the next heartbeat to tell (`ask_heartbeat`).
 
     Raises:
         SSHError: `ssh_unreachable` (transient), `host_key_mismatch`, `ssh_auth_failed`,
@@ -184,15 +189,29 @@ def restart_service(target: Target, timeout: float) -> ServiceState:
         raise SSHError(f"{target.host}: {exc}", code="vps_contract", transient=False) from exc
 
 
+def ask_heartbeat(target: Target, timeout: float) -> None:
+    """Run the agent once now, not at its timer's next tick (its timer then counts its
+    period from this run): the heartbeat that tells whether a repair worked.
+
+    Raises:
+        SSHError: the VPS could not be reached, or systemctl refused (no agent unit).
+    """
+    _run_checked(target, _HEARTBEAT_NOW, timeout, f"starting {vps.AGENT_SERVICE_UNIT}")
+
+
 def restart_agent(target: Target, timeout: float) -> None:
-    """Re-enable and restart the agent's timer (its heartbeats stopped, Rachel8 runs).
+    """Re-enable and restart the agent's timer (its heartbeats stopped, Rachel8 runs),
+    and run the agent once now (`ask_heartbeat`: whether it talks again tells at once).
 
     Raises:
         SSHError: the VPS could not be reached, or systemctl refused.
     """
     timer = vps.AGENT_TIMER_UNIT
-    command = f"systemctl reset-failed {vps.AGENT_SERVICE_UNIT}; systemctl enable --now {timer}"
-    _run_checked(target, f"{command} && systemctl restart {timer}", timeout, f"restarting {timer}")
+    command = (
+        f"systemctl reset-failed {vps.AGENT_SERVICE_UNIT}; systemctl enable --now {timer} "
+        f"&& systemctl restart {timer} && {_HEARTBEAT_NOW}"
+    )
+    _run_checked(target, command, timeout, f"restarting {timer}")
 
 
 def _redacted_lines(text: str, extra_secrets: Sequence[str]) -> list[str]:

@@ -18,7 +18,9 @@ fix: `core.domain.repair`) and the reason in words. The rules, first match wins:
   service running -> degraded "agent silent";
 - the bot token no longer answers `getMe`, a webhook is set on the bot, 409
   conflicts: unhealthy (restarts fix none of these: the owner and operators are told);
-- Rachel8's unit between two of systemd's own restarts (`auto-restart`): degraded;
+- Rachel8's unit between two of systemd's own restarts (`auto-restart`): degraded,
+  unless it was down already or systemd restarted it since the previous heartbeat
+  (it exited again after that restart: a crash loop), then unhealthy;
 - Rachel8's unit not running (failed, inactive...): unhealthy;
 - systemd restarted it since the previous heartbeat, disk or memory low, Telegram
   unreachable from the box, another commit than `Server.rachel8_commit`: degraded;
@@ -261,7 +263,8 @@ def judge_heartbeat(
             "Rachel8's unit state is unknown: the agent could not read it",
         )
     if not service.running:
-        return _not_running(service, was_down=was_down)
+        # Restarted since the last heartbeat and down again: it crashes in a loop.
+        return _not_running(service, was_down=was_down or restarted)
     return _degraded(heartbeat, commit=commit, restarted=restarted, policy=policy) or HEALTHY
 
 
@@ -272,8 +275,10 @@ def _not_running(service: ServiceReport | ServiceState, *, was_down: bool) -> Ve
     that is a blip, not an outage, and restarting it ourselves would race
     systemd and tell the owner of a crash they never noticed. A unit that keeps
     crashing hits its start limit within `StartLimitIntervalSec` and is `failed`
-    at the next look. A server that was down already (a crash loop, a silent
-    server probed) is not up between two of those restarts: it stays down.
+    at a later look; one seen crashed again after a restart of systemd's (its
+    restart count grew since the previous heartbeat) is in that loop already,
+    and so is not up between two of those restarts, nor is a server that was down
+    already (a crash loop, a silent server probed): it is down.
     """
     if service.sub == "auto-restart" and not was_down:
         return Verdict(

@@ -167,6 +167,15 @@ class HealthMemory:
     def record_action(self, server_id: int, at: datetime) -> None:
         self.client.hset(ACTED_KEY, str(server_id), epoch(at))
 
+    def restarts_reset(self, server_id: int) -> None:
+        """Rachel8's restart count went back to 0 (our restart flushes it, and so does a
+        boot): the next heartbeat's count is compared with 0, not with the series before,
+        so that a crash since the restart reads as one (`restarts_grew`)."""
+        key = str(server_id)
+        memo = Memo.decode(raw) if (raw := self.client.hget(MEMO_KEY, key)) else None
+        seq, restarted = (memo.seq, memo.restarted) if memo else (0, False)
+        self.client.hset(MEMO_KEY, key, Memo(seq, 0, restarted).encode())
+
     def claim(self, server_id: int, what: str) -> bool:
         """Mark a probe or repair of the server as queued; False when one already is."""
         return bool(self.client.set(f"{BUSY_PREFIX}{server_id}", what, nx=True, ex=BUSY_SECONDS))

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
+import hiredis
 import msgspec
 import redis
 from redis.exceptions import NoScriptError
@@ -228,9 +229,9 @@ class _HeldConnection:
                 self._connection = await self._client.connection_pool.get_connection()
             connection = self._connection
             try:
-                await connection.send_packed_command(
-                    connection.pack_command("EVALSHA", script.sha, len(keys), *keys, *args)
-                )
+                # hiredis packs the command in C, as redis-py would in Python (the same bytes).
+                command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+                await connection.send_packed_command(hiredis.pack_command(command))
                 return await connection.read_response()
             except (NoScriptError, redis.ConnectionError, redis.TimeoutError):
                 pass

@@ -69,6 +69,20 @@ def test_restart_brings_a_stopped_service_back(
     assert rachel8_vps.service(machine)["ActiveState"] == "active"
 
 
+def test_a_heartbeat_is_asked_for_at_once(sim: SimulatorServer, adapter: HetznerAdapter) -> None:
+    target = _ready(sim, adapter, 36)
+    machine = _machine(sim, adapter)
+    with machine.systemd.lock:
+        asked = machine.systemd.clock.now()
+    vps_ops.ask_heartbeat(target, timeout=10)
+    with machine.systemd.lock:
+        agent = list(machine.systemd.services[vps.AGENT_SERVICE_UNIT].journal)
+    # Its run began then, not at the timer's tick (30 simulated seconds apart).
+    assert any(e.message.startswith("Starting") and 0 <= e.at - asked < 1.0 for e in agent), agent[
+        -5:
+    ]
+
+
 def test_restart_of_an_unreachable_vps_is_transient() -> None:
     pair = generate_ssh_keypair()
     target = Target("127.0.0.1", _closed_port(), pair.public_openssh, pair.private_openssh)

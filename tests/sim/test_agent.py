@@ -133,6 +133,32 @@ def test_a_timer_with_only_on_unit_active_sec_waits_for_its_service_to_run_once(
     assert 29 < gaps[0] < 91 and all(55 < gap < 65 for gap in gaps[1:]), gaps
 
 
+def test_a_direct_start_runs_the_agent_once_and_the_timer_counts_from_it(
+    make_sim: Callable[..., SimulatorServer], receiver: CallbackReceiver
+) -> None:
+    # 20 times faster: the timer's 30 s are 1.5 s, room to tell a direct run from a tick.
+    vps = boot(make_sim(time_scale=0.05), "rc-1")
+    inject(vps, receiver.url("/heartbeats/1"), None)
+    first = heartbeat_bodies(receiver, 1)[0]
+    settled(vps)
+    with vps.systemd.lock:  # the box's timers wait: both starts meet the same run
+        runs = vps.agent_record.runs
+        started = vps.systemd.systemctl(["start", "--no-block", AGENT])
+        assert started.exit_status == 0, started.stderr
+        assert show(vps, AGENT, "ActiveState") == {"ActiveState": "activating"}
+        # A oneshot started while it runs is not started twice: the job merges.
+        assert vps.systemd.systemctl(["start", "--no-block", AGENT]).exit_status == 0
+    direct = heartbeat_bodies(receiver, 2)[1]
+    assert vps.agent_record.runs == runs + 1
+    tick = heartbeat_bodies(receiver, 3)[2]
+    assert direct.uptime_seconds - first.uptime_seconds < 25  # not the timer's tick
+    # OnUnitActiveSec= counts from the service's last activation: the direct run.
+    assert 29 <= tick.uptime_seconds - direct.uptime_seconds <= 32
+    assert len({b.seq for b in heartbeat_bodies(receiver, 3)}) == 3
+    typo = vps.systemd.systemctl(["start", "--no-blok", AGENT])
+    assert typo.exit_status == 1 and "unrecognized option '--no-blok'" in typo.stderr
+
+
 def test_a_missing_or_unrunnable_script_fails_at_exec(
     fast: SimulatorServer, receiver: CallbackReceiver
 ) -> None:

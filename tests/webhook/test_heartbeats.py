@@ -6,6 +6,7 @@ The app is served by uvicorn (heartbeats are bound to the sender's address:
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +22,8 @@ from core.store.models import Server
 from tests import factories
 from tests.unit.core.domain.test_heartbeats import beat
 from tests.webhook.conftest import Served
+from webhook.context import WebContext
+from webhook.heartbeat_asgi import fast_path
 
 LOCAL = "127.0.0.1"
 
@@ -243,3 +246,48 @@ def test_the_schema_documents_the_endpoint_and_its_credential(web: httpx.Client)
     assert schema["components"]["securitySchemes"]["heartbeatCredential"]["scheme"] == "bearer"
     assert "Heartbeat" in json.dumps(operation["requestBody"])
     assert "seq" in schema["components"]["schemas"]["Heartbeat"]["required"]
+
+
+def test_the_hot_path_answers_good_heartbeats_and_hands_the_rest_to_litestar(
+    ctx: WebContext, redis_client: redis.Redis
+) -> None:
+    """`webhook.heartbeat_asgi`: what it answers itself, and what reaches Litestar intact
+    (the tests above go through both, served, and get the route's answers)."""
+    server, credential = _armed(redis_client)
+    handed: list[tuple[str, bytes]] = []
+
+    async def litestar(scope: Any, receive: Any, send: Any) -> None:
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body, more = body + message.get("body", b""), message.get("more_body", False)
+        handed.append((scope["path"], body))
+        await send({"type": "http.response.start", "status": 299, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    good, bad = heartbeats.encode(beat(seq=3)), b'{"seq": 0}'
+    auth = {"Authorization": f"Bearer {credential}", "Content-Type": "application/json"}
+    cases = [
+        (f"/heartbeats/{server.id}", good, auth, 202),
+        (f"/heartbeats/{server.id}", good, auth, 409),  # the same sequence again
+        (f"/heartbeats/{server.id}", bad, auth, 299),
+        (f"/heartbeats/{server.id}", good, {**auth, "Authorization": "Basic x"}, 299),
+        (f"/heartbeats/{server.id}", good, {**auth, "Content-Type": "text/plain"}, 299),
+        ("/heartbeats/0", good, auth, 299),
+        ("/webhooks/deploy", good, auth, 299),
+    ]
+
+    async def post_all() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=fast_path(litestar, ctx), client=(LOCAL, 40000))
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://web") as client:
+                return [await client.post(p, content=b, headers=h) for p, b, h, _ in cases]
+        finally:
+            await ctx.close()
+
+    answers = asyncio.run(post_all())
+    assert [a.status_code for a in answers] == [c[3] for c in cases]
+    assert answers[0].json() == {"accepted": True}
+    assert answers[1].json()["error"]["code"] == "stale_sequence"
+    assert handed == [(p, b) for p, b, _, status in cases if status == 299]
+    assert HeartbeatStore(redis_client).latest([server.id])[server.id].heartbeat.seq == 3

@@ -52,6 +52,7 @@ SIGNATURES = {
     JobFunction.REPAIR_SERVER: (
         "(server_id: int, action: str, why: str = '', next_step: str = '') -> str"
     ),
+    JobFunction.ASK_HEARTBEAT: "(server_id: int) -> str",
     JobFunction.TELL_OWNER: "(server_id: int, what: str, problem: str) -> str",
     JobFunction.ALERT_OPERATORS: (
         "(server_id: int | None, what: str, why: str, next_step: str) -> str"

@@ -26,6 +26,7 @@ from core.domain.health import (
     restarts_grew,
 )
 from core.domain.heartbeats import ServiceReport, StoredHeartbeat, TelegramReport
+from core.domain.repair import Action, Incident, RepairPolicy, decide_repair
 from tests.unit.core.domain.test_heartbeats import beat
 
 NOW = datetime(2026, 3, 1, 12, 0, 0)
@@ -113,6 +114,10 @@ def test_a_service_systemd_is_restarting_is_a_blip_not_an_outage() -> None:
     )
     assert (down.state, down.problem) == (HealthState.UNHEALTHY, Problem.SERVICE_DOWN)
     assert "activating/auto-restart (exit-code" in down.reason
+    # Nor is one that systemd restarted since the previous heartbeat and that exited
+    # again: the second crash in a row is a crash loop, seen before the start limit.
+    looping = judge(restarted=True, service=service("activating", "auto-restart", "exit-code"))
+    assert looping == down
     found = judge_probe(
         Probe(reachable=True, service=ServiceState("activating", "auto-restart", 1, "exit-code", 1))
     )
@@ -248,3 +253,46 @@ def test_policy_from_settings(tmp_path: Any) -> None:
 
     settings = make_settings(tmp_path, RACHEL_HEARTBEAT_MISSING="90s")
     assert HealthPolicy.from_settings(settings).missing_seconds == 90
+
+
+def test_the_heartbeat_a_repair_restart_asks_for_is_judged_as_it_is() -> None:
+    """The agent runs seconds after our restart (`vps_ops.restart_service`): neither a
+    crash blip nor a systemd restart, and the evidence the repair waits for."""
+
+    def confirming(state: ServiceReport, memo_restarts: int) -> Verdict:
+        return decide(
+            StoredHeartbeat(beat(service=state), 0.0),
+            received_at=at(2),
+            now=NOW,
+            ready_at=at(600),
+            watched=True,
+            commit=COMMIT,
+            restarted=restarts_grew(memo_restarts, state.restarts),
+            finding=None,
+            policy=POLICY,
+            previous=HealthState.UNHEALTHY,
+        )
+
+    # A manual restart flushes NRestarts (and reset-failed zeroes it): systemd's
+    # three restarts of the crash loop do not read as "restarted since the last one".
+    back = confirming(ServiceReport("active", "running", 0, "success", 0), memo_restarts=3)
+    assert back == HEALTHY
+    # The repair sets the remembered count to 0 too (`HealthMemory.restarts_reset`): a
+    # crash since our restart, which systemd restarted, is not mistaken for healthy.
+    crashed = confirming(ServiceReport("active", "running", 1, "success", 0), memo_restarts=0)
+    assert (crashed.state, crashed.problem) == (HealthState.DEGRADED, Problem.RESTARTED)
+    # Crashing again at once: down still, not a blip (it was down before our restart).
+    again = confirming(ServiceReport("activating", "auto-restart", 1, "exit-code", 1), 0)
+    assert (again.state, again.problem) == (HealthState.UNHEALTHY, Problem.SERVICE_DOWN)
+    policy = RepairPolicy(True, 3, 1800, 1800, 75)
+    repaired = Incident(window_started_at=at(10), restarts=1, last_action_at=at(10))
+    # Evidence newer than the repair decides; a heartbeat from before it does not.
+    assert decide_repair(back, repaired, evidence_at=at(2), now=NOW, policy=policy).action == (
+        Action.NONE
+    )
+    assert decide_repair(again, repaired, evidence_at=at(2), now=NOW, policy=policy).action == (
+        Action.RESTART
+    )
+    assert decide_repair(again, repaired, evidence_at=at(11), now=NOW, policy=policy).action == (
+        Action.WAIT
+    )

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import redis
 
-from core.domain.health import Finding, HealthState, Problem, Verdict
+from core.domain.health import Finding, HealthState, Problem, Verdict, restarts_grew
 from core.domain.health_store import (
     ACTED_KEY,
     FINDINGS_KEY,
@@ -75,3 +75,16 @@ def test_owner_told_once_per_cooldown(redis_client: redis.Redis) -> None:
     assert memory.owner_told_recently(5, 1800)
     assert not memory.owner_told_recently(6, 1800)
     assert 1790 < redis_client.ttl("rc:health:owner-told:5") <= 1800
+
+
+def test_a_restart_of_ours_sets_the_remembered_count_back_to_zero(
+    redis_client: redis.Redis,
+) -> None:
+    memory = HealthMemory(redis_client)
+    memory.save({7: Memo(41, 3, True)})
+    memory.restarts_reset(7)
+    memory.restarts_reset(8)  # never judged: compared with 0 all the same
+    memos = memory.recall().memos
+    assert memos[7] == Memo(41, 0, True) and memos[8] == Memo(0, 0, False)
+    # The next heartbeat: one crash since our restart (NRestarts 1) reads as one.
+    assert restarts_grew(memos[7].restarts, 1)
