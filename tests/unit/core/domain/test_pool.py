@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from core.cloud.provider import LABEL_CUSTOMER, LABEL_SERVER
+from core.cloud.provider import LABEL_CUSTOMER, LABEL_SERVER, ProviderServer
 from core.domain.pool import (
     PoolServerView,
     PoolSize,
@@ -19,6 +19,8 @@ from core.domain.pool import (
     refill_time,
     target_size,
 )
+from core.domain.reconcile import DbServer, Fix, Kind, diff
+from core.platform.settings import Settings
 
 NOW = datetime(2026, 3, 1, 12, 0)
 A, B = "a" * 40, "b" * 40
@@ -125,3 +127,31 @@ def test_a_pool_vps_is_the_pools_while_its_row_owns_it() -> None:
     assert pool_finding(None, 500) == "its pool row does not exist"
     assert "is deleted" in (pool_finding(pooled(1, "deleted", provider_id=500), 500) or "")
     assert "a duplicate" in (pool_finding(pooled(1, provider_id=500), 501) or "")
+
+
+def test_the_reconciler_knows_pool_servers_and_judges_a_claimed_one_as_its_servers() -> None:
+    settings = Settings.load(environ={})
+
+    def vps(provider_id: int, pool_id: int) -> ProviderServer:
+        labels = pool_labels(pool_id, "rachel")
+        return ProviderServer(provider_id, f"p{pool_id}", "running", None, None, labels,
+                              NOW.isoformat())  # fmt: skip
+
+    pool = {
+        1: pooled(1, provider_id=11),
+        2: pooled(2, "deleted", provider_id=12),
+        3: pooled(3, "claimed", provider_id=13, server_id=30),
+        4: pooled(4, "claimed", provider_id=14, server_id=40),
+    }
+    servers = [
+        DbServer(30, "ready", 13, 1, NOW),
+        DbServer(40, "deleted", 14, 1, NOW),
+    ]
+    listed = [vps(11, 1), vps(12, 2), vps(13, 3), vps(14, 4), vps(15, 5)]
+    report = diff(listed, servers, {}, NOW, settings, pool=pool)
+    orphans = {f.provider_id: f for f in report.of(Kind.ORPHAN)}
+    assert set(orphans) == {12, 14, 15}  # 11 warm, 13 its server's: kept
+    assert orphans[12].fix == Fix.DELETE and "is deleted" in orphans[12].reason
+    assert orphans[15].fix == Fix.DELETE and "does not exist" in orphans[15].reason
+    # A claimed VPS is its server's: judged like one (young: the safety age applies).
+    assert "server 40 is deleted" in orphans[14].reason

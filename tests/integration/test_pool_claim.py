@@ -1,0 +1,108 @@
+"""The warm pool's claim on both databases: atomic under racing threads (two deploys
+never get one server), the Server takes the VPS over, and a claim racing a
+deprovision leaves the pool its server."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import peewee
+
+from core.domain import pool_store
+from core.domain.lifecycle import Status
+from core.domain.pool import PoolState
+from core.platform.clock import utcnow
+from core.security.crypto import KeyRing, generate_key_entry, generate_ssh_keypair
+from core.store.db import current
+from core.store.models import Event, PoolServer, Server
+from core.store.vault import reveal, seal
+from tests import factories
+
+COMMIT = "c" * 40
+RING = KeyRing([generate_key_entry()])
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMh5ID4oRHC8VNoPLmWDrBSxoBSkwLsOlTeY5Zm0pn0P"
+
+
+def warm(n: int, location: str = "fsn1") -> PoolServer:
+    now = utcnow()
+    row: PoolServer = PoolServer.create(
+        state=PoolState.WARM.value, location=location, server_type="cx23", image="42",
+        commit=COMMIT, name=f"test-pool-{n}", provider_id=1000 + n, ipv4=f"10.0.0.{n}",
+        host_key=HOST_KEY, created_at=now, warm_at=now - timedelta(seconds=n),
+    )  # fmt: skip
+    pair = generate_ssh_keypair(comment=f"pool-{n}")
+    seal(RING, row, "ssh_private_key", pair.private_openssh)
+    row.ssh_public_key = pair.public_openssh
+    row.save()
+    return row
+
+
+def creating() -> Server:
+    return factories.server(status=Status.CREATING.value, attempt=1)
+
+
+def test_a_claim_hands_the_oldest_warm_vps_to_the_server(db: peewee.Database) -> None:
+    newer, older, elsewhere = warm(1), warm(2), warm(3, location="nbg1")
+    server = creating()
+    claimed = pool_store.claim(server, RING, commit=COMMIT, next_job=lambda s, at: "job-x")
+    assert claimed is not None and claimed.pool_id == older.id
+    row = Server.get_by_id(server.id)
+    assert row.status == Status.INJECTING_SECRETS
+    assert (row.provider_id, row.ipv4, row.host_key, row.name, row.image, row.rachel8_commit) == (
+        older.provider_id, older.ipv4, HOST_KEY, older.name, "42", COMMIT,
+    )  # fmt: skip
+    assert row.job_id == "job-x"
+    # The key is re-sealed for the Server's row: it opens there, to the pool's key.
+    assert reveal(RING, row, "ssh_private_key") == reveal(RING, older, "ssh_private_key")
+    pooled = PoolServer.get_by_id(older.id)
+    assert (pooled.state, pooled.server_id) == (PoolState.CLAIMED, server.id)
+    messages = [e.message for e in Event.select().where(Event.server == server.id)]
+    assert any("from the warm pool" in m for m in messages)
+    assert PoolServer.get_by_id(newer.id).state == PoolState.WARM
+    assert PoolServer.get_by_id(elsewhere.id).state == PoolState.WARM
+    # Another release's pool server is never claimed: a miss, the image path.
+    assert pool_store.claim(creating(), RING, commit="d" * 40) is None
+
+
+def test_a_claim_racing_a_deprovision_leaves_the_pool_its_server(db: peewee.Database) -> None:
+    only = warm(1)
+    server = creating()
+    # The deprovision won: the server left creating before the claim's transition.
+    Server.update(status=Status.FAILED.value).where(Server.id == server.id).execute()
+    assert pool_store.claim(server, RING, commit=COMMIT) is None
+    kept = PoolServer.get_by_id(only.id)
+    assert (kept.state, kept.server_id) == (PoolState.WARM, None)
+    row = Server.get_by_id(server.id)
+    assert (row.status, row.provider_id) == (Status.FAILED, None)
+    assert Event.select().where(Event.kind == pool_store.EVENT_KIND).count() == 0
+
+
+def test_racing_claims_never_share_a_server(db: peewee.Database) -> None:
+    pool = [warm(n) for n in range(1, 4)]
+    servers = [creating() for _ in range(6)]
+    current().close()
+    results: dict[int, int | None] = {}
+    barrier = threading.Barrier(len(servers))
+
+    def claim(server: Server) -> None:
+        barrier.wait()
+        with current().connection_context():
+            got = pool_store.claim(server, RING, commit=COMMIT)
+            results[server.id] = got.pool_id if got is not None else None
+
+    threads = [threading.Thread(target=claim, args=(s,)) for s in servers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    current().connect(reuse_if_open=True)
+    won = [pool_id for pool_id in results.values() if pool_id is not None]
+    assert sorted(won) == sorted(p.id for p in pool)  # each taken once, none twice
+    for server in servers:
+        row = Server.get_by_id(server.id)
+        if results[server.id] is None:
+            assert (row.status, row.provider_id) == (Status.CREATING, None)  # a miss
+        else:
+            taken = PoolServer.get_by_id(results[server.id])
+            assert (taken.server_id, row.provider_id) == (server.id, taken.provider_id)
