@@ -1,6 +1,6 @@
-"""The warm pool's claim on both databases: atomic under racing threads (two deploys
-never get one server), the Server takes the VPS over, and a claim racing a
-deprovision leaves the pool its server."""
+"""The warm pool's store on both databases: the claim, atomic under racing threads
+(two deploys never get one server), the Server taking the VPS over, a claim
+racing a deprovision leaving the pool its server; and the pool servers' callback."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import threading
 from datetime import timedelta
 
 import peewee
+import pytest
 
 from core.domain import pool_store
+from core.domain.callbacks import CallbackRejected, hash_token
+from core.domain.install_outcome import InstallOutcome
 from core.domain.lifecycle import Status
 from core.domain.pool import PoolState
 from core.platform.clock import utcnow
@@ -106,3 +109,49 @@ def test_racing_claims_never_share_a_server(db: peewee.Database) -> None:
         else:
             taken = PoolServer.get_by_id(results[server.id])
             assert (taken.server_id, row.provider_id) == (server.id, taken.provider_id)
+
+
+def booting(token: str, **fields: object) -> PoolServer:
+    now = utcnow()
+    values: dict[str, object] = {
+        "state": PoolState.BOOTING.value, "location": "fsn1", "server_type": "cx23",
+        "image": "42", "commit": COMMIT, "name": f"test-pool-b{now.timestamp()}",
+        "provider_id": 77, "ipv4": "10.0.1.1", "created_at": now,
+        "callback_token_hash": hash_token(token),
+        "callback_token_expires_at": now + timedelta(minutes=5),
+    }  # fmt: skip
+    values.update(fields)
+    row: PoolServer = PoolServer.create(**values)
+    return row
+
+
+def test_a_pool_callback_is_authenticated_like_a_servers(db: peewee.Database) -> None:
+    ok = InstallOutcome(ok=True, commit=COMMIT)
+    row = booting("right")
+    for token, source in (("wrong", "10.0.1.1"), ("right", "10.9.9.9"), ("", "10.0.1.1")):
+        with pytest.raises(CallbackRejected) as refused:
+            pool_store.accept_pool_callback(row.id, token, HOST_KEY, source, install=ok)
+        assert refused.value.code == "unauthorized"
+    with pytest.raises(CallbackRejected):  # an unknown pool server: the same answer
+        pool_store.accept_pool_callback(9999, "right", HOST_KEY, "10.0.1.1", install=ok)
+    done = pool_store.accept_pool_callback(row.id, "right", HOST_KEY, "10.0.1.1", install=ok)
+    assert (done.state, done.host_key, done.callback_token_hash) == (PoolState.WARM, HOST_KEY, None)
+    assert done.warm_at is not None
+    with pytest.raises(CallbackRejected):  # the token is spent
+        pool_store.accept_pool_callback(row.id, "right", HOST_KEY, "10.0.1.1", install=ok)
+    late = booting(
+        "late",
+        callback_token_expires_at=utcnow() - timedelta(seconds=1),
+        ipv4="10.0.1.2",
+        provider_id=78,
+    )
+    with pytest.raises(CallbackRejected):
+        pool_store.accept_pool_callback(late.id, "late", HOST_KEY, "10.0.1.2", install=ok)
+
+
+def test_a_failed_install_recycles_the_pool_server(db: peewee.Database) -> None:
+    row = booting("t")
+    failed = InstallOutcome(ok=False, failed_step="bun", exit_status=1, log_tail="no network")
+    done = pool_store.accept_pool_callback(row.id, "t", HOST_KEY, "10.0.1.1", install=failed)
+    assert done.state == PoolState.RECYCLING and "install failed" in (done.reason or "")
+    assert done.host_key is None  # never pinned: nothing will connect to it
