@@ -8,10 +8,38 @@ RACHEL_SERVER_TYPE): the (location, server type) a deploy gets unless it names o
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
-from core.platform.settings_parsing import parse_bool, parse_int, parse_period
+from core.platform.settings_parsing import (
+    parse_bool,
+    parse_float,
+    parse_int,
+    parse_list,
+    parse_period,
+)
 from core.platform.settings_spec import DeclaredSettings, setting
+
+
+def parse_prices(text: str) -> Mapping[str, float]:
+    """`server_type=EUR per month` pairs (empty: no prices known)."""
+    prices: dict[str, float] = {}
+    for item in parse_list(text):
+        name, sep, amount = item.partition("=")
+        name = name.strip().lower()
+        try:
+            value = float(amount)
+        except ValueError:
+            value = math.nan
+        if not sep or not name or not math.isfinite(value) or value < 0:
+            raise ValueError(f"expected server_type=monthly price pairs, got {item!r}")
+        if name in prices:
+            raise ValueError(f"{name} is priced more than once")
+        prices[name] = value
+    # Read-only, so that the frozen settings cannot be changed through it.
+    return MappingProxyType(prices)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,4 +86,19 @@ class PoolSettings(DeclaredSettings):
         "How often the scheduled pool refill runs: pool servers made, recycled (an older "
         "release, surplus, stuck) and deleted.",
         parse_period,
+    )
+    server_prices: Mapping[str, float] = setting(
+        "RACHEL_PRICES",
+        "",
+        "What each server type costs per month (EUR, as your Hetzner price list says, e.g. "
+        "`cx23=4.49,cx33=7.49`): the pool's idle cost in /metrics and the TUI (per hour: "
+        "the monthly price / 730). Empty: the idle servers are counted, not priced.",
+        parse_prices,
+    )
+    snapshot_price_gb_month: float = setting(
+        "RACHEL_SNAPSHOT_PRICE",
+        "0",
+        "What snapshot storage costs per GB and month (EUR, your Hetzner price list): the "
+        "images' storage cost in /metrics and the TUI (0: the size is shown, not priced).",
+        parse_float(0, 1000),
     )

@@ -19,6 +19,7 @@ import redis
 from core.domain import releases
 from core.domain.lifecycle import Status
 from core.domain.pool import LABEL_POOL, PoolState
+from core.domain.pool_metrics import collect_pool
 from core.platform.runs import RunSummary
 from core.store.models import Event, PoolServer, Server
 from jobs import operator
@@ -89,6 +90,8 @@ def test_refill_claim_recycle_and_drain_leave_nothing_behind(stack: Stack) -> No
     assert vps.id == pooled.provider_id and vps.labels[LABEL_POOL] == str(pooled.id)
     assert vps.server_id is None and pooled.host_key
     assert _refill(stack.ctx).acted["create"] == 0  # full
+    idle = collect_pool({"cx23": 7.3}, 0.01).idle  # what /metrics shows of it
+    assert (idle.servers, idle.unpriced, idle.per_month) == (1, 0, 7.3)
 
     # A deploy claims it: no create, no cloud-init wait; straight to injection.
     creates = stack.sim.stats()["requests"].get("create_server", 0)

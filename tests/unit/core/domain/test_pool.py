@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from core.cloud.provider import LABEL_CUSTOMER, LABEL_SERVER, ProviderServer
+from core.domain.costs import pool_idle_cost, snapshot_cost
 from core.domain.pool import (
     PoolServerView,
     PoolSize,
@@ -20,6 +21,7 @@ from core.domain.pool import (
     target_size,
 )
 from core.domain.reconcile import DbServer, Fix, Kind, diff
+from core.platform.pool_settings import parse_prices
 from core.platform.settings import Settings
 
 NOW = datetime(2026, 3, 1, 12, 0)
@@ -155,3 +157,33 @@ def test_the_reconciler_knows_pool_servers_and_judges_a_claimed_one_as_its_serve
     assert orphans[15].fix == Fix.DELETE and "does not exist" in orphans[15].reason
     # A claimed VPS is its server's: judged like one (young: the safety age applies).
     assert "server 40 is deleted" in orphans[14].reason
+
+
+def test_the_idle_cost_prices_billed_pool_servers_and_counts_the_unpriced() -> None:
+    servers = [
+        pooled(1), pooled(2, "booting"), pooled(3, "recycling"),
+        pooled(4, "claimed"), pooled(5, "deleted"), pooled(6, place=("fsn1", "cx53")),
+    ]  # fmt: skip
+    cost = pool_idle_cost(servers, {"cx23": 7.3})
+    assert (cost.servers, cost.unpriced) == (4, 1)  # claimed: a customer's; deleted: gone
+    assert cost.per_month == pytest.approx(3 * 7.3)
+    assert cost.per_hour == pytest.approx(3 * 7.3 / 730)
+    assert pool_idle_cost([], {}).per_hour == 0
+
+
+def test_snapshot_storage_is_priced_per_gb_month() -> None:
+    assert snapshot_cost([2.5, None, 1.5], 0.01) == (4.0, pytest.approx(0.04))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("", {}), ("cx23=4.49, CX33=7", {"cx23": 4.49, "cx33": 7.0})],
+)
+def test_the_price_table_parses(text: str, expected: dict[str, float]) -> None:
+    assert dict(parse_prices(text)) == expected
+
+
+@pytest.mark.parametrize("text", ["cx23", "cx23=", "cx23=-1", "cx23=nan", "cx23=1,cx23=2", "=3"])
+def test_a_bad_price_table_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match=r"server_type=monthly price|more than once"):
+        parse_prices(text)
