@@ -32,7 +32,7 @@ from core.platform.clock import SYSTEM_CLOCK, Clock, ManualClock
 from core.security.crypto import KeyRing
 from core.store.db import connection, write_transaction
 from core.store.models import Event, PoolServer, Server
-from core.store.vault import reveal, seal
+from core.store.vault import binding_for, reveal
 
 log = logging.getLogger(__name__)
 
@@ -311,7 +311,9 @@ def _take_over(
 ) -> None:
     """The Server's two transitions, with the VPS; raises ClaimAbandoned to roll back."""
     private_key = reveal(ring, vps, "ssh_private_key") or ""
-    sealed = seal(ring, server, "ssh_private_key", private_key)
+    # Sealed for the Server's row but not assigned to it: the transition writes it, and
+    # only if it happens (a claim rolled back must leave no pool key on the Server).
+    sealed = ring.seal(private_key, binding_for(server, "ssh_private_key"))
     booted = transition(
         server.id,
         Status.CREATING,

@@ -74,6 +74,7 @@ def test_a_claim_racing_a_deprovision_leaves_the_pool_its_server(db: peewee.Data
     # The deprovision won: the server left creating before the claim's transition.
     Server.update(status=Status.FAILED.value).where(Server.id == server.id).execute()
     assert pool_store.claim(server, RING, commit=COMMIT) is None
+    assert server.ssh_private_key is None  # not even in memory: the job goes on with it
     kept = PoolServer.get_by_id(only.id)
     assert (kept.state, kept.server_id) == (PoolState.WARM, None)
     row = Server.get_by_id(server.id)
