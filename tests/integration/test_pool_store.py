@@ -20,6 +20,7 @@ from core.security.crypto import KeyRing, generate_key_entry, generate_ssh_keypa
 from core.store.db import current
 from core.store.models import Event, PoolServer, Server
 from core.store.vault import reveal, seal
+from jobs.images import images_in_use
 from tests import factories
 
 COMMIT = "c" * 40
@@ -156,3 +157,9 @@ def test_a_failed_install_recycles_the_pool_server(db: peewee.Database) -> None:
     done = pool_store.accept_pool_callback(row.id, "t", HOST_KEY, "10.0.1.1", install=failed)
     assert done.state == PoolState.RECYCLING and "install failed" in (done.reason or "")
     assert done.host_key is None  # never pinned: nothing will connect to it
+
+
+def test_retention_keeps_the_image_a_pool_server_being_made_names(db: peewee.Database) -> None:
+    booting("t", image="901")
+    warm(1)  # image 42, warm: made already
+    assert images_in_use() == {901}

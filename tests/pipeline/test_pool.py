@@ -24,6 +24,8 @@ from core.platform.runs import RunSummary
 from core.store.models import Event, PoolServer, Server
 from jobs import operator
 from jobs.context import JobContext
+from jobs.image_build import run_build
+from jobs.images import request_build
 from jobs.pool import refill
 from jobs.reconcile import snapshot
 from sim.config import SimConfig
@@ -128,3 +130,15 @@ def test_refill_claim_recycle_and_drain_leave_nothing_behind(stack: Stack) -> No
     assert _managed(stack) == [ready.provider_id]
     assert not snapshot(stack.ctx).findings
     assert Server.get_by_id(ready.id).status == Status.READY
+
+
+def test_pool_servers_start_from_the_current_image(stack: Stack) -> None:
+    images_on = replace(stack.ctx, settings=replace(stack.settings, images_enabled=True))
+    row = request_build(images_on, actor="operator:test", why="a test")
+    image = run_build(images_on, row.id, progress=lambda _line: None)
+    assert _refill(images_on).acted["create"] == 1
+    _until("a warm pool server", lambda: _states() == [PoolState.WARM])
+    pooled = PoolServer.get(PoolServer.state == PoolState.WARM.value)
+    assert pooled.image == str(image.provider_image_id)
+    machine = stack.sim.vps(pooled.provider_id or 0)
+    assert machine is not None and machine.from_image and machine.install_work() == 0
