@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "redis": "cli.redis:redis_group",
     "release": "cli.release:release_group",
     "image": "cli.image:image_group",
+    "pool": "cli.pool:pool_group",
     "retry": "cli.pipeline:retry_command",
     "rollout": "cli.rollout:rollout_group",
     "settings": "cli.settings:settings_command",

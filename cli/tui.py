@@ -77,5 +77,12 @@ def run_tui(settings: Settings, operator: str | None, *, readonly: bool) -> None
     conn = connect(
         redis_url(settings), check=False
     )  # the TUI starts, and shows a banner, without Redis
-    backend = Backend(conn, operations(conn, settings), settings.sla_seconds, actor)
+    backend = Backend(
+        conn,
+        operations(conn, settings),
+        settings.sla_seconds,
+        actor,
+        prices=settings.server_prices,
+        snapshot_price=settings.snapshot_price_gb_month,
+    )
     RachelApp(backend, readonly=readonly).run()

@@ -12,9 +12,12 @@ import logging
 from dataclasses import replace
 from datetime import timedelta
 
+import redis
+
 from core.cloud.cloudinit import CloudConfigInput, Rachel8Install, callback_url, render
 from core.cloud.cloudinit_image import render_from_image
 from core.cloud.provider import CreateSpec, HetznerError
+from core.domain import pool_store
 from core.domain.callbacks import hash_token, issue_token
 from core.domain.image_store import is_snapshot, starting_image
 from core.domain.lifecycle import Status, transition
@@ -27,7 +30,7 @@ from core.store.models import Server
 from core.store.vault import seal
 from jobs.capacity import create_placed
 from jobs.context import JobContext, context
-from jobs.enqueue import create_rate_limit
+from jobs.enqueue import after_callback, create_rate_limit, injection_job_id, request_refill
 from jobs.outcomes import Requeue, retry_or_fail
 from jobs.queues import FINISH, START, enqueue_step
 from jobs.registry import JobFunction
@@ -149,6 +152,10 @@ def create_server(server_id: int) -> str:
         if server is None:
             return "skipped"
         slog = server_logger(log, server.id, "creating", attempt=server.attempt)
+        if server.create_requested_at is None and ctx.settings.pool_enabled:
+            claimed = _claim_from_pool(ctx, server)
+            if claimed is not None:
+                return claimed
         settings = ctx.settings
         hetzner = ctx.hetzner
         try:
@@ -227,6 +234,35 @@ def create_server(server_id: int) -> str:
             extra_args=(server.attempt,),
         )
         return f"{verb} {provider.id}"  # the transition logged it
+
+
+def _claim_from_pool(ctx: JobContext, server: Server) -> str | None:
+    """Take over a warm pool server (`core.domain.pool_store.claim`) and queue the
+    injection; None on a miss (the image path follows) or when the server left creating.
+
+    Only before any create was sent (a retry may have a VPS on Hetzner already).
+    """
+    commit = current_commit(ctx.settings.rachel8_commit, ctx.clock)
+    claimed = pool_store.claim(
+        server,
+        ctx.keyring,
+        commit=commit,
+        clock=ctx.clock,
+        publish=ctx.publish,
+        next_job=lambda row, entry: injection_job_id(row, entry, settings=ctx.settings),
+    )
+    if claimed is None:
+        return None
+    slog = server_logger(log, server.id, "creating", attempt=server.attempt)
+    slog.info("claimed pool server %s (Hetzner server %s, warm for %.0fs); injecting secrets",
+              claimed.pool_id, claimed.provider_id, claimed.waited_seconds)  # fmt: skip
+    try:
+        after_callback(ctx.redis, server, settings=ctx.settings, record=False)
+        request_refill(ctx.redis)  # one fewer in the pool: refill now, not at the next tick
+    except redis.RedisError as exc:
+        slog.warning("could not queue the injection or the refill (%s); the sweeper queues "
+                     "the injection, the cron the refill", exc)  # fmt: skip
+    return f"claimed pool server {claimed.pool_id} (Hetzner server {claimed.provider_id})"
 
 
 def _requeue(ctx: JobContext, server: Server) -> Requeue:

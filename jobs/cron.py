@@ -15,6 +15,7 @@ actions), so a second cron process is a spare, not a hazard.
 | health | `jobs.health.check_health` | RACHEL_HEALTH_INTERVAL |
 | rollout | `jobs.rollout.advance_rollouts` | RACHEL_ROLLOUT_INTERVAL |
 | images | `jobs.images.check_images` | RACHEL_IMAGE_INTERVAL |
+| pool | `jobs.pool.refill_pool` | RACHEL_POOL_INTERVAL (also drains a disabled pool) |
 
 The tasks go to the `rc-finish` queue, which every worker serves first.
 """
@@ -35,6 +36,7 @@ from jobs.health import check_health
 from jobs.housekeeping import INTERVAL_SECONDS as PRUNE_INTERVAL
 from jobs.housekeeping import prune_deliveries
 from jobs.images import check_images
+from jobs.pool import refill_pool
 from jobs.queues import FINISH
 from jobs.reconcile import reconcile
 from jobs.rollout import advance_rollouts
@@ -103,6 +105,13 @@ def tasks(settings: Settings) -> list[Task]:
             seconds(settings.image_interval_seconds),
             "build the current release's image when it has none; fail stale builds; "
             "delete old images",
+        ),
+        Task(
+            "pool",
+            refill_pool,
+            seconds(settings.pool_interval_seconds),
+            "refill the warm pool to its adaptive size; recycle old, surplus, stuck servers"
+            + ("" if settings.pool_enabled else " (disabled: draining)"),
         ),
         Task(
             "prune",

@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 #: meanwhile need no job of their own. Expires, so a lost job heals by itself.
 INTAKE_FLAG = "rachel-cloud:intake:queued"
 INTAKE_FLAG_SECONDS = 30
+#: Set while a pool refill asked for by a claim waits to start (a burst queues one).
+POOL_REFILL_FLAG = "rachel-cloud:pool:refill-queued"
+POOL_REFILL_FLAG_SECONDS = 5
 #: Set while a rollout's tick is queued and has not started (`enqueue_rollout_tick`).
 ROLLOUT_TICK_FLAG = "rachel-cloud:rollout:{}:tick-queued"
 ROLLOUT_TICK_FLAG_SECONDS = 30
@@ -224,6 +227,29 @@ def request_intake(connection: redis.Redis) -> str | None:
         with contextlib.suppress(redis.RedisError):
             connection.delete(INTAKE_FLAG)  # the next deploy (or the sweeper) tries again
         raise
+    return jid
+
+
+def request_refill(connection: redis.Redis) -> str | None:
+    """Queue a pool refill soon (`jobs.pool.refill_pool`): a claim took a server.
+
+    Claims within POOL_REFILL_FLAG_SECONDS share one job; the cron task
+    refills anyway, so a lost request costs one RACHEL_POOL_INTERVAL.
+
+    Returns:
+        The id of the job queued, or None when one was queued moments ago.
+    """
+    if not connection.set(POOL_REFILL_FLAG, "1", nx=True, ex=POOL_REFILL_FLAG_SECONDS):
+        return None
+    jid = f"pool-refill-{time.time_ns()}"
+    queue(connection, FINISH).enqueue(
+        JobFunction.REFILL_POOL.path,
+        job_id=jid,
+        result_ttl=60,
+        failure_ttl=FAILURE_TTL,
+        job_timeout=JOB_TIMEOUT,
+        description="warm pool refill (after a claim)",
+    )
     return jid
 
 

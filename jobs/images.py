@@ -30,10 +30,11 @@ from core.domain.images import (
     to_prune,
 )
 from core.domain.lifecycle import Status
+from core.domain.pool import PoolState
 from core.domain.releases import current_commit
 from core.platform.runs import RunSummary
 from core.store.db import connection
-from core.store.models import Image, Server
+from core.store.models import Image, PoolServer, Server
 from jobs.context import JobContext, context
 from jobs.image_build import ImageBuildError, run_build
 from jobs.queues import FAILURE_TTL, UPDATE, queue
@@ -164,9 +165,13 @@ def _delete_builders(ctx: JobContext, image_id: int, summary: RunSummary) -> Non
 
 
 def images_in_use() -> set[int]:
-    """The Hetzner images a server still being created names (inside `connection()`)."""
+    """The Hetzner images a server or a pool server still being created names (inside
+    `connection()`)."""
     query = Server.select(Server.image).where(Server.status.in_(CREATING))
-    return {int(row.image) for row in query if str(row.image).isdigit()}
+    making = (PoolState.CREATING.value, PoolState.BOOTING.value)
+    pooled = PoolServer.select(PoolServer.image).where(PoolServer.state.in_(making))
+    names = [row.image for row in query] + [row.image for row in pooled]
+    return {int(name) for name in names if str(name).isdigit()}
 
 
 def prune(ctx: JobContext, summary: RunSummary) -> None:

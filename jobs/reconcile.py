@@ -23,8 +23,10 @@ from __future__ import annotations
 import logging
 
 from core.cloud.provider import LABEL_ENV, LABEL_MANAGED, HetznerError, ProviderServer
+from core.domain import pool_store
 from core.domain.image_store import live_views
 from core.domain.lifecycle import Status, allowed, record_event, transition
+from core.domain.pool import pool_row_of
 from core.domain.reconcile import DbServer, Finding, Fix, Kind, Report, diff
 from core.domain.sweep import RESUME_STEP
 from core.platform.logs import server_logger
@@ -57,15 +59,24 @@ def snapshot(ctx: JobContext) -> Report:
     with connection():
         rows = list(Server.select().where(Server.status != Status.DELETED.value))
         images = {image.id: image for image in live_views()}
+        pool = {row.id: row for row in pool_store.live_views()}
     vps = ctx.hetzner.list_managed()
+    # Pool rows a VPS names that were not read above (made since, or deleted).
+    labelled = {pool_row_of(p.labels) for p in vps}
+    unread = {pid for pid in labelled if pid is not None and pid not in pool}
+    if unread:
+        with connection():
+            pool |= {v.id: v for v in pool_store.views_of(unread)}
     live_ids = {row.id for row in rows}
-    claimed = [p.server_id for p in vps if p.server_id is not None and p.server_id not in live_ids]
+    named = [p.server_id for p in vps if p.server_id is not None]
+    named += [v.server_id for v in pool.values() if v.server_id is not None]
+    claimed = [sid for sid in named if sid not in live_ids]
     if claimed:
         with connection():
             rows += list(Server.select().where(Server.id.in_(claimed)))
     servers = [DbServer.from_row(row) for row in rows]
     jobs = live_jobs(ctx.redis, also=[s.job_id for s in servers if s.job_id])
-    return diff(vps, servers, jobs, ctx.clock.now(), ctx.settings, images=images)
+    return diff(vps, servers, jobs, ctx.clock.now(), ctx.settings, images=images, pool=pool)
 
 
 def run(ctx: JobContext, *, apply: bool, summary: RunSummary | None = None) -> Report:

@@ -57,6 +57,8 @@ class JobFunction(StrEnum):
     # Snapshot images: `fn(image_id)` on the rc-update queue, and the image check (cron).
     BUILD_IMAGE = "jobs.images.build_image"
     CHECK_IMAGES = "jobs.images.check_images"
+    # The warm pool's refill (cron).
+    REFILL_POOL = "jobs.pool.refill_pool"
 
     @property
     def path(self) -> str:
@@ -76,5 +78,6 @@ CRON_JOBS = frozenset(
         JobFunction.CHECK_HEALTH,
         JobFunction.ADVANCE_ROLLOUTS,
         JobFunction.CHECK_IMAGES,
+        JobFunction.REFILL_POOL,
     }
 )

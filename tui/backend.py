@@ -7,7 +7,7 @@ functions, so the TUI's actions are the CLI's, and `tui` never imports `jobs`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -25,6 +25,7 @@ from core.domain.fleet import (
     timeline,
 )
 from core.domain.heartbeats import HeartbeatStore
+from core.domain.pool_metrics import PoolSnapshot, collect_pool
 from core.domain.releases import ReleaseRow
 from core.errors import DatabaseError, RachelError, RedisUnavailable
 from core.platform.clock import SYSTEM_CLOCK, Clock
@@ -151,6 +152,7 @@ class Summary:
     queues: Sequence[QueueView] | None = None
     workers: int | None = None
     budget: RateBudget | None = None
+    pool: PoolSnapshot | None = None
 
 
 @dataclass(frozen=True)
@@ -210,6 +212,9 @@ class Backend:
     sla_seconds: float
     actor: str
     clock: Clock = SYSTEM_CLOCK
+    #: RACHEL_PRICES and RACHEL_SNAPSHOT_PRICE: the pool's idle cost, the images' storage.
+    prices: Mapping[str, float] = field(default_factory=dict)
+    snapshot_price: float = 0.0
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -233,10 +238,12 @@ class Backend:
         lost: list[str] = []
         stats = None
         recent: list[float] = []
+        pool = None
         try:
             with connection():
                 stats = provisioning_stats(self.sla_seconds, clock=self.clock)
                 recent = recent_provisioning_times()
+                pool = collect_pool(self.prices, self.snapshot_price)
         except (DatabaseError, peewee.PeeweeException):
             lost.append("database")
         queues = None
@@ -249,7 +256,7 @@ class Backend:
             budget = read_budget(self.redis)
         except redis.RedisError:
             lost.append("redis")
-        return Summary(stats, recent, queues, workers, budget), lost
+        return Summary(stats, recent, queues, workers, budget, pool), lost
 
     def load_server(self, server_id: int) -> ServerDetail | None:
         """The server screen's data; None when the server does not exist."""

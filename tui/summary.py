@@ -10,6 +10,7 @@ from rich.text import Text
 
 from core.domain.health import HealthState
 from core.domain.lifecycle import Status
+from core.domain.pool_metrics import PoolSnapshot
 from tui.backend import EventLine, Summary
 from tui.cells import HEALTH_STYLE, STATUS_STYLE, duration
 
@@ -79,6 +80,27 @@ def summary_text(
         )
     else:
         text.append("last hour: no server became ready", style="dim")
+    pool = summary.pool if summary is not None else None
+    # Nothing to show without a pool or an image (the pool off, never used).
+    if pool is not None and (any(pool.by_state.values()) or pool.snapshot_gb):
+        text.append_text(pool_text(pool))
+    return text
+
+
+def pool_text(pool: PoolSnapshot) -> Text:
+    """`  | pool warm 2 +1  idle €0.02/h €14.60/mo  images 9.5 GB €0.11/mo`: the warm
+    pool (warm, + being made) and what idle capacity costs (`?` for unpriced servers)."""
+    text = Text()
+    making = pool.by_state.get("creating", 0) + pool.by_state.get("booting", 0)
+    text.append(f"  | pool warm {pool.by_state.get('warm', 0)}")
+    if making:
+        text.append(f" +{making}")
+    idle = pool.idle
+    if idle.servers:
+        unpriced = f" (+{idle.unpriced} unpriced)" if idle.unpriced else ""
+        text.append(f"  idle €{idle.per_hour:.2f}/h €{idle.per_month:.2f}/mo{unpriced}")
+    if pool.snapshot_gb:
+        text.append(f"  images {pool.snapshot_gb:.1f} GB €{pool.snapshot_eur_month:.2f}/mo")
     return text
 
 

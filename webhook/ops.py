@@ -18,6 +18,7 @@ from core.domain.metrics import (
     parse_webhook_results,
 )
 from core.domain.metrics import render as render_metrics
+from core.domain.pool_metrics import collect_pool
 from core.domain.rollout_metrics import collect_rollouts
 from core.errors import RachelError, RedisUnavailable
 from core.platform.clock import utcnow
@@ -64,8 +65,9 @@ class OpsController(Controller):
         """Servers by status and by health, provisioning durations, SLA hits and misses,
         webhook results, queue depths, workers, heartbeat lag and results, probes, repairs,
         detection-to-repair time, notifications, the herd guard and open circuit breakers,
-        servers per Rachel8 commit and rollout progress (Prometheus text format 0.0.4;
-        `core.domain.health_metrics` and `core.domain.rollout_metrics` list them)."""
+        servers per Rachel8 commit and rollout progress, the warm pool and its idle cost,
+        snapshot storage (Prometheus text format 0.0.4; `core.domain.health_metrics`,
+        `core.domain.rollout_metrics` and `core.domain.pool_metrics` list them)."""
         await ctx.results.flush(ctx.aredis())  # this process's latest counts
         snapshot = await sync_to_thread(_snapshot, ctx)
         return Response(render_metrics(snapshot), media_type=PROMETHEUS_TEXT)
@@ -78,6 +80,7 @@ def _snapshot(ctx: Ctx) -> Snapshot:
             waiting = intake.pending()
             health = collect_health(ctx.redis, utcnow())
             rollouts = collect_rollouts(ctx.redis)
+            pool = collect_pool(ctx.settings.server_prices, ctx.settings.snapshot_price_gb_month)
         raw = ctx.redis.hgetall(WEBHOOK_RESULTS_KEY)
         depths = ctx.work.queue_depths(ctx.redis)
         workers = ctx.work.worker_count(ctx.redis)
@@ -93,6 +96,7 @@ def _snapshot(ctx: Ctx) -> Snapshot:
         workers=workers,
         health=health,
         rollouts=rollouts,
+        pool=pool,
     )
 
 

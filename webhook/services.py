@@ -32,6 +32,7 @@ from core.domain.image_store import accept_build_callback
 from core.domain.install_outcome import InstallOutcome
 from core.domain.intake import Submission
 from core.domain.lifecycle import STAMP_COLUMN, Status
+from core.domain.pool_store import accept_pool_callback
 from core.security.redaction import redact
 from core.store.db import connection, current, write_transaction
 from core.store.models import Customer, Server
@@ -48,6 +49,7 @@ from webhook.structs import (
     ImageCallbackAccepted,
     InstallReport,
     PhaseTiming,
+    PoolCallbackAccepted,
     ServerStatus,
     SubscriptionEvent,
     SubscriptionRecorded,
@@ -295,6 +297,17 @@ def image_callback(
             image_id, token, data.host_key, source_ip, install=install_outcome(data.install)
         )
     return ImageCallbackAccepted(image_id=image.id, state=image.state, reason=image.reason)
+
+
+def pool_callback(
+    token: str, pool_id: int, data: CloudInitCallback, source_ip: str | None
+) -> PoolCallbackAccepted:
+    """Accept a warm pool server's callback (`core.domain.pool_store`): it is warm now."""
+    with connection():
+        row = accept_pool_callback(
+            pool_id, token, data.host_key, source_ip, install=install_outcome(data.install)
+        )
+    return PoolCallbackAccepted(pool_id=row.id, state=row.state, reason=row.reason)
 
 
 def server_status(ctx: WebContext, server_id: int) -> ServerStatus:

@@ -277,6 +277,15 @@ class ImageCallbackAccepted(Struct, kw_only=True, omit_defaults=True):
     reason: str | None = None
 
 
+class PoolCallbackAccepted(Struct, kw_only=True, omit_defaults=True):
+    """A warm pool server's callback was recorded: `warm`, or `recycling` with the reason
+    its install failed (it is then deleted); the server need not call again."""
+
+    pool_id: int
+    state: str
+    reason: str | None = None
+
+
 class HeartbeatAccepted(Struct, kw_only=True):
     """The heartbeat is recorded."""
 

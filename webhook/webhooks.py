@@ -17,6 +17,7 @@ from webhook.structs import (
     DeployAccepted,
     DeployRequest,
     ImageCallbackAccepted,
+    PoolCallbackAccepted,
     SubscriptionEvent,
     SubscriptionRecorded,
 )
@@ -156,6 +157,26 @@ class CallbackController(Controller):
         install's outcome, which the build acts on (200 either way)."""
         token, source = _bearer(ctx, request)
         return services.image_callback(token, image_id, data, source)
+
+    @post(
+        "/pool/{pool_id:int}",
+        status_code=200,
+        sync_to_thread=True,
+        summary="a warm pool server's cloud-init finished: its host key and install outcome",
+        security=[{"callbackToken": []}],
+        responses=responses(400, 401, 404, 413, 422, 500, 503),
+    )
+    def pool(
+        self,
+        ctx: Ctx,
+        request: Request[Any, Any, Any],
+        data: JSONBody[CloudInitCallback],
+        pool_id: Annotated[int, Parameter(ge=1, le=2**31 - 1)],
+    ) -> PoolCallbackAccepted:
+        """Accept the pool server's one-time bearer token; pin its host key: it is warm
+        (or, when its install failed, recycled; 200 either way)."""
+        token, source = _bearer(ctx, request)
+        return services.pool_callback(token, pool_id, data, source)
 
 
 def _bearer(ctx: Ctx, request: Request[Any, Any, Any]) -> tuple[str, str | None]:

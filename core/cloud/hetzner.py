@@ -32,14 +32,13 @@ import redis
 import requests
 from hcloud import APIException, Client
 from hcloud.firewalls import Firewall, FirewallRule
-from hcloud.images import Image
 from hcloud.locations import Location
 from hcloud.server_types import ServerType
 from hcloud.servers import Server
 from hcloud.ssh_keys import SSHKey
 
 from core.cloud.hcloud_internals import disable_sdk_retries, sdk_session
-from core.cloud.hetzner_images import ImageOperations
+from core.cloud.hetzner_images import ImageOperations, image_reference
 from core.cloud.provider import (
     LABEL_ENV,
     LABEL_MANAGED,
@@ -370,10 +369,7 @@ class HetznerAdapter(ImageOperations):
                 lambda: self.client.servers.create(
                     name=spec.name,
                     server_type=ServerType(name=spec.server_type),
-                    # A snapshot has no name: it is named by its id.
-                    image=Image(id=int(spec.image))
-                    if spec.image.isdigit()
-                    else Image(name=spec.image),
+                    image=image_reference(spec.image),
                     location=Location(name=spec.location),
                     ssh_keys=[SSHKey(id=ssh_key_id)],
                     firewalls=[Firewall(id=firewall_id)],

@@ -32,6 +32,13 @@ from core.cloud.provider import HetznerError, ProviderImage, ProviderServer
 
 log = logging.getLogger(__name__)
 
+
+def image_reference(image: str) -> Image:
+    """The SDK's reference to a create's image: a snapshot by its id (it has no name),
+    a system image by its name."""
+    return Image(id=int(image)) if image.isdigit() else Image(name=image)
+
+
 #: An action still `running` past the caller's deadline.
 ACTION_TIMEOUT = "action_timeout"
 
@@ -60,7 +67,8 @@ class ImageOperations:
         firewall_id: int,
         ssh_key_id: int,
     ) -> ProviderServer:
-        """Create an image builder: a server with the given labels (no customer's).
+        """Create a server with the given labels, no customer's: an image builder, or a
+        warm pool server (`image` a system image's name or a snapshot's id).
 
         Raises:
             HetznerError: the create was refused (`uniqueness_error` for a name in use).
@@ -70,7 +78,7 @@ class ImageOperations:
             lambda: self.client.servers.create(
                 name=name,
                 server_type=ServerType(name=server_type),
-                image=Image(name=image),
+                image=image_reference(image),
                 location=Location(name=location),
                 ssh_keys=[SSHKey(id=ssh_key_id)],
                 firewalls=[Firewall(id=firewall_id)],

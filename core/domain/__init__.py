@@ -7,6 +7,9 @@
 - `reconcile`, `sweep`: drift between Hetzner, the database and the queues; lost work.
 - `backoff`: the retry policy.
 - `placement`: the capacity fallback: the next (location, server type) to try.
+- `pool`, `pool_store`, `costs`, `pool_metrics`: the warm pool: its adaptive size, what a
+  refill creates and recycles (pure); its rows, callback and claim; what idle capacity
+  costs; its `/metrics` families.
 - `heartbeats`, `health`, `repair`, `herd`, `health_store`, `vps_access`: fleet health:
   heartbeats pushed by each VPS, health decisions, repair by escalation, the herd
   guard, the health task's working state, the SSH way into a VPS.

@@ -18,6 +18,7 @@ import peewee
 from core.domain.exposition import Exposition, cumulative_counts
 from core.domain.health_metrics import HealthSnapshot, render_health
 from core.domain.lifecycle import Status
+from core.domain.pool_metrics import PoolSnapshot, render_pool
 from core.domain.rollout_metrics import RolloutSnapshot, render_rollouts
 from core.store.models import Server
 
@@ -39,6 +40,7 @@ class Snapshot:
     workers: int | None = None
     health: HealthSnapshot | None = None
     rollouts: RolloutSnapshot | None = None
+    pool: PoolSnapshot | None = None
 
 
 def collect_database() -> tuple[dict[str, int], list[float]]:
@@ -110,4 +112,6 @@ def render(snapshot: Snapshot) -> str:
         render_health(out, snapshot.health)
     if snapshot.rollouts is not None:
         render_rollouts(out, snapshot.rollouts)
+    if snapshot.pool is not None:
+        render_pool(out, snapshot.pool)
     return out.text()

@@ -19,6 +19,11 @@ An image builder (`core.domain.images`: labelled a builder, no server id) is
 no customer's: it is an orphan only once its build is over or past its time
 limit (`builder_finding`), and then deleted at once, whatever its age.
 
+A warm pool server (`core.domain.pool`: labelled with its pool row, no
+server id) is the pool's while its row owns it; once claimed it is judged
+as the VPS of the Server that claimed it; any other (its row recycled,
+deleted or unknown) is an orphan, deleted at once (`pool_finding`).
+
 Servers without our labels never reach this module: the adapter lists only
 servers labelled managed for our environment.
 """
@@ -27,13 +32,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from core.cloud.provider import ProviderServer
+from core.cloud.provider import LABEL_SERVER, ProviderServer
 from core.domain.images import ImageView, builder_finding, image_of_builder
+from core.domain.pool import PoolServerView, pool_finding, pool_row_of
 from core.platform.settings import Settings
 from core.store.models import Server
 
@@ -255,6 +261,27 @@ def _stale_builder(
     )
 
 
+def _pool_vps(
+    vps: ProviderServer, pool_id: int, pool: Mapping[int, PoolServerView]
+) -> tuple[Finding | None, ProviderServer | None]:
+    """A pool-labelled VPS: a finding if it should go; else, once claimed, the VPS as
+    its Server's (labelled with the server id) for the usual checks."""
+    row = pool.get(pool_id)
+    why = pool_finding(row, vps.id)
+    if why is not None:
+        found = Finding(
+            Kind.ORPHAN,
+            f"Hetzner server {vps.id} ({vps.name}): a stale warm pool server {pool_id}: {why}",
+            Fix.DELETE,
+            provider_id=vps.id,
+            name=vps.name,
+        )
+        return found, None
+    if row is not None and row.server_id is not None:
+        return None, replace(vps, labels={**vps.labels, LABEL_SERVER: str(row.server_id)})
+    return None, None
+
+
 def diff(
     provider_servers: Sequence[ProviderServer],
     db_servers: Sequence[DbServer],
@@ -263,6 +290,7 @@ def diff(
     settings: Settings,
     *,
     images: Mapping[int, ImageView] | None = None,
+    pool: Mapping[int, PoolServerView] | None = None,
 ) -> Report:
     """Compare Hetzner, the database and the job queues (pure).
 
@@ -276,17 +304,28 @@ def diff(
         settings: phase limits, boot timeout, orphan safety age.
         images: the image rows not deleted, by id (their builders' owners), read
             before `provider_servers` too.
+        pool: the pool rows, by id: those not deleted, read before
+            `provider_servers`, and any other a pool-labelled VPS names.
     """
     by_id = {row.id: row for row in db_servers}
     on_hetzner = {vps.id for vps in provider_servers}
     findings: list[Finding] = []
-    for vps in sorted(provider_servers, key=lambda s: s.id):
+    for listed in sorted(provider_servers, key=lambda s: s.id):
+        vps = listed
         image_id = image_of_builder(vps.labels)
         if image_id is not None and vps.server_id is None:
             found = _stale_builder(vps, image_id, images or {}, now)
             if found is not None:
                 findings.append(found)
             continue
+        pool_id = pool_row_of(vps.labels)
+        if pool_id is not None and vps.server_id is None:
+            found, claimed = _pool_vps(vps, pool_id, pool or {})
+            if found is not None:
+                findings.append(found)
+            if claimed is None:
+                continue
+            vps = claimed  # judged as the VPS of the server that claimed it
         row = by_id.get(vps.server_id) if vps.server_id is not None else None
         found = _orphan(vps, row, now, settings.orphan_min_age_seconds)
         if found is not None:

@@ -32,6 +32,7 @@ from core.platform.install_parsing import (
     parse_version,
 )
 from core.platform.placement_settings import PlacementSettings
+from core.platform.pool_settings import PoolSettings
 from core.platform.rollout_settings import RolloutSettings
 from core.platform.settings_parsing import (
     parse_bool,
@@ -55,7 +56,7 @@ HETZNER_ENDPOINT = "https://api.hetzner.cloud/v1"
 
 
 @dataclass(frozen=True)
-class Settings(PlacementSettings, HealthSettings, RolloutSettings, ImageSettings):
+class Settings(PlacementSettings, HealthSettings, RolloutSettings, ImageSettings, PoolSettings):
     """The parsed, validated settings every control-plane process shares.
 
     Build with `Settings.load()` (the environment over `.env`; tests pass an

@@ -33,6 +33,7 @@ from core.store.models import (
     Customer,
     FleetRelease,
     Image,
+    PoolServer,
     Release,
     Rollout,
     RolloutTarget,
@@ -137,6 +138,11 @@ def _images(migrator: SchemaMigrator, db: peewee.Database) -> None:
     db.create_tables([Image])
 
 
+def _pool(migrator: SchemaMigrator, db: peewee.Database) -> None:
+    # The warm pool (issue 24): servers made ahead, claimed by deploys.
+    db.create_tables([PoolServer])
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "baseline: customers, subscriptions, servers, events, deliveries", _baseline),
     Migration(
@@ -148,6 +154,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "fleet health: health state, heartbeat credential, repairs", _fleet_health),
     Migration(5, "releases and rollouts, the update claim on servers", _releases),
     Migration(6, "snapshot images of installed Rachel8 releases", _images),
+    Migration(7, "the warm pool: servers made ahead, claimed by deploys", _pool),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 _LOCK_ID = zlib.crc32(b"rachel-cloud schema migration")

@@ -337,6 +337,41 @@ class Image(BaseModel):
     finished_at = peewee.DateTimeField(null=True)  # failed or deleted
 
 
+class PoolServer(BaseModel):
+    """A warm pool server (`core.domain.pool`): a VPS made ahead, with no customer, no secret.
+
+    Created from the current release's image, booted, called back (its host
+    key pinned) and then `warm`; a deploy claims one (`claimed`, `server`
+    names the Server row that took its VPS over) or the refill recycles it.
+    Its SSH key is sealed like a Server's; its callback token stored hashed.
+    """
+
+    id = peewee.AutoField()
+
+    state = peewee.CharField(max_length=16, default="creating", index=True)
+    location = peewee.CharField(max_length=32)
+    server_type = peewee.CharField(max_length=32)
+    image = peewee.CharField(max_length=64)  # a snapshot id, or the stock image's name
+    commit = peewee.CharField(max_length=40)  # the Rachel8 release it holds
+    provider_id = peewee.BigIntegerField(null=True, unique=True)
+    name = peewee.CharField(max_length=63, unique=True)
+    ipv4 = peewee.CharField(max_length=45, null=True)
+    ipv6 = peewee.CharField(max_length=64, null=True)
+    ssh_private_key = EncryptedField(null=True)
+    ssh_public_key = peewee.TextField(null=True)
+    host_key = peewee.TextField(null=True)  # pinned from its callback
+    callback_token_hash = peewee.CharField(max_length=64, null=True)
+    callback_token_expires_at = peewee.DateTimeField(null=True)
+    server_id = peewee.IntegerField(null=True, unique=True)  # the Server that claimed it
+    reason = peewee.TextField(null=True)  # why it was recycled
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+    deadline_at = peewee.DateTimeField(null=True)  # when creating or booting times out
+    warm_at = peewee.DateTimeField(null=True)
+    claimed_at = peewee.DateTimeField(null=True)
+    finished_at = peewee.DateTimeField(null=True)  # deleted
+
+
 class SchemaVersion(BaseModel):
     """The schema version a database is at (one row), see `core.store.migrations`."""
 
@@ -359,10 +394,12 @@ MODELS: tuple[type[BaseModel], ...] = (
     Rollout,
     RolloutTarget,
     Image,
+    PoolServer,
 )
 #: Tables with encrypted columns, and those columns (key rotation walks them).
 ENCRYPTED_COLUMNS: dict[type[BaseModel], tuple[str, ...]] = {
     Customer: ("telegram_bot_token", "claude_credentials", "stt_api_key"),
     Server: ("ssh_private_key",),
+    PoolServer: ("ssh_private_key",),
     WebhookDelivery: ("payload",),
 }

@@ -11,7 +11,7 @@ from core.errors import SchemaVersionError
 from core.store import migrations
 from core.store.db import init_database
 from core.store.migrations import MIGRATIONS, SCHEMA_VERSION, Migration
-from core.store.models import Customer, Image, SchemaVersion, Server
+from core.store.models import Customer, Image, PoolServer, SchemaVersion, Server
 from tests import factories
 
 
@@ -89,7 +89,7 @@ def test_version_1_gains_what_rachel8_needs_keeping_its_customers(db: peewee.Dat
     SchemaVersion.create(version=1)
     with pytest.raises(SchemaVersionError, match=f"needs {SCHEMA_VERSION}"):
         migrations.check(db)
-    assert migrations.upgrade(db) == [2, 3, 4, 5, 6]
+    assert migrations.upgrade(db) == [2, 3, 4, 5, 6, 7]
     migrations.check(db)
     assert {"owner_telegram_user_id", "stt_provider", "stt_api_key"} <= {
         c.name for c in db.get_columns("customer")
@@ -114,7 +114,7 @@ def test_version_2_gains_the_reconcilers_drift_columns(db: peewee.Database) -> N
     )
     SchemaVersion.delete().execute()
     SchemaVersion.create(version=2)
-    assert migrations.upgrade(db) == [3, 4, 5, 6]
+    assert migrations.upgrade(db) == [3, 4, 5, 6, 7]
     migrations.check(db)
     assert {"drift", "drift_reason"} <= {c.name for c in db.get_columns("server")}
     assert Server.get_by_id(server.id).drift is None
@@ -130,8 +130,8 @@ def _drop_health(migrator: Any) -> list[Any]:
 
 def _drop_releases(db: peewee.Database, migrator: Any) -> list[Any]:
     """Migration 5's tables (dropped at once) and columns, as a database from before it
-    lacks; and migration 6's table (later ones are missing too)."""
-    db.drop_tables([Image])
+    lacks; and migrations 6's and 7's tables (later ones are missing too)."""
+    db.drop_tables([PoolServer, Image])
     db.drop_tables(migrations.RELEASE_TABLES)
     return [migrator.drop_column("server", name) for name in migrations.CLAIM_COLUMNS]
 
@@ -159,7 +159,7 @@ def test_version_4_gains_releases_and_the_update_claim_as_a_fresh_schema_has_the
     SchemaVersion.delete().execute()
     SchemaVersion.create(version=4)
     assert not db.table_exists("rollout")
-    assert migrations.upgrade(db) == [5, 6]
+    assert migrations.upgrade(db) == [5, 6, 7]
     migrations.check(db)
     assert _schema(db) == fresh
     kept = Server.get_by_id(server.id)
@@ -179,7 +179,7 @@ def test_version_3_gains_fleet_health(db: peewee.Database) -> None:
     migrate(*_drop_health(migrator), *_drop_releases(db, migrator))
     SchemaVersion.delete().execute()
     SchemaVersion.create(version=3)
-    assert migrations.upgrade(db) == [4, 5, 6]
+    assert migrations.upgrade(db) == [4, 5, 6, 7]
     migrations.check(db)
     kept = Server.get_by_id(server.id)
     assert (kept.health, kept.repair_restarts) == ("unknown", 0)
@@ -191,11 +191,25 @@ def test_version_5_gains_images_as_a_fresh_schema_has_them(db: peewee.Database) 
     """Issue 24: a version 5 database gains the image table, keeping its rows."""
     fresh = _schema(db)
     server = factories.server(status="ready", rachel8_commit="b" * 40)
-    db.drop_tables([Image])
+    db.drop_tables([PoolServer, Image])
     SchemaVersion.delete().execute()
     SchemaVersion.create(version=5)
-    assert migrations.upgrade(db) == [6]
+    assert migrations.upgrade(db) == [6, 7]
     migrations.check(db)
     assert _schema(db) == fresh
     assert Server.get_by_id(server.id).rachel8_commit == "b" * 40
     assert Image.select().count() == 0
+
+
+def test_version_6_gains_the_warm_pool_as_a_fresh_schema_has_it(db: peewee.Database) -> None:
+    """Issue 24: a version 6 database gains the pool's table, keeping its rows."""
+    fresh = _schema(db)
+    server = factories.server(status="ready")
+    db.drop_tables([PoolServer])
+    SchemaVersion.delete().execute()
+    SchemaVersion.create(version=6)
+    assert migrations.upgrade(db) == [7]
+    migrations.check(db)
+    assert _schema(db) == fresh
+    assert Server.get_by_id(server.id).status == "ready"
+    assert PoolServer.select().count() == 0

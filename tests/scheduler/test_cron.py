@@ -55,15 +55,17 @@ def test_the_scheduler_enqueues_every_task_at_its_interval(
         "rachel-cloud:health": 15,
         "rachel-cloud:rollout": 3,
         "rachel-cloud:images": 240,
+        "rachel-cloud:pool": 30,
     }
     enqueued = scheduler.enqueue_jobs()  # interval jobs run at once on start
-    assert len(enqueued) == 7
+    assert len(enqueued) == 8
     funcs = sorted(job.func_name for job in Queue(CRON_QUEUE, connection=redis_client).jobs)
     assert funcs == [
         "jobs.grace.enforce_grace",
         "jobs.health.check_health",
         "jobs.housekeeping.prune_deliveries",
         "jobs.images.check_images",
+        "jobs.pool.refill_pool",
         "jobs.reconcile.reconcile",
         "jobs.rollout.advance_rollouts",
         "jobs.sweeper.sweep",

@@ -27,6 +27,7 @@ PATHS = {
     "/webhooks/subscription": "post",
     "/callbacks/cloud-init/{server_id}": "post",
     "/callbacks/image-build/{image_id}": "post",
+    "/callbacks/pool/{pool_id}": "post",
     "/heartbeats/{server_id}": "post",
     "/api/servers/{server_id}": "get",
     "/api/servers/{server_id}/events": "get",

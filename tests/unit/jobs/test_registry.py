@@ -48,6 +48,7 @@ SIGNATURES = {
     JobFunction.ROLLBACK_SERVER: "(target_id: int) -> str",
     JobFunction.BUILD_IMAGE: "(image_id: int) -> str",
     JobFunction.CHECK_IMAGES: "() -> str",
+    JobFunction.REFILL_POOL: "() -> str",
     JobFunction.PROBE_SERVER: "(server_id: int) -> str",
     JobFunction.REPAIR_SERVER: (
         "(server_id: int, action: str, why: str = '', next_step: str = '') -> str"

@@ -1,11 +1,19 @@
-"""The server screen's phase spans, from its transitions."""
+"""The server screen's phase spans, from its transitions; the summary's pool figures."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from core.domain.costs import IdleCost
+from core.domain.pool_metrics import PoolSnapshot
 from tui.backend import EventLine
-from tui.summary import health_line, health_timeline_text, phase_spans, timeline_text
+from tui.summary import (
+    health_line,
+    health_timeline_text,
+    phase_spans,
+    pool_text,
+    timeline_text,
+)
 
 NOW = datetime(2026, 1, 1, 12, 0, 0)
 
@@ -37,3 +45,13 @@ def test_health_spans_and_line() -> None:
     assert text.startswith("(2 earlier)  ")
     line = health_line({"healthy": 7, "unhealthy": 2}).plain
     assert line == "health  healthy 7  degraded 0  unhealthy 2  unknown 0  \n"
+
+
+def test_the_pool_and_its_idle_cost_in_the_summary() -> None:
+    priced = PoolSnapshot({"warm": 2, "booting": 1}, IdleCost(3, 0, 21.9), 9.5, 0.11)
+    assert pool_text(priced).plain == (
+        "  | pool warm 2 +1  idle €0.03/h €21.90/mo  images 9.5 GB €0.11/mo"
+    )
+    unpriced = PoolSnapshot({"warm": 1}, IdleCost(1, 1, 0.0), 0.0, 0.0)
+    assert pool_text(unpriced).plain == "  | pool warm 1  idle €0.00/h €0.00/mo (+1 unpriced)"
+    assert pool_text(PoolSnapshot({}, IdleCost(0, 0, 0.0), 0.0, 0.0)).plain == "  | pool warm 0"

@@ -1,0 +1,29 @@
+"""`rachel-cloud pool list|refill`, run as a real subprocess."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_cli import run
+
+
+@pytest.fixture
+def env(redis_server_url: str) -> dict[str, str]:
+    return {"REDIS_URL": redis_server_url, "RACHEL_PRICES": "cx23=7.3"}
+
+
+def test_pool_list_and_refill_of_a_disabled_empty_pool(tmp_path: Path, env: dict[str, str]) -> None:
+    assert run("db", "upgrade", cwd=tmp_path).returncode == 0
+    listed = run("pool", "list", cwd=tmp_path, env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "STATE" in listed.stdout
+    assert "idle: 0 billed, EUR 0.000/h, EUR 0.00/month" in listed.stdout
+    assert run("pool", "list", "--json", cwd=tmp_path, env=env).stdout == ""
+    refilled = run("pool", "refill", cwd=tmp_path, env=env)
+    assert refilled.returncode == 0, refilled.stderr
+    assert refilled.stdout.startswith("pool:"), refilled.stdout  # nothing to do, nothing done
+    bad = run("pool", "list", cwd=tmp_path, env={**env, "RACHEL_PRICES": "cx23"})
+    assert bad.returncode == 2 and "RACHEL_PRICES" in bad.stderr
+    assert "Traceback" not in bad.stderr

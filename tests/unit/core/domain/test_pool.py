@@ -1,0 +1,189 @@
+"""The warm pool's decisions: its adaptive size, what a refill creates and recycles,
+and which VPSs labelled as pool servers are the pool's."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from core.cloud.provider import LABEL_CUSTOMER, LABEL_SERVER, ProviderServer
+from core.domain.costs import pool_idle_cost, snapshot_cost
+from core.domain.pool import (
+    PoolServerView,
+    PoolSize,
+    Recycle,
+    plan,
+    pool_finding,
+    pool_labels,
+    pool_row_of,
+    refill_time,
+    target_size,
+)
+from core.domain.reconcile import DbServer, Fix, Kind, diff
+from core.platform.pool_settings import parse_prices
+from core.platform.settings import Settings
+
+NOW = datetime(2026, 3, 1, 12, 0)
+A, B = "a" * 40, "b" * 40
+HERE = ("fsn1", "cx23")
+THERE = ("nbg1", "cx23")
+
+
+def pooled(
+    id: int, state: str = "warm", commit: str = A, place: tuple[str, str] = HERE,
+    age_min: int = 0, **kw: object,
+) -> PoolServerView:  # fmt: skip
+    created = NOW - timedelta(minutes=age_min)
+    return PoolServerView(id, state, place[0], place[1], commit, created, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("deploys", "window", "refill", "expected"),
+    [
+        (0, 600, 60, 1),  # no deploys: the minimum
+        (10, 600, 60, 1),  # one a minute, a one-minute refill: one
+        (20, 60, 60, 5),  # a burst of 20 a minute: capped at the maximum
+        (6, 60, 20, 2),  # 0.1/s x 20 s = 2 exactly: not 3
+        (7, 60, 20, 3),  # a little more: rounded up
+        (5, 0, 60, 1),  # no window: the minimum
+    ],
+)
+def test_the_target_serves_the_deploys_arriving_during_one_refill(
+    deploys: int, window: float, refill: float, expected: int
+) -> None:
+    assert target_size(PoolSize(1, 5), deploys, window, refill) == expected
+
+
+def test_a_maximum_below_the_minimum_yields_to_the_minimum() -> None:
+    assert PoolSize(3, 1).clamp(0) == 3
+    assert PoolSize(3, 1).clamp(10) == 3
+    assert PoolSize(0, 0).clamp(4) == 0
+
+
+def test_the_refill_time_is_measured_once_the_pool_made_some() -> None:
+    assert refill_time([], 120.0) == 120.0
+    assert refill_time([pooled(1, "booting")], 120.0) == 120.0
+    made = [pooled(i, warm_at=NOW + timedelta(seconds=s)) for i, s in enumerate((30, 40, 90))]
+    assert refill_time(made, 120.0) == 40.0
+    assert refill_time(made[:2], 120.0) == 35.0
+
+
+def test_a_refill_creates_what_each_place_lacks_counting_servers_being_made() -> None:
+    servers = [pooled(1), pooled(2, "booting"), pooled(3, "claimed"), pooled(4, "deleted")]
+    done = plan(servers, {HERE: 3, THERE: 1}, A, enabled=True, now=NOW)
+    assert done.create == [HERE, THERE]
+    assert done.recycle == []
+
+
+def test_servers_of_an_older_release_are_recycled_and_replaced() -> None:
+    servers = [pooled(1, commit=B), pooled(2)]
+    done = plan(servers, {HERE: 2}, A, enabled=True, now=NOW)
+    assert [r.id for r in done.recycle] == [1]
+    assert "release bbbbbbbbbbbb" in done.recycle[0].reason
+    assert done.create == [HERE]
+
+
+def test_warm_servers_beyond_the_target_are_recycled_oldest_first() -> None:
+    servers = [pooled(1, age_min=30), pooled(2, age_min=10), pooled(3, "booting")]
+    done = plan(servers, {HERE: 1}, A, enabled=True, now=NOW)
+    assert [r.id for r in done.recycle] == [1, 2]  # the booting one counts toward 1
+    assert all("surplus" in r.reason for r in done.recycle)
+    assert done.create == []
+
+
+def test_servers_stuck_past_their_deadline_are_recycled() -> None:
+    late = pooled(1, "booting", deadline_at=NOW - timedelta(seconds=1))
+    on_time = pooled(2, "creating", deadline_at=NOW + timedelta(seconds=30))
+    done = plan([late, on_time], {HERE: 2}, A, enabled=True, now=NOW)
+    assert done.recycle == [Recycle(1, "still booting past its deadline")]
+    assert done.create == [HERE]
+
+
+def test_a_disabled_pool_drains_and_creates_nothing() -> None:
+    servers = [pooled(1), pooled(2, "booting"), pooled(3, "creating"), pooled(4, "claimed")]
+    done = plan(servers, {HERE: 2}, A, enabled=False, now=NOW)
+    assert [r.id for r in done.recycle] == [1, 2, 3]  # never a claimed one: a customer's
+    assert done.create == []
+
+
+def test_a_place_the_pool_no_longer_holds_is_emptied() -> None:
+    done = plan([pooled(1, place=THERE)], {HERE: 1}, A, enabled=True, now=NOW)
+    assert [r.id for r in done.recycle] == [1]
+    assert done.create == [HERE]
+
+
+def test_pool_labels_name_the_row_and_no_customer() -> None:
+    labels = pool_labels(7, "rc")
+    assert pool_row_of(labels) == 7
+    assert LABEL_SERVER not in labels and LABEL_CUSTOMER not in labels
+    assert pool_row_of({"rachel-cloud/pool": "x"}) is None
+    assert pool_row_of({}) is None
+
+
+def test_a_pool_vps_is_the_pools_while_its_row_owns_it() -> None:
+    assert pool_finding(pooled(1, "creating"), 500) is None  # the create in flight
+    assert pool_finding(pooled(1, provider_id=500), 500) is None
+    assert pool_finding(pooled(1, "recycling", provider_id=500), 500) is None
+    assert pool_finding(pooled(1, "claimed", provider_id=500, server_id=9), 500) is None
+    assert pool_finding(None, 500) == "its pool row does not exist"
+    assert "is deleted" in (pool_finding(pooled(1, "deleted", provider_id=500), 500) or "")
+    assert "a duplicate" in (pool_finding(pooled(1, provider_id=500), 501) or "")
+
+
+def test_the_reconciler_knows_pool_servers_and_judges_a_claimed_one_as_its_servers() -> None:
+    settings = Settings.load(environ={})
+
+    def vps(provider_id: int, pool_id: int) -> ProviderServer:
+        labels = pool_labels(pool_id, "rachel")
+        return ProviderServer(provider_id, f"p{pool_id}", "running", None, None, labels,
+                              NOW.isoformat())  # fmt: skip
+
+    pool = {
+        1: pooled(1, provider_id=11),
+        2: pooled(2, "deleted", provider_id=12),
+        3: pooled(3, "claimed", provider_id=13, server_id=30),
+        4: pooled(4, "claimed", provider_id=14, server_id=40),
+    }
+    servers = [
+        DbServer(30, "ready", 13, 1, NOW),
+        DbServer(40, "deleted", 14, 1, NOW),
+    ]
+    listed = [vps(11, 1), vps(12, 2), vps(13, 3), vps(14, 4), vps(15, 5)]
+    report = diff(listed, servers, {}, NOW, settings, pool=pool)
+    orphans = {f.provider_id: f for f in report.of(Kind.ORPHAN)}
+    assert set(orphans) == {12, 14, 15}  # 11 warm, 13 its server's: kept
+    assert orphans[12].fix == Fix.DELETE and "is deleted" in orphans[12].reason
+    assert orphans[15].fix == Fix.DELETE and "does not exist" in orphans[15].reason
+    # A claimed VPS is its server's: judged like one (young: the safety age applies).
+    assert "server 40 is deleted" in orphans[14].reason
+
+
+def test_the_idle_cost_prices_billed_pool_servers_and_counts_the_unpriced() -> None:
+    servers = [
+        pooled(1), pooled(2, "booting"), pooled(3, "recycling"),
+        pooled(4, "claimed"), pooled(5, "deleted"), pooled(6, place=("fsn1", "cx53")),
+    ]  # fmt: skip
+    cost = pool_idle_cost(servers, {"cx23": 7.3})
+    assert (cost.servers, cost.unpriced) == (4, 1)  # claimed: a customer's; deleted: gone
+    assert cost.per_month == pytest.approx(3 * 7.3)
+    assert cost.per_hour == pytest.approx(3 * 7.3 / 730)
+    assert pool_idle_cost([], {}).per_hour == 0
+
+
+def test_snapshot_storage_is_priced_per_gb_month() -> None:
+    assert snapshot_cost([2.5, None, 1.5], 0.01) == (4.0, pytest.approx(0.04))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("", {}), ("cx23=4.49, CX33=7", {"cx23": 4.49, "cx33": 7.0})],
+)
+def test_the_price_table_parses(text: str, expected: dict[str, float]) -> None:
+    assert dict(parse_prices(text)) == expected
+
+
+@pytest.mark.parametrize("text", ["cx23", "cx23=", "cx23=-1", "cx23=nan", "cx23=1,cx23=2", "=3"])
+def test_a_bad_price_table_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match=r"server_type=monthly price|more than once"):
+        parse_prices(text)
