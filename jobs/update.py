@@ -42,7 +42,6 @@ import logging
 from typing import Any
 
 import redis
-from core.cloud.vps_update import StageResult, VpsUpdateError
 from rq import Retry
 from rq.exceptions import DuplicateJobError
 from rq.job import JobStatus
@@ -50,6 +49,7 @@ from rq.job import JobStatus
 from core.cloud import vps_contract as vps
 from core.cloud import vps_update
 from core.cloud.ssh import Target
+from core.cloud.vps_update import StageResult, VpsUpdateError
 from core.domain.health import HealthState
 from core.domain.lifecycle import Status, record_event
 from core.domain.rollout_metrics import count_outcome
