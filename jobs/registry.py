@@ -50,9 +50,9 @@ class JobFunction(StrEnum):
     REPAIR_SERVER = "jobs.repair.repair_server"
     TELL_OWNER = "jobs.notifying.tell_owner"
     ALERT_OPERATORS = "jobs.notifying.alert_operators"
-    # Rollouts: `fn(target_id)` on the rc-update queue (`jobs.update`).
+    # Rollouts: `fn(target_id)` on the rc-update queue (`jobs.update`, `jobs.rollback`).
     UPDATE_SERVER = "jobs.update.update_server"
-    ROLLBACK_SERVER = "jobs.update.rollback_server"
+    ROLLBACK_SERVER = "jobs.rollback.rollback_server"
 
     @property
     def path(self) -> str:
