@@ -214,7 +214,7 @@ class _Judging:
             return False
         count_outcome(self.ctx.redis, "update", "soak_failed")
         log.warning(
-            "server %s: rollout %s: wave %s failed after its gate: %s; rolling it back",
+            "server %s: rollout %s: wave %s: %s; rolling it back",
             t.server_id, t.rollout_id, t.wave, soak.reason,
         )  # fmt: skip
         return True
