@@ -47,6 +47,9 @@ upper bound of what an unscaled run would take.
 
     uv run python bench/rollout.py --servers 50                 # a small fleet (~6 min)
     uv run python bench/rollout.py --servers 1000 --bad all     # issue 23's targets (~30 min)
+    # crash_later past a 30 s gate: its canary's soak must catch it
+    uv run python bench/rollout.py --servers 50 --bad crash_later --gate 30 --skip-ours \
+        --skip-baseline --name rollout-soak
     # the replaced design's first stage with each bad release: does its check stop it?
     uv run python bench/rollout.py --servers 50 --bad "" --skip-ours --skip-baseline \
         --baseline-bad all --name rollout-baseline-bad
@@ -151,8 +154,8 @@ def _start(commit: str, args: argparse.Namespace, fleet: Fleet) -> int:
     options = RolloutOptions(
         waves=parse_waves(args.waves),
         max_in_flight=args.in_flight,
-        soak_seconds=SOAK * args.scale,
-        gate_seconds=GATE * args.scale,
+        soak_seconds=args.soak * args.scale,
+        gate_seconds=args.gate * args.scale,
         halt_share=0.3,
     )
     with connection():
@@ -253,7 +256,9 @@ def good_run(stack: up.LocalStack, fleet: Fleet, args: argparse.Namespace) -> di
     _watch(rollout_id, fleet, args.timeout)
     cpu_after, after = _cpu(stack), _sim_stats_of(fleet)
     rollout, rows = _targets(rollout_id)
-    result = rep.analyse_ours(rollout, rows, args.in_flight, args.scale, (UPDATE, GATE, SOAK))
+    result = rep.analyse_ours(
+        rollout, rows, args.in_flight, args.scale, (UPDATE, args.gate, args.soak)
+    )
     wall = result["wall_seconds"] or 1.0
     return result | {
         "api_calls": _requests_delta(before, after),
@@ -353,6 +358,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=0.2, help="real s per simulated s")
     parser.add_argument("--waves", default="canary,10%,50%,100%")
     parser.add_argument("--in-flight", type=int, default=50, help="max in flight")
+    parser.add_argument(
+        "--gate", type=float, default=GATE, help="each server's health gate (simulated s)"
+    )
+    parser.add_argument("--soak", type=float, default=SOAK, help="each wave's soak (simulated s)")
     parser.add_argument(
         "--bad",
         default="crash_at_start,polling_fails",

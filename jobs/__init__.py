@@ -4,8 +4,10 @@
   with the capacity fallback `capacity`, `deadlines`,
   `injecting`, `deprovisioning`, `cleanup`, `intake`, the health task's probes
   and repairs `repair` and messages `notifying`, and the scheduled `grace`,
-  `reconcile`, `sweeper`, `housekeeping`, `callback_poll`, `health`, and the
-  warm pool's refill `pool`);
+  `reconcile`, `sweeper`, `housekeeping`, `callback_poll`, `health`; Rachel8
+  rollouts: the driver `rollout`, the per-server `update` and `rollback` jobs
+  and what they share, `update_step`; snapshot images `images` and
+  `image_build`; the warm pool's refill `pool`);
 - `registry`: every job function named once; each enqueue names its job there;
 - `queues` and `enqueue`: queues, job ids, and the public enqueue helpers the
   CLI and the TUI use; `work`: the same for the web app, as `core`'s port;

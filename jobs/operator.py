@@ -180,8 +180,9 @@ def _updating_message(server: Server) -> str:
     if server.update_claim is None:
         return f"server {server.id} changed meanwhile; look again"
     return (
-        f"server {server.id} is being updated by a rollout (target {server.update_claim}); "
-        "re-inject once its update ends (`rachel-cloud rollout status`)"
+        f"server {server.id} is held by a rollout (target {server.update_claim}): updating, "
+        "or watched after its update until the rollout ends; re-inject then, or abort the "
+        "rollout (`rachel-cloud rollout status`)"
     )
 
 

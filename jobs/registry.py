@@ -51,9 +51,9 @@ class JobFunction(StrEnum):
     ASK_HEARTBEAT = "jobs.repair.ask_heartbeat"
     TELL_OWNER = "jobs.notifying.tell_owner"
     ALERT_OPERATORS = "jobs.notifying.alert_operators"
-    # Rollouts: `fn(target_id)` on the rc-update queue (`jobs.update`).
+    # Rollouts: `fn(target_id)` on the rc-update queue (`jobs.update`, `jobs.rollback`).
     UPDATE_SERVER = "jobs.update.update_server"
-    ROLLBACK_SERVER = "jobs.update.rollback_server"
+    ROLLBACK_SERVER = "jobs.rollback.rollback_server"
     # Snapshot images: `fn(image_id)` on the rc-update queue, and the image check (cron).
     BUILD_IMAGE = "jobs.images.build_image"
     CHECK_IMAGES = "jobs.images.check_images"

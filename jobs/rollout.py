@@ -8,6 +8,10 @@ ticks every rollout with work left, so a lost tick costs seconds. A tick:
 1. judges the gate of every `gating` target and of every switched-back
    `rolling_back` one (`core.domain.rollout_gate`, from the servers' latest
    heartbeats); a server no longer ready is finished without its heartbeats;
+   while the rollout runs or is paused it judges every `updated` one again
+   (`judge_soak`: the soak, and every later wave, watch health), failing one
+   that turned unhealthy after its gate, so `decide` rolls it back and counts
+   it against its wave;
 2. asks `core.domain.rollouts.decide` what to do, and applies it through
    `core.domain.rollout_steps` (compare-and-sets), queueing each update or
    rollback whose write took effect (`jobs.update`);
@@ -22,18 +26,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import dataclass
+from datetime import datetime
 
 import redis
 
 from core.domain import rollout_steps as steps
 from core.domain.health import HealthPolicy
-from core.domain.heartbeats import HeartbeatStore
-from core.domain.rollout_gate import judge, judge_rollback
+from core.domain.heartbeats import HeartbeatStore, StoredHeartbeat
+from core.domain.rollout_gate import judge, judge_rollback, judge_soak
 from core.domain.rollout_metrics import count_outcome
 from core.domain.rollout_steps import Loaded
 from core.domain.rollouts import (
     IN_FLIGHT_TARGETS,
     LIVE_STATES,
+    WATCHING_STATES,
     Action,
     BeginSoak,
     ChangeState,
@@ -119,12 +126,15 @@ def _advance(ctx: JobContext, rollout_id: int) -> str:
 
 
 def _judge_gates(ctx: JobContext, loaded: Loaded) -> bool:
-    """Finish the gates that are over; True when any target moved."""
+    """Finish the gates that are over, and fail the watched servers that turned
+    unhealthy after theirs; True when any target moved."""
+    watching = RolloutState(loaded.rollout.state) in WATCHING_STATES
     judged = [
         t
         for t in loaded.targets.values()
         if t.state == TargetState.GATING
         or (t.state == TargetState.ROLLING_BACK and t.rollback_at is not None)
+        or (watching and t.state == TargetState.UPDATED)
     ]
     if not judged:
         return False
@@ -135,60 +145,114 @@ def _judge_gates(ctx: JobContext, loaded: Loaded) -> bool:
         )
     }
     latest = HeartbeatStore(ctx.redis).latest([t.server_id for t in judged])
-    policy = HealthPolicy.from_settings(ctx.settings)
-    now = ctx.clock.now()
+    judging = _Judging(ctx, HealthPolicy.from_settings(ctx.settings), ctx.clock.now())
     moved = False
     for t in judged:
         server = servers.get(t.server_id)
-        gone = server is None or server.status != "ready"
-        status = server.status if server is not None else "gone"
+        heartbeat = latest.get(t.server_id)
         if t.state == TargetState.GATING:
-            if gone:
-                why = f"the server left ready ({status}) during its gate"
-                moved |= steps.finish_gate(t, TargetState.SKIPPED, why, ctx.clock)
-                continue
-            gate = judge(
-                latest.get(t.server_id),
-                commit=t.to_commit,
-                switched_at=t.switched_at or now,  # set with gating (jobs.update)
-                gate_seconds=loaded.rollout.gate_seconds,
-                now=now,
-                policy=policy,
-            )
-            if gate.waiting:
-                continue
-            to = TargetState.UPDATED if gate.passed else TargetState.FAILED
-            if steps.finish_gate(t, to, gate.reason, ctx.clock):
-                moved = True
-                count_outcome(ctx.redis, "update", "gate_passed" if gate.passed else "gate_failed")
+            moved |= judging.gate(t, server, heartbeat, loaded.rollout.gate_seconds)
+        elif t.state == TargetState.UPDATED:
+            moved |= judging.soak(t, server, heartbeat)
         else:
-            if gone:
-                why = f"nothing to roll back: the server left ready ({status})"
-                moved |= steps.finish_rollback(t, TargetState.ROLLED_BACK, why, ctx.clock)
-                continue
-            gate = judge_rollback(
-                latest.get(t.server_id),
-                from_commit=t.from_commit or "",
-                row_commit=server.rachel8_commit if server is not None else None,
-                rollback_at=t.rollback_at,
-                now=now,
-                policy=policy,
-            )
-            if gate.waiting:
-                continue
-            to = TargetState.ROLLED_BACK if gate.passed else TargetState.ROLLBACK_FAILED
-            if steps.finish_rollback(t, to, gate.reason, ctx.clock):
-                moved = True
-                count_outcome(
-                    ctx.redis, "rollback", "rolled_back" if gate.passed else "rollback_failed"
-                )
-                if not gate.passed:
-                    log.error(
-                        "server %s: rollout %s: the rollback to %s failed its check: %s; "
-                        "the server stays as it is for an operator",
-                        t.server_id, t.rollout_id, t.from_commit, gate.reason,
-                    )  # fmt: skip
+            moved |= judging.rollback(t, server, heartbeat)
     return moved
+
+
+@dataclass(frozen=True)
+class _Judging:
+    """One tick's judgement of its targets' heartbeats (`core.domain.rollout_gate`)."""
+
+    ctx: JobContext
+    policy: HealthPolicy
+    now: datetime
+
+    def gate(
+        self,
+        t: RolloutTarget,
+        server: Server | None,
+        latest: StoredHeartbeat | None,
+        gate_seconds: float,
+    ) -> bool:
+        """A gating target: updated, failed, skipped (its server left ready), or waiting."""
+        if server is None or server.status != "ready":
+            why = f"the server left ready ({_status(server)}) during its gate"
+            return steps.finish_gate(t, TargetState.SKIPPED, why, self.ctx.clock)
+        gate = judge(
+            latest,
+            commit=t.to_commit,
+            switched_at=t.switched_at or self.now,  # set with gating (jobs.update)
+            gate_seconds=gate_seconds,
+            now=self.now,
+            policy=self.policy,
+        )
+        if gate.waiting:
+            return False
+        to = TargetState.UPDATED if gate.passed else TargetState.FAILED
+        if not steps.finish_gate(t, to, gate.reason, self.ctx.clock):
+            return False
+        count_outcome(self.ctx.redis, "update", "gate_passed" if gate.passed else "gate_failed")
+        return True
+
+    def soak(self, t: RolloutTarget, server: Server | None, latest: StoredHeartbeat | None) -> bool:
+        """An updated target, watched: failed when unhealthy after its gate.
+
+        A server no longer ready (deprovisioned, or its customer's new secrets
+        being injected) or no longer on the release is not judged: its heartbeats
+        are not the release's.
+        """
+        if server is None or server.status != "ready" or server.rachel8_commit != t.to_commit:
+            return False
+        soak = judge_soak(
+            latest,
+            commit=t.to_commit,
+            switched_at=t.switched_at or self.now,
+            now=self.now,
+            policy=self.policy,
+        )
+        if soak.passed or not steps.fail_soak(t, soak.reason, self.ctx.clock):
+            return False
+        count_outcome(self.ctx.redis, "update", "soak_failed")
+        log.warning(
+            "server %s: rollout %s: wave %s: %s; rolling it back",
+            t.server_id, t.rollout_id, t.wave, soak.reason,
+        )  # fmt: skip
+        return True
+
+    def rollback(
+        self, t: RolloutTarget, server: Server | None, latest: StoredHeartbeat | None
+    ) -> bool:
+        """A switched-back target: rolled_back, rollback_failed, or waiting."""
+        if server is None or server.status != "ready":
+            why = f"nothing to roll back: the server left ready ({_status(server)})"
+            return steps.finish_rollback(t, TargetState.ROLLED_BACK, why, self.ctx.clock)
+        gate = judge_rollback(
+            latest,
+            from_commit=t.from_commit or "",
+            row_commit=server.rachel8_commit,
+            rollback_at=t.rollback_at,
+            now=self.now,
+            policy=self.policy,
+        )
+        if gate.waiting:
+            return False
+        to = TargetState.ROLLED_BACK if gate.passed else TargetState.ROLLBACK_FAILED
+        if not steps.finish_rollback(t, to, gate.reason, self.ctx.clock):
+            return False
+        count_outcome(
+            self.ctx.redis, "rollback", "rolled_back" if gate.passed else "rollback_failed"
+        )
+        if not gate.passed:
+            log.error(
+                "server %s: rollout %s: the rollback to %s failed its check: %s; "
+                "the server stays as it is for an operator",
+                t.server_id, t.rollout_id, t.from_commit, gate.reason,
+            )  # fmt: skip
+        return True
+
+
+def _status(server: Server | None) -> str:
+    return server.status if server is not None else "gone"
 
 
 def _apply(ctx: JobContext, loaded: Loaded, action: Action) -> str:

@@ -1,8 +1,9 @@
-"""Per-server Rachel8 updates and rollbacks: one RQ job each, on the `rc-update` queue.
+"""Per-server Rachel8 updates, and queueing them and their rollbacks (on `rc-update`).
 
 The rollout driver (`jobs.rollout`) moves a target to `updating` and queues
 `enqueue_update`; once a target must go back (its gate failed, or the
-rollout halted) it moves it to `rolling_back` and queues `enqueue_rollback`.
+rollout halted) it moves it to `rolling_back` and queues `enqueue_rollback`
+(`jobs.rollback`).
 Both jobs take a `RolloutTarget` id only and re-read everything; both are
 idempotent (the VPS's `prepare` and `switch` stages are), so RQ's retry of a
 killed work horse, or the driver's re-queue of a stuck target, repeats
@@ -23,14 +24,12 @@ nothing that matters.
    then switches: the row's `rachel8_commit` becomes the target commit at once
    (the row always says what the server runs) and the target is `gating`. The
    job ends there: the driver's tick judges the gate (`core.domain.rollout_gate`)
-   and releases the claim. A switch that fails is switched back at once.
+   and, while the rollout watches the server, its health after the gate; the
+   claim is given back when the rollout ends (`core.domain.rollout_claims`).
+   A switch that fails is switched back at once.
 
-`rollback_server` switches a `rolling_back` target's server back to its
-`from_commit` (the row's commit with it) and stamps `rollback_at` with the
-time of the switch; the tick passes it at the first healthy heartbeat of that
-commit (`rollout_gate.judge_rollback`). A rollback that cannot switch back is
-`rollback_failed`, the claim is released (health repair may act again) and
-operators are alerted.
+Both jobs are queued here and share `jobs.update_step` (the target, its
+server, the claim, the Events).
 
 Every step is an Event (kind `update`) on the server's timeline and an outcome
 counted for `/metrics` (`core.domain.rollout_metrics`).
@@ -39,28 +38,19 @@ counted for `/metrics` (`core.domain.rollout_metrics`).
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import redis
 from rq import Retry
 from rq.exceptions import DuplicateJobError
 from rq.job import JobStatus
 
-from core.cloud import vps_contract as vps
 from core.cloud import vps_update
 from core.cloud.ssh import Target
-from core.cloud.vps_update import StageResult, VpsUpdateError
+from core.cloud.vps_update import VpsUpdateError
 from core.domain.health import HealthState
-from core.domain.lifecycle import Status, record_event
-from core.domain.rollout_metrics import count_outcome
+from core.domain.lifecycle import Status
 from core.domain.rollouts import RolloutState, TargetState
-from core.domain.vps_access import target_for
-from core.errors import CryptoError
-from core.platform.logs import server_logger
-from core.store.db import connection
 from core.store.models import Rollout, RolloutTarget, Server
-from jobs.context import JobContext, context
-from jobs.enqueue import enqueue_rollout_tick
 from jobs.health_writes import alert_operators
 from jobs.queues import (
     CRASH_RETRIES,
@@ -72,6 +62,7 @@ from jobs.queues import (
     queue,
 )
 from jobs.registry import JobFunction
+from jobs.update_step import TargetStep, run_step, service_words, short, stage_words, status_words
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +74,6 @@ UPDATE_JOB_TIMEOUT = 1800
 SWITCHING = frozenset({RolloutState.RUNNING, RolloutState.PAUSED})
 #: Job statuses of a job still to run or running: enqueueing it again does nothing.
 _LIVE = frozenset({JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED})
-#: The Event kind of every update and rollback step.
-KIND = "update"
 
 
 # --- enqueueing ----------------------------------------------------------------------
@@ -144,86 +133,10 @@ def _enqueue(conn: redis.Redis, func: JobFunction, jid: str, target_id: int) -> 
 
 def update_server(target_id: int) -> str:
     """RQ job: update one server of a rollout to the target commit, up to its gate."""
-    ctx = context()
-    with connection():
-        target = RolloutTarget.get_or_none(RolloutTarget.id == target_id)
-        if target is None:
-            return "skipped: no such rollout target"
-        outcome = _Update(ctx, target).run()
-    if not outcome.startswith("gating"):
-        # A finished target lets the driver start the next one without waiting for its tick.
-        enqueue_rollout_tick(ctx.redis, target.rollout_id)
-    return outcome
+    return run_step(_Update, target_id, in_flight="gating")
 
 
-class _Step:
-    """What both jobs share: the target, its server, and how they record a step."""
-
-    kind = "update"
-
-    def __init__(self, ctx: JobContext, target: RolloutTarget) -> None:
-        self.ctx = ctx
-        self.target = target
-        self.server: Server = Server.get_by_id(target.server_id)
-        self.slog = server_logger(log, self.server.id, self.kind, target=target.id)
-        self.layout = vps.Layout(ctx.settings.rachel8_user)
-        #: Seconds to connect and per SSH request (a stage itself may run for minutes).
-        self.timeout = ctx.settings.inject_timeout_seconds
-
-    @property
-    def tid(self) -> str:
-        return str(self.target.id)
-
-    def note(self, message: str, level: int = logging.INFO) -> None:
-        """An Event on the server's timeline, and the same line in the log."""
-        record_event(self.server.id, KIND, message, clock=self.ctx.clock)
-        self.slog.log(level, "%s", message)
-
-    def finish(self, source: TargetState, state: TargetState, reason: str, **changes: Any) -> bool:
-        """Move the target from `source` to a final `state` with `reason` (compare-and-set)."""
-        values = {"state": state.value, "reason": reason, "finished_at": self.ctx.clock.now()}
-        values.update(changes)
-        moved = (
-            RolloutTarget.update(values)
-            .where((RolloutTarget.id == self.target.id) & (RolloutTarget.state == source.value))
-            .execute()
-        )
-        return bool(moved)
-
-    def release(self) -> None:
-        """Give the claim back (only ours: a deprovision may have cleared it already)."""
-        Server.update(update_claim=None, update_claimed_at=None).where(
-            (Server.id == self.server.id) & (Server.update_claim == self.tid)
-        ).execute()
-
-    def claim(self) -> bool:
-        """Take the server for this target (or find it already ours: a re-run)."""
-        taken = (
-            Server.update(update_claim=self.tid, update_claimed_at=self.ctx.clock.now())
-            .where(
-                (Server.id == self.server.id)
-                & (Server.status == Status.READY.value)
-                & (Server.update_claim.is_null() | (Server.update_claim == self.tid))
-            )
-            .execute()
-        )
-        return bool(taken)
-
-    def ssh(self) -> tuple[Target | None, str]:
-        """Where to connect, or None and why not."""
-        try:
-            found = target_for(self.server, self.ctx.keyring, self.ctx.settings)
-        except CryptoError as exc:
-            return None, f"{exc.code}: the server's SSH key cannot be opened"
-        if found is None:
-            return None, "no address or pinned host key recorded"
-        return found, ""
-
-    def count(self, outcome: str) -> None:
-        count_outcome(self.ctx.redis, self.kind, outcome)
-
-
-class _Update(_Step):
+class _Update(TargetStep):
     kind = "update"
 
     def run(self) -> str:
@@ -234,7 +147,7 @@ class _Update(_Step):
         if why_not is not None:
             return self.skip(why_not)
         self.note(
-            f"updating Rachel8 {_short(target.from_commit)} -> {_short(target.to_commit)} "
+            f"updating Rachel8 {short(target.from_commit)} -> {short(target.to_commit)} "
             f"(rollout {target.rollout_id}, wave {target.wave}): preparing the release"
         )
         ssh, why = self.ssh()
@@ -265,7 +178,7 @@ class _Update(_Step):
         if not self.claim():
             fresh = Server.get_by_id(server.id)
             if fresh.status != Status.READY:
-                return _status_words(fresh.status)
+                return status_words(fresh.status)
             return f"another update holds the server (rollout target {fresh.update_claim})"
         if target.from_commit is None and server.rachel8_commit != target.to_commit:
             RolloutTarget.update(from_commit=server.rachel8_commit).where(
@@ -283,14 +196,14 @@ class _Update(_Step):
         except VpsUpdateError as exc:
             return self.fail(f"prepare: {exc.code}: {exc.message}")
         if not prepared.ok:
-            return self.fail(f"prepare failed: {_stage_words(prepared)}")
+            return self.fail(f"prepare failed: {stage_words(prepared)}")
         return None
 
     def still_wanted(self) -> str | None:
         """Why the prepared server must not be switched now, or None (a deprovision wins)."""
         server = Server.get_by_id(self.server.id)
         if server.status != Status.READY:
-            return _status_words(server.status)
+            return status_words(server.status)
         if server.update_claim != self.tid:
             return "the update's claim was taken away"
         if server.status_changed_at != self.server.status_changed_at:
@@ -311,7 +224,7 @@ class _Update(_Step):
         except VpsUpdateError as exc:
             return self.switch_back(ssh, f"switch: {exc.code}: {exc.message}")
         if not switched.ok:
-            return self.switch_back(ssh, f"switch failed: {_stage_words(switched)}")
+            return self.switch_back(ssh, f"switch failed: {stage_words(switched)}")
         now = self.ctx.clock.now()
         Server.update(rachel8_commit=target.to_commit).where(
             (Server.id == self.server.id) & (Server.update_claim == self.tid)
@@ -327,8 +240,8 @@ class _Update(_Step):
         rollout = Rollout.get_by_id(target.rollout_id)
         self.count("switched")
         self.note(
-            f"switched Rachel8 {_short(target.from_commit)} -> {_short(target.to_commit)}"
-            f"{_service_words(switched)}; health gate of {rollout.gate_seconds:.0f}s"
+            f"switched Rachel8 {short(target.from_commit)} -> {short(target.to_commit)}"
+            f"{service_words(switched)}; health gate of {rollout.gate_seconds:.0f}s"
         )
         self.prune(ssh)
         return "gating" if moved else "switched; the target moved on meanwhile"
@@ -343,13 +256,13 @@ class _Update(_Step):
         except VpsUpdateError as exc:
             return self.stranded(why, f"{exc.code}: {exc.message}")
         if not back.ok:
-            return self.stranded(why, _stage_words(back))
+            return self.stranded(why, stage_words(back))
         Server.update(rachel8_commit=previous).where(Server.id == self.server.id).execute()
-        return self.fail(f"{why}; switched back to {_short(previous)}")
+        return self.fail(f"{why}; switched back to {short(previous)}")
 
     def stranded(self, why: str, back: str) -> str:
         """Neither commit could be switched to: operators must look."""
-        reason = f"{why}; switching back to {_short(self.target.from_commit)} failed too: {back}"
+        reason = f"{why}; switching back to {short(self.target.from_commit)} failed too: {back}"
         self.finish(TargetState.UPDATING, TargetState.ROLLBACK_FAILED, reason)
         self.release()
         self.count("rollback_failed")
@@ -385,128 +298,13 @@ class _Update(_Step):
             self.slog.warning("prune: %s: %s; old releases left on disk", exc.code, exc.message)
             return
         if not pruned.ok:
-            self.slog.warning("prune failed: %s; old releases left", _stage_words(pruned))
+            self.slog.warning("prune failed: %s; old releases left", stage_words(pruned))
 
 
 def _not_updatable(server: Server, *, rerun: bool) -> str | None:
     """Why a server must not be updated now, or None (`rerun`: its health was judged)."""
     if server.status != Status.READY:
-        return _status_words(server.status)
+        return status_words(server.status)
     if server.health != HealthState.HEALTHY and not rerun:
         return f"not healthy ({server.health}: {server.health_reason or 'no heartbeat judged yet'})"
     return None
-
-
-def _status_words(status: str) -> str:
-    if status in (Status.DEPROVISIONING, Status.DELETED):
-        return "deprovisioned"
-    return f"not ready ({status})"
-
-
-# --- the rollback --------------------------------------------------------------------
-
-
-def rollback_server(target_id: int) -> str:
-    """RQ job: switch one server of a rollout back to the commit it ran before."""
-    ctx = context()
-    with connection():
-        target = RolloutTarget.get_or_none(RolloutTarget.id == target_id)
-        if target is None:
-            return "skipped: no such rollout target"
-        outcome = _Rollback(ctx, target).run()
-    if not outcome.startswith("switched back"):
-        enqueue_rollout_tick(ctx.redis, target.rollout_id)
-    return outcome
-
-
-class _Rollback(_Step):
-    kind = "rollback"
-
-    def run(self) -> str:
-        target, server = self.target, self.server
-        if target.state != TargetState.ROLLING_BACK:
-            return f"skipped: the target is {target.state}"
-        if server.status != Status.READY:
-            return self.gone()
-        why_not = self.why_not()
-        if why_not is not None:
-            return self.failed(why_not)
-        ssh, why = self.ssh()
-        if ssh is None:
-            return self.failed(f"cannot reach the VPS: {why}")
-        return self.switch_back(ssh, str(target.from_commit))
-
-    def gone(self) -> str:
-        """Nothing left to roll back: the VPS goes (or went) with its server."""
-        gone = _status_words(self.server.status)
-        self.finish(
-            TargetState.ROLLING_BACK, TargetState.ROLLED_BACK, f"{gone}: nothing to roll back"
-        )
-        self.release()
-        self.count("skipped")
-        return f"skipped: {gone}"
-
-    def why_not(self) -> str | None:
-        """Why the rollback cannot be done; None once the server is claimed for it."""
-        if self.target.from_commit is None:
-            return "no previous commit recorded to switch back to"
-        if not self.claim():
-            holder = Server.get_by_id(self.server.id).update_claim
-            return f"another update holds the server (rollout target {holder})"
-        return None
-
-    def switch_back(self, ssh: Target, previous: str) -> str:
-        """Switch to `previous`; the row says it again, and the tick's gate waits for its
-        heartbeat."""
-        target = self.target
-        try:
-            back = vps_update.switch(ssh, previous, layout=self.layout, timeout=self.timeout)
-        except VpsUpdateError as exc:
-            return self.failed(f"switch back: {exc.code}: {exc.message}")
-        if not back.ok:
-            return self.failed(f"switch back failed: {_stage_words(back)}")
-        Server.update(rachel8_commit=previous).where(Server.id == self.server.id).execute()
-        RolloutTarget.update(rollback_at=self.ctx.clock.now()).where(
-            (RolloutTarget.id == target.id)
-            & (RolloutTarget.state == TargetState.ROLLING_BACK.value)
-        ).execute()
-        self.count("switched_back")
-        self.note(
-            f"rolled Rachel8 back {_short(target.to_commit)} -> {_short(previous)}"
-            f"{_service_words(back)} ({target.reason or 'the rollout halted'}); "
-            "waiting for a healthy heartbeat"
-        )
-        return f"switched back to {_short(previous)}"
-
-    def failed(self, reason: str) -> str:
-        """The rollback could not be done: operators must look."""
-        self.finish(TargetState.ROLLING_BACK, TargetState.ROLLBACK_FAILED, reason)
-        self.release()
-        self.count("rollback_failed")
-        self.note(f"rollback failed: {reason}", logging.ERROR)
-        alert_operators(
-            self.ctx.redis,
-            self.server.id,
-            "Rachel8 rollback failed",
-            f"{reason} (it should run {_short(self.target.from_commit)}, "
-            f"not {_short(self.target.to_commit)})",
-            "look at the server (rachel-cloud server diagnose); `rachel-cloud rollout "
-            "rollback` tries again",
-        )
-        return f"rollback_failed: {reason}"
-
-
-# --- words ---------------------------------------------------------------------------
-
-
-def _short(commit: str | None) -> str:
-    return commit[:12] if commit else "(unknown)"
-
-
-def _stage_words(result: StageResult) -> str:
-    """A failed stage in one line: its step, exit status and the last line of its log."""
-    return result.describe()
-
-
-def _service_words(result: StageResult) -> str:
-    return f"; Rachel8 {result.service.describe()}" if result.service is not None else ""

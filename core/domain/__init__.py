@@ -13,13 +13,14 @@
 - `heartbeats`, `health`, `repair`, `herd`, `health_store`, `vps_access`: fleet health:
   heartbeats pushed by each VPS, health decisions, repair by escalation, the herd
   guard, the health task's working state, the SSH way into a VPS.
-- `rollout_gate`: the health gate of one server's update or rollback.
+- `rollout_gate`: the health gate of one server's update or rollback, and its soak.
 - `fleet`, `metrics`, `health_metrics`, `exposition`, `events`: what operators see:
   rows, counts, Prometheus text, live messages.
 - `notify`: messages to owners (their own bot) and operators (a webhook).
-- `releases`, `rollouts`, `rollout_waves`, `rollout_store`: Rachel8
-  releases across the fleet: the releases and the fleet's current one, rollouts as
-  pure decisions (waves, the halt rule, states) and the store that applies them.
+- `releases`, `rollouts`, `rollout_waves`, `rollout_store`, `rollout_steps`,
+  `rollout_claims`: Rachel8 releases across the fleet: the releases and the fleet's
+  current one, rollouts as pure decisions (waves, the halt rule, states), the store
+  and the driver's steps that apply them, and the update claims they give back.
 - `work`: the port through which the web app asks the job system for work.
 
 May import: any other room of `core`. Never Litestar, RQ or Textual.

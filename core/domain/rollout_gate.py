@@ -26,6 +26,11 @@ evidence either way. The rules, first match wins:
 
 A rollback is gated the same way with `gate_seconds=0`: its first healthy
 heartbeat showing the previous commit passes it.
+
+After its gate a server is judged again at every tick while its rollout
+watches (`core.domain.rollouts.WATCHING_STATES`): `judge_soak` applies the same
+rule to its latest heartbeat, so a release that crashes after a minute fails
+in the soak of the wave that caught it instead of passing on to the next one.
 """
 
 from __future__ import annotations
@@ -103,6 +108,70 @@ def judge(
             GateOutcome.FAILED,
             f"no heartbeat showing Rachel8 {commit[:12]} within {limit:.0f}s of the switch{seen}",
         )
+    failure = _unhealthy(
+        evidence,
+        commit=commit,
+        now=now,
+        policy=policy,
+        restarts_at_switch=restarts_at_switch,
+        after_gate=False,
+    )
+    if failure is not None:
+        return failure
+    if since >= gate_seconds:
+        return Gate(GateOutcome.PASSED, f"healthy on {commit[:12]} for {gate_seconds:.0f}s")
+    return Gate(GateOutcome.WAITING, f"healthy on {commit[:12]} so far")
+
+
+def judge_soak(
+    latest: StoredHeartbeat | None,
+    *,
+    commit: str,
+    switched_at: datetime,
+    now: datetime,
+    policy: HealthPolicy,
+    restarts_at_switch: int = 0,
+) -> Gate:
+    """A server that passed its gate, judged again while its rollout watches it.
+
+    PASSED while its latest heartbeat (sent after the switch) is healthy on
+    `commit` and fresh; FAILED with the reason when it is unhealthy or degraded
+    (a crash since the switch shows as systemd's restart counter grown), shows
+    another commit, or is older than RACHEL_HEARTBEAT_MISSING (the server went
+    silent). Never WAITING: the gate already saw the server healthy.
+
+    Args:
+        latest: the server's latest heartbeat, if any.
+        commit: the commit the server was switched to (the target's `to_commit`).
+        switched_at: when it was switched (naive UTC, the control plane's clock).
+        now: the time of the decision (naive UTC).
+        policy: the health thresholds.
+        restarts_at_switch: Rachel8's `NRestarts` right after the switch (as `judge`).
+    """
+    if latest is None or from_epoch(latest.received_at) <= switched_at:
+        return Gate(GateOutcome.FAILED, "after its gate: no heartbeat since its switch")
+    failure = _unhealthy(
+        latest,
+        commit=commit,
+        now=now,
+        policy=policy,
+        restarts_at_switch=restarts_at_switch,
+        after_gate=True,
+    )
+    return failure or Gate(GateOutcome.PASSED, f"still healthy on {commit[:12]}")
+
+
+def _unhealthy(
+    evidence: StoredHeartbeat,
+    *,
+    commit: str,
+    now: datetime,
+    policy: HealthPolicy,
+    restarts_at_switch: int,
+    after_gate: bool,
+) -> Gate | None:
+    """FAILED when a heartbeat after the switch is not healthy on `commit`, or too old
+    (the reason says `after its gate` for `judge_soak`); else None."""
     heartbeat = evidence.heartbeat
     restarts = heartbeat.service.restarts if heartbeat.service is not None else None
     verdict = judge_heartbeat(
@@ -112,16 +181,16 @@ def judge(
         policy=policy,
     )
     if verdict.state != HealthState.HEALTHY:
-        return Gate(GateOutcome.FAILED, f"{verdict.state}: {verdict.reason}")
+        prefix = "after its gate: " if after_gate else ""
+        return Gate(GateOutcome.FAILED, f"{prefix}{verdict.state}: {verdict.reason}")
     age = (now - from_epoch(evidence.received_at)).total_seconds()
     if age >= policy.missing_seconds:
         return Gate(
             GateOutcome.FAILED,
-            f"silent during the gate: no heartbeat for more than {policy.missing_seconds:.0f}s",
+            f"silent {'after its gate' if after_gate else 'during the gate'}: "
+            f"no heartbeat for more than {policy.missing_seconds:.0f}s",
         )
-    if since >= gate_seconds:
-        return Gate(GateOutcome.PASSED, f"healthy on {commit[:12]} for {gate_seconds:.0f}s")
-    return Gate(GateOutcome.WAITING, f"healthy on {commit[:12]} so far")
+    return None
 
 
 def _evidence(

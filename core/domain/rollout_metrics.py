@@ -13,8 +13,8 @@ database when `/metrics` is scraped.
   running, paused, halted or rolling back);
 - `rachel_cloud_rollout_steps_total{kind,outcome}` (counter): update and
   rollback steps by outcome (update: switched, failed, skipped, gate_passed,
-  gate_failed, rollback_failed; rollback: switched_back, rolled_back,
-  rollback_failed, skipped).
+  gate_failed, soak_failed (unhealthy after its gate), rollback_failed;
+  rollback: switched_back, rolled_back, rollback_failed, skipped).
 """
 
 from __future__ import annotations

@@ -16,13 +16,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import peewee
+
 from core.domain import releases
 from core.domain.lifecycle import record_event
 from core.domain.releases import short
+from core.domain.rollout_claims import release_claim
 from core.domain.rollout_store import change_state, record
 from core.domain.rollouts import (
     FAILED_TARGETS,
     NO_WAVE,
+    WATCHING_STATES,
     RolloutState,
     RolloutView,
     TargetState,
@@ -30,7 +34,7 @@ from core.domain.rollouts import (
 )
 from core.platform.clock import SYSTEM_CLOCK, Clock
 from core.store.db import connection, write_transaction
-from core.store.models import Release, Rollout, RolloutTarget, Server
+from core.store.models import Release, Rollout, RolloutTarget
 
 log = logging.getLogger(__name__)
 
@@ -113,13 +117,13 @@ def _move(
 
 def start_update(target: RolloutTarget, clock: Clock = SYSTEM_CLOCK) -> bool:
     """pending -> updating; True when this call did it (the caller queues the update)."""
-    wave = "the canary" if target.wave == 0 else f"wave {target.wave}"
     return _move(
         target,
         [TargetState.PENDING],
         TargetState.UPDATING,
         clock,
-        f"{wave}: updating Rachel8 from {short(target.from_commit)} to {short(target.to_commit)}",
+        f"{_wave_name(target.wave)}: updating Rachel8 from {short(target.from_commit)} "
+        f"to {short(target.to_commit)}",
         started_at=clock.now(),
     )
 
@@ -175,20 +179,50 @@ def finish_gate(
 ) -> bool:
     """A gating target's gate is over: updated (passed), failed, or skipped (left ready).
 
-    A passed or skipped target gives its server's update claim back; a failed one
-    keeps it for its rollback.
+    A failed target keeps its server's update claim for its rollback; a skipped
+    one gives it back. A passed one keeps it while its rollout watches it
+    (`WATCHING_STATES`: the soak judges it, and health repair must not act on
+    a server the rollout may roll back); ending the rollout gives it back
+    (`rollout_store.change_state`), and so does this when the rollout is no
+    longer watching. The rollout's row is read locked (PostgreSQL) in the same
+    transaction, so a rollout ending meanwhile cannot leave the claim behind.
     """
     event = {
         TargetState.UPDATED: f"gate passed: {reason}",
         TargetState.FAILED: f"gate failed: {reason}",
         TargetState.SKIPPED: f"gate given up: {reason}",
     }[to]
-    done = _move(
-        target, [TargetState.GATING], to, clock, event, reason=reason, finished_at=clock.now()
-    )
-    if done and to != TargetState.FAILED:
-        release_claim(target)
+    with connection() as db, write_transaction(db):
+        watching = to == TargetState.UPDATED and _watching(db, target.rollout_id)
+        done = _move(
+            target, [TargetState.GATING], to, clock, event, reason=reason, finished_at=clock.now()
+        )
+        if done and to != TargetState.FAILED and not watching:
+            release_claim(target.server_id, target.id)
     return done
+
+
+def _watching(db: peewee.Database, rollout_id: int) -> bool:
+    """Whether the rollout watches its updated servers now (its row locked on PostgreSQL)."""
+    query = Rollout.select(Rollout.state).where(Rollout.id == rollout_id)
+    if isinstance(db, peewee.PostgresqlDatabase):
+        query = query.for_update()
+    row = query.first()
+    return row is not None and RolloutState(row.state) in WATCHING_STATES
+
+
+def fail_soak(target: RolloutTarget, reason: str, clock: Clock = SYSTEM_CLOCK) -> bool:
+    """An updated target turned unhealthy after its gate: failed (it keeps its claim for
+    the rollback the driver starts next); True when this call did it."""
+    return _move(
+        target,
+        [TargetState.UPDATED],
+        TargetState.FAILED,
+        clock,
+        f"failed after its gate ({_wave_name(target.wave)}): {reason}",
+        reason=reason,
+        finished_at=clock.now(),
+    )
 
 
 def finish_rollback(
@@ -206,16 +240,8 @@ def finish_rollback(
         target, [TargetState.ROLLING_BACK], to, clock, event, reason=kept, finished_at=clock.now()
     )
     if done:
-        release_claim(target)
+        release_claim(target.server_id, target.id)
     return done
-
-
-def release_claim(target: RolloutTarget) -> None:
-    """Give the server's update claim back, if this target holds it."""
-    with connection():
-        Server.update(update_claim=None, update_claimed_at=None).where(
-            (Server.id == target.server_id) & (Server.update_claim == str(target.id))
-        ).execute()
 
 
 def _tally(loaded: Loaded, wave: int) -> str:

@@ -25,8 +25,10 @@ import peewee
 from core.domain import releases
 from core.domain.lifecycle import validate_actor
 from core.domain.releases import short
+from core.domain.rollout_claims import release_watched_claims
 from core.domain.rollout_waves import Candidate, Waves, plan
 from core.domain.rollouts import (
+    ENDED_STATES,
     LIVE_STATES,
     NO_WAVE,
     ROLLOUT_TRANSITIONS,
@@ -246,6 +248,8 @@ def change_state(
     )
     if not moved:
         return False
+    if to in ENDED_STATES:
+        release_watched_claims(rollout.id)
     record(rollout.id, message, actor, clock)
     log.info("rollout %s: %s -> %s: %s", rollout.id, rollout.state, to, message)
     return True

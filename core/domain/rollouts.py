@@ -23,8 +23,20 @@ Per server (`TargetState`, `TARGET_TRANSITIONS`):
 pending -> updating -> gating -> updated
 pending | updating | gating -> skipped  (not ready, not healthy, claimed, deprovisioned)
 updating | gating -> failed             (prepare or switch failed; the gate failed)
+updated -> failed                       (unhealthy after its gate, while the rollout watches)
 gating | updated | failed -> rolling_back -> rolled_back | rollback_failed
 ```
+
+The soak judges health too: while a rollout is running or paused
+(`WATCHING_STATES`) the driver judges every `updated` server again at each
+tick (`core.domain.rollout_gate.judge_soak`, the gate's health rule). A server
+that turns unhealthy, degraded or silent after its gate, in its wave's soak or
+in any later wave, is evidence against the release: it fails (`updated ->
+failed`), is rolled back, and counts as a failure of its own wave, so the halt
+rule (`halt_reason`) looks at every wave up to the current one. Such a server
+keeps its update claim from its update until its rollout ends (completed,
+aborted, rolled back) or it is rolled back, so health repair never races the
+rollout that will roll it back; ending the rollout gives the claims back.
 
 The driver (`jobs.rollout`) moves targets pending -> updating, judges the
 gates (gating -> updated | failed, rolling_back -> rolled_back |
@@ -108,6 +120,14 @@ ROLLOUT_TRANSITIONS: Mapping[RolloutState, frozenset[RolloutState]] = {
 }
 
 
+#: The rollout judges its updated servers' health (and holds their claims) in these.
+WATCHING_STATES: frozenset[RolloutState] = frozenset({RolloutState.RUNNING, RolloutState.PAUSED})
+#: A rollout in one of these has ended: its updated servers' claims are given back.
+ENDED_STATES: frozenset[RolloutState] = frozenset(
+    {RolloutState.COMPLETED, RolloutState.ABORTED, RolloutState.ROLLED_BACK}
+)
+
+
 def rollout_transition_allowed(source: RolloutState | str, target: RolloutState | str) -> bool:
     """Whether a rollout may go from `source` to `target`."""
     try:
@@ -134,7 +154,7 @@ class TargetState(StrEnum):
     PENDING = "pending"
     UPDATING = "updating"  # its update job is queued or running (prepare, switch)
     GATING = "gating"  # switched; the driver judges its heartbeats
-    UPDATED = "updated"
+    UPDATED = "updated"  # passed its gate; judged again while the rollout watches
     FAILED = "failed"
     SKIPPED = "skipped"  # not updated, and not a failure (not ready, deprovisioned, ...)
     ROLLING_BACK = "rolling_back"
@@ -150,7 +170,8 @@ TARGET_TRANSITIONS: Mapping[TargetState, frozenset[TargetState]] = {
     TargetState.GATING: frozenset(
         {TargetState.UPDATED, TargetState.FAILED, TargetState.SKIPPED, TargetState.ROLLING_BACK}
     ),
-    TargetState.UPDATED: frozenset({TargetState.ROLLING_BACK}),
+    # Failed: unhealthy after its gate, while the rollout watches it (`judge_soak`).
+    TargetState.UPDATED: frozenset({TargetState.ROLLING_BACK, TargetState.FAILED}),
     TargetState.FAILED: frozenset({TargetState.ROLLING_BACK}),
     TargetState.ROLLING_BACK: frozenset({TargetState.ROLLED_BACK, TargetState.ROLLBACK_FAILED}),
     TargetState.ROLLBACK_FAILED: frozenset({TargetState.ROLLING_BACK}),
@@ -298,24 +319,35 @@ Action = (
 
 
 def halt_reason(view: RolloutView) -> str | None:
-    """Why the current wave halts the rollout, or None.
+    """Why the rollout halts, or None: the halt rule, for every wave up to the current one.
 
     The canary halts at its first failure. A later wave halts as soon as its
     failed share is above `halt_share`: skipped servers count in neither the
     failures nor the share's denominator, and since pending servers can only
     add to both or be skipped, a share above the threshold now stays above it.
+    A wave that passed is judged again: its servers are watched after their
+    gates (`judge_soak`), and one that fails later is a failure of its wave.
     """
-    wave = [t for t in view.targets if t.wave == view.wave]
+    for number in range(view.wave + 1):
+        why = _wave_halts(view, number)
+        if why is not None:
+            return why
+    return None
+
+
+def _wave_halts(view: RolloutView, number: int) -> str | None:
+    """Why wave `number` halts the rollout, or None."""
+    wave = [t for t in view.targets if t.wave == number]
     failed = sum(1 for t in wave if t.state in FAILED_TARGETS)
     counted = sum(1 for t in wave if t.state != TargetState.SKIPPED)
     if not failed:
         return None
-    if view.wave == 0:
+    if number == 0:
         return f"the canary failed: {failed} of {counted} server(s) failed their update"
     share = failed / counted
     if share > view.halt_share:
         return (
-            f"wave {view.wave} failed: {failed} of {counted} servers ({share:.0%}) failed, "
+            f"wave {number} failed: {failed} of {counted} servers ({share:.0%}) failed, "
             f"above the halt share {view.halt_share:.0%}"
         )
     return None

@@ -17,6 +17,7 @@ import redis
 from rq import Queue
 
 from core.domain import rollout_store
+from core.domain.heartbeats import ServiceReport
 from core.domain.releases import add_release, current
 from core.domain.rollout_store import RolloutOptions
 from core.domain.rollout_waves import parse_waves
@@ -133,7 +134,8 @@ def test_a_good_rollout_goes_canary_gate_soak_wave_and_completes(
     advance_rollout(rollout.id)
     passed = RolloutTarget.get_by_id(canary.id)
     assert (passed.state, passed.reason) == ("updated", f"healthy on {NEW[:12]} for 60s")
-    assert Server.get_by_id(canary.server_id).update_claim is None
+    # Held while the rollout watches it: health repair leaves it to the rollout.
+    assert Server.get_by_id(canary.server_id).update_claim == str(canary.id)
     assert Rollout.get_by_id(rollout.id).soak_until == clock.now() + timedelta(seconds=30)
     assert [t.state for t in targets(rollout)[1:]] == ["pending", "pending"]  # soaking
 
@@ -144,13 +146,14 @@ def test_a_good_rollout_goes_canary_gate_soak_wave_and_completes(
     for t in targets(rollout)[1:]:
         switched(t, clock)
     clock.advance(61)
-    for t in targets(rollout)[1:]:
+    for t in targets(rollout):  # the canary too: it is watched while wave 1 goes on
         agents.beat(t.server_id, epoch(clock), commit=NEW)
     advance_rollout(rollout.id)
     clock.advance(30)
     advance_rollout(rollout.id)
     done = Rollout.get_by_id(rollout.id)
     assert (done.state, done.finished_at) == ("completed", clock.now())
+    assert [Server.get_by_id(t.server_id).update_claim for t in targets(rollout)] == [None] * 3
     assert FleetRelease.get_by_id(1).release_id == done.release_id  # new servers get it
     fleet_events = [
         e.message.split(": ", 1)[1]
@@ -215,6 +218,89 @@ def test_a_canary_failing_its_gate_halts_and_is_rolled_back(
     assert FleetRelease.get_by_id(1).release.commit == COMMIT
     assert all(Server.get_by_id(t.server_id).update_claim is None for t in (first, second))
     assert Server.select().where(Server.rachel8_commit == NEW).count() == 0
+
+
+def pass_the_canary(
+    rollout: Rollout, agents: Agents, clock: ManualClock
+) -> tuple[RolloutTarget, list[RolloutTarget]]:
+    """Start the rollout and pass its canary's gate; the canary and the rest."""
+    advance_rollout(rollout.id)
+    canary, *rest = targets(rollout)
+    switched(canary, clock)
+    clock.advance(61)
+    agents.beat(canary.server_id, epoch(clock), commit=NEW)
+    advance_rollout(rollout.id)
+    assert RolloutTarget.get_by_id(canary.id).state == "updated"
+    return canary, rest
+
+
+def test_the_canary_crashing_in_its_soak_halts_the_rollout_before_wave_1(
+    ctx: JobContext, clock: ManualClock, redis_client: redis.Redis
+) -> None:
+    agents = Agents(redis_client)
+    fleet(agents, 3)
+    rollout = start(clock)
+    canary, rest = pass_the_canary(rollout, agents, clock)
+    assert Rollout.get_by_id(rollout.id).soak_until == clock.now() + timedelta(seconds=30)
+    clock.advance(10)
+    agents.beat(canary.server_id, epoch(clock), commit=NEW)
+    advance_rollout(rollout.id)  # still healthy: still soaking
+    assert RolloutTarget.get_by_id(canary.id).state == "updated"
+
+    # crash_later: a minute after its start it exits; systemd is restarting it.
+    clock.advance(10)
+    crashed = ServiceReport("activating", "auto-restart", 1, "exit-code", 1)
+    agents.beat(canary.server_id, epoch(clock), commit=NEW, service=crashed)
+    advance_rollout(rollout.id)
+    failed = RolloutTarget.get_by_id(canary.id)
+    why = "after its gate: degraded: systemd is restarting Rachel8 (it exited: exit-code, "
+    assert failed.state == "rolling_back" and failed.reason.startswith(why), failed.reason
+    halted = Rollout.get_by_id(rollout.id)
+    assert (halted.state, halted.wave) == ("halted", 0), "wave 1 never began"
+    assert halted.reason == "the canary failed: 1 of 1 server(s) failed their update"
+    assert [RolloutTarget.get_by_id(t.id).state for t in rest] == ["skipped", "skipped"]
+    assert queued(redis_client) == [update_job_id(canary.id), rollback_job_id(canary.id)]
+    assert Server.get_by_id(canary.server_id).update_claim == str(canary.id), "kept for it"
+    events = [e.message for e in Event.select().where(Event.server == canary.server_id)]
+    assert f"rollout {rollout.id}: failed after its gate (the canary): {failed.reason}" in events
+
+
+def test_a_server_silent_after_its_gate_fails_and_an_aborted_rollout_gives_claims_back(
+    ctx: JobContext, clock: ManualClock, redis_client: redis.Redis
+) -> None:
+    agents = Agents(redis_client)
+    fleet(agents, 4)
+    rollout = start(clock, waves=parse_waves("canary,100%"), halt_share=0.5, max_in_flight=3)
+    canary, rest = pass_the_canary(rollout, agents, clock)
+    clock.advance(30)
+    agents.beat(canary.server_id, epoch(clock), commit=NEW)
+    advance_rollout(rollout.id)
+    assert Rollout.get_by_id(rollout.id).wave == 1
+    for t in rest:
+        switched(t, clock)
+    clock.advance(61)
+    for t in (canary, *rest):
+        agents.beat(t.server_id, epoch(clock), commit=NEW)
+    advance_rollout(rollout.id)
+    assert [RolloutTarget.get_by_id(t.id).state for t in rest] == ["updated"] * 3
+
+    # One server of wave 1 goes silent: failed after 75 s, 1 of 3 is within the halt share.
+    quiet, *others = rest
+    clock.advance(75)
+    for t in (canary, *others):
+        agents.beat(t.server_id, epoch(clock), commit=NEW)
+    advance_rollout(rollout.id)
+    gone = RolloutTarget.get_by_id(quiet.id)
+    assert gone.state == "rolling_back"
+    assert gone.reason == "silent after its gate: no heartbeat for more than 75s"
+    assert Rollout.get_by_id(rollout.id).state == "running"
+    assert [RolloutTarget.get_by_id(t.id).state for t in others] == ["updated"] * 2
+
+    # Aborted: the updated servers keep the release and get their claims back; the
+    # one rolling back keeps its claim until its rollback is done.
+    rollout_store.abort("operator:alice", clock=clock)
+    assert [Server.get_by_id(t.server_id).update_claim for t in (canary, *others)] == [None] * 3
+    assert Server.get_by_id(quiet.server_id).update_claim == str(quiet.id)
 
 
 def test_a_paused_rollout_starts_nothing_and_a_lost_update_is_queued_again(

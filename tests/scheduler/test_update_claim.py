@@ -91,8 +91,9 @@ def test_an_operator_reinject_is_refused_while_an_update_holds_the_server(
     with pytest.raises(operator.OperatorError) as refused:
         operator.reinject(redis_client, server.id, "operator:alice")
     assert str(refused.value.message) == (
-        f"server {server.id} is being updated by a rollout (target 41); re-inject once its "
-        "update ends (`rachel-cloud rollout status`)"
+        f"server {server.id} is held by a rollout (target 41): updating, or watched after its "
+        "update until the rollout ends; re-inject then, or abort the rollout (`rachel-cloud "
+        "rollout status`)"
     )
     assert row(server).status == "ready", "nothing changed"
     release(server)

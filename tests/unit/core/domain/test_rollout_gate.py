@@ -9,7 +9,7 @@ import pytest
 
 from core.domain.health import HealthPolicy
 from core.domain.heartbeats import ServiceReport, StoredHeartbeat, TelegramReport
-from core.domain.rollout_gate import Gate, GateOutcome, judge, judge_rollback
+from core.domain.rollout_gate import Gate, GateOutcome, judge, judge_rollback, judge_soak
 from tests.unit.core.domain.test_heartbeats import beat
 
 SWITCHED = datetime(2026, 3, 1, 12, 0, 0)
@@ -180,3 +180,53 @@ def test_a_rollback_waits_for_its_switch_back_however_long_the_job_takes() -> No
     assert rollback(OLD, None, 1000) == waiting
     assert rollback(OLD, 5, 10).passed
     assert rollback(OLD, 20, 10).waiting, "its heartbeat came before the switch back"
+
+
+# --- after the gate: the soak (and every later wave) judges it again ------------------
+
+
+def soak(latest: StoredHeartbeat | None, after: float) -> Gate:
+    """A server switched at `SWITCHED` whose gate passed, judged `after` seconds on."""
+    return judge_soak(
+        latest,
+        commit=NEW,
+        switched_at=SWITCHED,
+        now=SWITCHED + timedelta(seconds=after),
+        policy=POLICY,
+    )
+
+
+def test_the_soak_passes_while_the_server_stays_healthy() -> None:
+    assert soak(stored(115), 120) == Gate(GateOutcome.PASSED, f"still healthy on {NEW[:12]}")
+    assert soak(stored(3590), 3600).passed, "however long the rollout goes on"
+
+
+def test_a_crash_after_the_gate_fails_the_soak_by_the_gates_rule() -> None:
+    # crash_later: healthy through its 60 s gate, then it exits and systemd restarts it.
+    restarting = stored(90, service=ServiceReport("activating", "auto-restart", 1, "exit-code", 1))
+    assert soak(restarting, 91) == Gate(
+        GateOutcome.FAILED,
+        "after its gate: degraded: systemd is restarting Rachel8 (it exited: exit-code, "
+        "exit status 1)",
+    )
+    # Caught between two heartbeats: running again, but the counter grew since the switch.
+    assert soak(stored(120, service=running(restarts=1)), 121).reason == (
+        "after its gate: degraded: systemd restarted Rachel8 since the last heartbeat"
+    )
+    webhook = stored(120, telegram=TelegramReport("ok", True, 0))
+    assert soak(webhook, 121).reason.startswith("after its gate: unhealthy: a webhook is set")
+
+
+def test_a_server_silent_during_the_soak_fails_it() -> None:
+    assert soak(stored(100), 174.9).passed
+    assert soak(stored(100), 175) == Gate(
+        GateOutcome.FAILED, "silent after its gate: no heartbeat for more than 75s"
+    )
+    assert soak(None, 100) == Gate(
+        GateOutcome.FAILED, "after its gate: no heartbeat since its switch"
+    )
+    assert soak(stored(-5), 100).failed, "its only heartbeat came before the switch"
+
+
+def test_a_server_that_no_longer_runs_the_release_fails_the_soak() -> None:
+    assert soak(stored(100, commit=OLD), 101).reason.startswith("after its gate: degraded: ")

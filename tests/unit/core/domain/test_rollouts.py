@@ -155,6 +155,61 @@ def test_a_later_wave_halts_when_its_failed_share_is_above_the_halt_share(
         assert decide(view(R.RUNNING, ts, wave=1), T0) == [ChangeState(R.HALTED, found)]
 
 
+def test_the_canary_failing_in_its_soak_halts_before_wave_1_starts() -> None:
+    # The canary passed its gate, then failed while its wave soaked (judge_soak).
+    ts = targets([S.FAILED], [S.PENDING, S.PENDING], switched=(1,))
+    for soak_until in (T0 + timedelta(seconds=30), T0 - timedelta(seconds=1)):
+        soaking = view(R.RUNNING, ts, soak_until=soak_until)
+        assert decide(soaking, T0) == [
+            ChangeState(R.HALTED, "the canary failed: 1 of 1 server(s) failed their update")
+        ]
+    # Halted: wave 1 never starts; the canary goes back.
+    halted = decide(view(R.HALTED, ts, soak_until=T0), T0)
+    assert halted == [
+        Skip(2, "the rollout halted"),
+        Skip(3, "the rollout halted"),
+        StartRollback(1),
+    ]
+    assert not any(isinstance(a, (EnterWave, StartUpdate)) for a in halted)
+
+
+def test_a_healthy_soak_moves_on_to_the_next_wave() -> None:
+    ts = targets([S.UPDATED], [S.PENDING], switched=(1,))
+    assert decide(view(R.RUNNING, ts, soak_until=T0), T0) == [EnterWave(1)]
+
+
+def test_a_server_of_an_earlier_wave_failing_later_counts_against_its_wave() -> None:
+    # Wave 2 under way; a server of wave 1 failed after its gate: 1 of 3 (33%).
+    ts = targets(
+        [S.UPDATED],
+        [S.UPDATED, S.UPDATED, S.FAILED],
+        [S.UPDATING, S.PENDING],
+        switched=(1, 2, 3, 4, 5),
+    )
+    assert halt_reason(view(R.RUNNING, ts, wave=2)) == (
+        "wave 1 failed: 1 of 3 servers (33%) failed, above the halt share 30%"
+    )
+    assert decide(view(R.PAUSED, ts, wave=2), T0) == [
+        ChangeState(
+            R.HALTED, "wave 1 failed: 1 of 3 servers (33%) failed, above the halt share 30%"
+        )
+    ]
+    # Within the halt share: the rollout goes on, and that server goes back at once.
+    lenient = view(R.RUNNING, ts, wave=2, halt_share=0.5, max_in_flight=3)
+    assert halt_reason(lenient) is None
+    assert decide(lenient, T0) == [StartRollback(4), StartUpdate(6)]
+    # The canary failing at any later time halts the rollout.
+    late_canary = targets([S.FAILED], [S.UPDATED], [S.PENDING], switched=(1, 2))
+    assert halt_reason(view(R.RUNNING, late_canary, wave=2)) == (
+        "the canary failed: 1 of 1 server(s) failed their update"
+    )
+
+
+def test_an_updated_server_may_fail_later() -> None:
+    assert target_transition_allowed("updated", "failed")
+    assert not target_transition_allowed("rolled_back", "failed")
+
+
 def test_a_switched_server_whose_update_failed_goes_back_at_once() -> None:
     ts = targets([S.UPDATED], [S.FAILED] + [S.UPDATED] * 9 + [S.PENDING], switched=(2,))
     # 1 of 11 failed: below the halt share; its rollback comes first and uses the room.
