@@ -130,6 +130,48 @@ def same_address(a: str | None, b: str | None) -> bool:
         return False
 
 
+def token_refusal(
+    token: str,
+    stored_hash: str | None,
+    expires_at: datetime | None,
+    now: datetime,
+    *,
+    spent: bool,
+    source_ip: str | None,
+    address: str | None,
+    check_source: bool,
+) -> str | None:
+    """Why a callback's one-time token must be refused, for the log; None: accept it.
+
+    The one rule for every callback (a server's, an image builder's, a pool
+    server's): the token matches the stored hash (compared in constant time;
+    hashed even when nothing is stored, so that an unknown id takes as long),
+    was not spent, has not expired, and, with `check_source`, comes from the
+    address the VPS was given. Callers answer one `unauthorized` for every
+    reason, so that a prober learns nothing.
+
+    Args:
+        token: the bearer token presented.
+        stored_hash: the armed token's hash (None: none armed, or no such row).
+        expires_at: when the armed token expires.
+        now: the time of the callback.
+        spent: the token was used already, or the row no longer waits for it.
+        source_ip: the client address the request came from.
+        address: the VPS's own address.
+        check_source: bind the token to `address`.
+    """
+    presented = hash_token(token)
+    if not token or not stored_hash or not hmac.compare_digest(presented, stored_hash):
+        return "a wrong or already used token"
+    if spent:
+        return "a replayed callback"
+    if expires_at is None or now >= expires_at:
+        return f"a callback after its deadline ({expires_at})"
+    if check_source and not same_address(source_ip, address):
+        return f"a callback from another address than the VPS's ({address})"
+    return None
+
+
 def accept_callback(
     server_id: int,
     token: str,
@@ -170,36 +212,21 @@ def accept_callback(
             not waiting for a callback; `invalid_host_key` malformed host key.
     """
     unauthorized = CallbackRejected("invalid callback token", code="unauthorized")
-    presented = hash_token(token)  # hashed for unknown servers too: alike in time as well
     server = rows.get(Server, server_id)
-    if server is None:
-        log.warning("callback for unknown server %s from %s", server_id, source_ip)
-        raise unauthorized
-    stored = server.callback_token_hash
-    if not token or not stored or not hmac.compare_digest(presented, stored):
-        log.warning(
-            "server %s: callback with a wrong or already used token from %s", server_id, source_ip
-        )
-        raise unauthorized
     now = clock.now()
-    if server.callback_token_used_at is not None:
-        log.warning("server %s: replayed callback from %s", server_id, source_ip)
-        raise unauthorized
-    if server.callback_token_expires_at is None or now >= server.callback_token_expires_at:
-        log.warning(
-            "server %s: callback after its deadline (%s) from %s",
-            server_id,
-            server.callback_token_expires_at,
-            source_ip,
-        )
-        raise unauthorized
-    if check_source and not same_address(source_ip, server.ipv4):
-        log.warning(
-            "server %s: callback from %s, but the server's address is %s",
-            server_id,
-            source_ip,
-            server.ipv4,
-        )
+    why = token_refusal(
+        token,
+        server.callback_token_hash if server is not None else None,
+        server.callback_token_expires_at if server is not None else None,
+        now,
+        spent=server is not None and server.callback_token_used_at is not None,
+        source_ip=source_ip,
+        address=server.ipv4 if server is not None else None,
+        check_source=check_source,
+    )
+    if server is None or why is not None:
+        what = f"server {server_id}" if server is not None else f"unknown server {server_id}"
+        log.warning("%s: callback refused, %s, from %s", what, why or "no such server", source_ip)
         raise unauthorized
     pinned = parse_host_key(host_key)
     if server.status != Status.CLOUD_INIT:

@@ -11,12 +11,11 @@ the install's outcome; the build itself (`jobs.images`) acts on them.
 
 from __future__ import annotations
 
-import hmac
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from core.domain.callbacks import CallbackRejected, hash_token, parse_host_key, same_address
+from core.domain.callbacks import CallbackRejected, hash_token, parse_host_key, token_refusal
 from core.domain.images import ImageState, ImageView, for_new_servers
 from core.domain.install_outcome import InstallOutcome, failure_reason
 from core.domain.lifecycle import validate_actor
@@ -245,25 +244,22 @@ def accept_build_callback(
             foreign token (one message for all); `invalid_host_key`.
     """
     unauthorized = CallbackRejected("invalid callback token", code="unauthorized")
-    presented = hash_token(token)
     row: Image | None = Image.get_or_none(Image.id == image_id)
     stored = row.callback_token_hash if row is not None else None
-    if row is None or not token or not stored or not hmac.compare_digest(presented, stored):
-        log.warning("image %s: builder callback with a wrong or used token from %s",
-                    image_id, source_ip)  # fmt: skip
-        raise unauthorized
     now = clock.now()
-    expires: datetime | None = row.callback_token_expires_at
-    if expires is None or now >= expires or row.state != ImageState.BUILDING:
-        log.warning("image %s: builder callback after its deadline from %s", image_id, source_ip)
-        raise unauthorized
-    if check_source and not same_address(source_ip, row.builder_ipv4):
-        log.warning(
-            "image %s: builder callback from %s, but the builder's address is %s",
-            image_id,
-            source_ip,
-            row.builder_ipv4,
-        )
+    why = token_refusal(
+        token,
+        stored,
+        row.callback_token_expires_at if row is not None else None,
+        now,
+        spent=row is not None and row.state != ImageState.BUILDING,
+        source_ip=source_ip,
+        address=row.builder_ipv4 if row is not None else None,
+        check_source=check_source,
+    )
+    if row is None or why is not None:
+        log.warning("image %s: builder callback refused, %s, from %s",
+                    image_id, why or "no such image", source_ip)  # fmt: skip
         raise unauthorized
     pinned = parse_host_key(host_key)
     reason = failure_reason(install, row.commit)

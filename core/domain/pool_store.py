@@ -17,13 +17,12 @@ key (re-sealed: a ciphertext is bound to its row). A Server that left
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from core.domain.callbacks import CallbackRejected, hash_token, parse_host_key, same_address
+from core.domain.callbacks import CallbackRejected, parse_host_key, token_refusal
 from core.domain.install_outcome import InstallOutcome, failure_reason
 from core.domain.lifecycle import Publisher, Status, transition
 from core.domain.pool import IN_POOL, PoolServerView, PoolState
@@ -176,21 +175,22 @@ def accept_pool_callback(
             or foreign token (one message for all); `invalid_host_key`.
     """
     unauthorized = CallbackRejected("invalid callback token", code="unauthorized")
-    presented = hash_token(token)
     row: PoolServer | None = PoolServer.get_or_none(PoolServer.id == pool_id)
     stored = row.callback_token_hash if row is not None else None
-    if row is None or not token or not stored or not hmac.compare_digest(presented, stored):
-        log.warning("pool server %s: callback with a wrong or used token from %s",
-                    pool_id, source_ip)  # fmt: skip
-        raise unauthorized
     now = clock.now()
-    expires = row.callback_token_expires_at
-    if expires is None or now >= expires or row.state != PoolState.BOOTING:
-        log.warning("pool server %s: callback after its deadline from %s", pool_id, source_ip)
-        raise unauthorized
-    if check_source and not same_address(source_ip, row.ipv4):
-        log.warning("pool server %s: callback from %s, but its address is %s",
-                    pool_id, source_ip, row.ipv4)  # fmt: skip
+    why = token_refusal(
+        token,
+        stored,
+        row.callback_token_expires_at if row is not None else None,
+        now,
+        spent=row is not None and row.state != PoolState.BOOTING,
+        source_ip=source_ip,
+        address=row.ipv4 if row is not None else None,
+        check_source=check_source,
+    )
+    if row is None or why is not None:
+        log.warning("pool server %s: callback refused, %s, from %s",
+                    pool_id, why or "no such pool server", source_ip)  # fmt: skip
         raise unauthorized
     pinned = parse_host_key(host_key)
     reason = failure_reason(install, row.commit)
