@@ -293,13 +293,16 @@ def test_a_bad_release_halts_in_the_canary_and_is_rolled_back(fleet: Fleet, kind
         assert (
             back == f"rolled back to {CURRENT_COMMIT[:12]}: healthy on {CURRENT_COMMIT[:12]} for 0s"
         )
+        # The soak catches crash_later after its short gate passed; on a machine too busy
+        # to judge that gate within the crash's minute (0.6 s here), the gate catches it,
+        # in the canary all the same. The soak's own path is proven without that race in
+        # tests/scheduler/test_rollout_driver.py.
+        by_soak = later and why.startswith("after its gate: ")
         judged = (
             [f"rollout {rid}: gate passed: ", f"rollout {rid}: failed after its gate (the canary)"]
-            if later
+            if by_soak
             else [f"rollout {rid}: gate failed: {why}"]
         )
-        if later:
-            assert why.startswith("after its gate: "), why
         steps = [
             "updating Rachel8",
             "switched Rachel8",
