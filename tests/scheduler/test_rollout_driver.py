@@ -247,13 +247,14 @@ def test_the_canary_crashing_in_its_soak_halts_the_rollout_before_wave_1(
     advance_rollout(rollout.id)  # still healthy: still soaking
     assert RolloutTarget.get_by_id(canary.id).state == "updated"
 
-    # crash_later: a minute after its start it exits; systemd is restarting it.
+    # crash_later: a minute after its start it exits; systemd is restarting it (seen in
+    # auto-restart after a restart since the switch: crash-looping, issue 22's rule).
     clock.advance(10)
     crashed = ServiceReport("activating", "auto-restart", 1, "exit-code", 1)
     agents.beat(canary.server_id, epoch(clock), commit=NEW, service=crashed)
     advance_rollout(rollout.id)
     failed = RolloutTarget.get_by_id(canary.id)
-    why = "after its gate: degraded: systemd is restarting Rachel8 (it exited: exit-code, "
+    why = "after its gate: unhealthy: Rachel8 is not running: activating/auto-restart (exit-code, "
     assert failed.state == "rolling_back" and failed.reason.startswith(why), failed.reason
     halted = Rollout.get_by_id(rollout.id)
     assert (halted.state, halted.wave) == ("halted", 0), "wave 1 never began"
