@@ -55,12 +55,13 @@ def postgres_database() -> Iterator[str]:
 
 
 @pytest.fixture
-def redis_url() -> str:
-    url = os.environ.get("TEST_REDIS_URL")
-    if not url:
+def redis_url(redis_server_url: str) -> str:
+    """The test Redis database of this test process (`tests/conftest.py`), flushed:
+    under pytest-xdist, another process's tests use another database."""
+    if not os.environ.get("TEST_REDIS_URL"):
         pytest.skip("needs a Redis server: TEST_REDIS_URL (.ci/run sets it)")
-    redis.Redis.from_url(url).flushdb()
-    return url
+    redis.Redis.from_url(redis_server_url).flushdb()
+    return redis_server_url
 
 
 def test_procfile_processes_provision_a_customer(
