@@ -21,8 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from core.cloud.provider import LABEL_SERVER
+from core.domain.images import ImageState, image_of_builder
 from core.domain.lifecycle import LIVE, Status, allowed
-from core.store.models import Event, Server
+from core.store.models import Event, Image, Server
 from sim.server import SimulatorServer
 
 
@@ -33,6 +34,7 @@ class Vps:
     provider_id: int
     server_id: int | None
     status: str
+    builder_of: int | None = None  # the image an image builder is building
 
 
 def sim_servers(sim: SimulatorServer) -> list[Vps]:
@@ -43,9 +45,29 @@ def sim_servers(sim: SimulatorServer) -> list[Vps]:
     for server in servers:
         label = server.labels.get(LABEL_SERVER)
         found.append(
-            Vps(server.id, int(label) if label and label.isdigit() else None, server.status)
+            Vps(
+                server.id,
+                int(label) if label and label.isdigit() else None,
+                server.status,
+                image_of_builder(dict(server.labels)),
+            )
         )
     return found
+
+
+def _builder_problems(vps: Vps) -> list[str]:
+    """An image builder stands while its build does; once the build ended it is an orphan.
+
+    (A build a killed worker abandoned ends at its deadline: the image check fails it
+    and deletes its builder; until then the builder is its build's.)
+    """
+    if vps.status == "deleting":
+        return []
+    image = Image.get_or_none(Image.id == vps.builder_of)
+    if image is not None and image.state == ImageState.BUILDING:
+        return []
+    state = image.state if image is not None else "missing"
+    return [f"VPS {vps.provider_id} ({vps.status}): builder of image {vps.builder_of} ({state})"]
 
 
 def timeline_problems(server_ids: Iterable[int] | None = None) -> list[str]:
@@ -107,6 +129,9 @@ def provider_problems(vpss: list[Vps], *, settled: bool) -> list[str]:
         return problems
     rows = {row.id: row for row in Server.select()}
     for vps in vpss:
+        if vps.builder_of is not None:
+            problems += _builder_problems(vps)
+            continue
         row = rows.get(vps.server_id or -1)
         if row is None or row.status == Status.DELETED or row.provider_id != vps.provider_id:
             problems.append(
