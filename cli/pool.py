@@ -24,8 +24,11 @@ def list_command(as_json: bool, show_all: bool) -> None:
     from core.domain.pool_store import view
     from core.store.db import connection
     from core.store.models import PoolServer
+    from jobs.context import JobContext
+    from jobs.pool import places, read
 
     rt = runtime("cli")
+    ctx = JobContext(settings=rt.settings, keyring=rt.keyring, redis=rt.redis)
     fields = ("id", "state", "location", "server_type", "commit", "provider_id", "name",
               "server_id", "created_at", "warm_at", "reason")  # fmt: skip
     with connection():
@@ -45,6 +48,16 @@ def list_command(as_json: bool, show_all: bool) -> None:
             f"{row.provider_id or '-':>9}  {row.commit[:12]:<12}  {row.server_id or '-':>6}  "
             f"{row.created_at:%Y-%m-%d %H:%M}  {row.reason or ''}"
         )
+    if rt.settings.pool_enabled:
+        seen = read(ctx)
+        for place, size in places(ctx).items():
+            here = [s for s in seen.servers if s.place == place]
+            warm = sum(s.state == PoolState.WARM for s in here)
+            making = sum(s.state in (PoolState.CREATING, PoolState.BOOTING) for s in here)
+            click.echo(f"{'/'.join(place)}: {warm} warm, {making} being made; target "
+                       f"{seen.targets[place]} ({size.minimum}..{size.maximum})")  # fmt: skip
+    else:
+        click.echo("the pool is off (RACHEL_POOL=false): it holds nothing and drains")
     idle = pool_idle_cost([view(row) for row in rows], rt.settings.server_prices)
     unpriced = f" ({idle.unpriced} unpriced: see RACHEL_PRICES)" if idle.unpriced else ""
     click.echo(f"idle: {idle.servers} billed, EUR {idle.per_hour:.3f}/h, "

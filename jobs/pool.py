@@ -43,6 +43,7 @@ from core.domain.pool import (
     plan,
     pool_labels,
     pool_row_of,
+    pool_sizes,
     refill_time,
     target_size,
 )
@@ -85,9 +86,14 @@ class PoolReading:
     targets: dict[Place, int]
 
 
-def places(ctx: JobContext) -> list[Place]:
-    """The places the pool holds: the default placement (what a deploy gets)."""
-    return [(ctx.settings.location, ctx.settings.server_type)]
+def places(ctx: JobContext) -> dict[Place, PoolSize]:
+    """The places the pool holds (RACHEL_POOL_PLACES) and each one's bounds."""
+    settings = ctx.settings
+    return pool_sizes(
+        settings.pool_places,
+        (settings.location, settings.server_type),
+        PoolSize(settings.pool_min, settings.pool_max),
+    )
 
 
 def read(ctx: JobContext) -> PoolReading:
@@ -95,13 +101,17 @@ def read(ctx: JobContext) -> PoolReading:
     settings = ctx.settings
     now = ctx.clock.now()
     since = now - timedelta(seconds=settings.pool_window_seconds)
-    size = PoolSize(settings.pool_min, settings.pool_max)
     with connection():
         commit = current_commit(settings.rachel8_commit, ctx.clock)
         servers = pool_store.live_views()
-        refill_seconds = refill_time(pool_store.recent_views(since), settings.pool_refill_seconds)
+        recent = pool_store.recent_views(since)
         targets = {}
-        for location, server_type in places(ctx):
+        for (location, server_type), size in places(ctx).items():
+            # Each place's own: types boot at their own pace, locations differ in load.
+            refill_seconds = refill_time(
+                [s for s in recent if s.place == (location, server_type)],
+                settings.pool_refill_seconds,
+            )
             deploys = (
                 Server.select()
                 .where(

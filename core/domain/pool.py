@@ -26,6 +26,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from core.cloud.provider import LABEL_ENV, LABEL_MANAGED
+from core.platform.pool_settings import PoolPlace
 
 #: On a pool server: the id of its pool row (no customer label, ever).
 LABEL_POOL = "rachel-cloud/pool"
@@ -114,6 +115,26 @@ def pool_row_of(labels: Mapping[str, str]) -> int | None:
     """The pool row a server's labels name; None for any other server."""
     value = labels.get(LABEL_POOL, "")
     return int(value) if value.isdigit() else None
+
+
+def pool_sizes(
+    listed: Sequence[PoolPlace], default_place: Place, default_size: PoolSize
+) -> dict[Place, PoolSize]:
+    """The places the pool holds and each one's bounds (RACHEL_POOL_PLACES).
+
+    A place listed without bounds takes `default_size` (RACHEL_POOL_MIN and
+    RACHEL_POOL_MAX); none listed: `default_place` (the placement a deploy
+    gets unless it names one) alone.
+    """
+    if not listed:
+        return {default_place: default_size}
+    return {
+        (p.location, p.server_type): PoolSize(
+            default_size.minimum if p.minimum is None else p.minimum,
+            default_size.maximum if p.maximum is None else p.maximum,
+        )
+        for p in listed
+    }
 
 
 def target_size(size: PoolSize, deploys: int, window_seconds: float, refill_seconds: float) -> int:

@@ -41,13 +41,18 @@ def network_zone(location: str) -> str | None:
     return NETWORK_ZONES.get(location)
 
 
+def provider_name(text: str, what: str) -> str:
+    """`text` as a Hetzner location or server type name (lower case), or ValueError."""
+    name = text.strip().lower()
+    if not _PROVIDER_NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a Hetzner {what} name (a-z, 0-9, -)")
+    return name
+
+
 def _names(text: str, what: str) -> tuple[str, ...]:
-    names = tuple(name.lower() for name in parse_list(text))
+    names = tuple(provider_name(name, what) for name in parse_list(text))
     if not names:
         raise ValueError(f"expected at least one {what}")
-    for name in names:
-        if not _PROVIDER_NAME.fullmatch(name):
-            raise ValueError(f"{name!r} is not a Hetzner {what} name (a-z, 0-9, -)")
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise ValueError(f"{', '.join(repeated)} listed more than once")

@@ -2,8 +2,10 @@
 
 Declared apart from `core.platform.settings` (which inherits them, as it does
 `core.platform.image_settings`); documented and parsed like every other setting.
-The pool holds the default placement (the first of RACHEL_LOCATION and of
-RACHEL_SERVER_TYPE): the (location, server type) a deploy gets unless it names one.
+The pool holds the places RACHEL_POOL_PLACES lists, each sized by its own
+bounds or by RACHEL_POOL_MIN and RACHEL_POOL_MAX; by default the default
+placement (the first of RACHEL_LOCATION and of RACHEL_SERVER_TYPE): the
+(location, server type) a deploy gets unless it names one.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from core.platform.placement_settings import provider_name
 from core.platform.settings_parsing import (
     parse_bool,
     parse_float,
@@ -42,6 +45,53 @@ def parse_prices(text: str) -> Mapping[str, float]:
     return MappingProxyType(prices)
 
 
+#: The most servers any one place of the pool may be given.
+POOL_BOUND = 100
+
+
+@dataclass(frozen=True)
+class PoolPlace:
+    """One (location, server type) the pool holds, with its own bounds if given."""
+
+    location: str
+    server_type: str
+    minimum: int | None = None  # None: RACHEL_POOL_MIN
+    maximum: int | None = None  # None: RACHEL_POOL_MAX
+
+
+def _bounds(text: str, item: str) -> tuple[int, int]:
+    low, sep, high = text.partition("..")
+    try:
+        bounds = (int(low), int(high))
+    except ValueError:
+        bounds = (-1, -1)
+    if not sep or not 0 <= bounds[0] <= bounds[1] <= POOL_BOUND:
+        raise ValueError(
+            f"{item!r}: expected bounds MIN..MAX with 0 <= MIN <= MAX <= {POOL_BOUND}, "
+            f"e.g. fsn1/cx23=1..5"
+        )
+    return bounds
+
+
+def parse_pool_places(text: str) -> tuple[PoolPlace, ...]:
+    """`location/server_type[=MIN..MAX]` items (empty: the default placement only)."""
+    places: list[PoolPlace] = []
+    for item in parse_list(text):
+        where, has_bounds, bounds = item.partition("=")
+        location, slash, server_type = where.partition("/")
+        if not slash:
+            raise ValueError(f"{item!r}: expected location/server_type, e.g. fsn1/cx23")
+        place = PoolPlace(provider_name(location, "location"),
+                          provider_name(server_type, "server type"))  # fmt: skip
+        if any((p.location, p.server_type) == (place.location, place.server_type) for p in places):
+            raise ValueError(f"{place.location}/{place.server_type} is listed more than once")
+        if has_bounds:
+            minimum, maximum = _bounds(bounds.strip(), item)
+            place = PoolPlace(place.location, place.server_type, minimum, maximum)
+        places.append(place)
+    return tuple(places)
+
+
 @dataclass(frozen=True, kw_only=True)
 class PoolSettings(DeclaredSettings):
     """How big the warm pool is and how it is kept (`core.domain.pool`, `jobs.pool`)."""
@@ -54,17 +104,28 @@ class PoolSettings(DeclaredSettings):
         "pool server is billed like a customer's.",
         parse_bool,
     )
+    pool_places: tuple[PoolPlace, ...] = setting(
+        "RACHEL_POOL_PLACES",
+        "",
+        "Where the pool keeps servers: comma-separated `location/server_type` items, each "
+        "with its own bounds if given (`fsn1/cx23=1..5,nbg1/cx23=0..2`), else "
+        "RACHEL_POOL_MIN and RACHEL_POOL_MAX. Empty: the default placement (the first of "
+        "RACHEL_LOCATION and RACHEL_SERVER_TYPE). A deploy for a place not listed takes the "
+        "image path.",
+        parse_pool_places,
+    )
     pool_min: int = setting(
         "RACHEL_POOL_MIN",
         "1",
-        "The fewest warm servers the pool keeps, whatever the deploy rate.",
-        parse_int(0, 100),
+        "The fewest warm servers the pool keeps at each place, whatever the deploy rate.",
+        parse_int(0, POOL_BOUND),
     )
     pool_max: int = setting(
         "RACHEL_POOL_MAX",
         "5",
-        "The most servers the pool holds, however high the deploy rate (caps the idle cost).",
-        parse_int(0, 100),
+        "The most servers the pool holds at each place, however high the deploy rate (caps "
+        "the idle cost).",
+        parse_int(0, POOL_BOUND),
     )
     pool_window_seconds: float = setting(
         "RACHEL_POOL_WINDOW",

@@ -27,3 +27,17 @@ def test_pool_list_and_refill_of_a_disabled_empty_pool(tmp_path: Path, env: dict
     bad = run("pool", "list", cwd=tmp_path, env={**env, "RACHEL_PRICES": "cx23"})
     assert bad.returncode == 2 and "RACHEL_PRICES" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_pool_list_shows_each_place_and_its_target(tmp_path: Path, env: dict[str, str]) -> None:
+    assert run("db", "upgrade", cwd=tmp_path).returncode == 0
+    places = {**env, "RACHEL_POOL": "true", "RACHEL_POOL_PLACES": "fsn1/cx23=2..4,nbg1/cx33"}
+    listed = run("pool", "list", cwd=tmp_path, env=places)
+    assert listed.returncode == 0, listed.stderr
+    assert "fsn1/cx23: 0 warm, 0 being made; target 2 (2..4)" in listed.stdout
+    assert "nbg1/cx33: 0 warm, 0 being made; target 1 (1..5)" in listed.stdout  # the defaults
+    off = run("pool", "list", cwd=tmp_path, env=env)
+    assert "the pool is off" in off.stdout
+    bad = run("pool", "list", cwd=tmp_path, env={**places, "RACHEL_POOL_PLACES": "fsn1/cx23=4..2"})
+    assert bad.returncode == 2 and "RACHEL_POOL_PLACES" in bad.stderr and "MIN <= MAX" in bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import peewee
@@ -58,3 +59,31 @@ def served(
         tmp_path, redis_client, redis_server_url, sim, web, RACHEL_BOOT_TIMEOUT="8s"
     ) as built:
         yield built
+
+
+@pytest.fixture
+def timed_sim() -> Iterator[SimulatorServer]:
+    """Per-path timings: the stock install is long (180 s), cloud-init from an image short."""
+    config = SimConfig(seed=7, time_scale=0.01, install_seconds=180, cloud_init_seconds=10)
+    with SimulatorServer(config) as server:
+        yield server
+
+
+@pytest.fixture
+def timed_stack(
+    db: peewee.Database,
+    timed_sim: SimulatorServer,
+    web: WebServer,
+    redis_client: redis.Redis,
+    redis_server_url: str,
+    tmp_path: Path,
+) -> Iterator[Callable[..., Stack]]:
+    """Builds the served stack on `timed_sim` with the settings given (once per test)."""
+    with contextlib.ExitStack() as exits:
+
+        def build(**env: str) -> Stack:
+            return exits.enter_context(
+                served_stack(tmp_path, redis_client, redis_server_url, timed_sim, web, **env)
+            )
+
+        yield build

@@ -8,13 +8,10 @@ not on the disk: a builder pays it, a server from the image does not.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 
-import peewee
 import pytest
-import redis
 
 from core.domain.images import LABEL_BUN, LABEL_CLAUDE_CODE, LABEL_COMMIT, ImageState
 from core.domain.lifecycle import Status
@@ -23,36 +20,18 @@ from core.store.models import Image, Server
 from jobs import operator
 from jobs.image_build import ImageBuildError, run_build
 from jobs.images import check, request_build
-from sim.config import SimConfig
-from sim.server import SimulatorServer
 from tests import factories
 from tests.pipeline import rachel8_vps
-from tests.pipeline.harness import Stack, WebServer, served_stack
+from tests.pipeline.harness import Stack
 
 
 @pytest.fixture
-def timed_sim() -> Iterator[SimulatorServer]:
-    """Per-path timings: the stock install is long, cloud-init from an image short."""
-    config = SimConfig(seed=7, time_scale=0.01, install_seconds=180, cloud_init_seconds=10)
-    with SimulatorServer(config) as server:
-        yield server
-
-
-@pytest.fixture
-def stack(
-    db: peewee.Database,
-    timed_sim: SimulatorServer,
-    web: WebServer,
-    redis_client: redis.Redis,
-    redis_server_url: str,
-    tmp_path: Path,
-) -> Iterator[Stack]:
-    with served_stack(
-        tmp_path, redis_client, redis_server_url, timed_sim, web,
-        RACHEL_BOOT_TIMEOUT="20s", RACHEL_IMAGE_BUILD_TIMEOUT="20s", RACHEL_IMAGE_KEEP="1",
-    ) as built:  # fmt: skip
-        built.ctx.hetzner.action_poll = 0.05
-        yield built
+def stack(timed_stack: Callable[..., Stack]) -> Stack:
+    built = timed_stack(
+        RACHEL_BOOT_TIMEOUT="20s", RACHEL_IMAGE_BUILD_TIMEOUT="20s", RACHEL_IMAGE_KEEP="1"
+    )
+    built.ctx.hetzner.action_poll = 0.05
+    return built
 
 
 def _build(stack: Stack) -> Image:

@@ -8,15 +8,13 @@ image path is `test_images`'s; what matters is what a claim skips.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 
-import peewee
 import pytest
-import redis
 
 from core.domain import releases
+from core.domain.deploys import request_deploy
 from core.domain.lifecycle import Status
 from core.domain.pool import LABEL_POOL, PoolState
 from core.domain.pool_metrics import collect_pool
@@ -24,39 +22,30 @@ from core.platform.runs import RunSummary
 from core.store.models import Event, PoolServer, Server
 from jobs import operator
 from jobs.context import JobContext
+from jobs.enqueue import start_provisioning
 from jobs.image_build import run_build
 from jobs.images import request_build
 from jobs.pool import refill
 from jobs.reconcile import snapshot
-from sim.config import SimConfig
 from sim.rachel8 import NEWER_COMMIT as NEW_COMMIT
-from sim.server import SimulatorServer
 from tests import factories
-from tests.pipeline.harness import Stack, WebServer, served_stack
+from tests.pipeline.harness import Stack
 
 
 @pytest.fixture
-def timed_sim() -> Iterator[SimulatorServer]:
-    config = SimConfig(seed=11, time_scale=0.01, install_seconds=180, cloud_init_seconds=10)
-    with SimulatorServer(config) as server:
-        yield server
-
-
-@pytest.fixture
-def stack(
-    db: peewee.Database,
-    timed_sim: SimulatorServer,
-    web: WebServer,
-    redis_client: redis.Redis,
-    redis_server_url: str,
-    tmp_path: Path,
-) -> Iterator[Stack]:
-    with served_stack(
-        tmp_path, redis_client, redis_server_url, timed_sim, web,
+def stack(timed_stack: Callable[..., Stack]) -> Stack:
+    return timed_stack(
         RACHEL_BOOT_TIMEOUT="20s", RACHEL_IMAGES="false", RACHEL_POOL="true",
         RACHEL_POOL_MIN="1", RACHEL_POOL_MAX="1", RACHEL_LOCATION="fsn1",
-    ) as built:  # fmt: skip
-        yield built
+    )  # fmt: skip
+
+
+@pytest.fixture
+def placed_stack(timed_stack: Callable[..., Stack]) -> Stack:
+    return timed_stack(
+        RACHEL_BOOT_TIMEOUT="20s", RACHEL_IMAGES="false", RACHEL_POOL="true",
+        RACHEL_LOCATION="fsn1,nbg1,hel1", RACHEL_POOL_PLACES="fsn1/cx23=0..0,nbg1/cx23=2..2",
+    )  # fmt: skip
 
 
 def _refill(ctx: JobContext) -> RunSummary:
@@ -142,3 +131,35 @@ def test_pool_servers_start_from_the_current_image(stack: Stack) -> None:
     assert pooled.image == str(image.provider_image_id)
     machine = stack.sim.vps(pooled.provider_id or 0)
     assert machine is not None and machine.from_image and machine.install_work() == 0
+
+
+def test_each_place_is_pooled_to_its_own_size_and_other_places_miss(
+    placed_stack: Stack,
+) -> None:
+    stack = placed_stack
+    assert _refill(stack.ctx).acted["create"] == 2
+    _until("two warm pool servers", lambda: _states() == [PoolState.WARM] * 2)
+    assert {(r.location, r.server_type) for r in PoolServer.select()} == {("nbg1", "cx23")}
+
+    def deploy(location: str) -> Server:
+        owner = factories.paying_customer(stack.ring)
+        server = request_deploy(owner, stack.settings, location=location, actor="operator:test")
+        start_provisioning(stack.redis, stack.settings, server.server)
+        return stack.wait_status(server.server.id, Status.READY, timeout=30)
+
+    # nbg1 holds warm servers: a claim, then a refill to its size (asked for by the claim).
+    creates = stack.sim.stats()["requests"].get("create_server", 0)
+    hit = deploy("nbg1")
+    assert PoolServer.get(PoolServer.server_id == hit.id).location == "nbg1"
+    _until("the refill", lambda: _states().count(PoolState.WARM) == 2)
+    assert stack.sim.stats()["requests"].get("create_server", 0) == creates + 1
+    # fsn1 (the default placement, sized 0..0) and hel1 (not listed) hold none: creates.
+    for location in ("fsn1", "hel1"):
+        miss = deploy(location)
+        assert PoolServer.get_or_none(PoolServer.server_id == miss.id) is None
+        assert (miss.location, miss.status) == (location, Status.READY)
+    assert stack.sim.stats()["requests"].get("create_server", 0) == creates + 3
+    assert [(r.location, r.state) for r in PoolServer.select().order_by(PoolServer.id)] == [
+        ("nbg1", PoolState.CLAIMED), ("nbg1", PoolState.WARM), ("nbg1", PoolState.WARM)
+    ]  # fmt: skip
+    assert not snapshot(stack.ctx).findings

@@ -17,11 +17,12 @@ from core.domain.pool import (
     pool_finding,
     pool_labels,
     pool_row_of,
+    pool_sizes,
     refill_time,
     target_size,
 )
 from core.domain.reconcile import DbServer, Fix, Kind, diff
-from core.platform.pool_settings import parse_prices
+from core.platform.pool_settings import PoolPlace, parse_pool_places, parse_prices
 from core.platform.settings import Settings
 
 NOW = datetime(2026, 3, 1, 12, 0)
@@ -187,3 +188,37 @@ def test_the_price_table_parses(text: str, expected: dict[str, float]) -> None:
 def test_a_bad_price_table_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match=r"server_type=monthly price|more than once"):
         parse_prices(text)
+
+
+def test_the_pool_holds_the_default_placement_unless_places_are_listed() -> None:
+    default = PoolSize(1, 5)
+    assert pool_sizes((), HERE, default) == {HERE: default}
+    listed = parse_pool_places("fsn1/cx23=2..8, NBG1/cx23, hel1/cx33=0..0")
+    assert pool_sizes(listed, HERE, default) == {
+        HERE: PoolSize(2, 8),
+        THERE: default,  # no bounds of its own: RACHEL_POOL_MIN and RACHEL_POOL_MAX
+        ("hel1", "cx33"): PoolSize(0, 0),
+    }
+
+
+def test_pool_places_parse() -> None:
+    assert parse_pool_places("") == ()
+    assert parse_pool_places("fsn1/cx23=1..5") == (PoolPlace("fsn1", "cx23", 1, 5),)
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("fsn1", "expected location/server_type"),
+        ("fsn1/cx 23", "not a Hetzner server type name"),
+        ("/cx23", "not a Hetzner location name"),
+        ("fsn1/cx23=5..1", "0 <= MIN <= MAX <= 100"),
+        ("fsn1/cx23=1-5", "expected bounds MIN..MAX"),
+        ("fsn1/cx23=0..101", "MAX <= 100"),
+        ("fsn1/cx23=a..b", "expected bounds"),
+        ("fsn1/cx23,FSN1/cx23=1..2", "listed more than once"),
+    ],
+)
+def test_bad_pool_places_are_refused(text: str, error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        parse_pool_places(text)
