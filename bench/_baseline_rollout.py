@@ -11,7 +11,7 @@ Here it runs over the same SSH edge as ours, against the same simulated
 fleet: `core.cloud.vps_update.prepare` (the clone and `bun install --frozen-
 lockfile` of a release beside the running one: what `git pull` and `bun
 install` cost, RACHEL_SIM_UPDATE_TIME on the simulator), `switch` (the
-restart), then `core.cloud.injection.check_service` in a session of its own
+restart), then `core.cloud.rachel8_unit.check_service` in a session of its own
 (the unit's check: running, and not restarted by systemd since). A failed
 check switches back to the recorded commit. The recorded commit is the
 server's row (`Server.rachel8_commit`), and the row says the new commit once
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from core.cloud import vps_contract as vps
 from core.cloud import vps_update
-from core.cloud.injection import check_service
+from core.cloud.rachel8_unit import check_service
 from core.cloud.ssh import SSHError, Target
 from core.cloud.vps_update import VpsUpdateError
 from core.store.db import connection

@@ -20,8 +20,9 @@ from __future__ import annotations
 import logging
 
 from core.cloud import vps_contract as vps
-from core.cloud.injection import AgentConfig, check_service, inject
+from core.cloud.injection import AgentConfig, inject
 from core.cloud.rachel8 import ConfigError
+from core.cloud.rachel8_unit import SERVING_MARK, wait_serving
 from core.cloud.ssh import SSHError, Target
 from core.domain import heartbeats
 from core.domain.customers import IncompleteConfig, rachel8_config
@@ -39,6 +40,11 @@ from jobs.queues import FINISH, enqueue_step
 from jobs.registry import JobFunction
 
 log = logging.getLogger(__name__)
+
+#: When the finalize first looks after an injection. Rachel8 serves its bot
+#: about a second after its start (Bun's start, grammY's getMe and
+#: deleteWebhook); a look sooner would mostly find it not there yet.
+FIRST_LOOK_SECONDS = 2.0
 
 
 def _target_or_fail(ctx: JobContext, server: Server) -> Target | None:
@@ -122,12 +128,15 @@ def inject_secrets(server_id: int) -> str:
                 clock=ctx.clock,
             )
         settle = ctx.settings.service_settle_seconds
+        look = min(settle, FIRST_LOOK_SECONDS)
         slog.info(
             "Rachel8 %s configured on %s and started (%s); %s",
             injected.commit[:12],
             server.ipv4,
             injected.state.describe(),
-            f"checking again in {settle:.0f}s" if settle > 0 else "marking ready",
+            f"looking again in {look:.0f}s, ready once it serves its bot (within {settle:.0f}s)"
+            if settle > 0
+            else "marking ready",
         )
         if settle <= 0:
             # Marked ready in this job: a job of its own for one UPDATE cost a
@@ -142,15 +151,20 @@ def inject_secrets(server_id: int) -> str:
             "finalize",
             attempt=server.attempt,
             entry=server.status_changed_at,
-            delay=settle,
+            delay=look,
         )
         return "settling"
 
 
 def finalize(server_id: int) -> str:
-    """RQ job: after the settle period, mark the server ready if Rachel8 stayed up.
+    """RQ job: mark the server ready once Rachel8 serves its bot, or stayed up.
 
-    Also what the sweeper resumes for a server whose recorded job was a finalize.
+    Ready as soon as Rachel8's current process logged that it serves its bot
+    (`core.cloud.rachel8_unit.SERVING_MARK`) with no automatic restart since
+    the injection; without that line, once it stayed up until the settle
+    period (RACHEL_SERVICE_SETTLE, from entering the phase) ended: the worker
+    looks every half second until then, over one SSH session. Also what the
+    sweeper resumes for a server whose recorded job was a finalize.
     """
     ctx = context()
     with connection():
@@ -161,14 +175,33 @@ def finalize(server_id: int) -> str:
             target = _target_or_fail(ctx, server)
             if target is None:
                 return "failed"
+            waited = (ctx.clock.now() - server.status_changed_at).total_seconds()
             try:
-                state = check_service(target, timeout=ctx.settings.inject_timeout_seconds)
+                state, serves = wait_serving(
+                    target,
+                    within=max(0.0, ctx.settings.service_settle_seconds - waited),
+                    timeout=ctx.settings.inject_timeout_seconds,
+                )
             except SSHError as exc:
                 requeue = _requeue(ctx, server, JobFunction.FINALIZE, "finalize")
                 return retry_or_fail(ctx, server, Status.INJECTING_SECRETS, exc, requeue)
-            server_logger(log, server.id, "injecting_secrets", attempt=server.attempt).info(
-                "Rachel8 stayed up on %s over the settle period (%s)", server.ipv4, state.describe()
-            )
+            slog = server_logger(log, server.id, "injecting_secrets", attempt=server.attempt)
+            if serves:
+                slog.info("Rachel8 serves its bot on %s (%s)", server.ipv4, state.describe())
+            else:
+                record_event(
+                    server.id,
+                    "service",
+                    "Rachel8 stayed up over the settle period but never logged that it serves "
+                    f"its bot ({SERVING_MARK!r}); ready on its staying up",
+                    clock=ctx.clock,
+                )
+                slog.warning(
+                    "Rachel8 stayed up on %s over the settle period (%s) but did not log that "
+                    "it serves its bot",
+                    server.ipv4,
+                    state.describe(),
+                )
         return _finalize(ctx, server)
 
 

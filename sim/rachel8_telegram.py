@@ -48,7 +48,7 @@ STARTUP_SECONDS = 0.5
 RETRY_SECONDS = 2.0
 #: How soon a second poller's request ends Rachel8's long poll after it started polling.
 CONFLICT_SECONDS = 3.0
-RUNNING = "Rachel8 is running (polling mode)"
+RUNNING = "Rachel8 is running. Listening for messages..."
 WEBHOOK_MODE = "Rachel8 is running (webhook mode), updates at"
 ONLINE = "I'm back online! \U0001f7e2"
 TERMINATED_BY_WEBHOOK = "Conflict: terminated by setWebhook request"

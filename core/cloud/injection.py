@@ -21,8 +21,8 @@ Over one SSH session (`core.cloud.ssh`, host key pinned):
    start limit, which counts manual starts too), `systemctl restart`, then
    `systemctl show`: a unit that crashed at once
    is told from one that runs. It must then stay up (same state, no
-   automatic restart) over the settle period; `check_service` is that second
-   look, made by a later job so that no worker waits.
+   automatic restart) and show it serves its bot; `core.cloud.rachel8_unit`'s
+   `wait_serving` is that second look, made by a later job.
 7. `systemctl enable --now` the agent's timer, once Rachel8 runs: its first
    heartbeat comes seconds later, after the job registered the credential.
    A timer that will not start (a VPS from before the agent) does not fail
@@ -34,7 +34,6 @@ permanent when the VPS breaks the contract or Rachel8 will not run.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from core.cloud import vps_contract as vps
 from core.cloud.cloudinit import env_line
 from core.cloud.rachel8 import ClaudeCredentials, ConfigError, Rachel8Config
 from core.cloud.rachel8 import parse_credentials_document as parse_credentials
+from core.cloud.rachel8_unit import ServiceState, running_unit, show_command
 from core.cloud.ssh import SecretsSFTP, SSHError, Target, connect, run, write_atomically
 
 log = logging.getLogger(__name__)
@@ -59,37 +59,6 @@ _JOURNAL_CHARS = 600
 _JOURNAL_LINE = re.compile(
     r"^\S+\s+\S+\s+\S+\s+\S+\s+(?P<ident>[^\s\[]+)\[(?P<pid>\d+)\]: ?(?P<message>.*)$"
 )
-
-
-@dataclass(frozen=True)
-class ServiceState:
-    """The unit as `systemctl show` reports it.
-
-    Attributes:
-        active: ActiveState (`active`, `activating`, `failed`, `inactive`...).
-        sub: SubState (`running`, `auto-restart`, `dead`, `failed`...).
-        restarts: NRestarts, automatic restarts since the unit was last started by hand.
-        result: Result (`success`, `exit-code`, `start-limit-hit`...).
-        exit_status: ExecMainStatus, the main process's last exit status.
-    """
-
-    active: str
-    sub: str
-    restarts: int
-    result: str
-    exit_status: int
-
-    @property
-    def running(self) -> bool:
-        """Up, and not between two automatic restarts."""
-        return self.active == "active" and self.sub == "running" and self.result == "success"
-
-    def describe(self) -> str:
-        """`failed (exit-code, status 1, 2 restarts)`: for events and logs."""
-        return (
-            f"{self.active}/{self.sub} ({self.result}, exit status {self.exit_status}, "
-            f"{self.restarts} automatic restart{'s' if self.restarts != 1 else ''})"
-        )
 
 
 @dataclass(frozen=True)
@@ -135,86 +104,6 @@ class Injected:
     state: ServiceState
     kept_vps_credentials: bool
     agent_error: str | None = None
-
-
-def parse_show(text: str) -> ServiceState:
-    """`systemctl show -p ...` output (Key=value lines) as a `ServiceState`.
-
-    Raises:
-        ValueError: a property is missing or not what systemd prints.
-    """
-    values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
-    missing = [name for name in vps.SERVICE_PROPERTIES if name not in values]
-    if missing:
-        raise ValueError(f"systemctl show did not report {', '.join(missing)}")
-    return ServiceState(
-        active=values["ActiveState"],
-        sub=values["SubState"],
-        restarts=int(values["NRestarts"] or 0),
-        result=values["Result"],
-        exit_status=int(values["ExecMainStatus"] or 0),
-    )
-
-
-def _show_command(unit: str) -> str:
-    properties = " ".join(f"-p {name}" for name in vps.SERVICE_PROPERTIES)
-    return f"systemctl show {unit} {properties}"
-
-
-def _service_state(
-    client: paramiko.SSHClient, host: str, command: str, timeout: float
-) -> ServiceState:
-    status, out, err = run(client, command, timeout)
-    if status != 0:
-        raise SSHError(
-            f"{host}: `{command.split(' &&', maxsplit=1)[0]}` exited {status}: {err or out}",
-            code="service_failed",
-            transient=False,
-        )
-    try:
-        return parse_show(out)
-    except ValueError as exc:
-        raise SSHError(f"{host}: {exc}", code="vps_contract", transient=False) from exc
-
-
-def _journal(client: paramiko.SSHClient, unit: str, timeout: float) -> str:
-    """The unit's last journal lines (redacted by `run`), for the failure's reason.
-
-    Whole: `last_output` looks for what Rachel8 printed before systemd's own lines
-    about its exits and restarts, which alone can fill `run`'s default bound.
-    """
-    command = f"journalctl -u {unit} -n {_JOURNAL_LINES} --no-pager"
-    with contextlib.suppress(OSError, paramiko.SSHException):
-        _, out, _ = run(client, command, timeout, limit=_JOURNAL_LINES * 1024)
-        return out
-    return ""
-
-
-def last_output(journal: str) -> str:
-    """What the unit's last process printed (`journalctl -o short` lines), on one line.
-
-    Why Rachel8 exited is in its own lines ("Invalid environment configuration:
-    ..."), which systemd's own lines about the exit and the restarts follow and,
-    in a plain tail, push out. Those of the last process that is not systemd
-    (its pid; `(bun)` for a failure before the exec) are kept; a journal in
-    another format is given as its tail.
-    """
-    entries = [m for m in map(_JOURNAL_LINE.match, journal.splitlines()) if m is not None]
-    own = [m for m in entries if m["ident"] != "systemd"]
-    if not own:
-        return " | ".join(journal.strip().splitlines())[-_JOURNAL_CHARS:]
-    pid = own[-1]["pid"]
-    text = " | ".join(m["message"].strip() for m in own if m["pid"] == pid)
-    return text[-_JOURNAL_CHARS:]
-
-
-def _not_running(host: str, unit: str, state: ServiceState, journal: str) -> SSHError:
-    tail = f"; its last output: {last_output(journal)}" if journal.strip() else ""
-    return SSHError(
-        f"{host}: Rachel8 is not running: {unit} is {state.describe()}{tail}",
-        code="service_failed",
-        transient=False,
-    )
 
 
 def _owner(sftp: SecretsSFTP, host: str, layout: vps.Layout) -> tuple[int, int]:
@@ -306,35 +195,6 @@ def _write_files(
     return commit, keep
 
 
-def _running_unit(
-    client: paramiko.SSHClient,
-    host: str,
-    unit: str,
-    command: str,
-    timeout: float,
-    *,
-    restarted_ok: bool = True,
-) -> ServiceState:
-    """Run `command` (ending in `systemctl show`) and insist the unit runs.
-
-    `restarted_ok` False also refuses a unit systemd restarted automatically
-    since it was last started by hand: it crashed in between.
-
-    Raises:
-        SSHError: `service_failed` with the unit's state and last output, or
-            `ssh_unreachable` (transient) when the command could not run.
-    """
-    try:
-        state = _service_state(client, host, command, timeout)
-        if not state.running or (state.restarts and not restarted_ok):
-            raise _not_running(host, unit, state, _journal(client, unit, timeout))
-    except (OSError, paramiko.SSHException) as exc:
-        raise SSHError(
-            f"{host}: running systemctl failed: {exc}", code="ssh_unreachable", transient=True
-        ) from exc
-    return state
-
-
 def _enable_agent(client: paramiko.SSHClient, host: str, timeout: float) -> str | None:
     """Start the agent's timer (and at every boot); None, or why it would not.
 
@@ -397,30 +257,12 @@ def inject(
                 transient=True,
             ) from exc
         restart = f"systemctl reset-failed {unit}; systemctl restart {unit}"
-        state = _running_unit(
-            client, target.host, unit, f"{restart} && {_show_command(unit)}", timeout
+        state = running_unit(
+            client, target.host, unit, f"{restart} && {show_command(unit)}", timeout
         )
         agent_error = _enable_agent(client, target.host, timeout)
         return Injected(
             commit=commit, state=state, kept_vps_credentials=kept, agent_error=agent_error
-        )
-    finally:
-        client.close()
-
-
-def check_service(
-    target: Target, *, timeout: float = 30.0, unit: str = vps.SERVICE_UNIT
-) -> ServiceState:
-    """The settle check: Rachel8 still runs and was not restarted since the injection.
-
-    Raises:
-        SSHError: transient when the VPS could not be reached; `service_failed`
-            when the unit is down, crash-looping or was restarted automatically.
-    """
-    client = connect(target, timeout)
-    try:
-        return _running_unit(
-            client, target.host, unit, _show_command(unit), timeout, restarted_ok=False
         )
     finally:
         client.close()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import paramiko
 
 from core.cloud import vps_contract as vps
-from core.cloud.injection import ServiceState, parse_show
+from core.cloud.rachel8_unit import ServiceState, parse_show
 from core.cloud.ssh import SSHError, Target, connect, run
 from core.security.redaction import MASK, redact
 

@@ -23,7 +23,7 @@ import paramiko
 
 from core.cloud import vps_contract as vps
 from core.cloud import vps_scripts
-from core.cloud.injection import ServiceState, parse_show
+from core.cloud.rachel8_unit import ServiceState, parse_show
 from core.cloud.ssh import SecretsSFTP, SSHError, Target, connect, run, write_atomically
 from core.errors import RachelError
 

@@ -38,7 +38,7 @@ from core.cloud import vps_contract as vps
 from core.domain.heartbeats import Heartbeat, ServiceReport, StoredHeartbeat
 
 if TYPE_CHECKING:
-    from core.cloud.injection import ServiceState
+    from core.cloud.rachel8_unit import ServiceState
     from core.cloud.vps_ops import Probe
     from core.platform.settings import Settings
 

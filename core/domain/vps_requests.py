@@ -20,8 +20,8 @@ from typing import Any
 
 from core.cloud import vps_contract as vps
 from core.cloud import vps_ops
-from core.cloud.injection import ServiceState
 from core.cloud.rachel8 import parse_credentials_document
+from core.cloud.rachel8_unit import ServiceState
 from core.cloud.ssh import SSHError, Target
 from core.domain.lifecycle import Status, record_event
 from core.domain.vps_access import target_for

@@ -242,8 +242,10 @@ class Settings(PlacementSettings, HealthSettings, RolloutSettings, ImageSettings
     service_settle_seconds: float = setting(
         "RACHEL_SERVICE_SETTLE",
         "15s",
-        "How long Rachel8 must stay up after its secrets are injected (running, no automatic "
-        "restart) before the server is ready. 0 checks only that it started.",
+        "The longest the server waits after its secrets are injected for Rachel8 to log that "
+        "it serves its bot (ready at once then, if never restarted automatically); a release "
+        "that never logs it is ready once it stayed up this long. 0 checks only that it "
+        "started.",
         parse_duration,
     )
     phase_retries: int = setting(

@@ -39,6 +39,7 @@ from core.platform.dev_secrets import webhook_secrets
 from core.store.models import Customer, Event, Server, WebhookDelivery
 from core.store.vault import seal
 from jobs import operator
+from sim import rachel8
 from sim.config import SimConfig
 from sim.install import FAULT_OUTPUT
 from sim.server import SimulatorServer
@@ -138,9 +139,42 @@ def test_a_deploy_runs_rachel8_as_its_user_at_the_pinned_commit(stack: Stack) ->
     )
     assert unit["NRestarts"] == "0" and unit["MainPID"] != "0"
     assert unit["UnitFileState"] == "enabled"
-    assert rachel8_vps.journal(machine)[-1].endswith("Rachel8 is running (polling mode)")
+    assert rachel8_vps.journal(machine)[-1].endswith(
+        "Rachel8 is running. Listening for messages..."
+    )
     head = rachel8_vps.read(machine, LAYOUT.git_head_path).text.strip()
     assert row.rachel8_commit == head == stack.settings.rachel8_commit
+
+
+def _injected_to_ready(server_id: int) -> float:
+    """Seconds from entering injecting_secrets to ready, by the server's own Events."""
+    at = {e.to_status: e.at for e in Event.select().where(Event.server == server_id) if e.to_status}
+    return float((at[Status.READY] - at[Status.INJECTING_SECRETS]).total_seconds())
+
+
+def test_a_server_is_ready_once_rachel8_says_it_serves_its_bot(stack_of: StackOf) -> None:
+    settle = 30.0
+    stack = stack_of(RACHEL_SERVICE_SETTLE=f"{settle:.0f}s")
+    server_id = deploy(stack)
+    stack.wait_status(server_id, Status.READY, timeout=settle / 2)
+    # Not the settle period: its journal said so a few seconds after the injection.
+    assert _injected_to_ready(server_id) < settle / 2
+    messages = [e.message for e in Event.select().where(Event.server == server_id)]
+    assert not any("never logged" in m for m in messages)
+
+
+def test_a_release_that_never_says_it_serves_is_ready_once_it_stayed_up(
+    stack_of: StackOf,
+) -> None:
+    # Webhook mode: Rachel8 runs but never starts polling, so never logs that it serves.
+    silent = rachel8.BAD_RELEASES[rachel8.POLLING_FAILS].commit
+    settle = 4.0
+    stack = stack_of(RACHEL_SERVICE_SETTLE=f"{settle:.0f}s", RACHEL8_COMMIT=silent)
+    server_id = deploy(stack)
+    stack.wait_status(server_id, Status.READY, timeout=settle * 5)
+    assert _injected_to_ready(server_id) >= settle
+    messages = [e.message for e in Event.select().where(Event.server == server_id)]
+    assert any("never logged that it serves its bot" in m for m in messages)
 
 
 # --- 2. a value Rachel8 refuses: it crash-loops, the server fails saying why -----------

@@ -76,7 +76,7 @@ def test_with_valid_env_and_credentials_it_runs(tmp_path: Path) -> None:
     journal = vps.systemd.systemctl(["status", UNIT_NAME])
     assert journal.exit_status == 0 and "Active: active (running)" in journal.stdout
     out = vps.systemd.journalctl(["-u", UNIT_NAME, "-n", "1", "--no-pager"]).stdout
-    assert out.endswith("Rachel8 is running (polling mode)\n") and " rc-1 bun[" in out
+    assert out.endswith("Rachel8 is running. Listening for messages...\n") and " rc-1 bun[" in out
     shown = vps.describe()["rachel8"]
     assert shown["ActiveState"] == "active" and shown["journal_tail"][-1].startswith("Rachel8")
 

@@ -137,7 +137,7 @@ def test_install_callback_injection_and_service_over_ssh(
         "ActiveState": "active", "SubState": "running", "NRestarts": "0",
         "Result": "success", "ExecMainStatus": "0",
     }  # fmt: skip
-    assert "Rachel8 is running (polling mode)" in seen["journal"]
+    assert "Rachel8 is running. Listening for messages..." in seen["journal"]
 
     listed = requests.get(
         f"{sim.url}/_sim/vps", headers={"Authorization": f"Bearer {sim.token}"}, timeout=5
@@ -148,7 +148,7 @@ def test_install_callback_injection_and_service_over_ssh(
             "shell": "/bin/bash", "sudo": False} in shown["users"]  # fmt: skip
     assert shown["rachel8"]["ActiveState"] == "active"
     assert shown["rachel8"]["NRestarts"] == "0"
-    assert shown["rachel8"]["journal_tail"][-1] == "Rachel8 is running (polling mode)"
+    assert shown["rachel8"]["journal_tail"][-1] == "Rachel8 is running. Listening for messages..."
 
 
 @pytest.mark.parametrize("step", [contract.STEP_CLONE, contract.STEP_DEPENDENCIES])

@@ -44,7 +44,9 @@ def revoke(sim: SimulatorServer, token: str) -> None:
 
 
 def running(vps: Vps) -> Vps:
-    wait_for(lambda: "Rachel8 is running (polling mode)" in vps.systemd.journal(RACHEL8))
+    wait_for(
+        lambda: "Rachel8 is running. Listening for messages..." in vps.systemd.journal(RACHEL8)
+    )
     return vps
 
 

@@ -79,7 +79,7 @@ def test_prepare_and_switch_run_the_new_release_with_the_same_env(tmp_path: Path
     assert state == {"current": NEWER_COMMIT, "previous": CURRENT_COMMIT}
     head = vps.fs.real(LAYOUT.git_head_path, "/").read_text().strip()
     assert head == NEWER_COMMIT  # what the agent reads, through the link
-    assert "Rachel8 is running (polling mode)" in wait_for(
+    assert "Rachel8 is running. Listening for messages..." in wait_for(
         lambda: "\n".join(vps.systemd.journal(UNIT, 3)) or None
     )
     before = int(props(vps)["NRestarts"]), len(vps.systemd.journal(UNIT))

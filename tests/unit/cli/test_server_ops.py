@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cli import server_ops
 from core.cloud import vps_ops
-from core.cloud.injection import ServiceState
+from core.cloud.rachel8_unit import ServiceState
 
 COMMIT = "63f162e9302a66344772ab23653789f701c7bcf9"
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from core.cloud.injection import AgentConfig, ServiceState, last_output, parse_show
+from core.cloud.injection import AgentConfig
+from core.cloud.rachel8_unit import SERVING_MARK, ServiceState, last_output, parse_show, serving
 from core.cloud.vps_scripts.common import read_env
 
 RUNNING = "ActiveState=active\nSubState=running\nNRestarts=0\nResult=success\nExecMainStatus=0\n"
@@ -48,7 +49,7 @@ def test_describe_says_state_result_and_restarts() -> None:
 
 
 CRASH_LOOP_JOURNAL = """\
-Dec 06 11:06:47 test-1 bun[1200]: Rachel8 is running (polling mode)
+Dec 06 11:06:47 test-1 bun[1200]: Rachel8 is running. Listening for messages...
 Dec 06 11:06:47 test-1 systemd[1]: Started rachel8.service - Rachel8.
 Dec 06 11:06:47 test-1 bun[1201]: Invalid environment configuration:
 Dec 06 11:06:47 test-1 bun[1201]:   AI_PROVIDER: Invalid enum value. Expected 'claudecode'
@@ -102,3 +103,17 @@ def test_the_agent_env_is_read_back_by_the_agent_and_its_repr_hides_the_credenti
         "RACHEL_TELEGRAM_API_URL": "https://api.telegram.org",
     }
     assert "a-secret" not in repr(agent) and "a-secret" not in str(agent)
+
+
+SERVING_JOURNAL = """\
+Dec 06 11:06:40 test-1 bun[1100]: Rachel8 is running. Listening for messages...
+Dec 06 11:06:45 test-1 systemd[1]: Stopping rachel8.service - Rachel8...
+Dec 06 11:06:46 test-1 systemd[1]: Started rachel8.service - Rachel8.
+Dec 06 11:06:46 test-1 bun[1200]: Rachel8 starting...
+"""
+
+
+def test_only_the_current_process_saying_it_serves_counts() -> None:
+    assert not serving(SERVING_JOURNAL, "1200")  # the line is its predecessor's
+    assert serving(SERVING_JOURNAL + "Dec 06 11:06:47 test-1 bun[1200]: " + SERVING_MARK, "1200")
+    assert not serving("-- No entries --", "1200")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from core.cloud.injection import ServiceState
+from core.cloud.rachel8_unit import ServiceState
 from core.cloud.vps_ops import Probe
 from core.domain.health import (
     HEALTHY,

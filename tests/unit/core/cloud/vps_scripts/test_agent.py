@@ -372,7 +372,7 @@ def test_a_rachel8_that_exited_on_a_409_shows_it_until_it_starts_again(
     # It started two minutes ago, got its 409 and exited; the last heartbeat was 30 s ago.
     start = time.time() - 120
     box.show(SHOW + f"ExecMainStartTimestamp=@{start:.0f}\n")
-    box.journal("Rachel8 is running (polling mode)", CONFLICT_LINE)
+    box.journal("Rachel8 is running. Listening for messages...", CONFLICT_LINE)
     box.path("var/agent.json").write_text(json.dumps({"seq": 5, "at": time.time() - 30}))
     assert box.run().returncode == 0
     assert _sent(state).telegram.conflicts == 1
