@@ -10,6 +10,7 @@ moves the target by compare-and-set, and records each step as an Event (kind
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from typing import Any
 
 from core.cloud import vps_contract as vps
@@ -48,7 +49,7 @@ def run_step(step: type[TargetStep], target_id: int, *, in_flight: str) -> str:
     return outcome
 
 
-class TargetStep:
+class TargetStep(ABC):
     """What both jobs share: the target, its server, and how they record a step."""
 
     kind = "update"
@@ -114,9 +115,9 @@ class TargetStep:
     def count(self, outcome: str) -> None:
         count_outcome(self.ctx.redis, self.kind, outcome)
 
+    @abstractmethod
     def run(self) -> str:
         """Do the job's work; its outcome in words."""
-        raise NotImplementedError
 
 
 def status_words(status: str) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -43,15 +44,16 @@ def image_reference(image: str) -> Image:
 ACTION_TIMEOUT = "action_timeout"
 
 
-class ImageOperations:
+class ImageOperations(ABC):
     """Snapshots, power and capacity, over the adapter's client and `_call`."""
 
     client: Client
     #: Seconds between two looks at a running action.
     action_poll: float = 1.0
 
-    def _call(self, operation: str, func: Callable[[], Any]) -> Any:  # pragma: no cover
-        raise NotImplementedError  # the adapter's
+    @abstractmethod
+    def _call(self, operation: str, func: Callable[[], Any]) -> Any:
+        """Run `func` with the adapter's error translation and retries (`HetznerAdapter`'s)."""
 
     # --- builders -----------------------------------------------------------------
 

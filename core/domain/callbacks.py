@@ -19,7 +19,7 @@ import ipaddress
 import logging
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -30,7 +30,7 @@ from core.domain.lifecycle import Publisher, Status, transition
 from core.errors import RachelError
 from core.platform.clock import SYSTEM_CLOCK, Clock, ManualClock
 from core.store import rows
-from core.store.models import Server
+from core.store.models import Image, PoolServer, Server
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +170,34 @@ def token_refusal(
     if check_source and not same_address(source_ip, address):
         return f"a callback from another address than the VPS's ({address})"
     return None
+
+
+def spend_token(
+    model: type[Image] | type[PoolServer],
+    row_id: int,
+    *,
+    state: str,
+    stored: str | None,
+    changes: Mapping[str, object],
+) -> bool:
+    """Apply a verified callback's `changes` and spend its one-time token, in one UPDATE.
+
+    A compare-and-set on the row's state and on the token hash that was
+    verified: of two concurrent callbacks with the same token, one moves the
+    row. For an image builder's and a pool server's rows (a server's goes
+    through its status transition).
+
+    Returns:
+        False when a concurrent callback spent the token first (refuse this one).
+    """
+    moved = (
+        model.update(**changes, callback_token_hash=None)
+        .where(
+            (model.id == row_id) & (model.state == state) & (model.callback_token_hash == stored)
+        )
+        .execute()
+    )
+    return bool(moved)
 
 
 def accept_callback(

@@ -15,7 +15,13 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from core.domain.callbacks import CallbackRejected, hash_token, parse_host_key, token_refusal
+from core.domain.callbacks import (
+    CallbackRejected,
+    hash_token,
+    parse_host_key,
+    spend_token,
+    token_refusal,
+)
 from core.domain.images import ImageState, ImageView, for_new_servers
 from core.domain.install_outcome import InstallOutcome, failure_reason
 from core.domain.lifecycle import validate_actor
@@ -264,24 +270,17 @@ def accept_build_callback(
     pinned = parse_host_key(host_key)
     reason = failure_reason(install, row.commit)
     with connection() as db, write_transaction(db):
-        moved = (
-            Image.update(
-                builder_host_key=pinned,
-                called_back_at=now,
-                callback_token_hash=None,
-                reason=reason,
-                bun_version=install.bun_version or row.bun_version,
-                claude_code_version=install.claude_code_version or row.claude_code_version,
-                updated_at=now,
-            )
-            .where(
-                (Image.id == image_id)
-                & (Image.state == ImageState.BUILDING.value)
-                & (Image.callback_token_hash == stored)
-            )
-            .execute()
-        )
-        if not moved:  # a concurrent callback spent the token first
+        changes = {
+            "builder_host_key": pinned,
+            "called_back_at": now,
+            "reason": reason,
+            "bun_version": install.bun_version or row.bun_version,
+            "claude_code_version": install.claude_code_version or row.claude_code_version,
+            "updated_at": now,
+        }
+        if not spend_token(
+            Image, image_id, state=ImageState.BUILDING.value, stored=stored, changes=changes
+        ):  # a concurrent callback spent the token first
             raise unauthorized
         outcome = f"install failed: {reason}" if reason else f"{install.describe()} installed"
         record(f"image {image_id}: the builder called back; {outcome}", "system", clock)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from core.domain.callbacks import CallbackRejected, parse_host_key, token_refusal
+from core.domain.callbacks import CallbackRejected, parse_host_key, spend_token, token_refusal
 from core.domain.install_outcome import InstallOutcome, failure_reason
 from core.domain.lifecycle import Publisher, Status, transition
 from core.domain.pool import IN_POOL, PoolServerView, PoolState
@@ -194,7 +194,7 @@ def accept_pool_callback(
         raise unauthorized
     pinned = parse_host_key(host_key)
     reason = failure_reason(install, row.commit)
-    changes: dict[str, object] = {"callback_token_hash": None, "updated_at": now}
+    changes: dict[str, object] = {"updated_at": now}
     if reason is None:
         changes.update(state=PoolState.WARM.value, host_key=pinned, warm_at=now)
         message = f"pool server {pool_id}: called back, host key pinned; warm"
@@ -202,16 +202,9 @@ def accept_pool_callback(
         changes.update(state=PoolState.RECYCLING.value, reason=f"install failed: {reason}")
         message = f"pool server {pool_id}: install failed ({reason}); recycling"
     with connection() as db, write_transaction(db):
-        moved = (
-            PoolServer.update(**changes)
-            .where(
-                (PoolServer.id == pool_id)
-                & (PoolServer.state == PoolState.BOOTING.value)
-                & (PoolServer.callback_token_hash == stored)
-            )
-            .execute()
-        )
-        if not moved:  # a concurrent callback spent the token first
+        if not spend_token(
+            PoolServer, pool_id, state=PoolState.BOOTING.value, stored=stored, changes=changes
+        ):  # a concurrent callback spent the token first
             raise unauthorized
         record(message, "system", clock)
     log.info("%s", message)
