@@ -20,7 +20,9 @@ import logging
 import re
 import secrets
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
@@ -172,6 +174,51 @@ def token_refusal(
     return None
 
 
+RowT = TypeVar("RowT")
+
+
+@dataclass(frozen=True)
+class ArmedToken:
+    """What a row holds of its one-time callback token (for `refuse_unless_valid`)."""
+
+    stored_hash: str | None
+    expires_at: datetime | None
+    spent: bool  # used already, or the row no longer waits for it
+    address: str | None  # the VPS's own address
+
+
+def refuse_unless_valid(
+    who: str,
+    token: str,
+    row: RowT | None,
+    armed: Callable[[RowT], ArmedToken],
+    now: datetime,
+    *,
+    source_ip: str | None,
+    check_source: bool,
+) -> tuple[RowT, ArmedToken]:
+    """`row` and its armed token, unless `token_refusal` refuses the callback (or no row).
+
+    Raises:
+        CallbackRejected: `unauthorized`, one message for every reason (the log says which).
+    """
+    held = armed(row) if row is not None else None
+    why = token_refusal(
+        token,
+        held.stored_hash if held else None,
+        held.expires_at if held else None,
+        now,
+        spent=held.spent if held else False,
+        source_ip=source_ip,
+        address=held.address if held else None,
+        check_source=check_source,
+    )
+    if row is None or held is None or why is not None:
+        log.warning("%s: callback refused, %s, from %s", who, why or "no such row", source_ip)
+        raise CallbackRejected("invalid callback token", code="unauthorized")
+    return row, held
+
+
 def spend_token(
     model: type[Image] | type[PoolServer],
     row_id: int,
@@ -179,7 +226,7 @@ def spend_token(
     state: str,
     stored: str | None,
     changes: Mapping[str, object],
-) -> bool:
+) -> None:
     """Apply a verified callback's `changes` and spend its one-time token, in one UPDATE.
 
     A compare-and-set on the row's state and on the token hash that was
@@ -187,8 +234,8 @@ def spend_token(
     row. For an image builder's and a pool server's rows (a server's goes
     through its status transition).
 
-    Returns:
-        False when a concurrent callback spent the token first (refuse this one).
+    Raises:
+        CallbackRejected: `unauthorized`: a concurrent callback spent the token first.
     """
     moved = (
         model.update(**changes, callback_token_hash=None)
@@ -197,7 +244,8 @@ def spend_token(
         )
         .execute()
     )
-    return bool(moved)
+    if not moved:
+        raise CallbackRejected("invalid callback token", code="unauthorized")
 
 
 def accept_callback(

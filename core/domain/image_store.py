@@ -16,11 +16,11 @@ from datetime import timedelta
 from typing import Any
 
 from core.domain.callbacks import (
-    CallbackRejected,
+    ArmedToken,
     hash_token,
     parse_host_key,
+    refuse_unless_valid,
     spend_token,
-    token_refusal,
 )
 from core.domain.images import ImageState, ImageView, for_new_servers
 from core.domain.install_outcome import InstallOutcome, failure_reason
@@ -249,24 +249,21 @@ def accept_build_callback(
         CallbackRejected: `unauthorized` unknown image, or wrong, used, expired or
             foreign token (one message for all); `invalid_host_key`.
     """
-    unauthorized = CallbackRejected("invalid callback token", code="unauthorized")
-    row: Image | None = Image.get_or_none(Image.id == image_id)
-    stored = row.callback_token_hash if row is not None else None
     now = clock.now()
-    why = token_refusal(
+    row, armed = refuse_unless_valid(
+        f"image {image_id} (builder)",
         token,
-        stored,
-        row.callback_token_expires_at if row is not None else None,
+        Image.get_or_none(Image.id == image_id),
+        lambda r: ArmedToken(
+            r.callback_token_hash,
+            r.callback_token_expires_at,
+            spent=r.state != ImageState.BUILDING,
+            address=r.builder_ipv4,
+        ),
         now,
-        spent=row is not None and row.state != ImageState.BUILDING,
         source_ip=source_ip,
-        address=row.builder_ipv4 if row is not None else None,
         check_source=check_source,
     )
-    if row is None or why is not None:
-        log.warning("image %s: builder callback refused, %s, from %s",
-                    image_id, why or "no such image", source_ip)  # fmt: skip
-        raise unauthorized
     pinned = parse_host_key(host_key)
     reason = failure_reason(install, row.commit)
     with connection() as db, write_transaction(db):
@@ -278,10 +275,13 @@ def accept_build_callback(
             "claude_code_version": install.claude_code_version or row.claude_code_version,
             "updated_at": now,
         }
-        if not spend_token(
-            Image, image_id, state=ImageState.BUILDING.value, stored=stored, changes=changes
-        ):  # a concurrent callback spent the token first
-            raise unauthorized
+        spend_token(
+            Image,
+            image_id,
+            state=ImageState.BUILDING.value,
+            stored=armed.stored_hash,
+            changes=changes,
+        )
         outcome = f"install failed: {reason}" if reason else f"{install.describe()} installed"
         record(f"image {image_id}: the builder called back; {outcome}", "system", clock)
     log.info("image %s: builder called back (%s)", image_id, outcome)

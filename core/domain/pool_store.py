@@ -22,7 +22,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from core.domain.callbacks import CallbackRejected, parse_host_key, spend_token, token_refusal
+from core.domain.callbacks import (
+    ArmedToken,
+    parse_host_key,
+    refuse_unless_valid,
+    spend_token,
+)
 from core.domain.install_outcome import InstallOutcome, failure_reason
 from core.domain.lifecycle import Publisher, Status, transition
 from core.domain.pool import IN_POOL, PoolServerView, PoolState
@@ -174,24 +179,21 @@ def accept_pool_callback(
         CallbackRejected: `unauthorized` unknown pool server, or wrong, used, expired
             or foreign token (one message for all); `invalid_host_key`.
     """
-    unauthorized = CallbackRejected("invalid callback token", code="unauthorized")
-    row: PoolServer | None = PoolServer.get_or_none(PoolServer.id == pool_id)
-    stored = row.callback_token_hash if row is not None else None
     now = clock.now()
-    why = token_refusal(
+    row, armed = refuse_unless_valid(
+        f"pool server {pool_id}",
         token,
-        stored,
-        row.callback_token_expires_at if row is not None else None,
+        PoolServer.get_or_none(PoolServer.id == pool_id),
+        lambda r: ArmedToken(
+            r.callback_token_hash,
+            r.callback_token_expires_at,
+            spent=r.state != PoolState.BOOTING,
+            address=r.ipv4,
+        ),
         now,
-        spent=row is not None and row.state != PoolState.BOOTING,
         source_ip=source_ip,
-        address=row.ipv4 if row is not None else None,
         check_source=check_source,
     )
-    if row is None or why is not None:
-        log.warning("pool server %s: callback refused, %s, from %s",
-                    pool_id, why or "no such pool server", source_ip)  # fmt: skip
-        raise unauthorized
     pinned = parse_host_key(host_key)
     reason = failure_reason(install, row.commit)
     changes: dict[str, object] = {"updated_at": now}
@@ -202,10 +204,13 @@ def accept_pool_callback(
         changes.update(state=PoolState.RECYCLING.value, reason=f"install failed: {reason}")
         message = f"pool server {pool_id}: install failed ({reason}); recycling"
     with connection() as db, write_transaction(db):
-        if not spend_token(
-            PoolServer, pool_id, state=PoolState.BOOTING.value, stored=stored, changes=changes
-        ):  # a concurrent callback spent the token first
-            raise unauthorized
+        spend_token(
+            PoolServer,
+            pool_id,
+            state=PoolState.BOOTING.value,
+            stored=armed.stored_hash,
+            changes=changes,
+        )
         record(message, "system", clock)
     log.info("%s", message)
     found: PoolServer = PoolServer.get_by_id(pool_id)

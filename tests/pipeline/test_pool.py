@@ -159,7 +159,8 @@ def test_each_place_is_pooled_to_its_own_size_and_other_places_miss(
         assert PoolServer.get_or_none(PoolServer.server_id == miss.id) is None
         assert (miss.location, miss.status) == (location, Status.READY)
     assert stack.sim.stats()["requests"].get("create_server", 0) == creates + 3
-    assert [(r.location, r.state) for r in PoolServer.select().order_by(PoolServer.id)] == [
+    # The claim took the first one warm, whichever that was.
+    assert sorted((r.location, r.state) for r in PoolServer.select()) == [
         ("nbg1", PoolState.CLAIMED), ("nbg1", PoolState.WARM), ("nbg1", PoolState.WARM)
     ]  # fmt: skip
     assert not snapshot(stack.ctx).findings
