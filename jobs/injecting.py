@@ -43,8 +43,8 @@ log = logging.getLogger(__name__)
 
 #: When the finalize first looks after an injection. Rachel8 serves its bot
 #: about a second after its start (Bun's start, grammY's getMe and
-#: deleteWebhook); a look sooner would mostly find it not there yet.
-FIRST_LOOK_SECONDS = 2.0
+#: deleteWebhook); the look then goes on every half second in one session.
+FIRST_LOOK_SECONDS = 1.0
 
 
 def _target_or_fail(ctx: JobContext, server: Server) -> Target | None:

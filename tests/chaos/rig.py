@@ -131,6 +131,7 @@ class Figures:
     redis_restarts: int = 0
     web_restarts: int = 0
     rate_limit_bursts: int = 0
+    pool: dict[str, int] = field(default_factory=dict)  # pool servers by state at the end
     outcomes: dict[str, int] = field(default_factory=dict)
     failure_reasons: dict[str, int] = field(default_factory=dict)
     sim: dict[str, object] = field(default_factory=dict)
@@ -247,6 +248,11 @@ def start_stack(
             "RACHEL_GRACE_WARNING": "1s",
             "RACHEL_GRACE_INTERVAL": "2s",
             "RACHEL_RECONCILE_INTERVAL": "10s",
+            # A warm pool, so that its refills, claims and recycling break too.
+            "RACHEL_POOL": "true",
+            "RACHEL_POOL_MIN": "2",
+            "RACHEL_POOL_MAX": "4",
+            "RACHEL_POOL_INTERVAL": "3s",
             "RACHEL_RATE_LIMIT_RESERVE": "5",
             "RACHEL_LOG_LEVEL": "info",
         }

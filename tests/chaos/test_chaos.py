@@ -11,7 +11,8 @@ it). Then, with the sweeper and the reconciler run:
 - every deploy is ready, or failed with a recorded reason and phase;
 - every deprovision (a cancelled subscription past its grace) is deleted;
 - no duplicate VPS at any sampled moment, no VPS without a live row, no ready
-  server without its VPS; every timeline is complete;
+  server without its VPS; every timeline is complete; the warm pool (on)
+  leaves no server its row does not own, and some deploys were served by it;
 - no planted secret anywhere (tests/leaks.py).
 
 CI runs a bounded version (40 deploys, 10 deprovisions). The long one:
@@ -43,7 +44,7 @@ from core.domain.lifecycle import Status
 from core.platform.settings import Settings
 from core.security.signing import new_webhook_id, sign
 from core.store.db import connection, init_database
-from core.store.models import Server, WebhookDelivery
+from core.store.models import PoolServer, Server, WebhookDelivery
 from core.store.vault import load_keyring
 from jobs import reconcile, sweeper
 from jobs.context import JobContext, use_context
@@ -309,6 +310,7 @@ def test_chaos_run_loses_duplicates_and_leaks_nothing(stack: Stack) -> None:
     with connection():
         rows = {r.id: r for r in Server.select()}
         figures.outcomes = dict(Counter(r.status for r in rows.values()))
+        figures.pool = dict(Counter(p.state for p in PoolServer.select()))
         figures.failure_reasons = dict(
             Counter(
                 f"{r.failed_phase}: {(r.last_error or '').split(' (')[0][:70]}"
@@ -328,6 +330,7 @@ def test_chaos_run_loses_duplicates_and_leaks_nothing(stack: Stack) -> None:
         assert not provider_problems(sim_servers(stack.sim), settled=True)
         assert not row_problems()
         assert not timeline_problems()
+        assert figures.pool.get("claimed", 0) > 0, f"no deploy served by the pool: {figures.pool}"
         assert figures.horse_kills + figures.worker_kills >= 3, "the run killed (almost) nothing"
         assert figures.redis_restarts == 1 and figures.web_restarts == 1
         assert sum(figures.sim["errors"].values()) > 0  # type: ignore[union-attr]

@@ -10,7 +10,9 @@ empty when the invariant holds, so a failure names every offender at once.
   failed one records its reason and phase; at most one live server per customer.
 - `provider_problems`: no two VPSs for one server (duplicates); with
   `settled`, no VPS without a live row that recorded it (orphans: money
-  leaking), and no ready server whose VPS is gone (forgotten).
+  leaking), and no ready server whose VPS is gone (forgotten). A warm pool
+  server is its pool row's while that row owns it, and its Server's once
+  claimed (it carries no server label: the claim is in the database).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from dataclasses import dataclass
 from core.cloud.provider import LABEL_SERVER
 from core.domain.images import ImageState, image_of_builder
 from core.domain.lifecycle import LIVE, Status, allowed
-from core.store.models import Event, Image, Server
+from core.domain.pool import OWNS_VPS, PoolState, pool_row_of
+from core.store.models import Event, Image, PoolServer, Server
 from sim.server import SimulatorServer
 
 
@@ -35,6 +38,7 @@ class Vps:
     server_id: int | None
     status: str
     builder_of: int | None = None  # the image an image builder is building
+    pool_of: int | None = None  # the pool row of a pool server
 
 
 def sim_servers(sim: SimulatorServer) -> list[Vps]:
@@ -50,9 +54,28 @@ def sim_servers(sim: SimulatorServer) -> list[Vps]:
                 int(label) if label and label.isdigit() else None,
                 server.status,
                 image_of_builder(dict(server.labels)),
+                pool_row_of(dict(server.labels)),
             )
         )
     return found
+
+
+def _claimed_by(vpss: list[Vps]) -> dict[int, int]:
+    """{provider id: server id} of the pool servers a deploy claimed."""
+    pooled = [v.pool_of for v in vpss if v.pool_of is not None]
+    rows = PoolServer.select().where(
+        PoolServer.id.in_(pooled) & (PoolServer.state == PoolState.CLAIMED.value)
+    )
+    return {row.provider_id: row.server_id for row in rows if row.server_id is not None}
+
+
+def _pool_problems(vps: Vps) -> list[str]:
+    """A pool server stands while its pool row owns it (not yet claimed)."""
+    row = PoolServer.get_or_none(PoolServer.id == vps.pool_of)
+    if row is not None and row.state in OWNS_VPS and row.provider_id in (None, vps.provider_id):
+        return []
+    state = row.state if row is not None else "missing"
+    return [f"VPS {vps.provider_id} ({vps.status}): pool server {vps.pool_of} ({state}): orphan"]
 
 
 def _builder_problems(vps: Vps) -> list[str]:
@@ -122,6 +145,13 @@ def row_problems() -> list[str]:
 def provider_problems(vpss: list[Vps], *, settled: bool) -> list[str]:
     """Duplicates always; orphans and forgotten servers once the system has settled."""
     problems = []
+    claimed = _claimed_by(vpss)
+    vpss = [
+        Vps(v.provider_id, claimed[v.provider_id], v.status, v.builder_of)
+        if v.provider_id in claimed
+        else v
+        for v in vpss
+    ]
     standing = [v for v in vpss if v.status != "deleting"]
     counts = Counter(v.server_id for v in standing if v.server_id is not None)
     problems += [f"server {sid}: {n} VPSs (duplicate)" for sid, n in counts.items() if n > 1]
@@ -131,6 +161,9 @@ def provider_problems(vpss: list[Vps], *, settled: bool) -> list[str]:
     for vps in vpss:
         if vps.builder_of is not None:
             problems += _builder_problems(vps)
+            continue
+        if vps.pool_of is not None:
+            problems += _pool_problems(vps) if vps.status != "deleting" else []
             continue
         row = rows.get(vps.server_id or -1)
         if row is None or row.status == Status.DELETED or row.provider_id != vps.provider_id:
