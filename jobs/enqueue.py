@@ -233,8 +233,10 @@ def request_intake(connection: redis.Redis) -> str | None:
 def request_refill(connection: redis.Redis) -> str | None:
     """Queue a pool refill soon (`jobs.pool.refill_pool`): a claim took a server.
 
-    Claims within POOL_REFILL_FLAG_SECONDS share one job; the cron task
-    refills anyway, so a lost request costs one RACHEL_POOL_INTERVAL.
+    Claims made before the queued job starts share it (it clears the flag
+    first, then reads the pool, as `enqueue_rollout_tick`'s do); the flag
+    expires after POOL_REFILL_FLAG_SECONDS should the job be lost, and the
+    cron task refills anyway, so a lost request costs one RACHEL_POOL_INTERVAL.
 
     Returns:
         The id of the job queued, or None when one was queued moments ago.

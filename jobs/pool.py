@@ -23,10 +23,13 @@ reconciler (`core.domain.pool.pool_finding`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from dataclasses import dataclass, replace
 from datetime import timedelta
+
+import redis
 
 from core.cloud.cloudinit import CloudConfigInput, Rachel8Install, render
 from core.cloud.cloudinit_image import render_from_image
@@ -55,6 +58,7 @@ from core.store.models import PoolServer, Server
 from core.store.vault import seal
 from jobs.context import JobContext, context
 from jobs.creating import project_objects
+from jobs.enqueue import POOL_REFILL_FLAG
 from jobs.taskrun import task_run
 
 log = logging.getLogger(__name__)
@@ -68,8 +72,11 @@ def pool_callback_url(public_url: str, pool_id: int) -> str:
 
 
 def refill_pool() -> str:
-    """RQ job (cron): one refill pass."""
+    """RQ job (cron, and after a claim): one refill pass."""
     ctx = context()
+    with contextlib.suppress(redis.RedisError):
+        # Cleared before reading: a claim from now on asks for a pass of its own.
+        ctx.redis.delete(POOL_REFILL_FLAG)
     with task_run(ctx.redis, "pool") as summary:
         if summary is None:
             return "skipped: already running"
@@ -122,7 +129,11 @@ def read(ctx: JobContext) -> PoolReading:
                 .count()
             )
             targets[(location, server_type)] = target_size(
-                size, deploys, settings.pool_window_seconds, refill_seconds
+                size,
+                deploys,
+                settings.pool_window_seconds,
+                refill_seconds,
+                settings.pool_service_level,
             )
     return PoolReading(commit, servers, targets)
 

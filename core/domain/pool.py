@@ -137,18 +137,51 @@ def pool_sizes(
     }
 
 
-def target_size(size: PoolSize, deploys: int, window_seconds: float, refill_seconds: float) -> int:
-    """How many servers the pool wants at one place.
+def serving_size(expected: float, service_level: float, limit: int) -> int:
+    """The fewest servers that serve `service_level` of deploys from the pool.
 
-    Enough to serve the deploys that arrive while one refill runs: the recent
-    rate (`deploys` within `window_seconds`) times the refill time, rounded
-    up, within the bounds. A pool smaller than that runs dry in a burst.
+    Each claim starts a replacement at once, which is warm a refill time
+    later, so a pool of S servers (warm, or being made) runs dry exactly
+    when S or more deploys arrive within one refill time. Deploys arrive
+    independently of each other: their count in a refill time is Poisson,
+    with mean `expected` (the rate times the refill time). A deploy is
+    served when fewer than S came before it in that time: the fill rate is
+    P(N <= S - 1), and the size is the smallest S where it reaches
+    `service_level` (the base-stock rule of inventory theory). The mean
+    alone (`ceil(expected)`) leaves nothing warm half of the time.
+
+    Returns:
+        That S, at most `limit` (0 when no deploy is expected).
+    """
+    if expected <= 0:
+        return 0
+    term = cumulative = math.exp(-expected)  # P(N = 0)
+    size = 1
+    while cumulative < service_level and size < limit:
+        term *= expected / size  # P(N = size) from P(N = size - 1)
+        cumulative += term
+        size += 1
+    return size
+
+
+def target_size(
+    size: PoolSize,
+    deploys: int,
+    window_seconds: float,
+    refill_seconds: float,
+    service_level: float,
+) -> int:
+    """How many servers the pool wants at one place (warm, or being made).
+
+    The recent deploy rate (`deploys` within `window_seconds`) times the
+    refill time is how many deploys arrive while one replacement is made;
+    `serving_size` turns that into the servers that serve `service_level`
+    of them, within the bounds.
     """
     if window_seconds <= 0:
         return size.clamp(0)
-    rate = max(0, deploys) / window_seconds
-    # The epsilon keeps a float product like 2.0000000001 from asking for a third.
-    return size.clamp(math.ceil(rate * max(0.0, refill_seconds) - 1e-9))
+    expected = max(0, deploys) / window_seconds * max(0.0, refill_seconds)
+    return size.clamp(serving_size(expected, service_level, max(size.minimum, size.maximum)))
 
 
 def refill_time(servers: Iterable[PoolServerView], default: float) -> float:

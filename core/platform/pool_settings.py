@@ -127,11 +127,19 @@ class PoolSettings(DeclaredSettings):
         "the idle cost).",
         parse_int(0, POOL_BOUND),
     )
+    pool_service_level: float = setting(
+        "RACHEL_POOL_SERVICE_LEVEL",
+        "0.95",
+        "The share of deploys the pool aims to serve from warm servers: each place wants the "
+        "fewest servers that serve it when deploys arrive at the recent rate (Poisson) and "
+        "each claim's replacement takes one refill time; higher costs more idle servers.",
+        parse_float(0.5, 0.999),
+    )
     pool_window_seconds: float = setting(
         "RACHEL_POOL_WINDOW",
         "15m",
-        "The recent period whose deploy rate sizes the pool: target = ceil(rate x refill "
-        "time), between RACHEL_POOL_MIN and RACHEL_POOL_MAX.",
+        "The recent period whose deploy rate sizes the pool (RACHEL_POOL_SERVICE_LEVEL), "
+        "between RACHEL_POOL_MIN and RACHEL_POOL_MAX.",
         parse_period,
     )
     pool_refill_seconds: float = setting(

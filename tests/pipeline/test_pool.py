@@ -21,11 +21,11 @@ from core.domain.pool_metrics import collect_pool
 from core.platform.runs import RunSummary
 from core.store.models import Event, PoolServer, Server
 from jobs import operator
-from jobs.context import JobContext
-from jobs.enqueue import start_provisioning
+from jobs.context import JobContext, use_context
+from jobs.enqueue import POOL_REFILL_FLAG, request_refill, start_provisioning
 from jobs.image_build import run_build
 from jobs.images import request_build
-from jobs.pool import refill
+from jobs.pool import refill, refill_pool
 from jobs.reconcile import snapshot
 from sim.rachel8 import NEWER_COMMIT as NEW_COMMIT
 from tests import factories
@@ -164,3 +164,12 @@ def test_each_place_is_pooled_to_its_own_size_and_other_places_miss(
         ("nbg1", PoolState.CLAIMED), ("nbg1", PoolState.WARM), ("nbg1", PoolState.WARM)
     ]  # fmt: skip
     assert not snapshot(stack.ctx).findings
+
+
+def test_a_claim_after_a_refill_began_asks_for_a_pass_of_its_own(stack: Stack) -> None:
+    stack.redis.delete(POOL_REFILL_FLAG)
+    assert request_refill(stack.redis) is not None
+    assert request_refill(stack.redis) is None  # the queued pass serves this claim too
+    use_context(stack.ctx)
+    refill_pool()  # clears the flag before it reads the pool
+    assert request_refill(stack.redis) is not None

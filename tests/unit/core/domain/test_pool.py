@@ -3,6 +3,7 @@ and which VPSs labelled as pool servers are the pool's."""
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 
 import pytest
@@ -19,6 +20,7 @@ from core.domain.pool import (
     pool_row_of,
     pool_sizes,
     refill_time,
+    serving_size,
     target_size,
 )
 from core.domain.reconcile import DbServer, Fix, Kind, diff
@@ -43,17 +45,33 @@ def pooled(
     ("deploys", "window", "refill", "expected"),
     [
         (0, 600, 60, 1),  # no deploys: the minimum
-        (10, 600, 60, 1),  # one a minute, a one-minute refill: one
-        (20, 60, 60, 5),  # a burst of 20 a minute: capped at the maximum
-        (6, 60, 20, 2),  # 0.1/s x 20 s = 2 exactly: not 3
-        (7, 60, 20, 3),  # a little more: rounded up
+        (10, 600, 60, 4),  # one a minute, a one-minute refill: Poisson(1) needs 4 for 95%
+        (40, 60, 60, 30),  # 40 a minute, a one-minute refill: capped at the maximum
+        (20, 60, 40, 21),  # 13.3 expected during a refill: 21 serve 95%, the mean 14 does not
         (5, 0, 60, 1),  # no window: the minimum
     ],
 )
-def test_the_target_serves_the_deploys_arriving_during_one_refill(
+def test_the_target_serves_most_deploys_arriving_during_one_refill(
     deploys: int, window: float, refill: float, expected: int
 ) -> None:
-    assert target_size(PoolSize(1, 5), deploys, window, refill) == expected
+    assert target_size(PoolSize(1, 30), deploys, window, refill, 0.95) == expected
+
+
+def _fill_rate(size: int, expected: float) -> float:
+    """P(N <= size - 1) for N ~ Poisson(expected), summed plainly."""
+    return sum(math.exp(-expected) * expected**k / math.factorial(k) for k in range(size))
+
+
+@pytest.mark.parametrize("expected", [0.1, 0.5, 1.0, 2.0, 5.0, 13.3, 40.0])
+@pytest.mark.parametrize("level", [0.8, 0.95, 0.99])
+def test_the_serving_size_is_the_smallest_that_reaches_the_service_level(
+    expected: float, level: float
+) -> None:
+    size = serving_size(expected, level, limit=1000)
+    assert _fill_rate(size, expected) >= level
+    assert size == 1 or _fill_rate(size - 1, expected) < level
+    assert serving_size(expected, level, limit=3) == min(size, 3)
+    assert serving_size(0.0, level, limit=10) == 0
 
 
 def test_a_maximum_below_the_minimum_yields_to_the_minimum() -> None:
