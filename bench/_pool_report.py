@@ -121,8 +121,14 @@ def _paths(r: dict[str, Any]) -> list[str]:
         f"p95 {_s(claims['p95'])} max {_s(claims['max'])}",
         f"burst: {len(m_hits)}/{len(measured)} measured deploys served from the pool = "
         f"{share:.1%} (target >= {SHARE:.0%}): {'yes' if share >= SHARE else 'NO'}; warm-up: "
-        f"{sum(1 for o in burst['warmup'] if o['hit'])}/{len(burst['warmup'])} hits",
+        f"{sum(1 for o in burst['warmup'] if o['hit'])}/{len(burst['warmup'])} hits; the "
+        f"measured misses sent at +{_offsets(m_misses, burst['measured_from'], r['scale'])} s",
     ]
+
+
+def _offsets(outcomes: Sequence[dict[str, Any]], start: float, scale: float) -> str:
+    """When each was sent, unscaled seconds after `start`."""
+    return ", ".join(f"{(o['sent'] - start) / scale:.0f}" for o in outcomes) or "-"
 
 
 def _pool(r: dict[str, Any]) -> list[str]:
@@ -191,7 +197,7 @@ def _images_and_recycling(r: dict[str, Any]) -> list[str]:
     out.append(
         f"recycling to {rec['commit'][:12]}: old release out of the pool after "
         f"{_s(after['old_gone'])}, its image available after {_s(after['image'])}, pool settled "
-        f"after {_s(after['settled'])} (None: timed out); at the end {rec['pool_at_end']}"
+        f"after {_s(after['settled'])} (-: not within --timeout); at the end {rec['pool_at_end']}"
     )
     return out
 
