@@ -267,3 +267,15 @@ def run_and_publish(
             print("interrupted; everything started was stopped", file=sys.stderr)
             return 130
     return publish(args.name, args, report(results), results)
+
+
+def run_once_and_publish(
+    args: Any,
+    run_one: Callable[[Any], dict[str, Any]],
+    report: Callable[[list[dict[str, Any]]], str],
+) -> int:
+    """One run of a benchmark on a whole stack: the load average before it noted in
+    `args.load_before` (and printed), then `run_and_publish`."""
+    args.load_before = list(os.getloadavg())
+    print(f"load before: {args.load_before}", file=sys.stderr)
+    return run_and_publish(args, lambda: [run_one(args)], report)

@@ -48,7 +48,6 @@ restart. t0 is the crash (the moment the fault is sent) for both designs.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 import time
@@ -60,7 +59,7 @@ from typing import Any
 import _common as c
 import _detection_report as rep
 import _sweep
-from provision import _post_all, _servers_of, _wait, local_stack
+from provision import _post_all, _servers_of, _wait, local_stack, stack_options
 
 c.ensure_repo_on_path()
 
@@ -401,19 +400,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--period", type=float, default=60, help="the baseline's sweep period")
     parser.add_argument("--concurrency", type=int, default=5, help="the baseline's SSH sessions")
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between /_sim/vps reads")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--timings", default="0.2s,0.1s,0.3s", help="create,boot,cloud-init")
-    parser.add_argument("--database", choices=["postgres", "sqlite"], default="postgres")
-    parser.add_argument("--pg-admin-url", default=c.PG_ADMIN_URL)
-    parser.add_argument("--log-level", default="info")
-    parser.add_argument("--timeout", type=float, default=300, help="seconds for each wait")
-    parser.add_argument("--name", default="detection", help="bench/results/<name>.json")
+    stack_options(parser, workers=2, timings="0.2s,0.1s,0.3s", timeout=300, name="detection")
     args = parser.parse_args(argv)
     if not 0 < args.incidents <= args.servers // 2:
         parser.error("--incidents must be between 1 and half of --servers")
-    args.load_before = list(os.getloadavg())
-    print(f"load before: {args.load_before}", file=sys.stderr)
-    return c.run_and_publish(args, lambda: [run_one(args)], rep.report)
+    return c.run_once_and_publish(args, run_one, rep.report)
 
 
 if __name__ == "__main__":

@@ -324,6 +324,19 @@ def local_stack(
                 sink.close()
 
 
+def stack_options(
+    parser: argparse.ArgumentParser, *, workers: int, timings: str, timeout: float, name: str
+) -> None:
+    """The options `local_stack` reads, with the workers, the waits and the results' name."""
+    parser.add_argument("--workers", type=int, default=workers)
+    parser.add_argument("--timings", default=timings, help="create,boot,cloud-init")
+    parser.add_argument("--database", choices=["postgres", "sqlite"], default="postgres")
+    parser.add_argument("--pg-admin-url", default=c.PG_ADMIN_URL)
+    parser.add_argument("--log-level", default="info")
+    parser.add_argument("--timeout", type=float, default=timeout, help="seconds for each wait")
+    parser.add_argument("--name", default=name, help="bench/results/<name>.json")
+
+
 class _sqlite:
     def __init__(self, tmp: str) -> None:
         self.url = f"sqlite:///{Path(tmp) / 'bench.db'}"

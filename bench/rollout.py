@@ -69,7 +69,7 @@ import _rollout_report as rep
 from _baseline_rollout import Baseline
 from _baseline_rollout import arithmetic as baseline_arithmetic
 from detection import Simulator, deploy, wait_healthy
-from provision import _cpu, _requests_delta, _sim_stats, local_stack
+from provision import _cpu, _requests_delta, _sim_stats, local_stack, stack_options
 
 c.ensure_repo_on_path()
 
@@ -374,13 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-ours", action="store_true")
     parser.add_argument("--skip-baseline", action="store_true")
-    parser.add_argument("--workers", type=int, default=16)
-    parser.add_argument("--timings", default="0.2s,0.1s,0.3s", help="create,boot,cloud-init")
-    parser.add_argument("--database", choices=["postgres", "sqlite"], default="postgres")
-    parser.add_argument("--pg-admin-url", default=c.PG_ADMIN_URL)
-    parser.add_argument("--log-level", default="info")
-    parser.add_argument("--timeout", type=float, default=1800, help="seconds for each wait")
-    parser.add_argument("--name", default="rollout", help="bench/results/<name>.json")
+    stack_options(parser, workers=16, timings="0.2s,0.1s,0.3s", timeout=1800, name="rollout")
     args = parser.parse_args(argv)
     for option in ("bad", "baseline_bad"):
         text = getattr(args, option)
@@ -389,9 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"unknown bad release kinds {unknown}: {sorted(rachel8.BAD_RELEASES)}")
         setattr(args, option, kinds)
-    args.load_before = list(os.getloadavg())
-    print(f"load before: {args.load_before}", file=sys.stderr)
-    return c.run_and_publish(args, lambda: [run_one(args)], rep.report)
+    return c.run_once_and_publish(args, run_one, rep.report)
 
 
 if __name__ == "__main__":
