@@ -6,7 +6,6 @@ wall / the run's time scale), as `bench/pool.py` stores them.
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections import Counter
 from collections.abc import Sequence
@@ -14,6 +13,10 @@ from typing import Any
 
 import _common as c
 from _pool_watch import Sample
+
+c.ensure_repo_on_path()
+
+from core.domain.pool import serving_size  # noqa: E402
 
 #: Issue 24's targets (unscaled seconds, share of the measured burst).
 HIT_P95, MISS_P95, STOCK_ABOUT, SHARE = 10.0, 45.0, 210.0, 0.95
@@ -30,7 +33,11 @@ def parse_metrics(text: str) -> dict[str, float]:
 
 
 def pool_figures(
-    samples: Sequence[Sample], rate: float, refill: float | None, scale: float
+    samples: Sequence[Sample],
+    rate: float,
+    refill: float | None,
+    scale: float,
+    service_level: float = 0.95,
 ) -> dict[str, Any]:
     """The pool over the measured burst: its target against the arithmetic, its warm servers.
 
@@ -39,6 +46,7 @@ def pool_figures(
         rate: deploys per (simulated) minute.
         refill: the measured create-to-warm median (unscaled seconds).
         scale: the run's time scale.
+        service_level: RACHEL_POOL_SERVICE_LEVEL.
     """
     if not samples:
         return {"samples": 0}
@@ -49,8 +57,10 @@ def pool_figures(
         "target_max": max(s.target for s in samples),
         "target_at_end": samples[-1].target,
         "refill_seconds": refill,
-        # ceil(rate x refill time), before the place's bounds.
-        "target_arithmetic": math.ceil(rate / 60 * refill - 1e-9) if refill else None,
+        # The base-stock rule at the nominal rate, before the place's bounds.
+        "target_arithmetic": serving_size(rate / 60 * refill, service_level, 1000)
+        if refill
+        else None,
         "warm_min": min(warm),
         "warm_mean": statistics.fmean(warm),
         "warm_zero_share": sum(1 for w in warm if w == 0) / len(warm),
@@ -138,7 +148,8 @@ def _pool(r: dict[str, Any]) -> list[str]:
     return [
         f"pool over the measured burst ({p['samples']} samples): target {p['target_at_start']} "
         f"at its start, {p['target_max']} at most, {p['target_at_end']} at its end; "
-        f"ceil(rate x refill {_s(p['refill_seconds'])}) = {p['target_arithmetic']}; warm min "
+        f"the rule at the nominal rate and refill {_s(p['refill_seconds'])}: "
+        f"{p['target_arithmetic']}; warm min "
         f"{p['warm_min']}, mean {p['warm_mean']:.1f}, none warm {p['warm_zero_share']:.0%} of "
         f"the time; being made, mean {p['making_mean']:.1f}"
     ]

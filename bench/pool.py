@@ -18,8 +18,8 @@ pool holding fsn1/cx23 only (`--pool-min..--pool-max`), then four phases:
 2. **image miss**: once the image is available, `--misses` deploys to nbg1:
    created from the snapshot, only the per-server cloud-init.
 3. **burst**: deploys to fsn1 at `--rate` a minute, `--warmup-minutes` first
-   (RACHEL_POOL_WINDOW is as long: the adaptive target, ceil(rate x refill
-   time), is reached by its end), then `--burst-minutes` measured: the share
+   (RACHEL_POOL_WINDOW is as long: the adaptive target, the base-stock rule
+   on rate x refill time, is reached by its end), then `--burst-minutes` measured: the share
    served from the pool (a pool row claimed by the server), deploy to ready
    of hits and misses, the target and the warm servers sampled every
    simulated second, the idle cost `/metrics` shows at the end.
@@ -41,12 +41,9 @@ Every period is scaled with the simulator's clock (`--scale`, real seconds per
 simulated second): the figures are reported unscaled (wall / scale). Below 1
 the control plane's own work (intake, queues, the claim, the injection over
 SSH) counts 1/scale times in them: scale 1, the default, does not inflate the
-pool hit's few seconds. One period is a constant, not a setting, so it is not
-scaled: claims within 5 s share one refill job
-(`jobs.enqueue.POOL_REFILL_FLAG_SECONDS`; the cron pass refills the rest);
-below scale 1 it spans more simulated time and the burst's share reads low.
-The service settle (RACHEL_SERVICE_SETTLE) is off by default, as in
-bench/provision.py (`--settle 15` adds production's wait).
+pool hit's few seconds. The settle (RACHEL_SERVICE_SETTLE) is production's
+15 s: a server is ready once Rachel8 says it serves its bot, which the
+settle only bounds.
 
     uv run python bench/pool.py                        # the run: ~20 min
     uv run python bench/pool.py --scale 0.2 --stock 3 --misses 3 \\
@@ -371,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--refill-time", type=float, default=40, help="RACHEL_POOL_REFILL_TIME until measured"
     )
-    parser.add_argument("--settle", type=float, default=0, help="RACHEL_SERVICE_SETTLE (sim s)")
+    parser.add_argument("--settle", type=float, default=15, help="RACHEL_SERVICE_SETTLE (sim s)")
     parser.add_argument("--prices", default="cx23=4.49", help="RACHEL_PRICES")
     parser.add_argument("--snapshot-price", type=float, default=0.0119, help="EUR per GB-month")
     stack_options(parser, workers=4, timings="10s,20s,10s", timeout=1800, name="pool")
