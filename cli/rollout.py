@@ -95,7 +95,7 @@ def start_command(
 
 
 def _status(rollout: Rollout) -> dict[str, Any]:
-    from core.domain.rollouts import LIVE_STATES, NO_WAVE, RolloutState
+    from core.domain.rollout_states import LIVE_STATES, NO_WAVE, RolloutState
     from core.store.db import connection
     from core.store.models import Event, Release, RolloutTarget, Server
 

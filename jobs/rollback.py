@@ -23,7 +23,7 @@ from core.cloud import vps_update
 from core.cloud.ssh import Target
 from core.cloud.vps_update import VpsUpdateError
 from core.domain.lifecycle import Status
-from core.domain.rollouts import TargetState
+from core.domain.rollout_states import TargetState
 from core.store.models import RolloutTarget, Server
 from jobs.health_writes import alert_operators
 from jobs.update_step import TargetStep, run_step, service_words, short, stage_words, status_words

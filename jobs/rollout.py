@@ -36,22 +36,24 @@ from core.domain.health import HealthPolicy
 from core.domain.heartbeats import HeartbeatStore, StoredHeartbeat
 from core.domain.rollout_gate import judge, judge_rollback, judge_soak
 from core.domain.rollout_metrics import count_outcome
-from core.domain.rollout_steps import Loaded
-from core.domain.rollouts import (
+from core.domain.rollout_states import (
     IN_FLIGHT_TARGETS,
     LIVE_STATES,
     WATCHING_STATES,
+    RolloutState,
+    TargetState,
+)
+from core.domain.rollout_steps import Loaded
+from core.domain.rollouts import (
     Action,
     BeginSoak,
     ChangeState,
     EnterWave,
     RequeueRollback,
     RequeueUpdate,
-    RolloutState,
     Skip,
     StartRollback,
     StartUpdate,
-    TargetState,
     decide,
 )
 from core.store.db import connection

@@ -49,7 +49,7 @@ from core.cloud.ssh import Target
 from core.cloud.vps_update import VpsUpdateError
 from core.domain.health import HealthState
 from core.domain.lifecycle import Status
-from core.domain.rollouts import RolloutState, TargetState
+from core.domain.rollout_states import RolloutState, TargetState
 from core.store.models import Rollout, RolloutTarget, Server
 from jobs.health_writes import alert_operators
 from jobs.queues import (

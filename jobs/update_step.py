@@ -19,7 +19,7 @@ from core.cloud.vps_update import StageResult
 from core.domain.lifecycle import Status, record_event
 from core.domain.rollout_claims import release_claim
 from core.domain.rollout_metrics import count_outcome
-from core.domain.rollouts import TargetState
+from core.domain.rollout_states import TargetState
 from core.domain.vps_access import target_for
 from core.errors import CryptoError
 from core.platform.logs import server_logger

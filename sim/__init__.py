@@ -3,6 +3,7 @@
 - `app`, `routes`, `api_*`, `http`, `pagination`, `ratelimit`, `errors`, `render`:
   the API, faithful to `../shared/hetzner/`.
 - `engine`, `state`, `catalog`, `labels`, `stats`: the simulated cloud;
+  `lifecycle`: a server's create, boot, delete and power actions;
   `images`, `disk`: snapshot images and the disk copies they hold;
   `capacity`: locations out of room for a server type.
 - `vps`, `rootfs`, `cloudconfig`, `shell`, `sshd`, `sftp`, `curl`, `bootstrap`,

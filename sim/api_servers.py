@@ -6,7 +6,7 @@ import re
 import secrets
 from typing import Any
 
-from sim import capacity, catalog, images, render
+from sim import capacity, catalog, images, lifecycle, render
 from sim.engine import Simulator
 from sim.errors import ApiError, invalid_field, not_found, uniqueness
 from sim.http import (
@@ -166,7 +166,7 @@ def create_server(sim: Simulator, req: Request) -> Response:
     fields["name"] = _valid_name(body, sim)
     # Placement last, as Hetzner places a server it has accepted: a refusal is about room.
     fields["location"] = _placement(sim, asked, server_type)
-    server, action, next_actions = sim.create_server(fields, start)
+    server, action, next_actions = lifecycle.create_server(sim, fields, start)
     return Response(
         201,
         {
@@ -232,7 +232,7 @@ def delete_server(sim: Simulator, req: Request, id: str) -> Response:
         ]
         if running:
             return Response(200, {"action": render.action(running[-1])})
-    return Response(200, {"action": render.action(sim.delete_server(server))})
+    return Response(200, {"action": render.action(lifecycle.delete_server(sim, server))})
 
 
 def _power(command: str) -> Any:
@@ -242,7 +242,9 @@ def _power(command: str) -> Any:
             req.json()  # the body is optional, but must be JSON when given
         if server.status in ("initializing", "deleting"):
             raise ApiError("locked", f"server {server.id} is locked by another action")
-        return Response(201, {"action": render.action(sim.power_action(server, command))})
+        return Response(
+            201, {"action": render.action(lifecycle.power_action(sim, server, command))}
+        )
 
     handler.__doc__ = f"POST /servers/{{id}}/actions/{command}."
     return handler

@@ -1,11 +1,10 @@
-"""The simulator core: state, faults, rate limit, stats and the asynchronous
-lifecycle of servers (create -> running -> SSH -> cloud-init callback).
+"""The simulator core: state, faults, rate limit, stats, the tasks of each server
+and the making of its VPS.
 
-Its timings are simulated seconds (`SimConfig.time_scale` real seconds
-each): create, boot, cloud-init's per-server part, and the install's work
-when cloud-init runs it (the stock install's time, times the share of its
-work not on the disk yet: all of it on a stock image, none on a snapshot of
-an installed server; `sim.install.pending_work`).
+The asynchronous lifecycle of servers (create -> running -> SSH -> cloud-init
+callback; delete; power actions) is `sim.lifecycle`, which runs as tasks of
+the server here (`spawn_task`) and makes VPSs with `make_vps`. Timings are
+simulated seconds (`SimConfig.time_scale` real seconds each; `sleep`).
 
 Everything runs on the event loop of the API server. Other threads (tests,
 the in-process runner) read and change state through the lock, and run
@@ -29,19 +28,17 @@ import msgspec
 from sim import images
 from sim.addresses import AddressPool
 from sim.config import SimConfig
-from sim.faults import Faults, action_fails, decide_server_faults, pick_error_rule
+from sim.faults import Faults, action_fails, pick_error_rule
 from sim.fleet_faults import FleetWatcher
 from sim.hardware import Hardware
 from sim.ratelimit import TokenBucket
 from sim.scratch import Scratch
 from sim.state import Action, Server, Store
-from sim.stats import ServerTimings, Stats
+from sim.stats import Stats
 from sim.telegram import TelegramSim
 from sim.vps import Vps
 
 log = logging.getLogger(__name__)
-
-_POWERING_OFF = ("stop_server", "shutdown_server")
 
 
 def _copy_faults(faults: Faults) -> Faults:
@@ -113,7 +110,8 @@ class Simulator:
         task.add_done_callback(tasks.discard)
         task.add_done_callback(_log_failure)
 
-    def _cancel_tasks(self, server_id: int) -> None:
+    def cancel_tasks(self, server_id: int) -> None:
+        """Cancel the tasks of server `server_id` (but the current one); on the loop."""
         for task in self._tasks.pop(server_id, set()):
             if task is not asyncio.current_task():
                 task.cancel()
@@ -121,7 +119,7 @@ class Simulator:
     async def close(self) -> None:
         """Cancel every lifecycle task and destroy every VPS."""
         for server_id in list(self._tasks):
-            self._cancel_tasks(server_id)
+            self.cancel_tasks(server_id)
         # A cancelled task leaves its VPS build running in its thread; let those
         # finish before their directory goes.
         await asyncio.to_thread(self._wait_for_builds, 15.0)
@@ -199,77 +197,7 @@ class Simulator:
         with self.lock:
             return action_fails(self.faults, command, self._rng.random())
 
-    # -- server lifecycle ---------------------------------------------------
-
-    def create_server(
-        self, fields: dict[str, Any], start: bool
-    ) -> tuple[Server, Action, list[Action]]:
-        """Record a new server and start its lifecycle; call on the loop, under the lock."""
-        store = self.store
-        server = Server(
-            id=store.next_server_id(),
-            name=fields["name"],
-            server_type=fields["server_type"],
-            image=fields["image"],
-            location=fields["location"],
-            labels=fields["labels"],
-            user_data=fields["user_data"],
-            public_keys=fields["public_keys"],
-            ipv4=self.addresses.next_ipv4() if fields["enable_ipv4"] else None,
-            ipv6=self.addresses.next_ipv6() if fields["enable_ipv6"] else None,
-            ipv4_id=store.next_ip_id(),
-            ipv6_id=store.next_ip_id(),
-            faults=decide_server_faults(self.faults, fields["name"], self._rng),
-            firewall_ids=fields["firewall_ids"],
-            root_password=fields["root_password"],
-            disk=fields.get("disk"),
-        )
-        store.servers[server.id] = server
-        for firewall_id in server.firewall_ids:
-            store.firewalls[firewall_id].servers.append(server.id)
-        action = store.new_action("create_server", "servers", [("server", server.id)])
-        next_actions = (
-            [store.new_action("start_server", "servers", [("server", server.id)])] if start else []
-        )
-        self.stats.servers[server.id] = ServerTimings(server.name, image=server.image["type"])
-        self.spawn_task(server.id, self._provision(server, action, next_actions, time.monotonic()))
-        return server, action, next_actions
-
-    async def _provision(
-        self, server: Server, action: Action, next_actions: list[Action], started: float
-    ) -> None:
-        await self.sleep(self.config.create_seconds, self.faults.action_delay)
-        if server.faults.never_running:
-            return  # the action stays running and the server initializing, forever
-        if self.action_fails("create_server"):
-            self._fail_create(server, [action, *next_actions], "(simulated fault)")
-            return
-        vps = None
-        if next_actions:
-            try:
-                vps = await self._make_vps(server)
-            except OSError as exc:
-                log.error(
-                    "server %s: its VPS could not be made (%s); the create action fails",
-                    server.id,
-                    exc,
-                )
-                self._fail_create(server, [action, *next_actions], f"(the simulator: {exc})")
-                return
-        with self.lock:
-            action.succeed()
-            for follow_up in next_actions:
-                follow_up.succeed()
-            server.status = "running" if vps else "off"
-            self.stats.servers[server.id].create = time.monotonic() - started
-        if vps is not None:
-            await self._boot(server, vps, first_boot=True)
-
-    def _fail_create(self, server: Server, actions: list[Action], why: str) -> None:
-        with self.lock:
-            for action in actions:
-                action.fail("action_failed", f"server creation failed {why}")
-            server.status = "off"
+    # -- VPSs ---------------------------------------------------------------
 
     def vps_dir(self) -> Path:
         """Where VPS roots and image disks are made (blocking the first time)."""
@@ -305,7 +233,8 @@ class Simulator:
                 self._builds -= 1
                 self._builds_done.notify_all()
 
-    async def _make_vps(self, server: Server) -> Vps:
+    async def make_vps(self, server: Server) -> Vps:
+        """Build `server`'s VPS in a worker thread and attach it to the loop; on the loop."""
         # The scratch directory, key generation and file writes block: keep
         # the loop free for the API while a thousand VPSs come up.
         vps = await asyncio.to_thread(self._build_vps, server)
@@ -315,95 +244,7 @@ class Simulator:
         vps.attach(asyncio.get_running_loop())
         return vps
 
-    async def _boot(self, server: Server, vps: Vps, first_boot: bool) -> None:
-        booted = time.monotonic()
-        await self.sleep(self.config.boot_seconds)
-        if (not first_boot and not vps.systemd.powered) or (first_boot and vps.from_image):
-            vps.boot()  # an image's enabled units start at its first boot too
-        if not server.faults.ssh_refuse and server.ipv4:
-            await vps.start_ssh()
-        timings = self.stats.servers[server.id]
-        timings.boot = time.monotonic() - booted
-        if not first_boot:
-            return
-        cloud_init_started = time.monotonic()
-        await self.sleep(self.config.cloud_init_seconds)
-        vps.install_fail = server.faults.install_fail  # as set now, per server too
-        # The install's work takes its time first; its files land at the end of it.
-        timings.install = self.config.install_seconds * vps.install_work()
-        await self.sleep(timings.install)
-        await asyncio.to_thread(vps.run_cloud_init)
-        vps.cloud_init_done = True
-        if server.faults.no_callback:
-            return
-        ok = await vps.run_callback(self.config.callback)
-        timings.callback_attempts = vps.callback.attempts
-        timings.callback = vps.callback.request_seconds
-        if ok:
-            timings.cloud_init = time.monotonic() - cloud_init_started
-
-    def delete_server(self, server: Server) -> Action:
-        """Start deleting a server; call on the loop, under the lock."""
-        action = self.store.new_action("delete_server", "servers", [("server", server.id)])
-        previous = server.status
-        server.status = "deleting"
-        # Deleting stops whatever the box was doing, the callback retries included.
-        self._cancel_tasks(server.id)
-        self.spawn_task(server.id, self._delete(server, action, previous))
-        return action
-
-    async def _delete(self, server: Server, action: Action, previous: str) -> None:
-        await self.sleep(self.config.boot_seconds, self.faults.action_delay)
-        with self.lock:
-            vps = self.vpss.pop(server.id, None)
-        if self.action_fails("delete_server"):
-            if vps is not None:
-                await vps.stop_ssh()
-                with self.lock:
-                    self.vpss[server.id] = vps
-            with self.lock:
-                action.fail("action_failed", "server deletion failed (simulated fault)")
-                server.status = "off" if previous != "initializing" else previous
-            return
-        if vps is not None:
-            await vps.destroy()
-        with self.lock:
-            action.succeed()
-            self.store.servers.pop(server.id, None)
-            for firewall in self.store.firewalls.values():
-                if server.id in firewall.servers:
-                    firewall.servers.remove(server.id)
-            if server.id in self.stats.servers:
-                self.stats.servers[server.id].deleted = True
-
-    def power_action(self, server: Server, command: str) -> Action:
-        """Start a power action (`start_server`, `stop_server`, `shutdown_server`,
-        `reboot_server`, `reset_server`); call on the loop, under the lock."""
-        action = self.store.new_action(command, "servers", [("server", server.id)])
-        self.spawn_task(server.id, self._power(server, action, command))
-        return action
-
-    async def _power(self, server: Server, action: Action, command: str) -> None:
-        # reboot and reset restart the box: down now, up again after the boot time.
-        vps = self.vpss.get(server.id)
-        if command != "start_server" and vps is not None:
-            await vps.power_off()
-        if command in _POWERING_OFF:
-            with self.lock:
-                server.status = "stopping"
-        await self.sleep(self.config.boot_seconds, self.faults.action_delay)
-        if self.action_fails(command):
-            with self.lock:
-                action.fail("action_failed", f"{command} failed (simulated fault)")
-            return
-        with self.lock:
-            action.succeed()
-            server.status = "off" if command in _POWERING_OFF else "running"
-        if server.status == "running":
-            first_boot = vps is None
-            if vps is None:
-                vps = await self._make_vps(server)
-            await self._boot(server, vps, first_boot=first_boot)
+    # -- quick actions ------------------------------------------------------
 
     def quick_action(
         self,

@@ -1,7 +1,7 @@
 """The simulator's in-memory project: records of servers, images, keys, firewalls, actions.
 
 Plain data plus the bookkeeping (ids, uniqueness); the asynchronous lifecycle
-lives in `sim.engine` and the JSON shapes in `sim.render`.
+lives in `sim.lifecycle` and the JSON shapes in `sim.render`.
 """
 
 from __future__ import annotations

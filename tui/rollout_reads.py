@@ -57,7 +57,7 @@ class TargetInfo:
     server_id: int
     name: str | None
     location: str
-    wave: int  # core.domain.rollouts.NO_WAVE: skipped when planned
+    wave: int  # core.domain.rollout_states.NO_WAVE: skipped when planned
     position: int
     state: str
     from_commit: str | None

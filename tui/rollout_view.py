@@ -2,7 +2,8 @@
 
 The screen (`tui.screens.rollouts`) only draws these; every rule of the
 rollout itself (the halt rule, which states may change to which) stays in
-`core.domain.rollouts` and the store, which refuse what cannot be done.
+`core.domain.rollouts`, `core.domain.rollout_states` and the store, which refuse
+what cannot be done.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from datetime import datetime
 from rich.text import Text
 
 from core.domain.releases import ReleaseRow, short
+from core.domain.rollout_states import NO_WAVE, RolloutState, TargetState
 from core.domain.rollout_waves import Waves
-from core.domain.rollouts import NO_WAVE, RolloutState, TargetState
 from tui.cells import Cell, duration, timestamp
 from tui.rollout_reads import RolloutInfo, TargetInfo
 

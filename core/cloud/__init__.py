@@ -2,7 +2,8 @@
 
 - `provider`: what we know of Hetzner apart from its client: labels, errors, records.
 - `hetzner`: the one adapter over the `hcloud` SDK; `hetzner_images` its
-  snapshot, power and capacity operations.
+  snapshot, power and capacity operations; `hetzner_project` the shared
+  firewall and the fleet SSH key it creates servers with.
 - `ratebudget`: the project's API budget, shared through Redis.
 - `availability`: what the API last said of server types' availability, shared.
 - `cloudinit`: a server's `#cloud-config` user data.

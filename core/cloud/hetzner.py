@@ -10,7 +10,8 @@
   look the server up by label first, and read `uniqueness_error` on the name
   as "already created, adopt it".
 - The shared firewall (SSH only) and the fleet SSH key are get-or-create by
-  name, their ids cached in Redis for every worker, creation races handled.
+  name, their ids cached in Redis for every worker, creation races handled:
+  `core.cloud.hetzner_project` (mixed in).
 - Every API call is counted (`calls`), by method and path.
 - Snapshots, shutdown/power-off and server type availability come from
   `core.cloud.hetzner_images` (mixed in).
@@ -18,7 +19,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -31,7 +31,7 @@ from typing import Any
 import redis
 import requests
 from hcloud import APIException, Client
-from hcloud.firewalls import Firewall, FirewallRule
+from hcloud.firewalls import Firewall
 from hcloud.locations import Location
 from hcloud.server_types import ServerType
 from hcloud.servers import Server
@@ -39,6 +39,7 @@ from hcloud.ssh_keys import SSHKey
 
 from core.cloud.hcloud_internals import disable_sdk_retries, sdk_session
 from core.cloud.hetzner_images import ImageOperations, image_reference
+from core.cloud.hetzner_project import ProjectObjects, stale_reference
 from core.cloud.provider import (
     LABEL_ENV,
     LABEL_MANAGED,
@@ -51,30 +52,6 @@ from core.cloud.provider import (
 from core.cloud.ratebudget import RateBudget, read_budget, record_call
 
 log = logging.getLogger(__name__)
-
-_CACHE_TTL_SECONDS = 86400
-
-
-#: The request fields of a server create that name our cached project objects.
-_CACHED_FIELDS = frozenset({"ssh_keys", "firewalls"})
-
-
-def stale_reference(error: HetznerError) -> bool:
-    """Whether a failed create says a firewall or SSH key it named does not exist.
-
-    Hetzner answers `invalid_input` naming the field (`ssh_keys`, `firewalls`)
-    in `details.fields`; `not_found` is read the same way. Other invalid input
-    (user data too long, an unknown image) is not about the cache.
-    """
-    if error.code == "not_found":
-        return True
-    if error.code != "invalid_input":
-        return False
-    details = getattr(error.__cause__, "details", None)
-    fields = details.get("fields") if isinstance(details, dict) else None
-    if isinstance(fields, list):
-        return any(isinstance(f, dict) and f.get("name") in _CACHED_FIELDS for f in fields)
-    return any(f"'{name}'" in error.message for name in _CACHED_FIELDS)
 
 
 def settle_environment(session: requests.Session, endpoint: str) -> None:
@@ -95,7 +72,7 @@ def settle_environment(session: requests.Session, endpoint: str) -> None:
 
 
 @dataclass
-class HetznerAdapter(ImageOperations):
+class HetznerAdapter(ProjectObjects, ImageOperations):
     """The operations the control plane performs on Hetzner Cloud.
 
     Build with `HetznerAdapter.connect(...)`; tests may pass any `hcloud.Client`.
@@ -194,108 +171,6 @@ class HetznerAdapter(ImageOperations):
                 code="network_error",
                 transient=True,
             ) from exc
-
-    # --- cached project objects -------------------------------------------------
-
-    def _cached_id(self, kind: str, name: str) -> int | None:
-        key = f"{kind}:{name}"
-        if key in self._ids:
-            return self._ids[key]
-        if self.store is not None:
-            try:
-                value = self.store.get(f"rachel-cloud:hcloud:{key}")
-            except redis.RedisError:
-                value = None
-            if value is not None:
-                self._ids[key] = int(value)
-                return self._ids[key]
-        return None
-
-    def _remember_id(self, kind: str, name: str, object_id: int) -> None:
-        self._ids[f"{kind}:{name}"] = object_id
-        if self.store is not None:
-            try:
-                self.store.set(
-                    f"rachel-cloud:hcloud:{kind}:{name}", object_id, ex=_CACHE_TTL_SECONDS
-                )
-            except redis.RedisError as exc:
-                log.debug("could not cache %s %s: %s", kind, name, exc)
-
-    def forget_cached(self) -> None:
-        """Drop cached firewall and key ids (after an error that says they are gone)."""
-        for key in list(self._ids):
-            if self.store is not None:
-                with contextlib.suppress(redis.RedisError):
-                    self.store.delete(f"rachel-cloud:hcloud:{key}")
-        self._ids.clear()
-
-    def ensure_firewall(self, name: str, source_ranges: tuple[str, ...]) -> int:
-        """The id of the shared firewall admitting SSH only, creating it once."""
-        cached = self._cached_id("firewall", name)
-        if cached is not None:
-            return cached
-        rules = [
-            FirewallRule(
-                direction="in",
-                protocol="tcp",
-                port="22",
-                source_ips=list(source_ranges),
-                description="SSH from the control plane",
-            )
-        ]
-        existing = self._call("get firewall", lambda: self.client.firewalls.get_by_name(name))
-        if existing is None:
-            try:
-                created = self._call(
-                    "create firewall",
-                    lambda: self.client.firewalls.create(
-                        name=name,
-                        rules=rules,
-                        # The SDK annotates labels as str, but sends the dict the API wants.
-                        labels={LABEL_MANAGED: "true"},  # type: ignore[arg-type]
-                    ),
-                )
-                existing = created.firewall
-                log.info("created the shared firewall %s (id %s)", name, existing.id)
-            except HetznerError as exc:
-                if exc.code != "uniqueness_error":
-                    raise
-                # Another worker created it between our lookup and our create.
-                existing = self._call(
-                    "get firewall", lambda: self.client.firewalls.get_by_name(name)
-                )
-                if existing is None:
-                    raise
-        self._remember_id("firewall", name, int(existing.id))
-        return int(existing.id)
-
-    def ensure_fleet_key(self, name: str, public_key: Callable[[], str]) -> int:
-        """The id of the project SSH key every server is created with.
-
-        Its only job is to stop Hetzner from issuing a root password; each
-        server's own key comes through cloud-init. `public_key` is called only
-        when the key has to be created.
-        """
-        cached = self._cached_id("ssh_key", name)
-        if cached is not None:
-            return cached
-        existing = self._call("get ssh key", lambda: self.client.ssh_keys.get_by_name(name))
-        if existing is None:
-            try:
-                existing = self._call(
-                    "create ssh key",
-                    lambda: self.client.ssh_keys.create(
-                        name=name, public_key=public_key(), labels={LABEL_MANAGED: "true"}
-                    ),
-                )
-            except HetznerError as exc:
-                if exc.code != "uniqueness_error":
-                    raise
-                existing = self._call("get ssh key", lambda: self.client.ssh_keys.get_by_name(name))
-                if existing is None:
-                    raise
-        self._remember_id("ssh_key", name, int(existing.id))
-        return int(existing.id)
 
     # --- servers ------------------------------------------------------------------
 

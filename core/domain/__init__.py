@@ -17,10 +17,11 @@
 - `fleet`, `metrics`, `health_metrics`, `exposition`, `events`: what operators see:
   rows, counts, Prometheus text, live messages.
 - `notify`: messages to owners (their own bot) and operators (a webhook).
-- `releases`, `rollouts`, `rollout_waves`, `rollout_store`, `rollout_steps`,
-  `rollout_claims`: Rachel8 releases across the fleet: the releases and the fleet's
-  current one, rollouts as pure decisions (waves, the halt rule, states), the store
-  and the driver's steps that apply them, and the update claims they give back.
+- `releases`, `rollouts`, `rollout_states`, `rollout_waves`, `rollout_store`,
+  `rollout_steps`, `rollout_claims`: Rachel8 releases across the fleet: the releases
+  and the fleet's current one, rollouts as pure decisions (`decide`, the halt rule),
+  their states and transitions, their waves, the store and the driver's steps that
+  apply them, and the update claims they give back.
 - `work`: the port through which the web app asks the job system for work.
 
 May import: any other room of `core`. Never Litestar, RQ or Textual.

@@ -10,7 +10,7 @@ through its rollback. It is given back here when that ends.
 
 from __future__ import annotations
 
-from core.domain.rollouts import TargetState
+from core.domain.rollout_states import TargetState
 from core.store.db import connection
 from core.store.models import RolloutTarget, Server
 

@@ -28,7 +28,7 @@ A rollback is gated the same way with `gate_seconds=0`: its first healthy
 heartbeat showing the previous commit passes it.
 
 After its gate a server is judged again at every tick while its rollout
-watches (`core.domain.rollouts.WATCHING_STATES`): `judge_soak` applies the same
+watches (`core.domain.rollout_states.WATCHING_STATES`): `judge_soak` applies the same
 rule to its latest heartbeat, so a release that crashes after a minute fails
 in the soak of the wave that caught it instead of passing on to the next one.
 """

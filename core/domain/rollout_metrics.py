@@ -29,7 +29,7 @@ import redis
 
 from core.domain.exposition import Exposition
 from core.domain.lifecycle import Status
-from core.domain.rollouts import LIVE_STATES, TargetState
+from core.domain.rollout_states import LIVE_STATES, TargetState
 from core.store.models import Rollout, RolloutTarget, Server
 
 log = logging.getLogger(__name__)

@@ -22,16 +22,15 @@ from core.domain import releases
 from core.domain.lifecycle import record_event
 from core.domain.releases import short
 from core.domain.rollout_claims import release_claim
-from core.domain.rollout_store import change_state, record
-from core.domain.rollouts import (
+from core.domain.rollout_states import (
     FAILED_TARGETS,
     NO_WAVE,
     WATCHING_STATES,
     RolloutState,
-    RolloutView,
     TargetState,
-    TargetView,
 )
+from core.domain.rollout_store import change_state, record
+from core.domain.rollouts import RolloutView, TargetView
 from core.platform.clock import SYSTEM_CLOCK, Clock
 from core.store.db import connection, write_transaction
 from core.store.models import Release, Rollout, RolloutTarget

@@ -26,8 +26,7 @@ from core.domain import releases
 from core.domain.lifecycle import validate_actor
 from core.domain.releases import short
 from core.domain.rollout_claims import release_watched_claims
-from core.domain.rollout_waves import Candidate, Waves, plan
-from core.domain.rollouts import (
+from core.domain.rollout_states import (
     ENDED_STATES,
     LIVE_STATES,
     NO_WAVE,
@@ -37,6 +36,7 @@ from core.domain.rollouts import (
     TargetState,
     check_rollout_transition,
 )
+from core.domain.rollout_waves import Candidate, Waves, plan
 from core.platform.clock import SYSTEM_CLOCK, Clock
 from core.store.db import connection, write_transaction
 from core.store.models import Event, FleetRelease, Release, Rollout, RolloutTarget, Server

@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from core.domain.rollouts import RolloutError
+from core.domain.rollout_states import RolloutError
 
 DEFAULT_WAVES = "canary,10%,50%,100%"
 

@@ -7,9 +7,15 @@ whose `setting(...)` carries its variable, default, documentation and parser
 generated from it. With nothing set, every process runs on embedded defaults in
 the data directory: SQLite, an embedded Redis server and the Hetzner simulator.
 
+`Settings` declares where things live, the cloud, secrets and the processes
+itself, and inherits every other group from a module of its own:
+`provisioning_settings`, `scheduler_settings`, `simulator_address_settings`,
+`placement_settings`, `health_settings`, `rollout_settings`, `image_settings`
+and `pool_settings` (all in `core.platform`).
+
 The simulator declares its own settings (`sim.settings`); it shares the few
 the control plane needs to reach it (`RACHEL_SIM_HOST`, `RACHEL_SIM_PORT`,
-`RACHEL_SIM_SSH_PORT`), which are declared here.
+`RACHEL_SIM_SSH_PORT`), which `core.platform.simulator_address_settings` declares.
 
 Every value is parsed once, at load; an invalid one fails fast with a
 `SettingsError` that names the setting.
@@ -17,7 +23,6 @@ Every value is parsed once, at load; an invalid one fails fast with a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -25,29 +30,22 @@ from urllib.parse import urlsplit
 from core.errors import SettingsError
 from core.platform.health_settings import HealthSettings
 from core.platform.image_settings import ImageSettings
-from core.platform.install_parsing import (
-    parse_commit,
-    parse_linux_user,
-    parse_repo_url,
-    parse_version,
-)
 from core.platform.placement_settings import PlacementSettings
 from core.platform.pool_settings import PoolSettings
+from core.platform.provisioning_settings import ProvisioningSettings
 from core.platform.rollout_settings import RolloutSettings
+from core.platform.scheduler_settings import SchedulerSettings
 from core.platform.settings_parsing import (
     parse_bool,
     parse_choice,
-    parse_cidrs,
-    parse_duration,
     parse_int,
     parse_list,
-    parse_name,
     parse_optional_cidrs,
     parse_path,
-    parse_phase_limits,
     parse_url,
 )
 from core.platform.settings_spec import Setting, setting
+from core.platform.simulator_address_settings import SimulatorAddressSettings
 
 #: The API key and the development token the simulator accepts when no
 #: `HCLOUD_TOKEN` is set. Not a secret: it only ever opens the local simulator.
@@ -56,11 +54,23 @@ HETZNER_ENDPOINT = "https://api.hetzner.cloud/v1"
 
 
 @dataclass(frozen=True)
-class Settings(PlacementSettings, HealthSettings, RolloutSettings, ImageSettings, PoolSettings):
+class Settings(
+    ProvisioningSettings,
+    SchedulerSettings,
+    SimulatorAddressSettings,
+    PlacementSettings,
+    HealthSettings,
+    RolloutSettings,
+    ImageSettings,
+    PoolSettings,
+):
     """The parsed, validated settings every control-plane process shares.
 
     Build with `Settings.load()` (the environment over `.env`; tests pass an
     explicit `environ`), which also refuses production without its secrets.
+    Its own fields are where things live, the cloud, secrets and the processes;
+    the other groups are inherited, and the settings table lists them after
+    these, in the order of the bases.
     """
 
     # Where things live.
@@ -190,271 +200,6 @@ class Settings(PlacementSettings, HealthSettings, RolloutSettings, ImageSettings
         parse_choice("debug", "info", "warning", "error"),
     )
 
-    # Provisioning.
-    # RACHEL_LOCATION and RACHEL_SERVER_TYPE: PlacementSettings.
-    image: str = setting(
-        "RACHEL_IMAGE",
-        "debian-12",
-        "Image new servers are created from.",
-    )
-    sla_seconds: float = setting(
-        "RACHEL_SLA",
-        "120s",
-        "Provisioning time target from deploy to ready.",
-        parse_duration,
-    )
-    grace_period_seconds: float = setting(
-        "RACHEL_GRACE_PERIOD",
-        "3d",
-        "How long a lapsed subscription keeps its server before deprovisioning.",
-        parse_duration,
-    )
-    name_prefix: str = setting(
-        "RACHEL_NAME_PREFIX",
-        "rachel",
-        "Prefix of server names (`<prefix>-<server id>`); distinct per environment "
-        "sharing one Hetzner project.",
-        parse_name,
-    )
-    firewall_name: str = setting(
-        "RACHEL_FIREWALL_NAME",
-        "rachel-cloud-ssh",
-        "Name of the shared firewall every server is created behind (SSH only).",
-    )
-    ssh_source_ranges: tuple[str, ...] = setting(
-        "RACHEL_SSH_SOURCE_RANGES",
-        "0.0.0.0/0,::/0",
-        "CIDR ranges the firewall admits SSH from (the workers' addresses, ideally).",
-        parse_cidrs,
-    )
-    boot_timeout_seconds: float = setting(
-        "RACHEL_BOOT_TIMEOUT",
-        "10m",
-        "How long a new server has to boot and call back before it is failed and cleaned up.",
-        parse_duration,
-    )
-    inject_timeout_seconds: float = setting(
-        "RACHEL_INJECT_TIMEOUT",
-        "60s",
-        "Time limit of one secret-injection attempt (SSH connect, write, restart).",
-        parse_duration,
-    )
-    service_settle_seconds: float = setting(
-        "RACHEL_SERVICE_SETTLE",
-        "15s",
-        "The longest the server waits after its secrets are injected for Rachel8 to log that "
-        "it serves its bot (ready at once then, if never restarted automatically); a release "
-        "that never logs it is ready once it stayed up this long. 0 checks only that it "
-        "started.",
-        parse_duration,
-    )
-    phase_retries: int = setting(
-        "RACHEL_PHASE_RETRIES",
-        "6",
-        "Retries of a phase after transient errors (429, 5xx, network) before the "
-        "server is failed.",
-        parse_int(0, 100),
-    )
-    retry_base_seconds: float = setting(
-        "RACHEL_RETRY_BASE",
-        "2s",
-        "First retry delay; doubles per retry with full jitter, capped at 5 minutes.",
-        parse_duration,
-    )
-    create_concurrency: int = setting(
-        "RACHEL_CREATE_CONCURRENCY",
-        "20",
-        "Most server creations in flight at once per Hetzner project (RQ RateLimit).",
-        parse_int(1, 10_000),
-    )
-    rate_limit_reserve: int = setting(
-        "RACHEL_RATE_LIMIT_RESERVE",
-        "50",
-        "API requests kept in reserve: below this many remaining, new creates wait "
-        "for the bucket to refill so deprovisions and cleanups still get through.",
-        parse_int(0, 3600),
-    )
-    rachel8_repo_url: str = setting(
-        "RACHEL8_REPO_URL",
-        "https://github.com/polly3223/Rachel8.git",
-        "Git repository every VPS clones Rachel8 from (`https://`, `ssh://` or `git://` URL, "
-        "or `user@host:path`).",
-        parse_repo_url,
-    )
-    rachel8_commit: str = setting(
-        "RACHEL8_COMMIT",
-        "63f162e9302a66344772ab23653789f701c7bcf9",
-        "The Rachel8 commit the fleet's first release is seeded from: a full 40-hex-digit "
-        "commit id (a branch or tag is refused: it moves). New servers check out the fleet's "
-        "current release (`rachel-cloud release list`), which only this seeds while there is "
-        "none; after that, rollouts change it.",
-        parse_commit,
-    )
-    rachel8_bun_version: str = setting(
-        "RACHEL8_BUN_VERSION",
-        "1.4.5",
-        "Bun version (x.y.z) installed on new servers, with Bun's official installer.",
-        parse_version,
-    )
-    rachel8_claude_code_version: str = setting(
-        "RACHEL8_CLAUDE_CODE_VERSION",
-        "2.1.332",
-        "Claude Code CLI version (x.y.z, npm `@anthropic-ai/claude-code`) installed on new "
-        "servers; Rachel8 drives Claude through it.",
-        parse_version,
-    )
-    rachel8_user: str = setting(
-        "RACHEL8_USER",
-        "rachel",
-        "Linux user Rachel8 runs as on each VPS (no sudo, no password; never root or another "
-        "account the image has).",
-        parse_linux_user,
-    )
-    worker_class: str = setting(
-        "RACHEL_WORKER_CLASS",
-        "simple",
-        "RQ worker kind: `simple` (jobs run in the worker process: 2.5x the throughput, "
-        "BENCHMARKS.md) or `fork` (a work horse forked per job: a job that crashes the "
-        "interpreter or leaks memory cannot take the worker with it).",
-        parse_choice("fork", "simple"),
-    )
-    callback_dispatch: str = setting(
-        "RACHEL_CALLBACK_DISPATCH",
-        "enqueue",
-        "How an accepted cloud-init callback starts the secret injection: `enqueue` (the "
-        "callback queues it at once) or `poll` (the design this replaced, kept as the "
-        "benchmarks' baseline: a cron task looks for called-back servers every "
-        "RACHEL_CALLBACK_POLL_INTERVAL).",
-        parse_choice("enqueue", "poll"),
-    )
-    callback_poll_interval_seconds: float = setting(
-        "RACHEL_CALLBACK_POLL_INTERVAL",
-        "5s",
-        "With RACHEL_CALLBACK_DISPATCH=poll: how often the database is polled for servers "
-        "whose callback came and whose injection is not queued yet.",
-        parse_duration,
-    )
-
-    # Scheduler (`rachel-cloud cron`).
-    grace_interval_seconds: float = setting(
-        "RACHEL_GRACE_INTERVAL",
-        "5m",
-        "How often the grace enforcer runs (warns, deprovisions lapsed subscriptions' servers).",
-        parse_duration,
-    )
-    grace_warning_seconds: float = setting(
-        "RACHEL_GRACE_WARNING",
-        "1d",
-        "How long before the end of the grace period the customer is warned.",
-        parse_duration,
-    )
-    notifications: str = setting(
-        "RACHEL_NOTIFICATIONS",
-        "auto",
-        "Owner notifications (grace warnings; the assistant down and back again): "
-        "`telegram` (through the customer's own bot), `off` (logged only), or `auto`: "
-        "telegram against real Hetzner, and with the simulator only when "
-        "RACHEL_TELEGRAM_API_URL is set (the simulator's Telegram, say).",
-        parse_choice("auto", "telegram", "off"),
-    )
-    telegram_api_url: str = setting(
-        "RACHEL_TELEGRAM_API_URL",
-        "https://api.telegram.org",
-        "Base URL of the Telegram Bot API the notifications and the deploy's bot token "
-        "check (RACHEL_TELEGRAM_CHECK) go through.",
-        parse_url("http", "https"),
-    )
-    telegram_check: str = setting(
-        "RACHEL_TELEGRAM_CHECK",
-        "auto",
-        "Ask Telegram (`getMe`, through RACHEL_TELEGRAM_API_URL) whether a deploy's bot "
-        "token is valid before storing it: `on`, `off`, or `auto`: on against real Hetzner, "
-        "and with the simulator only when RACHEL_TELEGRAM_API_URL is set. A token Telegram "
-        "rejects is refused with 422; an unreachable Telegram does not block the deploy.",
-        parse_choice("auto", "on", "off"),
-    )
-    reconcile_interval_seconds: float = setting(
-        "RACHEL_RECONCILE_INTERVAL",
-        "5m",
-        "How often the reconciler compares Hetzner, the database and the job queues.",
-        parse_duration,
-    )
-    reconcile_apply: bool = setting(
-        "RACHEL_RECONCILE_APPLY",
-        "false",
-        "Whether the scheduled reconciler acts on what it finds (delete orphans, fail lost "
-        "servers, fail or re-enqueue stuck ones); false: report only.",
-        parse_bool,
-    )
-    orphan_min_age_seconds: float = setting(
-        "RACHEL_ORPHAN_MIN_AGE",
-        "30m",
-        "Safety age: the reconciler deletes an orphan VPS (ours by its labels, unknown to "
-        "the database) only when Hetzner created it at least this long ago.",
-        parse_duration,
-    )
-    phase_limits: Mapping[str, float] = setting(
-        "RACHEL_PHASE_LIMITS",
-        "pending=15m,creating=15m,injecting_secrets=15m,deprovisioning=30m",
-        "How long a server may stay in each in-flight phase (cloud_init has its boot "
-        "deadline), as `phase=duration` pairs. creating and injecting_secrets fail by "
-        "themselves at their limit, rate-limit waits included; the reconciler calls any "
-        "phase stuck past it.",
-        parse_phase_limits,
-    )
-    delivery_retention_seconds: float = setting(
-        "RACHEL_DELIVERY_RETENTION",
-        "7d",
-        "How long webhook deliveries are remembered for idempotency (longer than the "
-        "dashboard retries a delivery); older ones are pruned hourly.",
-        parse_duration,
-    )
-    sweep_interval_seconds: float = setting(
-        "RACHEL_SWEEP_INTERVAL",
-        "15s",
-        "How often the sweeper re-enqueues accepted work whose job vanished and "
-        "recovers jobs of killed workers.",
-        parse_duration,
-    )
-    sweep_grace_seconds: float = setting(
-        "RACHEL_SWEEP_GRACE",
-        "30s",
-        "The sweeper leaves servers that changed status less than this long ago alone "
-        "(their next job is being enqueued).",
-        parse_duration,
-    )
-    abandoned_after_seconds: float = setting(
-        "RACHEL_ABANDONED_AFTER",
-        "40s",
-        "A started job whose worker has not sent a heartbeat for this long (or whose "
-        "worker process is gone, on the same host) is abandoned: RQ retries it.",
-        parse_duration,
-    )
-
-    # Where the local simulator is (development and tests only). `rachel-cloud
-    # sim` reads these too (`sim.settings`): declared here because the control
-    # plane must find the simulator without importing it.
-    sim_host: str = setting(
-        "RACHEL_SIM_HOST",
-        "127.0.0.1",
-        "Address of the simulator: `rachel-cloud sim` binds it, and the control plane "
-        "calls it there when HCLOUD_TOKEN is unset.",
-    )
-    sim_port: int = setting(
-        "RACHEL_SIM_PORT",
-        "4010",
-        "Port of the simulator: `rachel-cloud sim` listens on it, and the control plane "
-        "calls it there when HCLOUD_TOKEN is unset.",
-        parse_int(0, 65535),
-    )
-    sim_ssh_port: int = setting(
-        "RACHEL_SIM_SSH_PORT",
-        "2222",
-        "SSH port of every simulated VPS (each VPS has its own loopback address); the "
-        "secret injection connects to it unless the endpoint is the real Hetzner.",
-        parse_int(0, 65535),
-    )
-
     def check(self) -> None:
         """Production (a token, a non-local endpoint) requires real secrets and HTTPS.
 
@@ -489,10 +234,6 @@ class Settings(PlacementSettings, HealthSettings, RolloutSettings, ImageSettings
     def vps_ssh_port(self) -> int:
         """The SSH port of the VPSs: 22 on Hetzner, the simulator's otherwise."""
         return 22 if self.is_production else self.sim_ssh_port
-
-    def phase_limit(self, phase: str) -> float | None:
-        """Seconds a server may stay in `phase` before it is stuck (None: no limit here)."""
-        return self.phase_limits.get(phase)
 
     @property
     def notifications_enabled(self) -> bool:

@@ -29,9 +29,9 @@ import pytest
 import redis
 
 from core.domain import releases, rollout_store
+from core.domain.rollout_states import RolloutState, TargetState
 from core.domain.rollout_store import RolloutOptions
 from core.domain.rollout_waves import parse_waves
-from core.domain.rollouts import RolloutState, TargetState
 from core.store.models import Event, Rollout, RolloutTarget, Server
 from jobs import operator
 from jobs.cron import CRON_QUEUE, JOB_TIMEOUT, RESULT_TTL

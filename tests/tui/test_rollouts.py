@@ -19,10 +19,10 @@ from redis.retry import Retry
 from rq import Queue
 
 from core.domain import releases, rollout_steps
+from core.domain.rollout_states import RolloutState, TargetState
 from core.domain.rollout_store import RolloutOptions
 from core.domain.rollout_store import start as start_rollout
 from core.domain.rollout_waves import parse_waves
-from core.domain.rollouts import RolloutState, TargetState
 from core.platform.clock import ManualClock
 from core.store.models import Event, Rollout, RolloutTarget, Server
 from jobs.queues import FINISH

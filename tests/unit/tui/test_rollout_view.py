@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from core.domain.releases import ReleaseRow
-from core.domain.rollouts import NO_WAVE, RolloutState, TargetState
+from core.domain.rollout_states import NO_WAVE, RolloutState, TargetState
 from tui.rollout_reads import RolloutInfo, TargetInfo
 from tui.rollout_view import (
     BUCKET_OF,

@@ -9,9 +9,9 @@ import pytest
 
 from core.domain import releases, rollout_store
 from core.domain.releases import ReleaseError, add_release, current, resolve
+from core.domain.rollout_states import RolloutError, RolloutState
 from core.domain.rollout_store import RolloutOptions
 from core.domain.rollout_waves import parse_waves
-from core.domain.rollouts import RolloutError, RolloutState
 from core.store.db import connection
 from core.store.models import Event, FleetRelease, Release, Rollout, RolloutTarget
 from tests import factories

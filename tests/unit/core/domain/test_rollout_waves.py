@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.domain.rollout_states import RolloutError
 from core.domain.rollout_waves import (
     DEFAULT_WAVES,
     Candidate,
@@ -17,7 +18,6 @@ from core.domain.rollout_waves import (
     plan,
     wave_sizes,
 )
-from core.domain.rollouts import RolloutError
 
 
 def test_the_default_and_a_canary_of_two() -> None:

@@ -10,30 +10,32 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.domain.rollouts import (
+from core.domain.rollout_states import (
     IN_FLIGHT_TARGETS,
     LIVE_STATES,
     ROLLOUT_TRANSITIONS,
     TARGET_TRANSITIONS,
+    RolloutError,
+    RolloutState,
+    TargetState,
+    check_rollout_transition,
+    rollout_transition_allowed,
+    target_transition_allowed,
+)
+from core.domain.rollouts import (
     Action,
     BeginSoak,
     ChangeState,
     EnterWave,
     RequeueRollback,
     RequeueUpdate,
-    RolloutError,
-    RolloutState,
     RolloutView,
     Skip,
     StartRollback,
     StartUpdate,
-    TargetState,
     TargetView,
-    check_rollout_transition,
     decide,
     halt_reason,
-    rollout_transition_allowed,
-    target_transition_allowed,
 )
 
 T0 = datetime(2026, 5, 1, 12, 0, 0)
