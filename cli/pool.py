@@ -25,7 +25,7 @@ def list_command(as_json: bool, show_all: bool) -> None:
     from core.store.db import connection
     from core.store.models import PoolServer
     from jobs.context import JobContext
-    from jobs.pool import places, read
+    from jobs.pool import status
 
     rt = runtime("cli")
     ctx = JobContext(settings=rt.settings, keyring=rt.keyring, redis=rt.redis)
@@ -49,13 +49,10 @@ def list_command(as_json: bool, show_all: bool) -> None:
             f"{row.created_at:%Y-%m-%d %H:%M}  {row.reason or ''}"
         )
     if rt.settings.pool_enabled:
-        seen = read(ctx)
-        for place, size in places(ctx).items():
-            here = [s for s in seen.servers if s.place == place]
-            warm = sum(s.state == PoolState.WARM for s in here)
-            making = sum(s.state in (PoolState.CREATING, PoolState.BOOTING) for s in here)
-            click.echo(f"{'/'.join(place)}: {warm} warm, {making} being made; target "
-                       f"{seen.targets[place]} ({size.minimum}..{size.maximum})")  # fmt: skip
+        for place in status(ctx):
+            click.echo(f"{place.location}/{place.server_type}: {place.warm} warm, {place.making} "
+                       f"being made; target {place.target} ({place.size.minimum}.."
+                       f"{place.size.maximum})")  # fmt: skip
     else:
         click.echo("the pool is off (RACHEL_POOL=false): it holds nothing and drains")
     idle = pool_idle_cost([view(row) for row in rows], rt.settings.server_prices)
@@ -69,16 +66,12 @@ def refill_command() -> None:
     """One pass of the scheduled refill: recycle old, surplus and stuck pool servers
     (all of them when RACHEL_POOL is off), create what the pool lacks."""
     from jobs.context import JobContext, use_context
-    from jobs.pool import refill
-    from jobs.taskrun import task_run
+    from jobs.pool import refill_now
 
     rt = runtime("cli")
     ctx = JobContext(settings=rt.settings, keyring=rt.keyring, redis=rt.redis)
     use_context(ctx)
-    with task_run(ctx.redis, "pool") as summary:
-        if summary is None:
-            raise click.ClickException("a pool refill is running (rachel-cloud cron); try again")
-        refill(ctx, summary)
+    summary = refill_now(ctx)  # RefillRunning, a RachelError: main prints why, fails
     for line in summary.details:
         click.echo(line)
     click.echo(summary.line())

@@ -2,25 +2,49 @@
 
 from __future__ import annotations
 
+import functools
 import getpass
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import click
 import redis
 
 from cli.common import operator_option
+from core.platform.clock import Clock
 from core.platform.settings import Settings
 
 if TYPE_CHECKING:
+    from jobs.context import JobContext
     from tui.backend import Operations
+
+
+def job_context(conn: redis.Redis, settings: Settings) -> Callable[[Clock], JobContext]:
+    """The `JobContext` the pool functions take, at a clock (the key ring read once, when
+    first needed: a refill seals the keys of the servers it creates)."""
+    from core.store.vault import load_keyring
+    from jobs.context import JobContext
+
+    ring = functools.cache(lambda: load_keyring(settings))
+    return lambda clock: JobContext(settings=settings, keyring=ring(), redis=conn, clock=clock)
+
+
+def refill_pool(context: JobContext) -> str:
+    """One refill pass now, as `rachel-cloud pool refill` runs it: what it did, one line each."""
+    from jobs.pool import refill_now
+
+    summary = refill_now(context)  # RefillRunning: the TUI says it was refused, and why
+    return "\n".join([*summary.details, summary.line()])
 
 
 def operations(conn: redis.Redis, settings: Settings) -> Operations:
     """The TUI's `Operations`, made of the same `jobs` functions the CLI uses."""
+    from core.domain.image_store import listing
     from core.domain.releases import list_releases
-    from jobs import inspect, operator, rollout_operator
+    from jobs import inspect, operator, pool, rollout_operator
     from tui.backend import Operations
 
+    context = job_context(conn, settings)
     return Operations(
         retry=lambda sid, actor: operator.retry(conn, settings, sid, actor).message,
         reinject=lambda sid, actor: operator.reinject(conn, sid, actor).message,
@@ -39,6 +63,9 @@ def operations(conn: redis.Redis, settings: Settings) -> Operations:
             rollout_operator.act(conn, action, actor, reason).message
         ),
         releases=lambda: list_releases(settings.rachel8_commit),
+        pool_places=lambda clock: pool.status(context(clock)) if settings.pool_enabled else None,
+        images=lambda: listing(settings.rachel8_commit, include_deleted=False),
+        pool_refill=lambda clock: refill_pool(context(clock)),
     )
 
 

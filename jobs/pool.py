@@ -1,8 +1,9 @@
 """The warm pool's refill: a scheduled task (RACHEL_POOL_INTERVAL).
 
-One pass (`refill`, also the CLI's): read the pool, the fleet's release and
-the recent deploys; decide (`core.domain.pool.plan`) what to recycle and
-what to create; then
+One pass (`refill`; `refill_now` runs it under the task's lock, for the
+job, the CLI and the TUI): read the pool, the fleet's release and the
+recent deploys; decide (`core.domain.pool.plan`) what to recycle and what
+to create; then
 1. delete the VPS of every server to recycle (and of those left `recycling`
    by an earlier pass or a failed install), marking each `deleted`;
 2. create the missing ones: a `creating` row, its own key pair (sealed) and
@@ -39,10 +40,12 @@ from core.domain.callbacks import hash_token
 from core.domain.image_store import is_snapshot, starting_image
 from core.domain.pool import (
     Place,
+    PlaceStatus,
     PoolPlan,
     PoolServerView,
     PoolSize,
     PoolState,
+    place_statuses,
     plan,
     pool_labels,
     pool_row_of,
@@ -51,6 +54,7 @@ from core.domain.pool import (
     target_size,
 )
 from core.domain.releases import current_commit
+from core.errors import RachelError
 from core.platform.runs import RunSummary
 from core.security.crypto import generate_ssh_keypair
 from core.store.db import connection
@@ -71,17 +75,39 @@ def pool_callback_url(public_url: str, pool_id: int) -> str:
     return f"{public_url.rstrip('/')}/callbacks/pool/{pool_id}"
 
 
+class RefillRunning(RachelError):
+    """Another refill pass holds the task's lock: this one did nothing."""
+
+    code = "refill_running"
+    transient = True
+
+
 def refill_pool() -> str:
     """RQ job (cron, and after a claim): one refill pass."""
     ctx = context()
     with contextlib.suppress(redis.RedisError):
         # Cleared before reading: a claim from now on asks for a pass of its own.
         ctx.redis.delete(POOL_REFILL_FLAG)
+    try:
+        return refill_now(ctx).line()
+    except RefillRunning:
+        return "skipped: already running"
+
+
+def refill_now(ctx: JobContext) -> RunSummary:
+    """One refill pass under the task's lock (the job's, `rachel-cloud pool refill`'s, the TUI's).
+
+    Returns:
+        What the pass found and did (its details name each pool server it acted on).
+
+    Raises:
+        RefillRunning: another pass is running (`rachel-cloud cron`'s, say).
+    """
     with task_run(ctx.redis, "pool") as summary:
         if summary is None:
-            return "skipped: already running"
+            raise RefillRunning("a pool refill is running (rachel-cloud cron); try again")
         refill(ctx, summary)
-        return summary.line()
+    return summary
 
 
 @dataclass(frozen=True)
@@ -101,6 +127,12 @@ def places(ctx: JobContext) -> dict[Place, PoolSize]:
         (settings.location, settings.server_type),
         PoolSize(settings.pool_min, settings.pool_max),
     )
+
+
+def status(ctx: JobContext) -> list[PlaceStatus]:
+    """Each place's warm servers, those being made, its target and bounds (`pool list`, the TUI)."""
+    seen = read(ctx)
+    return place_statuses(seen.servers, seen.targets, places(ctx))
 
 
 def read(ctx: JobContext) -> PoolReading:

@@ -1,8 +1,9 @@
 """What the TUI reads and does, as plain blocking functions for worker threads.
 
-No Textual here. `Operations` is how the TUI reaches the job queue: the
-composition root (`cli.tui`) fills it with `jobs.operator` and `jobs.inspect`
-functions, so the TUI's actions are the CLI's, and `tui` never imports `jobs`.
+No Textual here. `Operations` is how the TUI reaches the job queue and the
+jobs' own rules: the composition root (`cli.tui`) fills it with `jobs.operator`,
+`jobs.inspect`, `jobs.rollout_operator` and `jobs.pool` functions, so the TUI's
+actions (and the pool's targets) are the CLI's, and `tui` never imports `jobs`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import peewee
 import redis
@@ -25,6 +26,7 @@ from core.domain.fleet import (
     timeline,
 )
 from core.domain.heartbeats import HeartbeatStore
+from core.domain.pool import PlaceStatus
 from core.domain.pool_metrics import PoolSnapshot, collect_pool
 from core.domain.releases import ReleaseRow
 from core.errors import DatabaseError, RachelError, RedisUnavailable
@@ -33,6 +35,7 @@ from core.security.redaction import redact
 from core.store.db import connection
 from core.store.models import Server
 from tui.cells import Row
+from tui.pool_reads import PoolData, read_pool
 from tui.rollout_reads import RolloutsData, read_rollouts
 
 
@@ -138,6 +141,12 @@ class Operations:
     server_jobs: Callable[[int, str | None], Sequence[JobView]]
     rollout_action: Callable[[str, str, str | None], str]  # action, actor, reason
     releases: Callable[[], Sequence[ReleaseRow]]  # newest first, the current one marked
+    #: Each place of the pool at the clock's now (`jobs.pool.status`); None: the pool is off.
+    pool_places: Callable[[Clock], Sequence[PlaceStatus] | None]
+    #: The images not deleted, newest first, and the id new servers start from (`listing`).
+    images: Callable[[], tuple[Sequence[Mapping[str, Any]], int | None]]
+    #: One refill pass now (`jobs.pool.refill_now`): what it did; RachelError if one runs.
+    pool_refill: Callable[[Clock], str]
 
 
 @dataclass(frozen=True)
@@ -288,6 +297,21 @@ class Backend:
     def load_rollouts(self) -> RolloutsData:
         """The rollouts screen's data: the newest rollout and its servers, recent ones, releases."""
         return read_rollouts(self.operations.releases())
+
+    def load_pool(self) -> PoolData:
+        """The pool screen's data: each place's target, the pool servers, the images, costs."""
+        ops = self.operations
+        return read_pool(
+            ops.pool_places(self.clock), ops.images(), self.prices, self.snapshot_price
+        )
+
+    def run_pool_refill(self) -> str:
+        """One refill pass, as `rachel-cloud pool refill` runs it; what it did.
+
+        Raises:
+            RachelError: another pass is running.
+        """
+        return self.operations.pool_refill(self.clock)
 
     def last_heartbeat(self, server_id: int) -> Heartbeat:
         """When the server's latest heartbeat arrived (from Redis)."""

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from core.domain.releases import ReleaseRow
 from core.domain.rollout_store import EVENT_KIND
 from core.security.redaction import redact
 from core.store.db import connection
 from core.store.models import Event, Release, Rollout, RolloutTarget, Server
-
-InfoT = TypeVar("InfoT", "RolloutInfo", "TargetInfo")
+from tui.reads import build, redacted
 
 #: Recent rollouts listed below the newest one's servers.
 RECENT_ROLLOUTS = 8
@@ -96,20 +95,9 @@ class RolloutsData:
     releases: tuple[ReleaseRow, ...]
 
 
-def _redacted(text: str | None) -> str | None:
-    """Reasons quote logs (a failed step's output): never show a secret."""
-    return None if text is None else redact(text)
-
-
-def _build(cls: type[InfoT], row: dict[str, Any], **given: Any) -> InfoT:
-    """A `cls` from a query's row: the fields of the same name, then those `given`."""
-    values = {f.name: row[f.name] for f in fields(cls) if f.name not in given}
-    return cls(**values, **given)
-
-
 def _info(row: dict[str, Any]) -> RolloutInfo:
     shares = tuple(float(s) for s in json.loads(row["shares"]))
-    return _build(RolloutInfo, row, reason=_redacted(row["reason"]), shares=shares)
+    return build(RolloutInfo, row, reason=redacted(row["reason"]), shares=shares)
 
 
 def recent_rollouts(limit: int = RECENT_ROLLOUTS) -> list[RolloutInfo]:
@@ -134,7 +122,7 @@ def targets_of(rollout_id: int) -> list[TargetInfo]:
         .dicts()
     )
     return [
-        _build(TargetInfo, t, server_id=t["server"], reason=_redacted(t["reason"])) for t in query
+        build(TargetInfo, t, server_id=t["server"], reason=redacted(t["reason"])) for t in query
     ]
 
 

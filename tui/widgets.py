@@ -7,8 +7,9 @@ from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
 from rich.text import Text
+from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Label, Static
 from textual.widgets.data_table import ColumnKey, DuplicateKey, RowKey
 from textual.widgets.data_table import Row as TableRow
 
@@ -52,6 +53,26 @@ def add_columns(table: DataTable[object], *columns: tuple[str, int]) -> None:
     """Add fixed-width columns, keyed by their lower-cased labels."""
     for label, width in columns:
         table.add_column(label, key=label.lower(), width=width)
+
+
+def titled_table(title: str, table_id: str, *, rows: bool = False) -> ComposeResult:
+    """A section's title and its table (`rows`: a row cursor and zebra stripes, else none)."""
+    yield Label(title, classes="section")
+    yield DataTable(id=table_id, cursor_type="row" if rows else "none", zebra_stripes=rows)
+
+
+def fill_table(table: DataTable[Text], rows: list[tuple[str, list[Cell]]], empty: str) -> None:
+    """Replace `table`'s rows (keyed), keeping the cursor on the row it was on."""
+    selected = None
+    if table.row_count and table.cursor_row < table.row_count:
+        selected = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+    table.clear()
+    for key, cells in rows:
+        table.add_row(*(to_text(c) for c in cells), key=key)
+    if not rows:
+        table.add_row(Text(empty, style="dim"), *[Text("")] * (len(table.columns) - 1))
+    elif selected is not None and selected in table.rows:
+        table.move_cursor(row=table.get_row_index(selected), scroll=False)
 
 
 class ConnectionBanner(Static):

@@ -101,6 +101,42 @@ class PoolPlan:
     recycle: list[Recycle]
 
 
+@dataclass(frozen=True)
+class PlaceStatus:
+    """One place of the pool as operators see it (`rachel-cloud pool list`, the TUI).
+
+    Attributes:
+        location: where its servers are made.
+        server_type: what they are.
+        warm: its warm servers (a deploy there claims one).
+        making: its servers being made (creating or booting).
+        target: how many it wants now (`target_size`).
+        size: its bounds.
+    """
+
+    location: str
+    server_type: str
+    warm: int
+    making: int
+    target: int
+    size: PoolSize
+
+
+def place_statuses(
+    servers: Sequence[PoolServerView],
+    targets: Mapping[Place, int],
+    sizes: Mapping[Place, PoolSize],
+) -> list[PlaceStatus]:
+    """Each place of `sizes` (in its order): its warm servers, those being made, its target."""
+    statuses = []
+    for place, size in sizes.items():
+        here = [s for s in servers if s.place == place]
+        warm = sum(s.state == PoolState.WARM for s in here)
+        making = sum(s.state in (PoolState.CREATING, PoolState.BOOTING) for s in here)
+        statuses.append(PlaceStatus(*place, warm, making, targets[place], size))
+    return statuses
+
+
 def pool_name(prefix: str, pool_id: int) -> str:
     """A pool server's name (unique per pool row, apart from customers' and builders')."""
     return f"{prefix}-pool-{pool_id}"

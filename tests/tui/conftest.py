@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 import peewee
 import pytest
@@ -31,6 +32,9 @@ from tests.conftest import make_settings
 from tests.unit.core.domain.test_heartbeats import beat
 from tui.app import RachelApp
 from tui.backend import Backend
+from tui.screens.base import LoadingScreen
+
+LoadedT = TypeVar("LoadedT", bound=LoadingScreen[Any])
 
 # pytest-textual-snapshot 1.0 names its extension with syrupy 4's `_file_extension`;
 # syrupy 5+ reads `file_extension`, and would store the SVG snapshots as `.raw`.
@@ -70,13 +74,16 @@ def tui_settings(tmp_path: Path) -> Settings:
 def backend(
     tui_db: peewee.Database, redis_client: redis.Redis, tui_settings: Settings, clock: ManualClock
 ) -> Backend:
-    """The real backend: this Redis, this database, the `jobs` operator functions."""
+    """The real backend: this Redis, this database, the `jobs` operator functions, the
+    settings' prices (as `cli.tui.run_tui` builds it)."""
     return Backend(
         redis_client,
         operations(redis_client, tui_settings),
         tui_settings.sla_seconds,
         OPERATOR,
         clock,
+        prices=tui_settings.server_prices,
+        snapshot_price=tui_settings.snapshot_price_gb_month,
     )
 
 
@@ -325,6 +332,16 @@ async def loaded(pilot: Pilot[None]) -> None:
     if app.live:
         await wait_for(pilot, lambda: app.live_connected)
     await pilot.pause()
+
+
+async def open_screen(pilot: Pilot[None], key: str, kind: type[LoadedT]) -> LoadedT:
+    """Press `key` on the loaded fleet screen; the `kind` screen it opens, once it has read."""
+    await loaded(pilot)
+    await pilot.press(key)
+    screen = pilot.app.screen
+    assert isinstance(screen, kind)
+    await wait_for(pilot, lambda: screen.loads >= 1)
+    return screen
 
 
 async def burst(pilot: Pilot[None], *keys: str) -> None:

@@ -27,7 +27,7 @@ from core.platform.clock import ManualClock
 from core.store.models import Event, Rollout, RolloutTarget, Server
 from jobs.queues import FINISH
 from jobs.rollout_operator import act
-from tests.tui.conftest import OPERATOR, SIZE, loaded, make_server, wait_for
+from tests.tui.conftest import OPERATOR, SIZE, make_server, open_screen, wait_for
 from tests.tui.test_screens import help_text
 from tui.app import RachelApp
 from tui.screens.confirm import ConfirmChoice
@@ -147,12 +147,7 @@ def ticks(conn: redis.Redis) -> list[int]:
 
 
 async def open_rollouts(pilot) -> RolloutsScreen:
-    await loaded(pilot)
-    await pilot.press("o")
-    screen = pilot.app.screen
-    assert isinstance(screen, RolloutsScreen)
-    await wait_for(pilot, lambda: screen.loads >= 1)
-    return screen
+    return await open_screen(pilot, "o", RolloutsScreen)
 
 
 async def test_the_rollout_its_waves_servers_countdown_and_a_server(

@@ -14,7 +14,7 @@ from core.domain.lifecycle import transition
 from core.platform.clock import ManualClock
 from core.store.models import Server
 from jobs.queues import START
-from tests.tui.conftest import SIZE, loaded, wait_for
+from tests.tui.conftest import SIZE, loaded, open_screen, wait_for
 from tests.tui.test_queries import PLANTED
 from tui.app import RachelApp
 from tui.screens.help import HelpScreen, key_table
@@ -48,12 +48,7 @@ async def open_server(pilot, app: RachelApp, server: Server) -> ServerScreen:
 
 async def open_jobs(pilot, app: RachelApp) -> JobsScreen:
     """Open the jobs screen from the fleet and wait for its first load."""
-    await loaded(pilot)
-    await pilot.press("j")
-    screen = app.screen
-    assert isinstance(screen, JobsScreen)
-    await wait_for(pilot, lambda: screen.loads >= 1)
-    return screen
+    return await open_screen(pilot, "j", JobsScreen)
 
 
 async def test_server_screen_timeline_error_jobs_and_live_reload(

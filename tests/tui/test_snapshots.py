@@ -11,7 +11,7 @@ import redis
 
 from jobs.queues import START, enqueue_step
 from jobs.registry import JobFunction
-from tests.tui.conftest import SIZE, heard, loaded, wait_for
+from tests.tui.conftest import SIZE, heard, loaded, open_screen, wait_for
 from tests.tui.test_rollouts import open_rollouts, seed_rollout
 from tui.screens.jobs import JobsScreen
 from tui.screens.server import ServerScreen
@@ -53,11 +53,7 @@ def test_jobs_screen(fleet, make_app, snap_compare, redis_client: redis.Redis) -
     enqueue_step(redis_client, START, JobFunction.CREATE_SERVER, 3, "creating", record=False)
 
     async def ready(pilot) -> None:
-        await loaded(pilot)
-        await pilot.press("j")
-        screen = pilot.app.screen
-        assert isinstance(screen, JobsScreen)
-        await wait_for(pilot, lambda: screen.loads >= 1)
+        await open_screen(pilot, "j", JobsScreen)
         await pilot.pause()
 
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=ready)

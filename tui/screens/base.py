@@ -15,12 +15,14 @@ from typing import ClassVar, Generic, NamedTuple, Protocol, TypeVar, runtime_che
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
-from tui.backend import Backend, classify
+from tui.backend import Backend, classify, describe_error
 from tui.cells import Row
 from tui.messages import ActionRequested, ConnectionChanged, ConnectionReport
+from tui.screens.confirm import ConfirmChoice
 from tui.state import Connections, Session
 from tui.widgets import ConnectionBanner
 
@@ -143,6 +145,36 @@ class RachelScreen(Screen[None]):
         """This screen's entries for the command palette."""
         return []
 
+    # -- the screens' own actions (not the server actions: the app runs those) ----------
+
+    def ask_first(self, question: str, body: str, verb: str, run: Callable[[], object]) -> None:
+        """Ask `question` (what happens: `body`); `y` calls `run`, else `verb` is cancelled.
+
+        Refused in read-only mode (the key is not offered there; the palette leaves it out).
+        """
+        if self.session.readonly:
+            self.notify("read-only mode: actions are disabled", severity="warning")
+            return
+
+        def confirmed(ok: bool | None) -> None:
+            if ok:
+                run()
+            else:
+                self.notify(f"{verb} cancelled")
+
+        self.app.push_screen(ConfirmChoice(question, body), confirmed)
+
+    def report_outcome(self, verb: str, act: Callable[[], str]) -> None:
+        """Call `act` (in a thread worker): notify its message, or why it was refused; reload."""
+        app = self.app
+        severity: SeverityLevel = "information"
+        try:
+            message = act()
+        except Exception as exc:
+            message, severity = f"{verb} refused: {describe_error(exc)}", "error"
+        app.call_from_thread(self.notify, message, title=verb, severity=severity, timeout=8)
+        app.call_from_thread(self.reload)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # Read-only: not offered at all (False, not None): footer and help leave it out.
         return not (action in self.WRITE_ACTIONS and self.session.readonly)
@@ -178,14 +210,25 @@ class ServerActionsScreen(RachelScreen):
 
 
 class LoadingScreen(RachelScreen, Generic[DataT]):
-    """A screen that reads its data in a thread worker, then shows it on the UI thread."""
+    """A screen that reads its data in a thread worker, then shows it on the UI thread.
+
+    It reads when it opens, then every `RELOAD_SECONDS` if set, and when asked.
+    """
 
     #: The connection blamed when a load fails without saying which.
     LOAD_NEEDS: ClassVar[str] = "database"
+    #: Seconds between reads while the screen is open (None: at open and when asked only).
+    RELOAD_SECONDS: ClassVar[float | None] = None
 
     def __init__(self) -> None:
         super().__init__()
         self.loads = 0  # completed loads (tests wait on it)
+
+    def on_mount(self) -> None:
+        # Textual runs this after a subclass's on_mount: its tables have their columns.
+        if self.RELOAD_SECONDS is not None:
+            self.set_interval(self.RELOAD_SECONDS, self.reload)
+        self.reload()
 
     def load(self) -> DataT:
         """Read the data (in a worker thread: blocking is fine, widgets are not)."""

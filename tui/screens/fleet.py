@@ -21,6 +21,7 @@ from tui.messages import ActionsFinished, ConnectionChanged, ServersChanged
 from tui.model import FleetModel, TableDiff
 from tui.screens.base import PaletteCommand, ServerActionsScreen
 from tui.screens.jobs import JobsScreen
+from tui.screens.pool import PoolScreen
 from tui.screens.rollouts import RolloutsScreen
 from tui.screens.server import ServerScreen
 from tui.state import KINDS
@@ -36,13 +37,14 @@ FILTER_ACTIONS = frozenset({"clear"})
 
 
 class FleetScreen(ServerActionsScreen):
-    """One row per server; `enter` opens it, `j` shows the job queues."""
+    """One row per server; `enter` opens it, `j` `o` `p`: the jobs, rollouts, pool screens."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         # The footer lists keys in this order and cuts what does not fit (80
         # columns): `j` first, after the base screen's `q` and `?`.
         Binding("j", "jobs", "Jobs"),
         Binding("o", "rollouts", "Rollouts"),
+        Binding("p", "pool", "Pool"),
         Binding("enter", "open", "Open", show=False),
         # Priority: the app runs it as it reads the key, before it routes the next
         # keys (a paste, tmux send-keys), so those reach the filter, not the table.
@@ -356,6 +358,9 @@ class FleetScreen(ServerActionsScreen):
     def action_rollouts(self) -> None:
         self.app.push_screen(RolloutsScreen())
 
+    def action_pool(self) -> None:
+        self.app.push_screen(PoolScreen())
+
     def palette_commands(self) -> list[PaletteCommand]:
         """Every fleet action, for the command palette."""
         commands = [
@@ -382,6 +387,12 @@ class FleetScreen(ServerActionsScreen):
                 "Rollouts screen",
                 "o: the release rollout, its waves and servers; pause, abort, roll back",
                 self.action_rollouts,
+                False,
+            ),
+            PaletteCommand(
+                "Pool & images screen",
+                "p: the warm pool's places, targets and servers, the images, their cost; refill",
+                self.action_pool,
                 False,
             ),
             PaletteCommand("Filter", "/: text or status:failed terms", self.action_filter, False),

@@ -59,6 +59,7 @@ class JobsScreen(LoadingScreen[JobsData]):
 
     WRITE_ACTIONS = frozenset({"requeue"})
     LOAD_NEEDS = "redis"
+    RELOAD_SECONDS = REFRESH_SECONDS
 
     def __init__(self) -> None:
         super().__init__()
@@ -122,8 +123,6 @@ class JobsScreen(LoadingScreen[JobsData]):
         failed = self.query_one("#jobs-failed", DataTable)
         add_columns(failed, ("JOB", 44), ("QUEUE", 15), ("SERVER", 7), ("STEP", 18), ("ENDED", 20))
         failed.focus()
-        self.set_interval(REFRESH_SECONDS, self.reload)
-        self.reload()
 
     def load(self) -> JobsData:
         ops = self.backend.operations

@@ -17,10 +17,9 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Label, Static
+from textual.widgets import DataTable, Static
 
-from tui.backend import describe_error
-from tui.cells import Cell, timestamp
+from tui.cells import timestamp
 from tui.messages import ServersChanged
 from tui.rollout_reads import RolloutsData
 from tui.rollout_view import (
@@ -36,9 +35,8 @@ from tui.rollout_view import (
     wave_progress,
 )
 from tui.screens.base import LoadingScreen, PaletteCommand
-from tui.screens.confirm import ConfirmChoice
 from tui.screens.server import ServerScreen
-from tui.widgets import add_columns, to_text
+from tui.widgets import add_columns, fill_table, titled_table
 
 #: How often the screen reads the rollout again (fleet-level steps publish no live message).
 REFRESH_SECONDS = 2.0
@@ -55,20 +53,6 @@ ROLLOUT_ACTIONS: dict[str, tuple[str, str]] = {
 ABORT_REASON = "from the TUI"
 
 
-def _fill(table: DataTable[Text], rows: list[tuple[str, list[Cell]]], empty: str) -> None:
-    """Replace `table`'s rows (keyed), keeping the cursor on the row it was on."""
-    selected = None
-    if table.row_count and table.cursor_row < table.row_count:
-        selected = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-    table.clear()
-    for key, cells in rows:
-        table.add_row(*(to_text(c) for c in cells), key=key)
-    if not rows:
-        table.add_row(Text(empty, style="dim"), *[Text("")] * (len(table.columns) - 1))
-    elif selected is not None and selected in table.rows:
-        table.move_cursor(row=table.get_row_index(selected), scroll=False)
-
-
 class RolloutsScreen(LoadingScreen[RolloutsData]):
     """The newest rollout, live; the recent rollouts and the releases."""
 
@@ -83,6 +67,7 @@ class RolloutsScreen(LoadingScreen[RolloutsData]):
     ]
 
     WRITE_ACTIONS = frozenset(ROLLOUT_ACTIONS)
+    RELOAD_SECONDS = REFRESH_SECONDS
 
     def __init__(self) -> None:
         super().__init__()
@@ -90,18 +75,16 @@ class RolloutsScreen(LoadingScreen[RolloutsData]):
 
     def compose_body(self) -> ComposeResult:
         yield Static("rollouts: loading…", id="rollout-head")
-        yield Label("Waves", classes="section")
-        yield DataTable(id="rollout-waves", cursor_type="none")
-        yield Label("Servers, in rollout order (enter opens one)", classes="section")
-        yield DataTable(id="rollout-targets", cursor_type="row", zebra_stripes=True)
+        yield from titled_table("Waves", "rollout-waves")
+        yield from titled_table(
+            "Servers, in rollout order (enter opens one)", "rollout-targets", rows=True
+        )
         yield Static("", id="rollout-steps")
         with Horizontal(id="rollout-bottom"):
             with Vertical(id="rollout-recent-box"):
-                yield Label("Recent rollouts", classes="section")
-                yield DataTable(id="rollout-recent", cursor_type="none")
+                yield from titled_table("Recent rollouts", "rollout-recent")
             with Vertical():
-                yield Label("Releases (* the fleet's current one)", classes="section")
-                yield DataTable(id="rollout-releases", cursor_type="none")
+                yield from titled_table("Releases (* the fleet's current one)", "rollout-releases")
 
     def on_mount(self) -> None:
         add_columns(
@@ -140,9 +123,7 @@ class RolloutsScreen(LoadingScreen[RolloutsData]):
             ("NOTES", 30),
         )
         targets.focus()
-        self.set_interval(REFRESH_SECONDS, self.reload)
         self.set_interval(TICK_SECONDS, self._show_head)
-        self.reload()
 
     # -- loading and showing -----------------------------------------------------
 
@@ -160,12 +141,12 @@ class RolloutsScreen(LoadingScreen[RolloutsData]):
         rollout = data.rollout
         if before is None or (before.rollout, before.targets) != (rollout, data.targets):
             waves = wave_progress(rollout, data.targets) if rollout else []
-            _fill(
+            fill_table(
                 self.query_one("#rollout-waves", DataTable),
                 [(str(w.wave), wave_cells(w)) for w in waves],
                 "no wave",
             )
-            _fill(
+            fill_table(
                 self.query_one("#rollout-targets", DataTable),
                 [(str(t.server_id), target_cells(t)) for t in data.targets],
                 "no server" if rollout else "no rollout yet",
@@ -179,13 +160,13 @@ class RolloutsScreen(LoadingScreen[RolloutsData]):
             ]
             self.query_one("#rollout-steps", Static).update(Text("\n").join(lines))
         if before is None or before.recent != data.recent:
-            _fill(
+            fill_table(
                 self.query_one("#rollout-recent", DataTable),
                 [(str(r.id), rollout_cells(r)) for r in data.recent],
                 "no rollout yet",
             )
         if before is None or before.releases != data.releases:
-            _fill(
+            fill_table(
                 self.query_one("#rollout-releases", DataTable),
                 [(r.commit, release_cells(r)) for r in data.releases],
                 "no release yet",
@@ -218,40 +199,24 @@ class RolloutsScreen(LoadingScreen[RolloutsData]):
 
     def _ask(self, action: str) -> None:
         """Confirm `action` with the operator, then run it."""
-        if self.session.readonly:
-            self.notify("read-only mode: actions are disabled", severity="warning")
-            return
+        verb = ROLLOUT_ACTIONS[action][0]
         if self.data is None:
             self.notify("rollouts not loaded yet", severity="warning")
             return
         rollout = self.data.rollout
         if rollout is None:
-            verb = ROLLOUT_ACTIONS[action][0]
             self.notify(f"no rollout yet: nothing to {verb}", severity="warning")
             return
         question, body = confirmation(action, rollout, self.data.targets)
-        verb = ROLLOUT_ACTIONS[action][0]
-
-        def confirmed(ok: bool | None) -> None:
-            if ok:
-                self._run(action)
-            else:
-                self.notify(f"{verb} cancelled")
-
-        self.app.push_screen(ConfirmChoice(question, body), confirmed)
+        self.ask_first(question, body, verb, lambda: self._run(action))
 
     @work(thread=True, group="rollout-action", exit_on_error=False)
     def _run(self, action: str) -> None:
         """Call the CLI's function for `action`; report the outcome or the refusal."""
-        app, verb = self.app, ROLLOUT_ACTIONS[action][0]
         reason = ABORT_REASON if action == "abort" else None
-        try:
-            message = self.backend.run_rollout_action(action, reason)
-            severity = "information"
-        except Exception as exc:
-            message, severity = f"{verb} refused: {describe_error(exc)}", "error"
-        app.call_from_thread(self.notify, message, title=verb, severity=severity, timeout=8)
-        app.call_from_thread(self.reload)
+        self.report_outcome(
+            ROLLOUT_ACTIONS[action][0], lambda: self.backend.run_rollout_action(action, reason)
+        )
 
     def action_pause(self) -> None:
         self._ask("pause")

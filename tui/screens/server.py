@@ -79,7 +79,6 @@ class ServerScreen(ServerActionsScreen, LoadingScreen[ServerDetail | None]):
             ("STATUS", 18),
             ("MESSAGE", 80),
         )
-        self.reload()
 
     def load(self) -> ServerDetail | None:
         return self.backend.load_server(self.server_id)
