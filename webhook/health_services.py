@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
 
@@ -154,7 +154,15 @@ def restart(ctx: WebContext, server_id: int) -> Restarted:
             publish=lambda payload: publish(ctx.redis, payload),
         )
     return Restarted(
-        server_id=server_id, service=ServiceStatus(**asdict(state), running=state.running)
+        server_id=server_id,
+        service=ServiceStatus(
+            active=state.active,
+            sub=state.sub,
+            restarts=state.restarts,
+            result=state.result,
+            exit_status=state.exit_status,
+            running=state.running,
+        ),
     )
 
 
