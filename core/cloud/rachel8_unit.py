@@ -92,8 +92,9 @@ def parse_show(text: str) -> ServiceState:
     )
 
 
-def show_command(unit: str) -> str:
-    properties = " ".join(f"-p {name}" for name in vps.SERVICE_PROPERTIES)
+def show_command(unit: str, *extra: str) -> str:
+    """`systemctl show` of `SERVICE_PROPERTIES` and the `extra` properties (e.g. MainPID)."""
+    properties = " ".join(f"-p {name}" for name in (*vps.SERVICE_PROPERTIES, *extra))
     return f"systemctl show {unit} {properties}"
 
 
@@ -227,7 +228,7 @@ def wait_serving(
             when the unit is down, crash-looping or was restarted automatically.
     """
     deadline = time.monotonic() + within
-    command = f"{show_command(unit)} -p MainPID"
+    command = show_command(unit, "MainPID")
     journal = f"journalctl -u {unit} -n {_JOURNAL_LINES} -o short --no-pager"
     client = connect(target, timeout)
     try:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import paramiko
 
 from core.cloud import vps_contract as vps
-from core.cloud.rachel8_unit import ServiceState, parse_show
+from core.cloud.rachel8_unit import ServiceState, parse_show, show_command
 from core.cloud.ssh import SSHError, Target, connect, run
 from core.security.redaction import MASK, redact
 
@@ -87,11 +87,6 @@ class Diagnosis:
     problems: list[str] = field(default_factory=list)
 
 
-def _show(unit: str) -> str:
-    properties = " ".join(f"-p {name}" for name in vps.SERVICE_PROPERTIES)
-    return f"systemctl show {unit} {properties}"
-
-
 def _session(target: Target, timeout: float) -> paramiko.SSHClient:
     return connect(target, timeout)
 
@@ -121,7 +116,7 @@ def probe(target: Target, timeout: float) -> Probe:
     except SSHError as exc:
         return Probe(reachable=False, error=f"{exc.code}: {exc.message}")
     try:
-        status, out, err = run(client, _show(vps.SERVICE_UNIT), timeout)
+        status, out, err = run(client, show_command(vps.SERVICE_UNIT, "MainPID"), timeout)
         try:
             service = parse_show(out) if status == 0 else None
             problem = None if status == 0 else f"systemctl show exited {status}: {err or out}"
@@ -181,7 +176,9 @@ def restart_service(target: Target, timeout: float) -> ServiceState:
             `service_failed` (systemctl failed), `vps_contract` (unreadable state).
     """
     unit = vps.SERVICE_UNIT
-    command = f"systemctl reset-failed {unit}; systemctl restart {unit}; {_show(unit)}"
+    command = (
+        f"systemctl reset-failed {unit}; systemctl restart {unit}; {show_command(unit, 'MainPID')}"
+    )
     out = _run_checked(target, command, timeout, f"restarting {unit}")
     try:
         return parse_show(out)
@@ -307,7 +304,7 @@ def diagnose(
         return out
 
     try:
-        show = read("Rachel8 unit", _show(vps.SERVICE_UNIT))
+        show = read("Rachel8 unit", show_command(vps.SERVICE_UNIT, "MainPID"))
         try:
             service: ServiceState | None = parse_show(show) if show else None
         except ValueError as exc:

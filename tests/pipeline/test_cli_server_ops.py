@@ -79,6 +79,7 @@ def test_logs_restart_and_diagnose_a_ready_server(
     found = json.loads(_ok(cli("server", "diagnose", str(server.id), "--json", "-n", "5")))
     assert found["server_id"] == server.id
     assert found["service"]["running"] is True
+    assert found["service"]["main_pid"].isdigit() and found["service"]["main_pid"] != "0"
     assert found["commit"] == server.rachel8_commit
     assert set(found["versions"]) == {"bun", "claude_code"}
     assert 1 <= len(found["journal"]) <= 5
