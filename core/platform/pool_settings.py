@@ -58,6 +58,11 @@ class PoolPlace:
     minimum: int | None = None  # None: RACHEL_POOL_MIN
     maximum: int | None = None  # None: RACHEL_POOL_MAX
 
+    def __str__(self) -> str:
+        """As written in RACHEL_POOL_PLACES: `fsn1/cx23` or `fsn1/cx23=1..5`."""
+        where = f"{self.location}/{self.server_type}"
+        return where if self.minimum is None else f"{where}={self.minimum}..{self.maximum}"
+
 
 def _bounds(text: str, item: str) -> tuple[int, int]:
     low, sep, high = text.partition("..")

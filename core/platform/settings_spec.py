@@ -226,7 +226,7 @@ class DeclaredSettings:
             elif spec.secret:
                 shown = "(set, hidden)"
             elif isinstance(value, tuple):
-                shown = ",".join(value)
+                shown = ",".join(map(str, value))
             elif spec.parse in (parse_duration, parse_period):
                 # As written in settings (`10m`), whether set or the default, not 600.0.
                 shown = format_duration(value)

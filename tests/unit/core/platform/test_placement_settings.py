@@ -55,3 +55,8 @@ def test_a_location_of_an_unknown_zone_is_accepted() -> None:
     # A location Hetzner opened since: its zone cannot be checked, so it is not refused.
     assert load(RACHEL_LOCATION="fsn1,xyz1").locations == ("fsn1", "xyz1")
     assert network_zone("xyz1") is None and network_zone("hel1") == "eu-central"
+
+
+def test_pool_places_are_shown_as_written() -> None:
+    s = load(RACHEL_POOL_PLACES="fsn1/cx23=1..3, NBG1/cx23")
+    assert dict(s.describe())["RACHEL_POOL_PLACES"] == "fsn1/cx23=1..3,nbg1/cx23"
