@@ -17,10 +17,10 @@ import redis
 from core.cloud.cloudinit import CloudConfigInput, Rachel8Install, callback_url, render
 from core.cloud.cloudinit_image import render_from_image
 from core.cloud.provider import CreateSpec, HetznerError
-from core.domain import pool_store
+from core.domain import image_store, pool_store
 from core.domain.callbacks import hash_token, issue_token
 from core.domain.image_store import is_snapshot, starting_image
-from core.domain.lifecycle import Status, transition
+from core.domain.lifecycle import Status, record_event, transition
 from core.domain.releases import current_commit
 from core.platform.logs import server_logger
 from core.security.crypto import generate_ssh_keypair
@@ -190,6 +190,10 @@ def create_server(server_id: int) -> str:
                 refresh=lambda: project_objects(ctx),
             )
         except HetznerError as exc:
+            if exc.image_refused and image_store.forget_refused(
+                server.image, exc.message, "system"
+            ):
+                exc = _image_gone(ctx, server, exc)
             return retry_or_fail(ctx, server, Status.CREATING, exc, _requeue(ctx, server))
         if placed is None:
             slog.info("the server left creating meanwhile; no VPS created")
@@ -234,6 +238,26 @@ def create_server(server_id: int) -> str:
             extra_args=(server.attempt,),
         )
         return f"{verb} {provider.id}"  # the transition logged it
+
+
+def _image_gone(ctx: JobContext, server: Server, exc: HetznerError) -> HetznerError:
+    """The server's image is gone: its next try creates from another (nothing was created).
+
+    Returns:
+        The error to retry on: transient now, since another image will be tried.
+    """
+    image = server.image
+    Server.update(create_requested_at=None).where(
+        (Server.id == server.id) & (Server.status == Status.CREATING.value)
+    ).execute()
+    record_event(
+        server.id,
+        "image",
+        f"Hetzner refused image {image} ({exc.message}); it is marked deleted and the next "
+        "try creates from the next image, or the stock image",
+        clock=ctx.clock,
+    )
+    return HetznerError(f"image {image} refused: {exc.message}", code="image_gone", transient=True)
 
 
 def _claim_from_pool(ctx: JobContext, server: Server) -> str | None:

@@ -35,7 +35,7 @@ import redis
 from core.cloud.cloudinit import CloudConfigInput, Rachel8Install, render
 from core.cloud.cloudinit_image import render_from_image
 from core.cloud.provider import HetznerError
-from core.domain import pool_store
+from core.domain import image_store, pool_store
 from core.domain.callbacks import hash_token
 from core.domain.image_store import is_snapshot, starting_image
 from core.domain.pool import (
@@ -243,6 +243,8 @@ def _create(
         )
     except HetznerError as exc:
         summary.errors += 1
+        if exc.image_refused:
+            image_store.forget_refused(image, exc.message, "system", ctx.clock)  # next: another
         with connection():
             pool_store.mark_recycling(row.id, f"create refused: {exc}", "system", ctx.clock)
         log.error("pool server %s: create at %s/%s refused (%s); recycled, the pool stays "

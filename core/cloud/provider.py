@@ -47,6 +47,7 @@ class HetznerError(RachelError):
             `network_error` when the API could not be reached.
         transient: whether a retry later may succeed.
         retry_after: seconds the API asked us to wait, when it said.
+        fields: the request's fields an `invalid_input` names (`image`, ...).
     """
 
     code = "hetzner_error"
@@ -59,9 +60,16 @@ class HetznerError(RachelError):
         transient: bool,
         correlation_id: str | None = None,
         retry_after: float | None = None,
+        fields: tuple[str, ...] = (),
     ) -> None:
         super().__init__(message, code=code, transient=transient, correlation_id=correlation_id)
         self.retry_after = retry_after
+        self.fields = fields
+
+    @property
+    def image_refused(self) -> bool:
+        """Hetzner refused the request's image: it does not exist (any more) or does not fit."""
+        return self.code == "invalid_input" and "image" in self.fields
 
 
 #: What Hetzner answers a create when the location has no room for the server type.
@@ -83,11 +91,19 @@ def translate(exc: APIException, operation: str) -> HetznerError:
     transient = code in TRANSIENT_CODES or (code.isdigit() and int(code) >= 500)
     where = f" (correlation id {exc.correlation_id})" if exc.correlation_id else ""
     kind = CapacityError if code in CAPACITY_CODES else HetznerError
+    details = exc.details if isinstance(exc.details, dict) else {}
+    named = details.get("fields")
+    fields = tuple(
+        str(f["name"])
+        for f in (named if isinstance(named, list) else [])
+        if isinstance(f, dict) and f.get("name")
+    )
     return kind(
         f"{operation}: {code}: {exc.message}{where}",
         code=code,
         transient=transient,
         correlation_id=exc.correlation_id,
+        fields=fields,
     )
 
 

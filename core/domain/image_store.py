@@ -63,6 +63,24 @@ def starting_image(stock: str, commit: str, enabled: bool) -> str:
     return str(found.provider_image_id) if found is not None else stock
 
 
+def forget_refused(image: str, why: str, actor: str, clock: Clock = SYSTEM_CLOCK) -> bool:
+    """Hetzner refused `image` (a snapshot's id) for a create: its available row is
+    marked deleted, so that creates take the next image (the stock image without one).
+
+    A snapshot deleted by hand, or gone with its project, would otherwise fail
+    every deploy and every pool refill. Returns whether a row was marked.
+    """
+    if not is_snapshot(image):
+        return False
+    with connection():
+        row = Image.get_or_none(
+            (Image.provider_image_id == int(image)) & (Image.state == ImageState.AVAILABLE.value)
+        )
+    if row is None:
+        return False
+    return mark_deleted(row.id, f"Hetzner refused it for a create: {why}", actor, clock)
+
+
 def is_snapshot(image: str) -> bool:
     """Whether a server's `image` names one of our snapshots (an id) or a stock image."""
     return image.isdigit()

@@ -16,7 +16,7 @@ import pytest
 from core.domain.images import LABEL_BUN, LABEL_CLAUDE_CODE, LABEL_COMMIT, ImageState
 from core.domain.lifecycle import Status
 from core.platform.runs import RunSummary
-from core.store.models import Image, Server
+from core.store.models import Event, Image, Server
 from jobs import operator
 from jobs.image_build import ImageBuildError, run_build
 from jobs.images import check, request_build
@@ -145,3 +145,16 @@ def test_the_check_builds_for_a_release_without_an_image(stack: Stack) -> None:
     again = RunSummary("images")
     check(stack.ctx, again)
     assert again.acted["build"] == 0
+
+
+def test_a_snapshot_deleted_behind_our_back_falls_back_to_the_stock_image(stack: Stack) -> None:
+    image = _build(stack)
+    assert stack.ctx.hetzner.delete_image(image.provider_image_id or 0)  # by hand, say
+    served = _deploy(stack)  # the first create is refused; the retry takes the stock image
+    assert served.image == stack.settings.image
+    machine = stack.sim.vps(served.provider_id or 0)
+    assert machine is not None and not machine.from_image
+    gone = Image.get_by_id(image.id)
+    assert gone.state == ImageState.DELETED and "refused" in (gone.reason or "")
+    messages = [e.message for e in Event.select().where(Event.server == served.id)]
+    assert any(f"Hetzner refused image {image.provider_image_id}" in m for m in messages)

@@ -15,11 +15,12 @@ import pytest
 
 from core.domain import releases
 from core.domain.deploys import request_deploy
+from core.domain.images import ImageState
 from core.domain.lifecycle import Status
 from core.domain.pool import LABEL_POOL, PoolState
 from core.domain.pool_metrics import collect_pool
 from core.platform.runs import RunSummary
-from core.store.models import Event, PoolServer, Server
+from core.store.models import Event, Image, PoolServer, Server
 from jobs import operator
 from jobs.context import JobContext, use_context
 from jobs.enqueue import POOL_REFILL_FLAG, request_refill, start_provisioning
@@ -173,3 +174,18 @@ def test_a_claim_after_a_refill_began_asks_for_a_pass_of_its_own(stack: Stack) -
     use_context(stack.ctx)
     refill_pool()  # clears the flag before it reads the pool
     assert request_refill(stack.redis) is not None
+
+
+def test_a_refill_refused_its_image_forgets_it_and_the_next_pass_uses_the_stock_one(
+    stack: Stack,
+) -> None:
+    images_on = replace(stack.ctx, settings=replace(stack.settings, images_enabled=True))
+    row = request_build(images_on, actor="operator:test", why="a test")
+    image = run_build(images_on, row.id, progress=lambda _line: None)
+    assert stack.ctx.hetzner.delete_image(image.provider_image_id or 0)  # by hand, say
+    refused = _refill(images_on)
+    assert (refused.errors, refused.acted["create"]) == (1, 0)
+    assert Image.get_by_id(image.id).state == ImageState.DELETED
+    assert _refill(images_on).acted["create"] == 1
+    _until("a warm pool server", lambda: PoolState.WARM in _states())
+    assert PoolServer.get(PoolServer.state == PoolState.WARM.value).image == stack.settings.image
