@@ -26,7 +26,7 @@ from core.cloud.provider import LABEL_ENV, LABEL_MANAGED, HetznerError, Provider
 from core.domain import pool_store
 from core.domain.image_store import live_views
 from core.domain.lifecycle import Status, allowed, record_event, transition
-from core.domain.pool import pool_row_of
+from core.domain.pool import pool_row_of, vanished
 from core.domain.reconcile import DbServer, Finding, Fix, Kind, Report, diff
 from core.domain.sweep import RESUME_STEP
 from core.platform.logs import server_logger
@@ -83,7 +83,16 @@ def run(ctx: JobContext, *, apply: bool, summary: RunSummary | None = None) -> R
     """Diff, note each finding, and fix the actionable ones when `apply`."""
     summary = summary if summary is not None else RunSummary("reconcile")
     report = snapshot(ctx)
+    with connection():
+        pooled = pool_store.live_views()  # before the listing (`core.domain.pool.vanished`)
     by_provider = {p.id: p for p in ctx.hetzner.list_managed()} if apply else {}
+    if apply:
+        for gone in vanished(pooled, set(by_provider)):
+            summary.found["pool_vanished"] += 1
+            summary.details.append(f"pool server {gone.id}: {gone.reason} -> recycle")
+            with connection():
+                if pool_store.mark_recycling(gone.id, gone.reason, "cron", ctx.clock):
+                    summary.acted["recycle"] += 1
     unresolved: list[Finding] = []
     with connection():
         for finding in report.findings:

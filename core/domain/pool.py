@@ -290,6 +290,20 @@ def plan(
     return PoolPlan(create=create, recycle=recycle)
 
 
+def vanished(servers: Sequence[PoolServerView], on_hetzner: set[int]) -> list[Recycle]:
+    """Pool servers whose VPS Hetzner no longer lists (deleted by hand, a lost project).
+
+    `servers` must be read before `on_hetzner` was listed: a row that recorded
+    its VPS then had it on Hetzner already. Such a server must never be
+    claimed (the deploy would wait on an address nobody answers): recycled.
+    """
+    return [
+        Recycle(s.id, f"its VPS {s.provider_id} is gone from Hetzner")
+        for s in servers
+        if s.state in IN_POOL and s.provider_id is not None and s.provider_id not in on_hetzner
+    ]
+
+
 def pool_finding(server: PoolServerView | None, provider_id: int) -> str | None:
     """Why a VPS labelled as pool server should go; None while the pool owns it.
 

@@ -21,7 +21,7 @@ from core.domain.pool import LABEL_POOL, PoolState
 from core.domain.pool_metrics import collect_pool
 from core.platform.runs import RunSummary
 from core.store.models import Event, Image, PoolServer, Server
-from jobs import operator
+from jobs import operator, reconcile
 from jobs.context import JobContext, use_context
 from jobs.enqueue import POOL_REFILL_FLAG, request_refill, start_provisioning
 from jobs.image_build import run_build
@@ -189,3 +189,19 @@ def test_a_refill_refused_its_image_forgets_it_and_the_next_pass_uses_the_stock_
     assert _refill(images_on).acted["create"] == 1
     _until("a warm pool server", lambda: PoolState.WARM in _states())
     assert PoolServer.get(PoolServer.state == PoolState.WARM.value).image == stack.settings.image
+
+
+def test_a_warm_server_whose_vps_vanished_is_recycled_by_the_reconciler(stack: Stack) -> None:
+    assert _refill(stack.ctx).acted["create"] == 1
+    _until("a warm pool server", lambda: _states() == [PoolState.WARM])
+    pooled = PoolServer.get(PoolServer.state == PoolState.WARM.value)
+    assert stack.ctx.hetzner.delete_server(pooled.provider_id or 0)  # by hand, say
+    _managed(stack)  # its delete finished
+    summary = RunSummary("reconcile")
+    reconcile.run(stack.ctx, apply=True, summary=summary)
+    assert (summary.found["pool_vanished"], summary.acted["recycle"]) == (1, 1)
+    gone = PoolServer.get_by_id(pooled.id)
+    assert gone.state == PoolState.RECYCLING and "gone from Hetzner" in (gone.reason or "")
+    # No longer warm, so never claimed; the next refill deletes it (a no-op on Hetzner).
+    assert _refill(stack.ctx).acted["delete"] == 1
+    assert PoolServer.get_by_id(pooled.id).state == PoolState.DELETED

@@ -22,6 +22,7 @@ from core.domain.pool import (
     refill_time,
     serving_size,
     target_size,
+    vanished,
 )
 from core.domain.reconcile import DbServer, Fix, Kind, diff
 from core.platform.pool_settings import PoolPlace, parse_pool_places, parse_prices
@@ -240,3 +241,15 @@ def test_pool_places_parse() -> None:
 def test_bad_pool_places_are_refused(text: str, error: str) -> None:
     with pytest.raises(ValueError, match=error):
         parse_pool_places(text)
+
+
+def test_pool_servers_whose_vps_vanished_are_recycled() -> None:
+    servers = [
+        pooled(1, provider_id=101),  # listed: kept
+        pooled(2, provider_id=102),  # gone: recycled
+        pooled(3, "booting", provider_id=103),  # gone while booting: recycled
+        pooled(4, "creating"),  # no VPS recorded yet (its create in flight): kept
+        pooled(5, "claimed", provider_id=105, server_id=9),  # its server's: the reconciler's
+        pooled(6, "recycling", provider_id=106),  # already going
+    ]
+    assert [r.id for r in vanished(servers, {101})] == [2, 3]
