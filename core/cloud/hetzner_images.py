@@ -76,7 +76,7 @@ class ImageOperations(ABC):
             HetznerError: the create was refused (`uniqueness_error` for a name in use).
         """
         response = self._call(
-            "create builder",
+            "create server (a builder or a pool server)",
             lambda: self.client.servers.create(
                 name=name,
                 server_type=ServerType(name=server_type),

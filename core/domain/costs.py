@@ -42,7 +42,13 @@ class IdleCost:
 
 def pool_idle_cost(servers: Iterable[PoolServerView], prices: Mapping[str, float]) -> IdleCost:
     """What the pool's billed servers cost (`prices`: EUR a month per server type)."""
-    billed = [s for s in servers if s.state in BILLED]
+    # A recycling row that never got a VPS (its create was refused) costs nothing; one
+    # still creating may have a VPS whose id is not recorded yet: counted.
+    billed = [
+        s
+        for s in servers
+        if s.state in BILLED and (s.provider_id is not None or s.state != PoolState.RECYCLING)
+    ]
     priced = [prices[s.server_type] for s in billed if s.server_type in prices]
     return IdleCost(len(billed), len(billed) - len(priced), sum(priced))
 

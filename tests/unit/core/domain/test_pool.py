@@ -181,8 +181,9 @@ def test_the_reconciler_knows_pool_servers_and_judges_a_claimed_one_as_its_serve
 
 def test_the_idle_cost_prices_billed_pool_servers_and_counts_the_unpriced() -> None:
     servers = [
-        pooled(1), pooled(2, "booting"), pooled(3, "recycling"),
+        pooled(1), pooled(2, "booting"), pooled(3, "recycling", provider_id=103),
         pooled(4, "claimed"), pooled(5, "deleted"), pooled(6, place=("fsn1", "cx53")),
+        pooled(7, "recycling"),  # its create was refused: nothing on Hetzner
     ]  # fmt: skip
     cost = pool_idle_cost(servers, {"cx23": 7.3})
     assert (cost.servers, cost.unpriced) == (4, 1)  # claimed: a customer's; deleted: gone
