@@ -137,7 +137,8 @@ class PoolSettings(DeclaredSettings):
         "0.95",
         "The share of deploys the pool aims to serve from warm servers: each place wants the "
         "fewest servers that serve it when deploys arrive at the recent rate (Poisson) and "
-        "each claim's replacement takes one refill time; higher costs more idle servers.",
+        "each claim's replacement takes one refill time; higher costs more idle servers "
+        "(0.5 to 0.999).",
         parse_float(0.5, 0.999),
     )
     pool_window_seconds: float = setting(

@@ -53,8 +53,9 @@ class ProvisioningSettings(DeclaredSettings):
     name_prefix: str = setting(
         "RACHEL_NAME_PREFIX",
         "rachel",
-        "Prefix of server names (`<prefix>-<server id>`); distinct per environment "
-        "sharing one Hetzner project.",
+        "Prefix of server names (`<prefix>-<server id>`; a server that claimed a warm pool "
+        "server keeps its `<prefix>-pool-<pool id>`); distinct per environment sharing one "
+        "Hetzner project.",
         parse_name,
     )
     firewall_name: str = setting(
