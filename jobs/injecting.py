@@ -175,11 +175,13 @@ def finalize(server_id: int) -> str:
             target = _target_or_fail(ctx, server)
             if target is None:
                 return "failed"
+            settle = ctx.settings.service_settle_seconds
             waited = (ctx.clock.now() - server.status_changed_at).total_seconds()
             try:
                 state, serves = wait_serving(
                     target,
-                    within=max(0.0, ctx.settings.service_settle_seconds - waited),
+                    # Within [0, settle] whatever the clocks say (the row's and this host's).
+                    within=min(settle, max(0.0, settle - waited)),
                     timeout=ctx.settings.inject_timeout_seconds,
                 )
             except SSHError as exc:
